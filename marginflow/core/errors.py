@@ -1,0 +1,56 @@
+"""One exception hierarchy, rooted in :class:`MarginflowError`.
+
+Errors are part of the interface: the message texts live here and tests pin them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MarginflowError(Exception):
+    """Root of every error marginflow raises on purpose."""
+
+
+class ValidationError(MarginflowError, ValueError):
+    """A value failed validation; ``field`` names it and ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class NoSolutionError(MarginflowError, ValueError):
+    """A solver has no answer (for example an implied volatility outside the bounds)."""
+
+
+class ConfigurationError(MarginflowError):
+    """A model, version or setting that does not exist or does not fit."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    """One rejected input row: where it was, which field, and why.
+
+    ``line`` is 1-based and counts the header line, so it is the line a user sees in an
+    editor. ``raw`` keeps the input as it was, so nothing rejected is lost.
+    """
+
+    source: str
+    line: int
+    field: str
+    reason: str
+    raw: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.field}: {self.reason}"
+
+
+# Message texts shared by loaders and validators. Tests match on these.
+MSG_MISSING = "is missing"
+MSG_NOT_NUMBER = "is not a number: {value!r}"
+MSG_NOT_FINITE = "must be finite, got {value!r}"
+MSG_NOT_POSITIVE = "must be > 0, got {value!r}"
+MSG_NEGATIVE = "must be >= 0, got {value!r}"
+MSG_NOT_ONE_OF = "must be one of {choices}, got {value!r}"

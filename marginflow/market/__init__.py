@@ -1,0 +1,2 @@
+"""Market data containers: rate curves, dividends, implied-volatility surfaces.
+May import ``marginflow.core`` only."""

@@ -1,0 +1,1 @@
+"""Edges for people: REST API, web pages, persistence, authentication and audit."""
