@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from marginflow.core.errors import ValidationError
 from marginflow.core.ids import AccountId, MemberId
 
 
-class AccountType(str, Enum):
+class AccountType(StrEnum):
     HOUSE = "house"
     CLIENT = "client"
 

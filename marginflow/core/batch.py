@@ -120,7 +120,9 @@ class OptionBatch:
         return OptionBatch(**values)
 
 
-def _check(name: str, arr: FloatArray, *, positive: bool = False, nonnegative: bool = False) -> None:
+def _check(
+    name: str, arr: FloatArray, *, positive: bool = False, nonnegative: bool = False
+) -> None:
     bad = ~np.isfinite(arr)
     what = "finite"
     if positive:

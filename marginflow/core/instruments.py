@@ -14,28 +14,28 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 from marginflow.core.errors import ValidationError
 from marginflow.core.ids import InstrumentId, UnderlyingId
 
 
-class OptionKind(str, Enum):
+class OptionKind(StrEnum):
     CALL = "call"
     PUT = "put"
 
 
-class ExerciseStyle(str, Enum):
+class ExerciseStyle(StrEnum):
     EUROPEAN = "european"
     AMERICAN = "american"
 
 
-class Settlement(str, Enum):
+class Settlement(StrEnum):
     PHYSICAL = "physical"
     CASH = "cash"
 
 
-class UnderlyingKind(str, Enum):
+class UnderlyingKind(StrEnum):
     EQUITY = "equity"
     ETF = "etf"
     INDEX = "index"
