@@ -1,0 +1,137 @@
+"""``marginflow price``: price an option file; ``marginflow demo``: the embedded demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import numpy as np
+import typer
+
+from marginflow.cli.output import fail, report_failures, table
+from marginflow.core.errors import ValidationError
+from marginflow.io.option_csv import OptionFile, read_option_csv
+from marginflow.pricing.api import greeks, price
+
+GREEK_COLUMNS = ("delta", "gamma", "vega", "theta", "rho")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("price")(price_command)
+    app.command("demo")(demo_command)
+
+
+def price_command(
+    file: Annotated[Path, typer.Argument(help="CSV of options ('-' for standard input)")],
+    with_greeks: Annotated[
+        bool, typer.Option("--greeks", help="add delta, gamma, vega, theta, rho")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV")] = False,
+    rejects: Annotated[
+        Path | None, typer.Option(help="also write rejected rows with their reasons here")
+    ] = None,
+) -> None:
+    """Price every option of FILE and write the rows back with a price column.
+
+    Columns: kind (call|put), style (european|american), spot, strike, expiry_years,
+    rate, dividend_yield, vol (annualised). Invalid rows are named on standard error with
+    line, field and reason; the others are still priced; the exit status is then 2.
+    Units: vega per 1.00 vol, theta per year (-dV/dT), rho per 1.00 rate.
+    """
+    options = _load(file)
+    result = _price_columns(options, with_greeks)
+    try:
+        if as_json:
+            _write_json_lines(sys.stdout, options, result)
+        else:
+            _write_csv(sys.stdout, options, result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # a reader such as `head` stopped early: not an error
+        sys.stderr.close()
+        return
+    if rejects is not None:
+        _write_rejects(rejects, options)
+    if options.failures:
+        report_failures(options.failures)
+        raise typer.Exit(2)
+
+
+def demo_command() -> None:
+    """Price the bundled sample options and print them with their Greeks."""
+    sample = resources.files("marginflow.io").joinpath("samples/options.csv")
+    with resources.as_file(sample) as path:
+        options = _load(path)
+    cols = _price_columns(options, with_greeks=True)
+    raw = options.rows.raw
+    rows = [
+        (
+            r["kind"],
+            r["style"],
+            float(r["spot"]),
+            float(r["strike"]),
+            float(r["expiry_years"]),
+            float(cols["price"][i]),
+            float(cols["delta"][i]),
+            float(cols["vega"][i]) / 100.0,
+            r.get("note", ""),
+        )
+        for i, r in enumerate(raw)
+    ]
+    table(
+        "marginflow demo: sample options priced (BSM / ALO American)",
+        ("kind", "style", "spot", "strike", "T (y)", "price", "delta", "vega/1%", "note"),
+        rows,
+    )
+
+
+def _load(path: Path) -> OptionFile:
+    source = "<stdin>" if str(path) == "-" else str(path)
+    try:
+        if str(path) == "-":
+            return read_option_csv(sys.stdin, source=source)
+        with open(path, encoding="utf-8", newline="") as fh:
+            return read_option_csv(fh, source=source)
+    except FileNotFoundError:
+        fail(f"{source}: no such file")
+    except UnicodeDecodeError as exc:
+        fail(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except ValidationError as exc:
+        fail(str(exc))
+
+
+def _price_columns(options: OptionFile, with_greeks: bool) -> dict[str, np.ndarray]:
+    if not with_greeks:
+        return {"price": price(options.batch)}
+    g = greeks(options.batch)
+    return {"price": g.price, **{name: getattr(g, name) for name in GREEK_COLUMNS}}
+
+
+def _write_csv(out: TextIO, options: OptionFile, cols: dict[str, np.ndarray]) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    header = options.rows.header + [c for c in cols if c not in options.rows.header]
+    writer.writerow(header)
+    for i, raw in enumerate(options.rows.raw):
+        row = {**raw, **{name: repr(float(values[i])) for name, values in cols.items()}}
+        writer.writerow([row.get(h, "") for h in header])
+
+
+def _write_json_lines(out: TextIO, options: OptionFile, cols: dict[str, np.ndarray]) -> None:
+    parsed = options.rows.values
+    for i, raw in enumerate(options.rows.raw):
+        record: dict[str, object] = dict(raw)
+        record.update({name: values[i] for name, values in parsed.items()})
+        record["line"] = options.rows.lines[i]
+        record.update({name: float(values[i]) for name, values in cols.items()})
+        out.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+def _write_rejects(path: Path, options: OptionFile) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["source", "line", "field", "reason", "raw"])
+        for f in options.failures:
+            writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
