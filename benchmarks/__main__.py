@@ -1,0 +1,32 @@
+"""Run every benchmark in turn: ``python -m benchmarks`` (``--quick`` for smaller sizes)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+MODULES = ("pricing", "margin", "simm", "stream")
+QUICK_ARGS = {
+    "pricing": ["--n", "200000", "--sample", "500"],
+    "margin": ["--quick"],
+    "simm": ["--quick"],
+    "stream": ["--quick"],
+}
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv[1:]
+    status = 0
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            print(f"[skip] benchmarks.{name}: {exc}")
+            continue
+        print(f"\n=== benchmarks.{name} ===", flush=True)
+        status |= module.main(QUICK_ARGS.get(name, []) if quick else [])
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

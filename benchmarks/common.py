@@ -1,0 +1,49 @@
+"""Shared benchmark helpers: timing, peak memory, and a printed table."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` calls, in seconds (first call excluded as warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        table.add_row(*(_fmt(x) for x in r))
+    Console(width=160).print(table)
+
+
+def print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=2, default=float))
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        if x == 0 or 1e-3 <= abs(x) < 1e7:
+            return f"{x:,.4g}" if abs(x) < 100 else f"{x:,.0f}"
+        return f"{x:.3e}"
+    return str(x)
