@@ -133,4 +133,4 @@ def _check(
         what = "finite and >= 0"
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValidationError(name, f"must be {what}; index {i} is {arr[i]!r}")
+        raise ValidationError(name, f"must be {what}; index {i} is {float(arr[i])!r}")
