@@ -1,0 +1,217 @@
+"""Shared machinery of the scenario-grid margin models (SPAN, portfolio margin).
+
+Positions arrive as one sparse matrix, accounts × instruments (scipy.sparse, CSR
+preferred), holding signed contract counts: positive long, negative short. Grid models
+work per *(account, group)* pair, where a group is SPAN's combined commodity or portfolio
+margin's class (one underlying). :func:`group_positions` turns the stored positions into
+those pairs once, with a pairs × instruments aggregation matrix; after that every
+per-pair quantity is one sparse × dense product (:meth:`AccountGroups.aggregate`) or one
+``bincount`` (:meth:`AccountGroups.sum_positions`), never a Python loop over accounts.
+
+Sign conventions are the caller's: :func:`offset_sum` and :func:`top_positions` take
+*loss-positive* values (SPAN's risk-array convention); portfolio margin negates its P&L
+(profit-positive) before calling them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+
+from marginflow.core.errors import ValidationError
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AccountGroups:
+    """Stored positions grouped into (account, group) pairs.
+
+    Attributes
+    ----------
+    n_accounts, n_groups : int
+        Shape of the account and group index spaces.
+    pair_account, pair_group : int64[P]
+        The pairs, sorted by (account, group); only pairs with a stored position exist.
+    position_account, position_instrument, position_pair : int64[M]
+        For each stored (non-zero) position: its account, instrument and pair.
+    position_quantity : float64[M]
+        Its signed contract count.
+    aggregator : csr_matrix[P, N]
+        Row p holds the quantities of pair p's positions: ``aggregator @ v`` sums a
+        per-instrument, per-contract quantity ``v`` over each pair's positions.
+    """
+
+    n_accounts: int
+    n_groups: int
+    pair_account: IntArray
+    pair_group: IntArray
+    position_account: IntArray
+    position_instrument: IntArray
+    position_pair: IntArray
+    position_quantity: FloatArray
+    aggregator: sp.csr_matrix
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_account.shape[0])
+
+    @property
+    def pair_key(self) -> IntArray:
+        """``account * n_groups + group``, ascending: the order pairs are stored in."""
+        return self.pair_account * self.n_groups + self.pair_group
+
+    def aggregate(self, per_instrument: NDArray[Any]) -> FloatArray:
+        """Sum ``quantity × per_instrument[i]`` over each pair's positions.
+
+        ``per_instrument`` is float[N] or float[N, K] per one long contract; the result is
+        float64[P] or float64[P, K].
+        """
+        out = self.aggregator @ per_instrument
+        return np.asarray(out, dtype=np.float64)
+
+    def sum_positions(self, per_position: ArrayLike) -> FloatArray:
+        """Sum a value given per stored position (float[M]) over each pair (float64[P])."""
+        w = np.asarray(per_position, dtype=np.float64)
+        return np.bincount(self.position_pair, weights=w, minlength=self.n_pairs).astype(np.float64)
+
+    def sum_by_account(self, per_pair: ArrayLike) -> FloatArray:
+        """Sum a per-pair value (float[P]) over each account's pairs (float64[A])."""
+        w = np.asarray(per_pair, dtype=np.float64)
+        return np.bincount(self.pair_account, weights=w, minlength=self.n_accounts).astype(
+            np.float64
+        )
+
+    def find_pairs(self, account: ArrayLike, group: ArrayLike) -> IntArray:
+        """Pair index of each (account, group), or -1 where the account holds nothing there."""
+        key = np.asarray(account, dtype=np.int64) * self.n_groups + np.asarray(
+            group, dtype=np.int64
+        )
+        keys = self.pair_key
+        idx = np.searchsorted(keys, key)
+        idx_c = np.minimum(idx, max(keys.shape[0] - 1, 0))
+        found = (idx < keys.shape[0]) & (keys[idx_c] == key) if keys.shape[0] else idx < 0
+        return np.where(found, idx_c, -1).astype(np.int64)
+
+
+def as_positions(positions: Any, n_instruments: int) -> sp.csr_matrix:
+    """Positions as a canonical CSR matrix accounts × instruments (float64).
+
+    Accepts any scipy.sparse matrix or array, or a dense 2-D array, or a dense 1-D array
+    (one account). Duplicates are summed and explicit zeros dropped.
+    """
+    if sp.issparse(positions):
+        mat = sp.csr_matrix(positions, dtype=np.float64, copy=True)
+    else:
+        dense = np.asarray(positions, dtype=np.float64)
+        if dense.ndim == 1:
+            dense = dense[None, :]
+        if dense.ndim != 2:
+            raise ValidationError("positions", f"must be 1-D or 2-D, got {dense.ndim}-D")
+        mat = sp.csr_matrix(dense)
+    if mat.shape[1] != n_instruments:
+        raise ValidationError(
+            "positions",
+            f"has {mat.shape[1]} instrument columns, expected {n_instruments}",
+        )
+    mat.sum_duplicates()
+    if not np.isfinite(mat.data).all():
+        raise ValidationError("positions", "quantities must be finite")
+    mat.eliminate_zeros()
+    return mat
+
+
+def group_positions(
+    positions: sp.csr_matrix, instrument_group: IntArray, n_groups: int
+) -> AccountGroups:
+    """Group the stored positions of ``positions`` (canonical CSR, see :func:`as_positions`)
+    by (account, ``instrument_group[instrument]``)."""
+    n_accounts, n_instruments = positions.shape
+    counts = np.diff(positions.indptr)
+    account = np.repeat(np.arange(n_accounts, dtype=np.int64), counts)
+    instrument = positions.indices.astype(np.int64)
+    quantity = positions.data.astype(np.float64)
+    key = account * n_groups + instrument_group[instrument]
+    unique_key, pair = np.unique(key, return_inverse=True)
+    pair = pair.astype(np.int64).ravel()
+    aggregator = sp.csr_matrix(
+        (quantity, (pair, instrument)), shape=(unique_key.shape[0], n_instruments)
+    )
+    return AccountGroups(
+        n_accounts=int(n_accounts),
+        n_groups=int(n_groups),
+        pair_account=(unique_key // n_groups).astype(np.int64),
+        pair_group=(unique_key % n_groups).astype(np.int64),
+        position_account=account,
+        position_instrument=instrument,
+        position_pair=pair,
+        position_quantity=quantity,
+        aggregator=aggregator,
+    )
+
+
+def offset_sum(
+    losses: FloatArray, member_of: IntArray, n_sets: int, credit_rate: FloatArray
+) -> FloatArray:
+    """Combine per-scenario losses of several pairs with partial credit for gains.
+
+    For each set q and scenario s: ``Σ max(L, 0) + rate_q × Σ min(L, 0)`` over the pairs
+    whose ``member_of`` is q (pairs with ``member_of == -1`` belong to no set). Losses
+    are positive (SPAN convention), so a gain in one leg offsets a loss in another at the
+    same scenario only to the fraction ``credit_rate``: CME's scanning-based spread, and
+    portfolio margin's offsets between classes of one product group.
+
+    ``losses`` is float[P, S]; returns float64[n_sets, S].
+    """
+    keep = member_of >= 0
+    rows = member_of[keep]
+    cols = np.flatnonzero(keep)
+    selector = sp.csr_matrix(
+        (np.ones(rows.shape[0]), (rows, cols)), shape=(n_sets, losses.shape[0])
+    )
+    gross_loss = np.asarray(selector @ np.maximum(losses, 0.0))
+    gross_gain = np.asarray(selector @ np.minimum(losses, 0.0))
+    return np.asarray(gross_loss + credit_rate[:, None] * gross_gain, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Contributors:
+    """The positions contributing most to each account's margin, largest first.
+
+    Rows are sorted by account, then by ``loss`` descending; at most ``top_n`` rows per
+    account. ``loss`` is in currency, positive for a loss, at the scenario (or valuation
+    point) that drives the position's group.
+    """
+
+    account: IntArray
+    instrument: IntArray
+    quantity: FloatArray
+    loss: FloatArray
+
+    def of_account(self, account: int) -> IntArray:
+        """Row indices of ``account``'s contributors."""
+        lo, hi = np.searchsorted(self.account, [account, account + 1])
+        return np.arange(lo, hi, dtype=np.int64)
+
+
+def top_positions(groups: AccountGroups, loss: FloatArray, top_n: int) -> Contributors:
+    """The ``top_n`` positions with the largest ``loss`` (float[M], per stored position)
+    in each account."""
+    if top_n < 0:
+        raise ValidationError("top_n", f"must be >= 0, got {top_n}")
+    order = np.lexsort((-loss, groups.position_account))
+    acc = groups.position_account[order]
+    first = np.searchsorted(acc, acc, side="left")
+    rank = np.arange(acc.shape[0]) - first
+    take = order[rank < top_n]
+    return Contributors(
+        account=groups.position_account[take],
+        instrument=groups.position_instrument[take],
+        quantity=groups.position_quantity[take],
+        loss=np.asarray(loss, dtype=np.float64)[take],
+    )

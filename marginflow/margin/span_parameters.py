@@ -1,0 +1,503 @@
+"""Parameters of the SPAN-style model: scenarios, combined commodities, spreads.
+
+Everything exchange-specific lives here as immutable values validated on construction,
+readable from plain data (a parsed TOML or JSON file) with :meth:`SpanParameters.from_mapping`
+and written back with :meth:`SpanParameters.to_mapping`. The model itself is in
+:mod:`marginflow.margin.span`, which documents what each parameter does.
+
+Example (TOML)::
+
+    nov_offset = "account"
+
+    [[commodities]]
+    name = "C"                      # corn
+    price_scan_range = 0.35         # $/bushel (CME quotes $1,750 per 5,000-bushel contract)
+    vol_scan_range = 0.04           # four vol points
+    delta_unit = 5000               # one futures contract per delta unit
+    scenarios = { extreme_multiple = 3.0, extreme_cover = 0.33 }
+
+    [[inter_spreads]]
+    name = "corn-soybeans"
+    credit_rate = 0.55
+    legs = [{ commodity = "C", ratio = 2, side = "A" }, { commodity = "S", ratio = 1, side = "B" }]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+from marginflow.core.errors import ValidationError
+from marginflow.margin.grid import IntArray
+
+MODEL_NAME = "span"
+NovOffset = Literal["account", "commodity"]
+SomBasis = Literal["all", "max_calls_puts"]
+InterMethod = Literal["delta", "scanning"]
+Side = Literal["A", "B"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpanScenarios:
+    """The risk scenarios of a combined commodity (SPAN uses 16).
+
+    ``price_fraction[s]`` moves the underlying by that fraction of the PSR (+ up);
+    ``vol_multiple[s]`` moves the volatility by that multiple of the VSR (+ up);
+    ``cover[s]`` in (0, 1] weights the scenario's loss (partial cover for extremes).
+    """
+
+    price_fraction: tuple[float, ...]
+    vol_multiple: tuple[float, ...]
+    cover: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.price_fraction)
+        if n == 0:
+            raise ValidationError("scenarios", "needs at least one scenario")
+        for name in ("vol_multiple", "cover"):
+            if len(getattr(self, name)) != n:
+                raise ValidationError(f"scenarios.{name}", f"needs {n} values (one per scenario)")
+        for name in ("price_fraction", "vol_multiple", "cover"):
+            for s, x in enumerate(getattr(self, name)):
+                if not math.isfinite(x):
+                    raise ValidationError(f"scenarios.{name}", f"scenario {s + 1} is {x!r}")
+        for s, c in enumerate(self.cover):
+            if not 0.0 < c <= 1.0:
+                raise ValidationError(
+                    "scenarios.cover", f"scenario {s + 1} is {c!r}, not in (0, 1]"
+                )
+
+    @classmethod
+    def standard(cls, *, extreme_multiple: float, extreme_cover: float) -> SpanScenarios:
+        """SPAN's 16 scenarios: price 0, ±1/3, ±2/3, ±3/3 of the PSR, each with vol up
+        then down (scenarios 1-14, full cover), then the two extreme moves
+        ``±extreme_multiple × PSR`` at unchanged vol, covered at ``extreme_cover``."""
+        price: list[float] = []
+        for k in (0, 1, -1, 2, -2, 3, -3):
+            price += [k / 3, k / 3]
+        if not (math.isfinite(extreme_multiple) and extreme_multiple > 0):
+            raise ValidationError("extreme_multiple", f"must be > 0, got {extreme_multiple!r}")
+        return cls(
+            price_fraction=(*price, extreme_multiple, -extreme_multiple),
+            vol_multiple=(1.0, -1.0) * 7 + (0.0, 0.0),
+            cover=(1.0,) * 14 + (extreme_cover, extreme_cover),
+        )
+
+    def __len__(self) -> int:
+        return len(self.price_fraction)
+
+    def paired(self) -> IntArray:
+        """For each scenario, the one with the same price move and cover and the opposite
+        vol move (itself if there is none): SPAN's pairing for the price-risk split."""
+        n = len(self)
+        out = np.arange(n, dtype=np.int64)
+        for s in range(n):
+            for t in range(n):
+                if (
+                    t != s
+                    and self.price_fraction[t] == self.price_fraction[s]
+                    and self.cover[t] == self.cover[s]
+                    and self.vol_multiple[t] == -self.vol_multiple[s]
+                    and self.vol_multiple[s] != 0.0
+                ):
+                    out[s] = t
+                    break
+        return out
+
+    def time_scenarios(self) -> IntArray:
+        """Scenarios with an unchanged price: their mean loss is SPAN's time risk."""
+        return np.flatnonzero(np.asarray(self.price_fraction) == 0.0).astype(np.int64)
+
+    def describe(self, s: int) -> str:
+        """Human-readable scenario ``s`` (0-based), e.g. ``"price -3/3 PSR, vol +1 VSR"``."""
+        p = _fraction_text(self.price_fraction[s])
+        v = _fraction_text(self.vol_multiple[s])
+        text = f"price {p} PSR, vol {v} VSR"
+        if self.cover[s] != 1.0:
+            text += f", cover {self.cover[s]:g}"
+        return text
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "price_fraction": list(self.price_fraction),
+            "vol_multiple": list(self.vol_multiple),
+            "cover": list(self.cover),
+        }
+
+
+def _fraction_text(x: float) -> str:
+    if x == 0:
+        return "0"
+    f = Fraction(x).limit_denominator(12)
+    if abs(float(f) - x) > 1e-12:
+        return f"{x:+g}"
+    if f.denominator == 3:
+        return f"{f.numerator:+d}/3"
+    return f"{float(f):+g}"
+
+
+@dataclass(frozen=True, slots=True)
+class IntraSpread:
+    """One tier pair of a commodity's intra-commodity spread priority list: one delta
+    unit long in ``tier_a`` against one short in ``tier_b`` (or the reverse), charged
+    ``charge`` (currency) per spread."""
+
+    tier_a: int
+    tier_b: int
+    charge: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpanCommodity:
+    """Parameters of one combined commodity (all contracts on one underlying).
+
+    Attributes
+    ----------
+    name : str
+        Its code, e.g. ``"ES"``.
+    price_scan_range : float
+        PSR, in price points of the underlying (CME quotes it per contract: divide by the
+        multiplier).
+    vol_scan_range : float
+        VSR: annualised vol points (0.04 = four points) or, when ``vol_scan_relative``, a
+        fraction of the current vol.
+    scenarios : SpanScenarios
+    n_tiers : int
+        Number of intra-commodity tiers; instruments carry a tier in ``[0, n_tiers)``.
+    intra_spreads : tuple[IntraSpread, ...]
+        Tier pairs in priority order.
+    intra_default_charge : float
+        Charge per spread for opposite deltas left across tiers after ``intra_spreads``.
+    spot_charges : tuple[tuple[int, float], ...]
+        ``(tier, charge per delta)`` for spot (delivery) month tiers.
+    short_option_minimum, short_option_minimum_fraction : float
+        Per short option contract: fixed currency amount plus fraction of notional.
+    som_basis : "all" | "max_calls_puts"
+    delta_unit : float
+        Underlying units per delta unit (a futures contract's multiplier, say).
+    """
+
+    name: str
+    price_scan_range: float
+    vol_scan_range: float
+    scenarios: SpanScenarios
+    vol_scan_relative: bool = False
+    n_tiers: int = 1
+    intra_spreads: tuple[IntraSpread, ...] = ()
+    intra_default_charge: float = 0.0
+    spot_charges: tuple[tuple[int, float], ...] = ()
+    short_option_minimum: float = 0.0
+    short_option_minimum_fraction: float = 0.0
+    som_basis: SomBasis = "all"
+    delta_unit: float = 1.0
+
+    def __post_init__(self) -> None:
+        where = f"commodities[{self.name}]"
+        if not self.name:
+            raise ValidationError("commodities.name", "must not be empty")
+        _nonneg(f"{where}.price_scan_range", self.price_scan_range)
+        _nonneg(f"{where}.vol_scan_range", self.vol_scan_range)
+        _nonneg(f"{where}.intra_default_charge", self.intra_default_charge)
+        _nonneg(f"{where}.short_option_minimum", self.short_option_minimum)
+        _nonneg(f"{where}.short_option_minimum_fraction", self.short_option_minimum_fraction)
+        if not (math.isfinite(self.delta_unit) and self.delta_unit > 0):
+            raise ValidationError(f"{where}.delta_unit", f"must be > 0, got {self.delta_unit!r}")
+        if self.n_tiers < 1:
+            raise ValidationError(f"{where}.n_tiers", f"must be >= 1, got {self.n_tiers!r}")
+        if self.som_basis not in ("all", "max_calls_puts"):
+            raise ValidationError(
+                f"{where}.som_basis", f"must be 'all' or 'max_calls_puts', got {self.som_basis!r}"
+            )
+        for k, spread in enumerate(self.intra_spreads):
+            for tier in (spread.tier_a, spread.tier_b):
+                self._check_tier(f"{where}.intra_spreads[{k}]", tier)
+            if spread.tier_a == spread.tier_b:
+                raise ValidationError(f"{where}.intra_spreads[{k}]", "needs two different tiers")
+            _nonneg(f"{where}.intra_spreads[{k}].charge", spread.charge)
+        for k, (tier, charge) in enumerate(self.spot_charges):
+            self._check_tier(f"{where}.spot_charges[{k}]", tier)
+            _nonneg(f"{where}.spot_charges[{k}].charge", charge)
+
+    def _check_tier(self, where: str, tier: int) -> None:
+        if not 0 <= tier < self.n_tiers:
+            raise ValidationError(f"{where}.tier", f"{tier!r} is not in [0, {self.n_tiers})")
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "price_scan_range": self.price_scan_range,
+            "vol_scan_range": self.vol_scan_range,
+            "vol_scan_relative": self.vol_scan_relative,
+            "scenarios": self.scenarios.to_mapping(),
+            "n_tiers": self.n_tiers,
+            "intra_spreads": [
+                {"tier_a": s.tier_a, "tier_b": s.tier_b, "charge": s.charge}
+                for s in self.intra_spreads
+            ],
+            "intra_default_charge": self.intra_default_charge,
+            "spot_charges": [{"tier": t, "charge": c} for t, c in self.spot_charges],
+            "short_option_minimum": self.short_option_minimum,
+            "short_option_minimum_fraction": self.short_option_minimum_fraction,
+            "som_basis": self.som_basis,
+            "delta_unit": self.delta_unit,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InterLeg:
+    """One leg of an inter-commodity spread: ``ratio`` delta units of ``commodity`` per
+    spread, on side A or B (A long against B short, or the reverse)."""
+
+    commodity: str
+    ratio: float = 1.0
+    side: Side = "A"
+
+
+@dataclass(frozen=True, slots=True)
+class InterSpread:
+    """An inter-commodity spread: legs, credit rate in [0, 1], method ("delta" or
+    "scanning", see the module docstring)."""
+
+    legs: tuple[InterLeg, ...]
+    credit_rate: float
+    method: InterMethod = "delta"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"inter_spreads[{self.name or '?'}]"
+        if len(self.legs) < 2:
+            raise ValidationError(f"{where}.legs", "needs at least two legs")
+        names = [leg.commodity for leg in self.legs]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"{where}.legs", f"repeat a commodity: {names}")
+        if not (math.isfinite(self.credit_rate) and 0.0 <= self.credit_rate <= 1.0):
+            raise ValidationError(
+                f"{where}.credit_rate", f"must be in [0, 1], got {self.credit_rate!r}"
+            )
+        if self.method not in ("delta", "scanning"):
+            raise ValidationError(
+                f"{where}.method", f"must be 'delta' or 'scanning', got {self.method!r}"
+            )
+        for leg in self.legs:
+            if not (math.isfinite(leg.ratio) and leg.ratio > 0):
+                raise ValidationError(
+                    f"{where}.legs[{leg.commodity}].ratio", f"must be > 0, got {leg.ratio!r}"
+                )
+            if leg.side not in ("A", "B"):
+                raise ValidationError(
+                    f"{where}.legs[{leg.commodity}].side", f"must be 'A' or 'B', got {leg.side!r}"
+                )
+        if self.method == "delta" and {leg.side for leg in self.legs} != {"A", "B"}:
+            raise ValidationError(
+                f"{where}.legs", "a delta spread needs legs on both sides A and B"
+            )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "credit_rate": self.credit_rate,
+            "method": self.method,
+            "legs": [
+                {"commodity": leg.commodity, "ratio": leg.ratio, "side": leg.side}
+                for leg in self.legs
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SpanParameters:
+    """Everything exchange-specific: the combined commodities (index = position in
+    ``commodities``), the inter-commodity spreads in priority order, and where net option
+    value may offset risk (``nov_offset``)."""
+
+    commodities: tuple[SpanCommodity, ...]
+    inter_spreads: tuple[InterSpread, ...] = ()
+    nov_offset: NovOffset = "account"
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.commodities:
+            raise ValidationError("commodities", "needs at least one combined commodity")
+        for i, c in enumerate(self.commodities):
+            if c.name in self._index:
+                raise ValidationError("commodities", f"name {c.name!r} appears twice")
+            self._index[c.name] = i
+        n_scen = len(self.commodities[0].scenarios)
+        for c in self.commodities:
+            if len(c.scenarios) != n_scen:
+                raise ValidationError(
+                    f"commodities[{c.name}].scenarios",
+                    f"has {len(c.scenarios)} scenarios; all commodities need {n_scen}",
+                )
+        if self.nov_offset not in ("account", "commodity"):
+            raise ValidationError(
+                "nov_offset", f"must be 'account' or 'commodity', got {self.nov_offset!r}"
+            )
+        in_scanning: set[str] = set()
+        in_any: dict[str, int] = {}
+        for spread in self.inter_spreads:
+            for leg in spread.legs:
+                if leg.commodity not in self._index:
+                    raise ValidationError(
+                        f"inter_spreads[{spread.name or '?'}].legs",
+                        f"unknown commodity {leg.commodity!r}",
+                    )
+                in_any[leg.commodity] = in_any.get(leg.commodity, 0) + 1
+                if spread.method == "scanning":
+                    in_scanning.add(leg.commodity)
+        for name in in_scanning:
+            if in_any[name] > 1:
+                raise ValidationError(
+                    "inter_spreads",
+                    f"commodity {name!r} is a leg of a scanning spread and of another spread",
+                )
+
+    @property
+    def n_scenarios(self) -> int:
+        return len(self.commodities[0].scenarios)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.commodities)
+
+    def index(self, name: str) -> int:
+        """Index of the commodity called ``name``."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise ValidationError("commodity", f"unknown combined commodity {name!r}") from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain dicts and lists (JSON/TOML-ready); :meth:`from_mapping` reads it back."""
+        return {
+            "model": MODEL_NAME,
+            "nov_offset": self.nov_offset,
+            "commodities": [c.to_mapping() for c in self.commodities],
+            "inter_spreads": [s.to_mapping() for s in self.inter_spreads],
+        }
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SpanParameters:
+        """Parameters from plain data (a parsed TOML or JSON file).
+
+        Each commodity's ``scenarios`` is either explicit (``price_fraction``,
+        ``vol_multiple``, ``cover`` lists) or ``{extreme_multiple, extreme_cover}`` for
+        SPAN's standard 16. Missing optional keys take the dataclass defaults.
+        """
+        commodities = tuple(
+            _commodity_from(c, i)
+            for i, c in enumerate(_list(data, "commodities", "", required=True))
+        )
+        spreads = tuple(
+            _spread_from(s, i)
+            for i, s in enumerate(_list(data, "inter_spreads", "", required=False))
+        )
+        return cls(
+            commodities=commodities,
+            inter_spreads=spreads,
+            nov_offset=str(data.get("nov_offset", "account")),  # type: ignore[arg-type]
+        )
+
+
+def _nonneg(where: str, x: float) -> None:
+    if not (math.isfinite(x) and x >= 0):
+        raise ValidationError(where, f"must be a finite number >= 0, got {x!r}")
+
+
+def _list(data: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
+    if key not in data:
+        if required:
+            raise ValidationError(f"{where}{key}", "is missing")
+        return []
+    value = data[key]
+    if not isinstance(value, list | tuple):
+        raise ValidationError(f"{where}{key}", f"must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _num(data: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
+    if key not in data:
+        if default is None:
+            raise ValidationError(f"{where}.{key}", "is missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{where}.{key}", f"is not a number: {value!r}")
+    return float(value)
+
+
+def _commodity_from(c: Any, i: int) -> SpanCommodity:
+    if not isinstance(c, Mapping):
+        raise ValidationError(f"commodities[{i}]", "must be a table")
+    where = f"commodities[{c.get('name', i)}]"
+    scen = c.get("scenarios")
+    if not isinstance(scen, Mapping):
+        raise ValidationError(f"{where}.scenarios", "is missing or not a table")
+    if "price_fraction" in scen:
+        scenarios = SpanScenarios(
+            price_fraction=tuple(
+                float(x) for x in _list(scen, "price_fraction", where, required=True)
+            ),
+            vol_multiple=tuple(float(x) for x in _list(scen, "vol_multiple", where, required=True)),
+            cover=tuple(float(x) for x in _list(scen, "cover", where, required=True)),
+        )
+    else:
+        scenarios = SpanScenarios.standard(
+            extreme_multiple=_num(scen, "extreme_multiple", f"{where}.scenarios"),
+            extreme_cover=_num(scen, "extreme_cover", f"{where}.scenarios"),
+        )
+    intra = tuple(
+        IntraSpread(
+            tier_a=int(_num(s, "tier_a", f"{where}.intra_spreads[{k}]")),
+            tier_b=int(_num(s, "tier_b", f"{where}.intra_spreads[{k}]")),
+            charge=_num(s, "charge", f"{where}.intra_spreads[{k}]"),
+        )
+        for k, s in enumerate(_list(c, "intra_spreads", f"{where}.", required=False))
+    )
+    spot = tuple(
+        (
+            int(_num(s, "tier", f"{where}.spot_charges[{k}]")),
+            _num(s, "charge", f"{where}.spot_charges[{k}]"),
+        )
+        for k, s in enumerate(_list(c, "spot_charges", f"{where}.", required=False))
+    )
+    return SpanCommodity(
+        name=str(c.get("name", "")),
+        price_scan_range=_num(c, "price_scan_range", where),
+        vol_scan_range=_num(c, "vol_scan_range", where, 0.0),
+        scenarios=scenarios,
+        vol_scan_relative=bool(c.get("vol_scan_relative", False)),
+        n_tiers=int(_num(c, "n_tiers", where, 1)),
+        intra_spreads=intra,
+        intra_default_charge=_num(c, "intra_default_charge", where, 0.0),
+        spot_charges=spot,
+        short_option_minimum=_num(c, "short_option_minimum", where, 0.0),
+        short_option_minimum_fraction=_num(c, "short_option_minimum_fraction", where, 0.0),
+        som_basis=str(c.get("som_basis", "all")),  # type: ignore[arg-type]
+        delta_unit=_num(c, "delta_unit", where, 1.0),
+    )
+
+
+def _spread_from(s: Any, i: int) -> InterSpread:
+    if not isinstance(s, Mapping):
+        raise ValidationError(f"inter_spreads[{i}]", "must be a table")
+    where = f"inter_spreads[{s.get('name', i)}]"
+    legs = tuple(
+        InterLeg(
+            commodity=str(leg.get("commodity", "")),
+            ratio=_num(leg, "ratio", f"{where}.legs[{k}]", 1.0),
+            side=str(leg.get("side", "A")),  # type: ignore[arg-type]
+        )
+        for k, leg in enumerate(_list(s, "legs", f"{where}.", required=True))
+    )
+    return InterSpread(
+        legs=legs,
+        credit_rate=_num(s, "credit_rate", where),
+        method=str(s.get("method", "delta")),  # type: ignore[arg-type]
+        name=str(s.get("name", "")),
+    )
