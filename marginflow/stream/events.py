@@ -1,0 +1,439 @@
+"""Versioned event schemas: every input and every result that travels on the log.
+
+Each event is an immutable :class:`msgspec.Struct` serialised as a MessagePack map with two
+envelope fields: ``type`` (the tag naming the event) and ``v`` (its schema version).
+Domain checks run in ``__post_init__``, so an event is valid whether it was built in code
+or decoded from bytes; a failure raises :class:`~marginflow.core.errors.ValidationError`
+naming the field and the reason.
+
+Conventions
+-----------
+* Times are integers, **nanoseconds since the Unix epoch, UTC** (``event_time``): exact,
+  cheap to compare, and fine enough to measure micro-batch latency.
+* Quantities are signed integers of contracts (options, futures) or shares (equities):
+  positive is long / a buy, negative short / a sell. Integers keep position sums exact, so a
+  replay and a batch recompute agree to the last unit.
+* Prices are per unit of the underlying (see :mod:`marginflow.core.instruments`);
+  volatilities are annualised, of log returns.
+* Results carry the input offsets they were computed from (``source_partition`` and
+  ``source_offset``, and ``market_offset`` for market data): the version by which results
+  are upserted idempotently and by which any result is traced to its inputs.
+
+Schema evolution
+----------------
+A compatible change (a new optional field with a default) keeps ``v``; old readers ignore
+the field and new readers default it. A breaking change bumps the ``SCHEMA_VERSIONS`` entry
+and adds an upgrade step in :mod:`marginflow.stream.codec`; a reader refuses an event whose
+``v`` is newer than it knows, with a reason, rather than guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import msgspec
+
+from marginflow.core.errors import ValidationError
+from marginflow.core.ids import AccountId, InstrumentId, MemberId, UnderlyingId
+
+# Schema version of each event type this code writes (and the newest it reads).
+SCHEMA_VERSIONS: dict[str, int] = {}
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=False):
+    """Base of every event: a tag ``type`` and a schema version ``v``."""
+
+    v: int = 1
+    KEY_FIELD: ClassVar[str | None] = None
+
+    def key(self) -> str | None:
+        """The partitioning key (an account for partitioned topics, None for broadcast)."""
+        name = self.KEY_FIELD
+        return None if name is None else str(getattr(self, name))
+
+
+def _register(cls: type[Event]) -> type[Event]:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    (version,) = (f.default for f in msgspec.structs.fields(cls) if f.name == "v")
+    SCHEMA_VERSIONS[tag] = int(version)
+    return cls
+
+
+# --- domain checks: small, named, and each raising ValidationError(field, reason) ----------
+
+
+def _nonempty(field: str, value: str) -> None:
+    if not value or value.strip() != value:
+        raise ValidationError(field, f"must be non-empty without surrounding blanks, got {value!r}")
+
+
+def _finite(field: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValidationError(field, f"must be finite, got {value!r}")
+
+
+def _positive(field: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValidationError(field, f"must be finite and > 0, got {value!r}")
+
+
+def _nonnegative(field: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValidationError(field, f"must be finite and >= 0, got {value!r}")
+
+
+def _time(field: str, value: int) -> None:
+    if value <= 0:
+        raise ValidationError(field, f"must be > 0 (ns since the Unix epoch), got {value!r}")
+
+
+def _one_of(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValidationError(field, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _iso_date(field: str, value: str) -> None:
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}") from None
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+@_register
+class Trade(Event, frozen=True, kw_only=True, tag="trade"):
+    """One execution: ``quantity`` contracts or shares of ``instrument`` for ``account``
+    at ``price`` (per unit of the underlying). Positive quantity buys, negative sells."""
+
+    KEY_FIELD: ClassVar[str | None] = "account"
+    trade_id: str
+    account: AccountId
+    instrument: InstrumentId
+    quantity: int
+    price: float
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("trade_id", self.trade_id)
+        _nonempty("account", self.account)
+        _nonempty("instrument", self.instrument)
+        if self.quantity == 0:
+            raise ValidationError("quantity", "must not be 0")
+        _nonnegative("price", self.price)
+        _time("event_time", self.event_time)
+
+
+@_register
+class PositionSnapshot(Event, frozen=True, kw_only=True, tag="position_snapshot"):
+    """Start-of-day position: sets (does not add to) ``account``'s holding of ``instrument``
+    as of ``business_date``. Later trades are applied on top of it."""
+
+    KEY_FIELD: ClassVar[str | None] = "account"
+    account: AccountId
+    instrument: InstrumentId
+    quantity: int
+    business_date: str
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("account", self.account)
+        _nonempty("instrument", self.instrument)
+        _iso_date("business_date", self.business_date)
+        _time("event_time", self.event_time)
+
+
+@_register
+class PriceUpdate(Event, frozen=True, kw_only=True, tag="price"):
+    """A new price of an underlying (spot; for a future, the futures price)."""
+
+    underlying: UnderlyingId
+    price: float
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("underlying", self.underlying)
+        _positive("price", self.price)
+        _time("event_time", self.event_time)
+
+
+@_register
+class VolUpdate(Event, frozen=True, kw_only=True, tag="vol"):
+    """A new implied volatility (annualised) for an underlying.
+
+    With ``expiry`` and ``strike`` absent it is the level of the whole surface (an ATM
+    level that the engine applies to every series of the underlying); with them, one point.
+    """
+
+    underlying: UnderlyingId
+    vol: float
+    event_time: int
+    expiry: str | None = None
+    strike: float | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty("underlying", self.underlying)
+        _nonnegative("vol", self.vol)
+        if self.vol > 10.0:
+            raise ValidationError("vol", f"must be <= 10 (1000% annualised), got {self.vol!r}")
+        if self.expiry is not None:
+            _iso_date("expiry", self.expiry)
+        if self.strike is not None:
+            _positive("strike", self.strike)
+        _time("event_time", self.event_time)
+
+
+INSTRUMENT_KINDS = ("call", "put", "future", "equity")
+EXERCISE_STYLES = ("american", "european")
+
+
+@_register
+class InstrumentRef(Event, frozen=True, kw_only=True, tag="instrument"):
+    """Reference data for one instrument: an option (``call``/``put``), a future or the
+    underlying itself (``equity``). ``strike`` and ``expiry`` are required for options."""
+
+    id: InstrumentId
+    underlying: UnderlyingId
+    kind: str
+    multiplier: float = 1.0
+    strike: float | None = None
+    expiry: str | None = None
+    style: str = "american"
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("id", self.id)
+        _nonempty("underlying", self.underlying)
+        _one_of("kind", self.kind, INSTRUMENT_KINDS)
+        _one_of("style", self.style, EXERCISE_STYLES)
+        _positive("multiplier", self.multiplier)
+        if self.kind in ("call", "put"):
+            if self.strike is None:
+                raise ValidationError("strike", f"is required for a {self.kind}")
+            if self.expiry is None:
+                raise ValidationError("expiry", f"is required for a {self.kind}")
+        if self.strike is not None:
+            _positive("strike", self.strike)
+        if self.expiry is not None:
+            _iso_date("expiry", self.expiry)
+        _time("event_time", self.event_time)
+
+
+ACCOUNT_TYPES = ("house", "client")
+
+
+@_register
+class AccountRef(Event, frozen=True, kw_only=True, tag="account"):
+    """Reference data: ``id`` belongs to clearing member ``member``."""
+
+    id: AccountId
+    member: MemberId
+    account_type: str = "house"
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("id", self.id)
+        _nonempty("member", self.member)
+        _one_of("account_type", self.account_type, ACCOUNT_TYPES)
+        _time("event_time", self.event_time)
+
+
+@_register
+class MemberRef(Event, frozen=True, kw_only=True, tag="member"):
+    """Reference data: a clearing member."""
+
+    id: MemberId
+    name: str = ""
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("id", self.id)
+        _time("event_time", self.event_time)
+
+
+@_register
+class RiskParameterChange(Event, frozen=True, kw_only=True, tag="risk_parameter"):
+    """An approved change of one risk parameter of a margin model (maker-checker: the
+    approver must differ from the requester). ``value`` is a number or a string."""
+
+    change_id: str
+    model: str
+    parameter: str
+    value: float | str
+    requested_by: str
+    approved_by: str
+    effective_time: int
+    event_time: int
+
+    def __post_init__(self) -> None:
+        for name in ("change_id", "model", "parameter", "requested_by", "approved_by"):
+            _nonempty(name, getattr(self, name))
+        if self.requested_by == self.approved_by:
+            raise ValidationError("approved_by", "must differ from requested_by (maker-checker)")
+        if isinstance(self.value, float):
+            _finite("value", self.value)
+        _time("effective_time", self.effective_time)
+        _time("event_time", self.event_time)
+
+
+class CrifRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One CRIF sensitivity row (ISDA Common Risk Interchange Format field names, snake_case).
+
+    ``amount`` is in ``amount_currency``; ``amount_usd`` is the same amount in USD."""
+
+    im_model: str = "SIMM"
+    product_class: str = ""
+    risk_type: str
+    qualifier: str = ""
+    bucket: str = ""
+    label1: str = ""
+    label2: str = ""
+    amount: float
+    amount_currency: str = "USD"
+    amount_usd: float
+
+    def __post_init__(self) -> None:
+        _one_of("im_model", self.im_model, ("SIMM", "Schedule"))
+        _nonempty("risk_type", self.risk_type)
+        _finite("amount", self.amount)
+        _finite("amount_usd", self.amount_usd)
+        if len(self.amount_currency) != 3 or not self.amount_currency.isalpha():
+            raise ValidationError(
+                "amount_currency", f"must be a 3-letter ISO code, got {self.amount_currency!r}"
+            )
+
+
+@_register
+class CrifSubmission(Event, frozen=True, kw_only=True, tag="crif"):
+    """A firm's CRIF for one portfolio against one counterparty, as of a business date."""
+
+    KEY_FIELD: ClassVar[str | None] = "portfolio"
+    submission_id: str
+    party: str
+    counterparty: str
+    portfolio: str
+    business_date: str
+    rows: tuple[CrifRow, ...]
+    event_time: int
+
+    def __post_init__(self) -> None:
+        for name in ("submission_id", "party", "counterparty", "portfolio"):
+            _nonempty(name, getattr(self, name))
+        if self.party == self.counterparty:
+            raise ValidationError("counterparty", "must differ from party")
+        _iso_date("business_date", self.business_date)
+        if not self.rows:
+            raise ValidationError("rows", "must hold at least one sensitivity")
+        _time("event_time", self.event_time)
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@_register
+class AccountPositions(Event, frozen=True, kw_only=True, tag="account_positions"):
+    """The position keeper's output for one account after one micro-batch: the new absolute
+    quantity of every instrument that changed (0 means flat), all at once so a reader never
+    sees half a batch.
+
+    Version: ``source_offset`` is the offset of the last input applied to this account on
+    ``source_partition`` of the trades topic. Quantities are absolute, so applying this
+    event twice, or an older version after a newer one (ignored by version), is harmless.
+    """
+
+    KEY_FIELD: ClassVar[str | None] = "account"
+    account: AccountId
+    instruments: tuple[InstrumentId, ...]
+    quantities: tuple[int, ...]
+    source_partition: int
+    source_offset: int
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("account", self.account)
+        if len(self.instruments) != len(self.quantities):
+            raise ValidationError(
+                "quantities",
+                f"has {len(self.quantities)} entries for {len(self.instruments)} instruments",
+            )
+        if self.source_offset < 0 or self.source_partition < 0:
+            raise ValidationError("source_offset", "partition and offset must be >= 0")
+
+
+@_register
+class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
+    """The margin of one account, computed from its positions at ``position_version`` (the
+    trades-topic offset on ``source_partition``) and market data at ``market_offset`` (the
+    number of market events applied; -1 for none). ``margin`` is in the account's currency,
+    >= 0. The triple (account, position_version, market_offset) is the upsert key."""
+
+    KEY_FIELD: ClassVar[str | None] = "account"
+    account: AccountId
+    member: MemberId
+    margin: float
+    model: str
+    source_partition: int
+    position_version: int
+    market_offset: int
+    event_time: int
+    computed_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("account", self.account)
+        _nonnegative("margin", self.margin)
+
+
+@_register
+class MemberMarginPartial(Event, frozen=True, kw_only=True, tag="member_margin_partial"):
+    """The aggregator's output: the sum of the latest account margins of ``member`` over the
+    accounts on one partition of the results topic, as of ``source_offset`` there. A
+    member's margin is the sum of its partials over partitions; the firm's, over members."""
+
+    KEY_FIELD: ClassVar[str | None] = "member"
+    member: MemberId
+    margin: float
+    accounts: int
+    source_partition: int
+    source_offset: int
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _nonempty("member", self.member)
+        _finite("margin", self.margin)
+
+
+@_register
+class DeadLetter(Event, frozen=True, kw_only=True, tag="dead_letter"):
+    """An input that failed decoding or validation, kept with the reason and its bytes."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    field: str
+    reason: str
+    raw: bytes
+    event_time: int
+
+
+INPUT_EVENTS: tuple[type[Event], ...] = (
+    Trade,
+    PositionSnapshot,
+    PriceUpdate,
+    VolUpdate,
+    InstrumentRef,
+    AccountRef,
+    MemberRef,
+    RiskParameterChange,
+    CrifSubmission,
+)
+RESULT_EVENTS: tuple[type[Event], ...] = (
+    AccountPositions,
+    AccountMargin,
+    MemberMarginPartial,
+    DeadLetter,
+)

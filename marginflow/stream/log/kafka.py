@@ -1,0 +1,317 @@
+"""The log on a Kafka-protocol broker, through ``confluent-kafka``.
+
+Thin wrappers that give :mod:`confluent_kafka` the :mod:`marginflow.stream.log.base`
+contract: producers that report failed deliveries at ``flush``, consumers that drain
+batches with ``consume(n)`` and never commit on their own, and rebalance callbacks that
+may seek to snapshot offsets.
+
+Client settings (each overridable through ``config``):
+
+* ``session.timeout.ms=6000``: a new group otherwise waits ~23 s on the test broker before
+  its first member joins;
+* ``fetch.queue.backoff.ms=10``: fetch again quickly once the local queue drains;
+* ``enable.auto.commit=false``: offsets are committed by the worker's commit protocol only;
+* ``auto.offset.reset=earliest``: a group with no committed offset reads from the start;
+* ``acks=all`` and ``linger.ms=2`` for producers: durable on acknowledgement, small batches.
+
+Nothing here uses transactions or log compaction (see ``docs/stream.md``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from marginflow.stream.log.base import TP, LogError, OnAssign, OnRevoke, Record
+from marginflow.stream.topics import TopicSpec
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "session.timeout.ms": 6000,
+    "fetch.queue.backoff.ms": 10,
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": False,
+    "partition.assignment.strategy": "range",
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger.ms": 2,
+    "batch.num.messages": 10000,
+    "queue.buffering.max.messages": 1_000_000,
+    "delivery.report.only.error": True,
+}
+
+
+class KafkaProducer:
+    """A ``confluent_kafka.Producer``; delivery failures surface at :meth:`flush`."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._errors: list[str] = []
+        conf = {**PRODUCER_DEFAULTS, **config, "on_delivery": self._on_delivery}
+        self._producer = ck.Producer(conf)
+
+    def _on_delivery(self, err: ck.KafkaError | None, msg: ck.Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def produce(
+        self, topic: str, value: bytes, *, partition: int, key: bytes | None = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, partition)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.05)
+            except ck.KafkaException as exc:
+                raise LogError(f"cannot produce to {topic}[{partition}]: {exc}") from exc
+
+    def flush(self, timeout: float = 30.0) -> None:
+        left = self._producer.flush(timeout)
+        if left:
+            raise LogError(f"{left} records not delivered within {timeout} s")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise LogError(f"{len(errors)} records not delivered; first: {errors[0]}")
+
+    def poll(self) -> None:
+        """Serve delivery callbacks without blocking (call now and then between flushes)."""
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        self.flush()
+
+
+class KafkaConsumer:
+    """A ``confluent_kafka.Consumer`` in a group (``subscribe``) or reading given partitions."""
+
+    def __init__(self, config: Mapping[str, Any], *, grouped: bool) -> None:
+        self._grouped = grouped
+        self._consumer = ck.Consumer({**CONSUMER_DEFAULTS, **config})
+        self._assigned: set[TP] = set()
+        self._positions: dict[TP, int] = {}
+        self._on_assign: OnAssign | None = None
+        self._on_revoke: OnRevoke | None = None
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        *,
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        if not self._grouped:
+            raise LogError("subscribe needs a consumer group")
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._consumer.subscribe(
+            list(topics), on_assign=self._assigned_cb, on_revoke=self._revoked_cb
+        )
+
+    def _assigned_cb(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        committed = self.committed(tps) if tps else {}
+        override = (self._on_assign(tps) if self._on_assign is not None else None) or {}
+        assign = []
+        for tp in tps:
+            start = override.get(tp, committed.get(tp))
+            start = ck.OFFSET_BEGINNING if start is None else start
+            assign.append(ck.TopicPartition(tp[0], tp[1], start))
+            self._positions[tp] = max(start, 0)
+        consumer.assign(assign)
+        self._assigned.update(tps)
+
+    def _revoked_cb(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        if self._on_revoke is not None and tps:
+            self._on_revoke(tps)
+        consumer.unassign()
+        self._assigned.difference_update(tps)
+        for tp in tps:
+            self._positions.pop(tp, None)
+
+    def assign(self, offsets: Mapping[TP, int]) -> None:
+        self._assigned.update(offsets)
+        self._positions.update(offsets)
+        self._consumer.assign([ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+
+    def assignment(self) -> set[TP]:
+        return set(self._assigned)
+
+    def consume(self, max_records: int, timeout: float) -> list[Record]:
+        msgs = self._consumer.consume(max_records, timeout)
+        out: list[Record] = []
+        positions = self._positions
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal() or not err.retriable():
+                    raise LogError(f"consume failed: {err.str()}")
+                continue
+            tp = cast(TP, (m.topic(), m.partition()))
+            if tp not in positions:
+                continue  # a record fetched before a revocation: no longer ours
+            offset = cast(int, m.offset())
+            positions[tp] = offset + 1
+            value = cast(bytes, m.value())
+            out.append(Record(tp[0], tp[1], offset, m.timestamp()[1], m.key(), value))
+        return out
+
+    def seek(self, tp: TP, offset: int) -> None:
+        if tp not in self._assigned:
+            raise LogError(f"cannot seek {tp}: not assigned")
+        self._positions[tp] = offset
+        deadline = time.monotonic() + 10.0
+        while True:  # a partition just assigned may not be seekable for a moment
+            try:
+                self._consumer.seek(ck.TopicPartition(tp[0], tp[1], offset))
+                return
+            except ck.KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                self._consumer.poll(0.01)
+
+    def position(self, tp: TP) -> int:
+        return self._positions[tp]
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        if not self._grouped:
+            raise LogError("commit needs a consumer group")
+        if not offsets:
+            return
+        parts = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            result = self._consumer.commit(offsets=parts, asynchronous=False)
+        except ck.KafkaException as exc:
+            raise LogError(f"commit failed: {exc}") from exc
+        bad = [p for p in result or [] if p.error is not None]
+        if bad:
+            raise LogError(f"commit failed for {bad[0].topic}[{bad[0].partition}]: {bad[0].error}")
+
+    def committed(self, tps: Sequence[TP]) -> dict[TP, int | None]:
+        if not self._grouped or not tps:
+            return dict.fromkeys(tps)
+        parts = self._consumer.committed([ck.TopicPartition(t, p) for t, p in tps], timeout=10)
+        return {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in parts}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaLog:
+    """A Kafka-protocol broker at ``bootstrap`` (``host:port[,host:port]``)."""
+
+    def __init__(self, bootstrap: str, *, config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "log.connection.close": False,
+            **(config or {}),
+        }
+        self._admin = AdminClient(self._config)
+        self._partitions: dict[str, int] = {}
+        self._probe: ck.Consumer | None = None
+
+    # -- topics -------------------------------------------------------------------------
+    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        if not specs:
+            return
+        futures = self._admin.create_topics(
+            [NewTopic(s.name, s.partitions, 1) for s in specs], operation_timeout=10
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+            except ck.KafkaException as exc:
+                if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise LogError(f"cannot create topic {name}: {exc}") from exc
+        want = {s.name: s.partitions for s in specs}
+        deadline = time.monotonic() + 10.0
+        while True:  # wait until the metadata shows every partition
+            md = self._admin.list_topics(timeout=10).topics
+            have = {n: len(md[n].partitions) for n in want if n in md}
+            if have == want:
+                break
+            wrong = {n: h for n, h in have.items() if h and h != want[n]}
+            if wrong:
+                raise LogError(f"topics exist with other partition counts: {wrong}")
+            if time.monotonic() > deadline:
+                raise LogError(f"topics not ready after 10 s: {sorted(set(want) - set(have))}")
+            time.sleep(0.05)
+        self._partitions.update(want)
+
+    def partitions(self, topic: str) -> int:
+        n = self._partitions.get(topic)
+        if n is None:
+            # all topics, not list_topics(topic): asking for one may auto-create it
+            md = self._admin.list_topics(timeout=10).topics.get(topic)
+            if md is None or md.error is not None or not md.partitions:
+                raise LogError(f"topic {topic!r} does not exist")
+            n = self._partitions[topic] = len(md.partitions)
+        return n
+
+    # -- clients ------------------------------------------------------------------------
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(self._config)
+
+    def consumer(self, group: str | None = None) -> KafkaConsumer:
+        grouped = group is not None
+        gid = group if grouped else f"marginflow-reader-{uuid.uuid4().hex}"
+        return KafkaConsumer({**self._config, "group.id": gid}, grouped=grouped)
+
+    # -- offsets ------------------------------------------------------------------------
+    def end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        """The offset after the last record of each partition.
+
+        Reads the high watermark, then confirms it by reading from one before it: some
+        Kafka-protocol brokers (the Tansu test broker among them) report the base offset of
+        the last record batch plus one, not the last offset plus one. On a conforming broker
+        the confirmation finds the watermark unchanged.
+        """
+        probe = self._probe_consumer()
+        out: dict[TP, int] = {}
+        for t, p in tps:
+            _, high = probe.get_watermark_offsets(ck.TopicPartition(t, p), timeout=10)
+            out[(t, p)] = high
+        start = {tp: high - 1 for tp, high in out.items() if high > 0}
+        if start:
+            probe.assign([ck.TopicPartition(t, p, o) for (t, p), o in start.items()])
+            pending = set(start)
+            deadline = time.monotonic() + 5.0
+            while pending and time.monotonic() < deadline:
+                for m in probe.consume(10000, 0.2):
+                    if m.error() is None:
+                        tp = cast(TP, (m.topic(), m.partition()))
+                        out[tp] = max(out[tp], cast(int, m.offset()) + 1)
+                        pending.discard(tp)
+            probe.unassign()
+        return out
+
+    def _probe_consumer(self) -> ck.Consumer:
+        if self._probe is None:
+            conf = {**CONSUMER_DEFAULTS, **self._config}
+            conf["group.id"] = f"marginflow-probe-{uuid.uuid4().hex}"
+            conf["fetch.max.bytes"] = 1 << 20
+            self._probe = ck.Consumer(conf)
+        return self._probe
+
+    def committed(self, group: str, tps: Sequence[TP]) -> dict[TP, int | None]:
+        request = ck.ConsumerGroupTopicPartitions(group, [ck.TopicPartition(t, p) for t, p in tps])
+        futures = self._admin.list_consumer_group_offsets([request], request_timeout=10)
+        out: dict[TP, int | None] = dict.fromkeys(tps)
+        for fut in futures.values():
+            for p in fut.result().topic_partitions or []:
+                if p.error is None and p.offset >= 0:
+                    out[(p.topic, p.partition)] = p.offset
+        return out
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
