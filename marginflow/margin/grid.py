@@ -36,6 +36,8 @@ class AccountGroups:
     ----------
     n_accounts, n_groups : int
         Shape of the account and group index spaces.
+    pair_key : int64[P]
+        ``account * n_groups + group``, ascending: the order pairs are stored in.
     pair_account, pair_group : int64[P]
         The pairs, sorted by (account, group); only pairs with a stored position exist.
     position_account, position_instrument, position_pair : int64[M]
@@ -49,6 +51,7 @@ class AccountGroups:
 
     n_accounts: int
     n_groups: int
+    pair_key: IntArray
     pair_account: IntArray
     pair_group: IntArray
     position_account: IntArray
@@ -60,11 +63,6 @@ class AccountGroups:
     @property
     def n_pairs(self) -> int:
         return int(self.pair_account.shape[0])
-
-    @property
-    def pair_key(self) -> IntArray:
-        """``account * n_groups + group``, ascending: the order pairs are stored in."""
-        return self.pair_account * self.n_groups + self.pair_group
 
     def aggregate(self, per_instrument: NDArray[Any]) -> FloatArray:
         """Sum ``quantity × per_instrument[i]`` over each pair's positions.
@@ -145,6 +143,7 @@ def group_positions(
     return AccountGroups(
         n_accounts=int(n_accounts),
         n_groups=int(n_groups),
+        pair_key=unique_key.astype(np.int64),
         pair_account=(unique_key // n_groups).astype(np.int64),
         pair_group=(unique_key % n_groups).astype(np.int64),
         position_account=account,
@@ -177,6 +176,17 @@ def offset_sum(
     gross_loss = np.asarray(selector @ np.maximum(losses, 0.0))
     gross_gain = np.asarray(selector @ np.minimum(losses, 0.0))
     return np.asarray(gross_loss + credit_rate[:, None] * gross_gain, dtype=np.float64)
+
+
+def largest_per_account(pair_account: IntArray, value: FloatArray, n_accounts: int) -> IntArray:
+    """Index of the pair with the largest ``value`` in each account, -1 where an account
+    has no pair (int64[A])."""
+    order = np.lexsort((-value, pair_account))
+    acc = pair_account[order]
+    first = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]]) if acc.size else acc
+    out = np.full(n_accounts, -1, dtype=np.int64)
+    out[acc[first]] = order[first]
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -54,6 +54,7 @@ from marginflow.margin.grid import (
     IntArray,
     as_positions,
     group_positions,
+    largest_per_account,
     offset_sum,
     top_positions,
 )
@@ -414,6 +415,34 @@ class PortfolioMarginResult:
     by_group: PmGroupRisk
     contributors: Contributors
     model: str = MODEL_NAME
+
+    def driving_class(self) -> IntArray:
+        """Per account, the (account, class) row with the largest requirement (-1: none)."""
+        bc = self.by_class
+        return largest_per_account(bc.account, bc.requirement, self.margin.shape[0])
+
+    def driver(self) -> IntArray:
+        """Per account, the 0-based valuation point (grid column) of the worst loss of its
+        largest class (-1: none)."""
+        rows = self.driving_class()
+        return np.where(rows >= 0, self.by_class.point[np.maximum(rows, 0)], -1)
+
+    def components(self) -> dict[str, FloatArray]:
+        """Per-account sums (A-vectors, currency): ``worst_loss`` and ``minimum`` over
+        classes, ``requirement`` before offsets, ``product_group_offset``."""
+        bc = self.by_class
+        a = self.margin.shape[0]
+
+        def total(acc: IntArray, x: FloatArray) -> FloatArray:
+            return np.bincount(acc, weights=x, minlength=a).astype(np.float64)
+
+        bg = self.by_group
+        return {
+            "worst_loss": total(bc.account, bc.worst_loss),
+            "minimum": total(bc.account, bc.minimum),
+            "requirement": total(bc.account, bc.requirement),
+            "product_group_offset": total(bg.account, bg.standalone - bg.requirement),
+        }
 
     def breakdown(
         self,

@@ -80,6 +80,7 @@ from marginflow.margin.grid import (
     IntArray,
     as_positions,
     group_positions,
+    largest_per_account,
     offset_sum,
     top_positions,
 )
@@ -157,6 +158,36 @@ class SpanResult:
     contributors: Contributors
 
     model: str = MODEL_NAME
+
+    def driving_commodity(self) -> IntArray:
+        """Per account, the (account, commodity) row with the largest risk (-1: none)."""
+        bc = self.by_commodity
+        return largest_per_account(bc.account, bc.risk, self.margin.shape[0])
+
+    def driver(self) -> IntArray:
+        """Per account, the 0-based scenario driving its largest commodity (-1: none)."""
+        rows = self.driving_commodity()
+        return np.where(rows >= 0, self.by_commodity.scenario[np.maximum(rows, 0)], -1)
+
+    def components(self) -> dict[str, FloatArray]:
+        """Per-account sums of the components (A-vectors, currency): ``scan_risk``,
+        ``intra_spread_charge``, ``spot_charge``, ``inter_spread_credit``,
+        ``short_option_minimum``, ``risk`` (Σ commodity risk) and ``net_option_value``."""
+        bc = self.by_commodity
+        a = self.margin.shape[0]
+
+        def total(x: FloatArray) -> FloatArray:
+            return np.bincount(bc.account, weights=x, minlength=a).astype(np.float64)
+
+        return {
+            "scan_risk": total(bc.scan_risk),
+            "intra_spread_charge": total(bc.intra_charge),
+            "spot_charge": total(bc.spot_charge),
+            "inter_spread_credit": total(bc.inter_credit),
+            "short_option_minimum": total(bc.short_option_minimum),
+            "risk": self.risk,
+            "net_option_value": self.net_option_value,
+        }
 
     def breakdown(
         self, account: int, *, instrument_names: Sequence[str] | None = None
@@ -313,17 +344,10 @@ def _price_risk(
 ) -> FloatArray:
     """SPAN's split of scan risk: price risk = (active + paired)/2 - time risk, floored at
     0 and capped at the scan risk; time risk = mean loss of the unchanged-price scenarios."""
-    n_cc = len(params.commodities)
-    s_count = params.n_scenarios
-    paired = np.stack([c.scenarios.paired() for c in params.commodities])  # [C, S]
-    time_w = np.zeros((n_cc, s_count))
-    for k, c in enumerate(params.commodities):
-        idx = c.scenarios.time_scenarios()
-        if idx.size:
-            time_w[k, idx] = 1.0 / idx.size
+    t = params.tables()
     rows = np.arange(scen.shape[0])
-    pair_s = paired[cc, scenario]
-    time_risk = np.einsum("ps,ps->p", scen, time_w[cc]) if scen.shape[0] else np.zeros(0)
+    pair_s = t.paired[cc, scenario]
+    time_risk = np.einsum("ps,ps->p", scen, t.time_weight[cc])
     price = 0.5 * (scen[rows, scenario] + scen[rows, pair_s]) - time_risk
     return np.asarray(np.clip(price, 0.0, scan), dtype=np.float64)
 
@@ -331,7 +355,7 @@ def _price_risk(
 def _tier_deltas(
     params: SpanParameters, groups: AccountGroups, inst: SpanInstruments
 ) -> FloatArray:
-    t_max = max(c.n_tiers for c in params.commodities)
+    t_max = params.tables().spot_charge.shape[1]
     i = groups.position_instrument
     flat = groups.position_pair * t_max + inst.tier[i]
     w = groups.position_quantity * inst.delta[i]
@@ -344,40 +368,27 @@ def _intra_charge(
 ) -> tuple[FloatArray, FloatArray]:
     """Intra-commodity spread charge per pair; ``d`` (tier deltas) is consumed in place.
     Returns (charge, net delta)."""
-    n_cc = len(params.commodities)
-    j_max = max(len(c.intra_spreads) for c in params.commodities)
+    t = params.tables()
     charge = np.zeros(d.shape[0])
     rows = np.arange(d.shape[0])
-    for j in range(j_max):
+    for j in range(t.intra_a.shape[1]):
         # Slot j of every commodity's priority list, processed for all pairs at once.
-        ta = np.zeros(n_cc, dtype=np.int64)
-        tb = np.zeros(n_cc, dtype=np.int64)
-        rate = np.zeros(n_cc)
-        has = np.zeros(n_cc, dtype=np.bool_)
-        for k, c in enumerate(params.commodities):
-            if j < len(c.intra_spreads):
-                s = c.intra_spreads[j]
-                ta[k], tb[k], rate[k], has[k] = s.tier_a, s.tier_b, s.charge, True
-        a, b = ta[cc], tb[cc]
+        a, b = t.intra_a[cc, j], t.intra_b[cc, j]
         da, db = d[rows, a], d[rows, b]
-        opposite = has[cc] & (np.sign(da) * np.sign(db) < 0)
+        opposite = t.intra_used[cc, j] & (np.sign(da) * np.sign(db) < 0)
         n = np.where(opposite, np.minimum(np.abs(da), np.abs(db)), 0.0)
         d[rows, a] = da - np.sign(da) * n
         d[rows, b] = db - np.sign(db) * n
-        charge += rate[cc] * n
-    default = np.array([c.intra_default_charge for c in params.commodities])[cc]
+        charge += t.intra_charge[cc, j] * n
     longs = np.maximum(d, 0.0).sum(axis=1)
     shorts = np.maximum(-d, 0.0).sum(axis=1)
-    charge += default * np.minimum(longs, shorts)
+    charge += t.intra_default[cc] * np.minimum(longs, shorts)
     return charge, d.sum(axis=1)
 
 
 def _spot_charge(params: SpanParameters, cc: IntArray, d: FloatArray) -> FloatArray:
-    rate = np.zeros((len(params.commodities), d.shape[1]))
-    for k, c in enumerate(params.commodities):
-        for tier, r in c.spot_charges:
-            rate[k, tier] += r
-    return np.asarray((rate[cc] * np.abs(d)).sum(axis=1), dtype=np.float64)
+    rate = params.tables().spot_charge[cc]
+    return np.asarray((rate * np.abs(d)).sum(axis=1), dtype=np.float64)
 
 
 def _inter_credit(
@@ -392,18 +403,25 @@ def _inter_credit(
     remaining = net_delta.copy()
     absd = np.abs(net_delta)
     wfpr = np.divide(price_risk, absd, out=np.zeros_like(price_risk), where=absd > _DELTA_EPS)
+    # The pairs of each commodity: order[bounds[c]:bounds[c + 1]].
     order = np.argsort(groups.pair_group, kind="stable")
     bounds = np.searchsorted(groups.pair_group[order], np.arange(len(params.commodities) + 1))
+
+    def pairs_of(c: int) -> IntArray:
+        return order[bounds[c] : bounds[c + 1]]
+
     for spread in params.inter_spreads:
         legs = [params.index(leg.commodity) for leg in spread.legs]
         if spread.method == "scanning":
-            _scanning_credit(groups, scen, scan, legs, spread.credit_rate, credit, remaining)
+            pairs = np.sort(np.concatenate([pairs_of(c) for c in legs]))
+            _scanning_credit(groups, scen, scan, pairs, spread.credit_rate, credit, remaining)
             continue
-        first = order[bounds[legs[0]] : bounds[legs[0] + 1]]
+        first = pairs_of(legs[0])
+        if first.size == 0:
+            continue
         accounts = groups.pair_account[first]
         idx = np.stack([groups.find_pairs(accounts, c) for c in legs])  # [L, n]
-        held = (idx >= 0).all(axis=0)
-        idx = idx[:, held]
+        idx = idx[:, (idx >= 0).all(axis=0)]
         if idx.shape[1] == 0:
             continue
         ratio = np.array([leg.ratio for leg in spread.legs])[:, None]
@@ -422,13 +440,12 @@ def _scanning_credit(
     groups: AccountGroups,
     scen: FloatArray,
     scan: FloatArray,
-    legs: list[int],
+    pairs: IntArray,
     rate: float,
     credit: FloatArray,
     remaining: FloatArray,
 ) -> None:
-    in_spread = np.isin(groups.pair_group, legs)
-    pairs = np.flatnonzero(in_spread)
+    """Credit of one scanning-based spread to ``pairs`` (the pairs of its legs)."""
     if pairs.size == 0:
         return
     accounts, member = np.unique(groups.pair_account[pairs], return_inverse=True)
@@ -450,9 +467,7 @@ def _short_option_minimum(
     i = groups.position_instrument
     short = np.maximum(-groups.position_quantity, 0.0) * inst.is_option[i]
     w = short * inst.short_option_charge[i]
-    basis_max = np.array([c.som_basis == "max_calls_puts" for c in params.commodities])[
-        groups.pair_group
-    ]
+    basis_max = params.tables().som_max_calls_puts[groups.pair_group]
     total = groups.sum_positions(w)
     calls = groups.sum_positions(w * inst.is_call[i])
     puts = total - calls

@@ -129,7 +129,7 @@ class SpanInstruments:
             raise ValidationError(
                 "commodity", f"instrument {i} has {self.commodity[i]}, not in [0, {n_cc})"
             )
-        n_tiers = np.array([c.n_tiers for c in params.commodities], dtype=np.int64)
+        n_tiers = params.tables().n_tiers
         bad = (self.tier < 0) | (self.tier >= n_tiers[self.commodity])
         if bad.any():
             i = int(np.argmax(bad))
@@ -171,22 +171,14 @@ class RiskArrays:
 
 def _gather(
     params: SpanParameters, commodity: ArrayLike, n: int
-) -> tuple[IntArray, dict[str, FloatArray]]:
+) -> tuple[IntArray, dict[str, Any]]:
     c = np.ascontiguousarray(np.broadcast_to(np.asarray(commodity, dtype=np.int64), (n,)))
     n_cc = len(params.commodities)
     if ((c < 0) | (c >= n_cc)).any():
         raise ValidationError("commodity", f"indices must be in [0, {n_cc})")
-    cs = params.commodities
-    table = {
-        "psr": np.array([x.price_scan_range for x in cs]),
-        "vsr": np.array([x.vol_scan_range for x in cs]),
-        "relative": np.array([x.vol_scan_relative for x in cs], dtype=np.float64),
-        "delta_unit": np.array([x.delta_unit for x in cs]),
-        "price_fraction": np.array([x.scenarios.price_fraction for x in cs]),
-        "vol_multiple": np.array([x.scenarios.vol_multiple for x in cs]),
-        "cover": np.array([x.scenarios.cover for x in cs]),
-    }
-    return c, {k: v[c] for k, v in table.items()}
+    t = params.tables()
+    names = ("psr", "vsr", "vol_relative", "delta_unit", "price_fraction", "vol_multiple", "cover")
+    return c, {k: getattr(t, k)[c] for k in names}
 
 
 def _multiplier(multiplier: ArrayLike, n: int) -> FloatArray:
@@ -237,7 +229,7 @@ def option_risk_arrays(
     spot_s = np.maximum(spot + g["price_fraction"] * g["psr"][:, None], spot * _MIN_PRICE_FRACTION)
     vol = batch.vol[:, None]
     shift = g["vol_multiple"] * g["vsr"][:, None]
-    vol_s = np.where(g["relative"][:, None] > 0, vol * (1.0 + shift), vol + shift)
+    vol_s = np.where(g["vol_relative"][:, None], vol * (1.0 + shift), vol + shift)
     vol_s = np.maximum(vol_s, 0.0)
     t_s = np.maximum(batch.expiry_years - lookahead_years, 0.0)
     h = batch.spot * _DELTA_BUMP
@@ -288,8 +280,8 @@ def short_option_charges(
     amount and fraction of notional (``underlying_price × multiplier``)."""
     m = np.asarray(multiplier, dtype=np.float64)
     c = np.asarray(commodity, dtype=np.int64)
-    fixed = np.array([x.short_option_minimum for x in params.commodities])[c]
-    frac = np.array([x.short_option_minimum_fraction for x in params.commodities])[c]
+    fixed = params.tables().som_fixed[c]
+    frac = params.tables().som_fraction[c]
     return np.asarray(
         fixed + frac * np.asarray(underlying_price, dtype=np.float64) * m, dtype=np.float64
     )

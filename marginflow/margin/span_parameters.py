@@ -31,9 +31,10 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from marginflow.core.errors import ValidationError
-from marginflow.margin.grid import IntArray
+from marginflow.margin.grid import FloatArray, IntArray
 
 MODEL_NAME = "span"
 NovOffset = Literal["account", "commodity"]
@@ -319,6 +320,9 @@ class SpanParameters:
     inter_spreads: tuple[InterSpread, ...] = ()
     nov_offset: NovOffset = "account"
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _cache: dict[str, SpanTables] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.commodities:
@@ -365,6 +369,14 @@ class SpanParameters:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.commodities)
 
+    def tables(self) -> SpanTables:
+        """The parameters as arrays indexed by commodity, built once and cached: the
+        model reads these, so a call for one account costs no Python loop over
+        commodities."""
+        if "tables" not in self._cache:
+            self._cache["tables"] = SpanTables.of(self)
+        return self._cache["tables"]
+
     def index(self, name: str) -> int:
         """Index of the commodity called ``name``."""
         try:
@@ -401,6 +413,80 @@ class SpanParameters:
             commodities=commodities,
             inter_spreads=spreads,
             nov_offset=str(data.get("nov_offset", "account")),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SpanTables:
+    """:class:`SpanParameters` as arrays: per commodity (C), per scenario (S), per tier
+    (T) and per intra-spread priority slot (J); see :meth:`SpanParameters.tables`."""
+
+    n_tiers: IntArray  # [C]
+    psr: FloatArray  # [C]
+    vsr: FloatArray  # [C]
+    vol_relative: NDArray[np.bool_]  # [C]
+    delta_unit: FloatArray  # [C]
+    price_fraction: FloatArray  # [C, S]
+    vol_multiple: FloatArray  # [C, S]
+    cover: FloatArray  # [C, S]
+    paired: IntArray  # [C, S]
+    time_weight: FloatArray  # [C, S], mean over the unchanged-price scenarios
+    intra_a: IntArray  # [C, J]
+    intra_b: IntArray  # [C, J]
+    intra_charge: FloatArray  # [C, J]
+    intra_used: NDArray[np.bool_]  # [C, J]: slot j defined for commodity c
+    intra_default: FloatArray  # [C]
+    spot_charge: FloatArray  # [C, T] per delta
+    som_fixed: FloatArray  # [C]
+    som_fraction: FloatArray  # [C]
+    som_max_calls_puts: NDArray[np.bool_]  # [C]
+
+    @classmethod
+    def of(cls, params: SpanParameters) -> SpanTables:
+        cs = params.commodities
+        n_cc = len(cs)
+        t_max = max(c.n_tiers for c in cs)
+        j_max = max(len(c.intra_spreads) for c in cs)
+        # Scenario sets are usually shared by many commodities: derive each once.
+        derived: dict[SpanScenarios, tuple[IntArray, FloatArray]] = {}
+        for c in cs:
+            if c.scenarios not in derived:
+                w = np.zeros(len(c.scenarios))
+                idx = c.scenarios.time_scenarios()
+                if idx.size:
+                    w[idx] = 1.0 / idx.size
+                derived[c.scenarios] = (c.scenarios.paired(), w)
+        intra_a = np.zeros((n_cc, j_max), dtype=np.int64)
+        intra_b = np.zeros((n_cc, j_max), dtype=np.int64)
+        intra_charge = np.zeros((n_cc, j_max))
+        intra_used = np.zeros((n_cc, j_max), dtype=np.bool_)
+        spot = np.zeros((n_cc, t_max))
+        for k, c in enumerate(cs):
+            for j, sp in enumerate(c.intra_spreads):
+                intra_a[k, j], intra_b[k, j], intra_charge[k, j] = sp.tier_a, sp.tier_b, sp.charge
+                intra_used[k, j] = True
+            for tier, rate in c.spot_charges:
+                spot[k, tier] += rate
+        return cls(
+            n_tiers=np.array([c.n_tiers for c in cs], dtype=np.int64),
+            psr=np.array([c.price_scan_range for c in cs]),
+            vsr=np.array([c.vol_scan_range for c in cs]),
+            vol_relative=np.array([c.vol_scan_relative for c in cs], dtype=np.bool_),
+            delta_unit=np.array([c.delta_unit for c in cs]),
+            price_fraction=np.array([c.scenarios.price_fraction for c in cs]),
+            vol_multiple=np.array([c.scenarios.vol_multiple for c in cs]),
+            cover=np.array([c.scenarios.cover for c in cs]),
+            paired=np.stack([derived[c.scenarios][0] for c in cs]),
+            time_weight=np.stack([derived[c.scenarios][1] for c in cs]),
+            intra_a=intra_a,
+            intra_b=intra_b,
+            intra_charge=intra_charge,
+            intra_used=intra_used,
+            intra_default=np.array([c.intra_default_charge for c in cs]),
+            spot_charge=spot,
+            som_fixed=np.array([c.short_option_minimum for c in cs]),
+            som_fraction=np.array([c.short_option_minimum_fraction for c in cs]),
+            som_max_calls_puts=np.array([c.som_basis == "max_calls_puts" for c in cs]),
         )
 
 

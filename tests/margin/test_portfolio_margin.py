@@ -313,6 +313,9 @@ def test_bulk_equals_one_account_at_a_time(seed: int, groups: list[int] | None) 
         positions=positions, instruments=inst, params=params, class_group=groups
     )
     assert bulk.margin[3] == 0.0
+    assert bulk.driver()[3] == -1
+    parts = bulk.components()
+    assert bulk.margin == pytest.approx(parts["requirement"] - parts["product_group_offset"])
     for a in range(positions.shape[0]):
         one = portfolio_margin(
             positions=positions[a], instruments=inst, params=params, class_group=groups

@@ -454,6 +454,8 @@ def test_breakdown_names_driving_scenario_and_contributors() -> None:
     assert [c["instrument"] for c in b["largest_contributors"]] == ["SP Dec fut", "SP Dec 410 C"]
     assert b["largest_contributors"][0]["loss"] == pytest.approx(10000.0)
     assert b["largest_contributors"][1]["loss"] == pytest.approx(-3380.0)
+    assert res.driver().tolist() == [12]
+    assert res.components()["scan_risk"] == pytest.approx([6620.0])
 
 
 # ----------------------------------------------------------- bulk = one account at a time
@@ -518,7 +520,16 @@ def test_bulk_equals_one_account_at_a_time(seed: int) -> None:
     positions, inst, params = random_book(seed)
     bulk = span_margin(positions=positions, instruments=inst, params=params)
     assert bulk.margin[7] == 0.0
+    assert bulk.driver()[7] == -1
     assert (bulk.margin >= 0).all()
+    parts = bulk.components()
+    assembled = (
+        parts["scan_risk"]
+        + parts["intra_spread_charge"]
+        + parts["spot_charge"]
+        - parts["inter_spread_credit"]
+    )
+    assert (parts["risk"] >= assembled - 1e-9).all()  # the SOM can only raise a commodity
     for a in range(positions.shape[0]):
         one = span_margin(positions=positions[a], instruments=inst, params=params)
         assert one.margin[0] == pytest.approx(bulk.margin[a], rel=1e-12, abs=1e-9)
