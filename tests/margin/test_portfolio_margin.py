@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import ValidationError
@@ -378,3 +380,19 @@ def test_bad_instruments_are_rejected() -> None:
         )
     with pytest.raises(ValidationError, match="minimum_short: must be finite and >= 0"):
         PmInstruments.of(pnl=pnl, class_index=0, up=0.1, down=0.1, minimum_short=-1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(q=st.lists(st.integers(-20, 20), min_size=35, max_size=35), k=st.floats(0.1, 10.0))
+def test_margin_bounds_and_scaling_for_any_position_vector(q: list[int], k: float) -> None:
+    _, inst, params = random_book(7)
+    x = np.array(q, dtype=float)
+    res = portfolio_margin(positions=x, instruments=inst, params=params)
+    bc = res.by_class
+    # Each class needs at least its minimum and its worst loss over the points.
+    assert (bc.requirement >= bc.minimum - 1e-9).all()
+    assert (bc.requirement >= -bc.pnl.min(axis=1) - 1e-9).all()
+    assert res.margin[0] == pytest.approx(bc.requirement.sum())
+    # Worst losses and minimums are both positively homogeneous in the positions.
+    scaled = portfolio_margin(positions=k * x, instruments=inst, params=params)
+    assert scaled.margin[0] == pytest.approx(k * res.margin[0], rel=1e-9, abs=1e-9)

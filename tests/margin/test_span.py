@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import QuantLib as ql
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import ValidationError
@@ -656,3 +658,38 @@ def test_instruments_must_fit_the_parameters() -> None:
     inst = SpanInstruments.of(risk_array=np.zeros((2, 16)), commodity=[0, 1])
     with pytest.raises(ValidationError, match="positions: has 3 instrument columns"):
         span_margin(positions=[1.0, 1.0, 1.0], instruments=inst, params=params)
+
+
+# ------------------------------------------------------------------ invariants (Hypothesis)
+
+_losses = st.lists(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=16, max_size=16
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(legs=st.lists(_losses, min_size=2, max_size=4), rate=st.floats(0.0, 1.0))
+def test_scanning_spread_lies_between_its_limits(legs: list[list[float]], rate: float) -> None:
+    arr = np.array(legs)
+    values = scanning_spread_values(arr, rate)
+    no_credit = np.maximum(arr, 0.0).sum(axis=0)  # rate 0: gains count for nothing
+    full_credit = arr.sum(axis=0)  # rate 1: the legs simply net
+    assert (values <= no_credit + 1e-6).all()
+    assert (values >= full_credit - 1e-6).all()
+    # Never above the legs' separate scan risks, so the credit is never negative.
+    assert max(values.max(), 0.0) <= np.maximum(arr.max(axis=1), 0.0).sum() + 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(q=st.lists(st.integers(-20, 20), min_size=40, max_size=40))
+def test_margin_bounds_for_any_position_vector(q: list[int]) -> None:
+    _, inst, params = random_book(9)
+    res = span_margin(positions=np.array(q, dtype=float), instruments=inst, params=params)
+    bc = res.by_commodity
+    assert res.margin[0] >= 0.0
+    # Credits never exceed what they offset; the SOM is a floor of each commodity's risk.
+    assert (bc.inter_credit <= bc.scan_risk + 1e-9).all()
+    assert (bc.risk >= bc.short_option_minimum - 1e-9).all()
+    assert (
+        bc.risk >= bc.scan_risk + bc.intra_charge + bc.spot_charge - bc.inter_credit - 1e-9
+    ).all()
