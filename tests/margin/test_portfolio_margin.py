@@ -193,9 +193,12 @@ def test_ibm_protective_put_worst_loss() -> None:
     needs_american()
     put = implied(option(is_call=False, strike=95, spot=IBM, american=True), 1.02)
     margin, b = margin_of([put], [CONTRACTS], rng=EQUITY, shares=10_000)
-    assert margin == pytest.approx((IBM - 95 + 1.02) * 10_000, abs=0.01)
+    # $0.50 on 10,000 puts is 5e-5 per put, inside any American pricer's accuracy.
+    assert margin == pytest.approx((IBM - 95 + 1.02) * 10_000, abs=0.5)
     assert margin == pytest.approx(37_538, abs=50)
-    assert b["driving"]["move"] == pytest.approx(-0.15)  # type: ignore[index]
+    # The loss is the same at every point where the put is exercised (-12% and below
+    # here), so the driving point is one of those, whichever rounding favours.
+    assert b["driving"]["move"] <= -0.105  # type: ignore[index]
 
 
 def test_ibm_short_put_worst_loss() -> None:
@@ -205,7 +208,7 @@ def test_ibm_short_put_worst_loss() -> None:
     needs_american()
     put = implied(option(is_call=False, strike=100, spot=IBM, american=True), 3.18)
     margin, _ = margin_of([put], [-CONTRACTS], rng=EQUITY)
-    assert margin == pytest.approx((100 - IBM * 0.85 - 3.18) * 10_000, abs=0.01)
+    assert margin == pytest.approx((100 - IBM * 0.85 - 3.18) * 10_000, abs=0.5)
     assert margin == pytest.approx(137_527, abs=50)
 
 
