@@ -22,7 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import ValidationError
+from marginflow.pricing.black_scholes import european_price
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -95,6 +97,17 @@ class AccountGroups:
         idx_c = np.minimum(idx, max(keys.shape[0] - 1, 0))
         found = (idx < keys.shape[0]) & (keys[idx_c] == key) if keys.shape[0] else idx < 0
         return np.where(found, idx_c, -1).astype(np.int64)
+
+
+def price_options(batch: OptionBatch) -> FloatArray:
+    """Price per unit of underlying, European or American per ``batch.is_american``: the
+    one pricing call of the grid models' full revaluation."""
+    if not batch.is_american.any():
+        return european_price(batch)
+    # Imported here: the American pricer is only needed when American options are present.
+    from marginflow.pricing.api import price
+
+    return price(batch)
 
 
 def as_positions(positions: Any, n_instruments: int) -> sp.csr_matrix:

@@ -56,9 +56,9 @@ from marginflow.margin.grid import (
     group_positions,
     largest_per_account,
     offset_sum,
+    price_options,
     top_positions,
 )
-from marginflow.margin.span_arrays import price_options
 
 MODEL_NAME = "portfolio_margin"
 

@@ -89,7 +89,6 @@ from marginflow.margin.span_arrays import (
     SpanInstruments,
     futures_risk_arrays,
     option_risk_arrays,
-    price_options,
     short_option_charges,
 )
 from marginflow.margin.span_parameters import (
@@ -115,7 +114,6 @@ __all__ = [
     "SpanScenarios",
     "futures_risk_arrays",
     "option_risk_arrays",
-    "price_options",
     "scanning_spread_values",
     "short_option_charges",
     "span_margin",

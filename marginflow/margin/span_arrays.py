@@ -20,9 +20,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from marginflow.core.batch import BoolArray, OptionBatch
 from marginflow.core.errors import ValidationError
-from marginflow.margin.grid import FloatArray, IntArray
+from marginflow.margin.grid import FloatArray, IntArray, price_options
 from marginflow.margin.span_parameters import SpanParameters
-from marginflow.pricing.black_scholes import european_price
 
 # A scenario price is floored at this fraction of the current price: an extreme move
 # larger than the price itself means "the underlying is worthless", not a negative price.
@@ -257,16 +256,6 @@ def option_risk_arrays(
     risk = -(scen - now[:, None]) * (m[:, None] * g["cover"])
     delta = (up - down) / (2.0 * h) * m / g["delta_unit"]
     return RiskArrays(risk_array=risk, value=now * m, delta=delta)
-
-
-def price_options(batch: OptionBatch) -> FloatArray:
-    """Price per unit of underlying, European or American per ``batch.is_american``."""
-    if not batch.is_american.any():
-        return european_price(batch)
-    # Imported here: the American pricer is only needed when American options are present.
-    from marginflow.pricing.api import price
-
-    return price(batch)
 
 
 def short_option_charges(

@@ -15,6 +15,8 @@ where the table is silent:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 
 from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import ValidationError
+from marginflow.margin.grid import price_options
 from marginflow.margin.portfolio_margin import (
     PmInstruments,
     PortfolioMarginParameters,
@@ -33,7 +36,6 @@ from marginflow.margin.portfolio_margin import (
     option_grid_pnl,
     portfolio_margin,
 )
-from marginflow.margin.span_arrays import price_options
 
 PM = PortfolioMarginParameters()
 IBM = 97.73
@@ -46,7 +48,14 @@ MULT = 100.0
 
 
 def needs_american() -> None:
-    pytest.importorskip("marginflow.pricing.american", reason="American pricer not landed yet")
+    """Skip locally while the pricing core's American pricer is not importable; under CI
+    a missing pricer fails (as missing reference data does), so the skip cannot hide."""
+    try:
+        from marginflow.pricing.api import price  # noqa: F401
+    except ImportError as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"American pricer not importable: {e}")
+        pytest.skip(f"American pricer not importable yet: {e}")
 
 
 def implied(batch: OptionBatch, premium: float) -> OptionBatch:
