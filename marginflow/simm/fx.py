@@ -1,0 +1,96 @@
+"""FX spot rates for converting CRIF amounts into the SIMM calculation currency.
+
+Rates are held as USD per one unit of each currency (USD itself is 1). They come from the user
+(``FxRates.of({"EUR": 1.08, ...})`` or a two-column file) or, when a CRIF carries both
+``Amount`` and ``AmountUSD``, can be implied from it (:func:`implied_from_crif`).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from marginflow.core.errors import ValidationError
+from marginflow.simm.crif import Crif
+from marginflow.simm.currencies import ACCEPTED_CURRENCIES
+
+MSG_NO_RATE = "no FX rate for {ccy} (USD per {ccy}); give it with --fx-rates"
+MSG_BAD_RATE = "FX rate for {ccy} must be a positive number, got {value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class FxRates:
+    """USD value of one unit of each currency."""
+
+    usd_per_unit: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, usd_per_unit: Mapping[str, float]) -> FxRates:
+        rates = {"USD": 1.0}
+        for ccy, value in usd_per_unit.items():
+            code = ccy.strip().upper()
+            if code not in ACCEPTED_CURRENCIES:
+                raise ValidationError("currency", f"is not an ISO currency code: {ccy!r}")
+            if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
+                raise ValidationError("fx_rate", MSG_BAD_RATE.format(ccy=code, value=value))
+            rates[code] = float(value)
+        return cls(rates)
+
+    def usd_per(self, ccy: str) -> float:
+        """USD per one unit of ``ccy``; raises :class:`ValidationError` when unknown."""
+        if ccy == "USD":
+            return 1.0
+        rate = self.usd_per_unit.get(ccy)
+        if rate is None:
+            raise ValidationError("fx_rate", MSG_NO_RATE.format(ccy=ccy))
+        return rate
+
+    def rate(self, base: str, quote: str) -> float:
+        """Units of ``quote`` per one unit of ``base``."""
+        return self.usd_per(base) / self.usd_per(quote)
+
+    def merged(self, other: FxRates) -> FxRates:
+        """These rates, completed by ``other`` for currencies not given here."""
+        return FxRates({**other.usd_per_unit, **self.usd_per_unit})
+
+
+def read_fx_rates(path: str | Path) -> FxRates:
+    """Read ``Currency,USDPerUnit`` lines (a header line is optional)."""
+    rates: dict[str, float] = {}
+    with Path(path).open(newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) < 2 or not row[0].strip() or row[0].strip().startswith("#"):
+                continue
+            try:
+                rates[row[0].strip()] = float(row[1])
+            except ValueError:
+                if rates:  # a bad number after the header line
+                    raise ValidationError(
+                        "fx_rate", MSG_BAD_RATE.format(ccy=row[0].strip(), value=row[1])
+                    ) from None
+    return FxRates.of(rates)
+
+
+def implied_from_crif(crif: Crif) -> FxRates:
+    """Rates implied by rows that carry both Amount (in AmountCurrency) and AmountUSD:
+    the median of AmountUSD / Amount per currency, over rows with non-zero amounts."""
+    ok = (crif.amount_currency >= 0) & np.isfinite(crif.amount) & np.isfinite(crif.amount_usd)
+    ok &= crif.amount != 0.0
+    rates: dict[str, float] = {}
+    if not ok.any():
+        return FxRates({"USD": 1.0})
+    codes = crif.amount_currency[ok]
+    ratio = crif.amount_usd[ok] / crif.amount[ok]
+    order = np.argsort(codes, kind="stable")
+    codes, ratio = codes[order], ratio[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    for chunk_codes, chunk in zip(np.split(codes, bounds), np.split(ratio, bounds), strict=True):
+        value = float(np.median(chunk))
+        if value > 0:
+            rates[crif.currencies[int(chunk_codes[0])]] = value
+    rates["USD"] = 1.0
+    return FxRates(rates)
