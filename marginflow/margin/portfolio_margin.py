@@ -365,6 +365,8 @@ class PmInstruments:
             arr = getattr(out, name)
             if not (np.isfinite(arr) & (arr >= 0)).all():
                 raise ValidationError(name, "must be finite and >= 0")
+        if n:
+            _check_ranges(out, int(out.class_index.max()) + 1)
         return out
 
     def __len__(self) -> int:
@@ -531,7 +533,6 @@ def portfolio_margin(
         )
     pos = as_positions(positions, len(instruments))
     n_classes = int(instruments.class_index.max()) + 1 if len(instruments) else 0
-    _check_ranges(instruments, n_classes)
     groups = group_positions(pos, instruments.class_index, max(n_classes, 1))
     pnl = groups.aggregate(instruments.pnl)  # [P, G]
     rows = np.arange(groups.n_pairs)

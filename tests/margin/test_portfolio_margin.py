@@ -379,11 +379,7 @@ def test_parameters_round_trip_and_errors() -> None:
 def test_bad_instruments_are_rejected() -> None:
     pnl = np.zeros((2, 21))
     with pytest.raises(ValidationError, match=r"up: class 0 mixes ranges 0\.1 and 0\.15"):
-        portfolio_margin(
-            positions=[1.0, 1.0],
-            instruments=PmInstruments.of(pnl=pnl, class_index=0, up=[0.1, 0.15], down=0.1),
-            params=PM,
-        )
+        PmInstruments.of(pnl=pnl, class_index=0, up=[0.1, 0.15], down=0.1)
     with pytest.raises(ValidationError, match="pnl: has 20 points, parameters have 21"):
         portfolio_margin(
             positions=[1.0, 1.0],
