@@ -41,12 +41,15 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         t.add_column(name, justify="right" if numeric else "left")
     for r in first:
         t.add_row(*(_fmt(x) for x in r))
-    Console(soft_wrap=False).print(t)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
+        console = Console(width=200)
+    console.print(t)
 
 
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
-        return f"{x:,.6f}" if abs(x) < 1e6 else f"{x:,.2f}"
+        return f"{x:,.6g}" if abs(x) < 1e6 else f"{x:,.2f}"
     if isinstance(x, int):
         return f"{x:,}"
     return str(x)
