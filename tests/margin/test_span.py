@@ -9,6 +9,7 @@ dollars computed by hand, so the model must give them to floating-point rounding
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -693,3 +694,34 @@ def test_margin_bounds_for_any_position_vector(q: list[int]) -> None:
     assert (
         bc.risk >= bc.scan_risk + bc.intra_charge + bc.spot_charge - bc.inter_credit - 1e-9
     ).all()
+
+
+def test_american_options_are_repriced_with_the_american_pricer() -> None:
+    # A deep in-the-money American put (S = 50, K = 100, r = 5%) is exercised at every
+    # scenario price (35..65, far below the exercise boundary), so it is worth exactly
+    # K - S' whatever the vol: its risk array is a short future's, exactly. A European
+    # pricer would give K e^{-rT} - S' and fail this by ~$2.47 per unit.
+    try:
+        from marginflow.pricing.api import price  # noqa: F401
+    except ImportError as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"American pricer not importable: {e}")
+        pytest.skip(f"American pricer not importable yet: {e}")
+    params = SpanParameters(commodities=(commodity("X", CME, price_scan_range=5.0),))
+    batch = OptionBatch.of(
+        is_call=False,
+        spot=50.0,
+        strike=100.0,
+        expiry_years=0.5,
+        rate=0.05,
+        dividend_yield=0.0,
+        vol=0.2,
+        is_american=True,
+    )
+    arrays = option_risk_arrays(params=params, commodity=0, batch=batch, multiplier=100.0)
+    expected = np.array(CME.price_fraction) * 5.0 * 100.0 * np.array(CME.cover)
+    # 1e-6 dollars per contract: the American pricer returns the intrinsic value to
+    # ~1e-10 per unit, not bit for bit.
+    assert arrays.value[0] == pytest.approx(50.0 * 100.0, abs=1e-6)
+    assert arrays.risk_array[0] == pytest.approx(expected, abs=1e-6)
+    assert arrays.delta[0] == pytest.approx(-100.0, abs=1e-6)
