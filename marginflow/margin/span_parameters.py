@@ -16,6 +16,12 @@ Example (TOML)::
     delta_unit = 5000               # one futures contract per delta unit
     scenarios = { extreme_multiple = 3.0, extreme_cover = 0.33 }
 
+    [[commodities]]
+    name = "S"                      # soybeans: $2,500 per contract
+    price_scan_range = 0.50
+    delta_unit = 5000
+    scenarios = { extreme_multiple = 3.0, extreme_cover = 0.33 }
+
     [[inter_spreads]]
     name = "corn-soybeans"
     credit_rate = 0.55
