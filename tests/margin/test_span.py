@@ -725,3 +725,15 @@ def test_american_options_are_repriced_with_the_american_pricer() -> None:
     assert arrays.value[0] == pytest.approx(50.0 * 100.0, abs=1e-6)
     assert arrays.risk_array[0] == pytest.approx(expected, abs=1e-6)
     assert arrays.delta[0] == pytest.approx(-100.0, abs=1e-6)
+
+
+def test_the_documented_toml_example_parses_and_gives_2700() -> None:
+    import tomllib
+
+    from marginflow.margin import span_parameters
+
+    text = (span_parameters.__doc__ or "").split("Example (TOML)::")[1]
+    params = SpanParameters.from_mapping(tomllib.loads("\n".join(x[4:] for x in text.splitlines())))
+    inst = futures_instruments(params, [0, 1], 5000.0)
+    res = span_margin(positions=[2.0, -1.0], instruments=inst, params=params)
+    assert res.margin[0] == pytest.approx(2700.0, abs=CENT)
