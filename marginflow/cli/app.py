@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from marginflow.cli import price_cmd
+    from marginflow.cli import margin_cmd, price_cmd
 
-    for module in (price_cmd,):
+    for module in (price_cmd, margin_cmd):
         module.register(app)
 
 

@@ -1,0 +1,417 @@
+"""Full revaluation of every instrument under every scenario: the instruments × scenarios
+P&L matrix (float32, per position unit: one contract or one share).
+
+``pnl[i, s] = (V_i(scenario s) - V_i(today)) · multiplier_i``, profit positive.
+
+Scenario market (underlying u, scenario s)::
+
+    S' = S · (1 + spot_shock[u, s])
+    vol'(K) = (1 + vol_shock[u, s]) · max(vol_floor, atm_vol + skew · ln(K / S'))
+
+i.e. sticky moneyness: the smile is a fixed function of ln(K/S) whose level scales with the
+vol shock; rates, dividend yields and times to expiry are held (an instantaneous shock).
+
+Pricing. Stocks are linear. European options are priced exactly (Black-Scholes-Merton,
+the same closed form as :func:`marginflow.pricing.black_scholes.bsm_scalar`) for every
+scenario. American options: ``V = V_European + EEP`` where the early-exercise premium EEP
+comes from the American pricer of the pricing core on a grid per (underlying, expiry,
+call/put) bucket — ``eep_moneyness_points`` × ``eep_vol_points`` nodes over the bucket's
+range of ln(S'/K) and vol' — interpolated bilinearly per unit of strike (prices are
+homogeneous of degree one in (S, K)). The premium is small and smooth, so the grid error is
+a small fraction of the premium (measured in ``tests/engine/test_revaluation.py`` and
+``benchmarks/margin.py``). ``method="exact"`` prices every American (instrument, scenario)
+with the pricing core instead: the reference, and fine for small books.
+
+Determinism: a row depends only on its instrument, its underlying's market data and shocks,
+so revaluing one underlying's rows gives bit-for-bit what a full revaluation gives. The
+incremental engine relies on this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from marginflow.core.batch import FloatArray, OptionBatch
+from marginflow.core.errors import ValidationError
+from marginflow.engine.book import InstrumentKind, Instruments, Market
+from marginflow.pricing.black_scholes import european_price
+from marginflow.pricing.greeks import greeks
+
+Float32Array = NDArray[np.float32]
+IndexArray = NDArray[np.intp]
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+
+def price_american(batch: OptionBatch) -> FloatArray:
+    """American prices from the pricing core, per unit of underlying.
+
+    The single switch between the pricing core's American pricer and a European stand-in.
+    """
+    return european_price(batch)
+
+
+@dataclass(frozen=True, slots=True)
+class RevaluationSettings:
+    method: Literal["grid", "exact"] = "grid"
+    eep_moneyness_points: int = 48
+    eep_vol_points: int = 8
+    vol_floor: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.method not in ("grid", "exact"):
+            raise ValidationError("method", f"must be 'grid' or 'exact', got {self.method!r}")
+        if self.eep_moneyness_points < 2 or self.eep_vol_points < 2:
+            raise ValidationError("eep grid", "needs at least 2 points in each direction")
+        if not self.vol_floor > 0:
+            raise ValidationError("vol_floor", f"must be > 0, got {self.vol_floor!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EepGrids:
+    """Early-exercise premium per unit strike on B bucket grids (B × M × V)."""
+
+    m0: FloatArray
+    dm: FloatArray
+    v0: FloatArray
+    dv: FloatArray
+    values: FloatArray
+
+    @classmethod
+    def empty(cls) -> EepGrids:
+        z = np.zeros(0)
+        return cls(z, z, z, z, np.zeros((0, 2, 2)))
+
+
+def revalue(
+    *,
+    instruments: Instruments,
+    market: Market,
+    spot_shock: Float32Array,
+    vol_shock: Float32Array,
+    settings: RevaluationSettings = RevaluationSettings(),
+    rows: IndexArray | None = None,
+    out: Float32Array | None = None,
+) -> Float32Array:
+    """P&L per unit position of instruments ``rows`` (default all) under every scenario.
+
+    ``spot_shock``/``vol_shock`` are U × S with rows in the market's underlying order.
+    Returns float32 ``len(rows) × S`` (written into ``out`` when given).
+    """
+    n_u, n_s = spot_shock.shape
+    if vol_shock.shape != (n_u, n_s) or market.spot.shape != (n_u,):
+        raise ValidationError("scenarios", "shock arrays must be U × S in the market's order")
+    rows = np.arange(len(instruments), dtype=np.intp) if rows is None else np.asarray(rows, np.intp)
+    if out is None:
+        out = np.empty((rows.size, n_s), dtype=np.float32)
+    order = np.argsort(instruments.underlying[rows], kind="stable")
+    sorted_rows = rows[order]
+    u_of = instruments.underlying[sorted_rows]
+    group_starts = np.flatnonzero(np.r_[True, u_of[1:] != u_of[:-1]]) if rows.size else np.zeros(0)
+    group_starts = np.append(group_starts, rows.size).astype(np.intp)
+
+    use_grid = settings.method == "grid"
+    bucket, grids = (
+        _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings)
+        if use_grid
+        else (np.full(len(instruments), -1, np.int32), EepGrids.empty())
+    )
+    _revalue_kernel(
+        sorted_rows,
+        order.astype(np.intp),
+        group_starts,
+        instruments.underlying,
+        instruments.kind,
+        instruments.strike,
+        instruments.expiry_years,
+        instruments.multiplier,
+        bucket,
+        market.spot,
+        market.atm_vol,
+        market.skew,
+        market.dividend_yield,
+        market.rate,
+        spot_shock,
+        vol_shock,
+        settings.vol_floor,
+        grids.m0,
+        grids.dm,
+        grids.v0,
+        grids.dv,
+        grids.values,
+        out,
+    )
+    if not use_grid:
+        _exact_american(instruments, market, spot_shock, vol_shock, rows, settings, out)
+    return out
+
+
+def option_vols(
+    instruments: Instruments, market: Market, rows: IndexArray, vol_floor: float
+) -> FloatArray:
+    """Today's implied vol of each instrument in ``rows`` from its underlying's smile."""
+    u = instruments.underlying[rows]
+    k = np.where(instruments.strike[rows] > 0, instruments.strike[rows], market.spot[u])
+    return np.maximum(vol_floor, market.atm_vol[u] + market.skew[u] * np.log(k / market.spot[u]))
+
+
+def option_batch(
+    instruments: Instruments, market: Market, rows: IndexArray, vol_floor: float
+) -> OptionBatch:
+    """Today's pricing inputs of the options in ``rows`` as a batch."""
+    u = instruments.underlying[rows]
+    return OptionBatch.of(
+        is_call=instruments.kind[rows] == InstrumentKind.CALL,
+        is_american=instruments.is_american[rows],
+        spot=market.spot[u],
+        strike=instruments.strike[rows],
+        expiry_years=instruments.expiry_years[rows],
+        rate=market.rate[u],
+        dividend_yield=market.dividend_yield[u],
+        vol=option_vols(instruments, market, rows, vol_floor),
+    )
+
+
+def deltas(
+    instruments: Instruments,
+    market: Market,
+    vol_floor: float = 0.01,
+    rows: IndexArray | None = None,
+) -> FloatArray:
+    """dV/dS per unit position (multiplier included) of ``rows`` (default all): the
+    Black-Scholes delta for options (early exercise ignored: used only to size positions
+    against traded volume), 1 per share for stocks."""
+    rows = np.arange(len(instruments), dtype=np.intp) if rows is None else np.asarray(rows, np.intp)
+    out = instruments.multiplier[rows].copy()
+    opt = np.flatnonzero(instruments.is_option[rows])
+    if opt.size:
+        batch = option_batch(instruments, market, rows[opt], vol_floor)
+        batch = batch.replace(is_american=np.zeros(len(batch), dtype=np.bool_))
+        out[opt] *= greeks(batch).delta
+    return out
+
+
+def _eep_buckets(
+    instruments: Instruments,
+    market: Market,
+    spot_shock: Float32Array,
+    vol_shock: Float32Array,
+    rows: IndexArray,
+    settings: RevaluationSettings,
+) -> tuple[NDArray[np.int32], EepGrids]:
+    """Assign American options of ``rows`` to (underlying, expiry, call/put) buckets and price
+    each bucket's premium grid with the pricing core."""
+    bucket = np.full(len(instruments), -1, np.int32)
+    am = rows[instruments.is_american[rows] & instruments.is_option[rows]]
+    am = am[instruments.expiry_years[am] > 0]
+    if am.size == 0:
+        return bucket, EepGrids.empty()
+    keys = np.column_stack(
+        [instruments.underlying[am], instruments.expiry_years[am], instruments.kind[am]]
+    )
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    bucket[am] = inverse.astype(np.int32)
+    b_u = uniq[:, 0].astype(np.intp)
+    b_t, b_call = uniq[:, 1], uniq[:, 2] == InstrumentKind.CALL
+    n_b = uniq.shape[0]
+    ln_k = np.log(instruments.strike[am])
+    k_lo = np.full(n_b, np.inf)
+    k_hi = np.full(n_b, -np.inf)
+    np.minimum.at(k_lo, inverse, ln_k)
+    np.maximum.at(k_hi, inverse, ln_k)
+
+    ln_s = np.log(market.spot[b_u])
+    shock_lo = np.minimum(spot_shock[b_u].min(axis=1), 0.0).astype(np.float64)
+    shock_hi = np.maximum(spot_shock[b_u].max(axis=1), 0.0).astype(np.float64)
+    s_lo, s_hi = ln_s + np.log1p(shock_lo), ln_s + np.log1p(shock_hi)
+    vm_lo = 1.0 + np.minimum(vol_shock[b_u].min(axis=1), 0.0).astype(np.float64)
+    vm_hi = 1.0 + np.maximum(vol_shock[b_u].max(axis=1), 0.0).astype(np.float64)
+    atm, skew = market.atm_vol[b_u], market.skew[b_u]
+    # The smile is linear in ln K - ln S', so its extremes sit at the corners.
+    corners = np.stack([atm + skew * (k - s) for k in (k_lo, k_hi) for s in (s_lo, s_hi)])
+    inner_lo = np.maximum(settings.vol_floor, corners.min(axis=0))
+    inner_hi = np.maximum(settings.vol_floor, corners.max(axis=0))
+
+    nm, nv = settings.eep_moneyness_points, settings.eep_vol_points
+    m0, m1 = s_lo - k_hi, s_hi - k_lo
+    v0, v1 = vm_lo * inner_lo, vm_hi * inner_hi
+    dm = np.maximum((m1 - m0) / (nm - 1), 1e-9)
+    dv = np.maximum((v1 - v0) / (nv - 1), 1e-9)
+    mm = m0[:, None, None] + dm[:, None, None] * np.arange(nm)[None, :, None]
+    vv = v0[:, None, None] + dv[:, None, None] * np.arange(nv)[None, None, :]
+    shape = (n_b, nm, nv)
+    b_idx = np.broadcast_to(np.arange(n_b)[:, None, None], shape).ravel()
+    batch = OptionBatch.of(
+        is_call=b_call[b_idx],
+        is_american=True,
+        spot=np.broadcast_to(np.exp(mm), shape).ravel(),
+        strike=1.0,
+        expiry_years=b_t[b_idx],
+        rate=market.rate[b_u][b_idx],
+        dividend_yield=market.dividend_yield[b_u][b_idx],
+        vol=np.broadcast_to(vv, shape).ravel(),
+    )
+    eep = np.maximum(price_american(batch) - european_price(batch), 0.0).reshape(shape)
+    return bucket, EepGrids(m0, dm, v0, dv, eep)
+
+
+def _exact_american(
+    instruments: Instruments,
+    market: Market,
+    spot_shock: Float32Array,
+    vol_shock: Float32Array,
+    rows: IndexArray,
+    settings: RevaluationSettings,
+    out: Float32Array,
+) -> None:
+    """Overwrite the American rows of ``out`` with the pricing core's price per scenario."""
+    positions = np.flatnonzero(instruments.is_american[rows] & instruments.is_option[rows])
+    for k in positions:
+        i = rows[k]
+        u = instruments.underlying[i]
+        base = option_batch(instruments, market, np.array([i]), settings.vol_floor)
+        s_new = market.spot[u] * (1.0 + spot_shock[u].astype(np.float64))
+        inner = market.atm_vol[u] + market.skew[u] * np.log(instruments.strike[i] / s_new)
+        vol = (1.0 + vol_shock[u].astype(np.float64)) * np.maximum(settings.vol_floor, inner)
+        scen = OptionBatch.of(
+            is_call=bool(base.is_call[0]),
+            is_american=True,
+            spot=s_new,
+            strike=instruments.strike[i],
+            expiry_years=instruments.expiry_years[i],
+            rate=market.rate[u],
+            dividend_yield=market.dividend_yield[u],
+            vol=vol,
+        )
+        p0 = price_american(base)[0]
+        out[k] = ((price_american(scen) - p0) * instruments.multiplier[i]).astype(np.float32)
+
+
+@njit(cache=True, inline="always")
+def _bsm_lognormal(
+    is_call: bool,
+    s: float,
+    ln_s_over_k: float,
+    k: float,
+    t: float,
+    sqrt_t: float,
+    df_r: float,
+    df_q: float,
+    carry: float,
+    vol: float,
+) -> float:
+    """BSM with precomputed discount factors and ln(S/K); same closed form as bsm_scalar."""
+    if t <= 0.0:
+        return max(s - k, 0.0) if is_call else max(k - s, 0.0)
+    sd = vol * sqrt_t
+    d1 = (ln_s_over_k + carry * t) / sd + 0.5 * sd
+    d2 = d1 - sd
+    if is_call:
+        return s * df_q * 0.5 * math.erfc(-d1 * _INV_SQRT2) - k * df_r * 0.5 * math.erfc(
+            -d2 * _INV_SQRT2
+        )
+    return k * df_r * 0.5 * math.erfc(d2 * _INV_SQRT2) - s * df_q * 0.5 * math.erfc(d1 * _INV_SQRT2)
+
+
+@njit(cache=True, inline="always")
+def _eep(
+    b: int,
+    m: float,
+    v: float,
+    m0: np.ndarray,
+    dm: np.ndarray,
+    v0: np.ndarray,
+    dv: np.ndarray,
+    values: np.ndarray,
+) -> float:
+    """Bilinear interpolation of bucket b's premium grid (clamped at its edges)."""
+    nm, nv = values.shape[1], values.shape[2]
+    x = (m - m0[b]) / dm[b]
+    y = (v - v0[b]) / dv[b]
+    x = min(max(x, 0.0), nm - 1.0)
+    y = min(max(y, 0.0), nv - 1.0)
+    i = min(int(x), nm - 2)
+    j = min(int(y), nv - 2)
+    fx, fy = x - i, y - j
+    g = values[b]
+    out: float = (1.0 - fx) * ((1.0 - fy) * g[i, j] + fy * g[i, j + 1]) + fx * (
+        (1.0 - fy) * g[i + 1, j] + fy * g[i + 1, j + 1]
+    )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _revalue_kernel(
+    rows: np.ndarray,
+    out_pos: np.ndarray,
+    group_starts: np.ndarray,
+    und: np.ndarray,
+    kind: np.ndarray,
+    strike: np.ndarray,
+    expiry: np.ndarray,
+    mult: np.ndarray,
+    bucket: np.ndarray,
+    spot: np.ndarray,
+    atm_vol: np.ndarray,
+    skew: np.ndarray,
+    div: np.ndarray,
+    rate: np.ndarray,
+    spot_shock: np.ndarray,
+    vol_shock: np.ndarray,
+    vol_floor: float,
+    m0: np.ndarray,
+    dm: np.ndarray,
+    v0: np.ndarray,
+    dv: np.ndarray,
+    grid: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    n_s = spot_shock.shape[1]
+    for g in prange(group_starts.shape[0] - 1):
+        lo, hi = group_starts[g], group_starts[g + 1]
+        u = und[rows[lo]]
+        s0 = spot[u]
+        s_new = np.empty(n_s)
+        ln_new = np.empty(n_s)
+        vm = np.empty(n_s)
+        for s in range(n_s):
+            shock = np.float64(spot_shock[u, s])
+            s_new[s] = s0 * (1.0 + shock)
+            ln_new[s] = math.log(s0) + math.log1p(shock)
+            vm[s] = 1.0 + np.float64(vol_shock[u, s])
+        ln_s0 = math.log(s0)
+        r, q = rate[u], div[u]
+        for k in range(lo, hi):
+            i = rows[k]
+            row = out[out_pos[k]]
+            m = mult[i]
+            if kind[i] == 0:
+                for s in range(n_s):
+                    row[s] = (s_new[s] - s0) * m
+                continue
+            is_call = kind[i] == 1
+            kk = strike[i]
+            ln_k = math.log(kk)
+            t = expiry[i]
+            sqrt_t = math.sqrt(t)
+            df_r = math.exp(-r * t)
+            df_q = math.exp(-q * t)
+            b = bucket[i]
+            vol0 = max(vol_floor, atm_vol[u] + skew[u] * (ln_k - ln_s0))
+            p0 = _bsm_lognormal(is_call, s0, ln_s0 - ln_k, kk, t, sqrt_t, df_r, df_q, r - q, vol0)
+            if b >= 0:
+                p0 += kk * _eep(b, ln_s0 - ln_k, vol0, m0, dm, v0, dv, grid)
+            for s in range(n_s):
+                x = ln_new[s] - ln_k
+                vol = vm[s] * max(vol_floor, atm_vol[u] - skew[u] * x)
+                p = _bsm_lognormal(is_call, s_new[s], x, kk, t, sqrt_t, df_r, df_q, r - q, vol)
+                if b >= 0:
+                    p += kk * _eep(b, x, vol, m0, dm, v0, dv, grid)
+                row[s] = (p - p0) * m

@@ -1,0 +1,559 @@
+"""A clearing book as a folder of files a person can open: read and write.
+
+Files (CSV with a header line, or the same columns as Parquet ``<name>.parquet``; columns in
+any order, extra columns ignored):
+
+==================  ==========================================================================
+``market.csv``      ``underlying, date, spot, atm_vol[, skew, dividend_yield, rate]`` — one row
+                    per underlying; ``date`` (ISO) is the valuation date, the same on every
+                    row; ``atm_vol`` annualised; ``skew`` = d vol / d ln(K/S) (default 0);
+                    ``dividend_yield``, ``rate`` continuous, annualised (default 0)
+``underlyings.csv`` optional: ``underlying[, kind, adv, high_cap_broad_index]`` — ``kind``
+                    equity|etf|index; ``adv`` average daily volume in units of the underlying
+                    (concentration add-on; blank = unlimited)
+``members.csv``     optional: ``member[, name]``
+``accounts.csv``    ``account, member[, type]`` — ``type`` house|client
+``instruments.csv`` ``instrument, underlying, type[, strike, expiry, style, multiplier]`` —
+                    ``type`` stock|call|put; options need ``strike`` > 0 and ``expiry`` (ISO
+                    date, not before the valuation date); ``style`` american|european
+                    (default american); ``multiplier`` default 100 for options, 1 for stock
+``positions.csv``   ``account, instrument, quantity`` — contracts for options, shares for
+                    stock; positive long, negative short
+``history.csv``     optional: ``date`` then one column of closes per underlying (for FHS)
+==================  ==========================================================================
+
+Every row that cannot be used is returned as a :class:`RowFailure` (file, line, field,
+reason, raw text) and the rest of the book is still loaded; a row that refers to a rejected
+or unknown id fails too, naming it. For Parquet files the "line" is the row number + 1 (as
+if there were a header line). Problems with a file as a whole (missing, no header, a
+required column absent, a broken history) raise :class:`ValidationError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from marginflow.core.errors import RowFailure, ValidationError
+from marginflow.engine.book import Book, InstrumentKind, Instruments, Market, Positions, Underlyings
+from marginflow.io.csv_rows import (
+    Column,
+    FieldError,
+    ParsedRows,
+    number,
+    one_of,
+    positive,
+    read_rows,
+)
+from marginflow.scenarios.history import ReturnHistory
+
+Format = Literal["csv", "parquet"]
+FILES = ("market", "underlyings", "members", "accounts", "instruments", "positions", "history")
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise FieldError(f"is not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def inner(text: str) -> Any:
+        return None if text == "" else parse(text)
+
+    return inner
+
+
+def _boolean(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "yes", "y"):
+        return True
+    if low in ("false", "0", "no", "n", ""):
+        return False
+    raise FieldError(f"must be true or false, got {text!r}")
+
+
+MARKET_COLUMNS = (
+    Column("underlying", _text),
+    Column("date", _date),
+    Column("spot", positive),
+    Column("atm_vol", positive),
+    Column("skew", number, required=False, default="0"),
+    Column("dividend_yield", number, required=False, default="0"),
+    Column("rate", number, required=False, default="0"),
+)
+UNDERLYING_COLUMNS = (
+    Column("underlying", _text),
+    Column("kind", one_of("equity", "etf", "index"), required=False, default="equity"),
+    Column("adv", _optional(positive), required=False),
+    Column("high_cap_broad_index", _boolean, required=False, default="false"),
+)
+MEMBER_COLUMNS = (Column("member", _text), Column("name", _text, required=False))
+ACCOUNT_COLUMNS = (
+    Column("account", _text),
+    Column("member", _text),
+    Column("type", one_of("house", "client"), required=False, default="house"),
+)
+INSTRUMENT_COLUMNS = (
+    Column("instrument", _text),
+    Column("underlying", _text),
+    Column("type", one_of("stock", "call", "put")),
+    Column("strike", _optional(positive), required=False),
+    Column("expiry", _optional(_date), required=False),
+    Column("style", one_of("american", "european"), required=False, default="american"),
+    Column("multiplier", _optional(positive), required=False),
+)
+POSITION_COLUMNS = (
+    Column("account", _text),
+    Column("instrument", _text),
+    Column("quantity", number),
+)
+
+
+@dataclass(slots=True)
+class LoadedBook:
+    """A book with what was rejected on the way, the optional history and account types."""
+
+    book: Book
+    history: ReturnHistory | None
+    account_type: tuple[str, ...]
+    failures: list[RowFailure] = field(default_factory=list)
+
+
+def find_file(folder: Path, name: str) -> Path | None:
+    for ext in ("csv", "parquet"):
+        path = folder / f"{name}.{ext}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_table(path: Path, columns: Sequence[Column]) -> ParsedRows:
+    """Rows of a CSV or Parquet file, parsed column by column (see module docstring)."""
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            buf = io.BytesIO()
+            pacsv.write_csv(
+                table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), buf
+            )
+            text = buf.getvalue().decode("utf-8")
+            # pyarrow quotes every string field; the row reader unquotes them.
+            return read_rows(io.StringIO(text), source=str(path), columns=columns)
+        with open(path, encoding="utf-8", newline="") as fh:
+            return read_rows(fh, source=str(path), columns=columns)
+    except FileNotFoundError:
+        raise ValidationError("file", f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError("file", f"{path}: not UTF-8 text ({exc.reason})") from None
+    except pa.ArrowException as exc:
+        raise ValidationError("file", f"{path}: cannot be read: {exc}") from None
+
+
+def load_book(
+    folder: Path,
+    *,
+    positions_file: Path | None = None,
+    market_file: Path | None = None,
+    history_file: Path | None = None,
+) -> LoadedBook:
+    """Load a book folder; ``*_file`` arguments replace the folder's file of that name."""
+    failures: list[RowFailure] = []
+
+    def table(name: str, columns: Sequence[Column], override: Path | None = None) -> _Table:
+        path = override or find_file(folder, name)
+        if path is None:
+            raise ValidationError("file", f"{folder}/{name}.csv (or .parquet) is missing")
+        rows = read_table(path, columns)
+        failures.extend(rows.failures)
+        return _Table(str(path), rows, failures)
+
+    und_ids, market = _market(table("market", MARKET_COLUMNS, market_file))
+    und_index = {u: i for i, u in enumerate(und_ids)}
+    und = _underlyings(folder, und_ids, failures)
+    members_path = find_file(folder, "members")
+    members = _members(table("members", MEMBER_COLUMNS)) if members_path else None
+    accounts, owner, types, member_ids = _accounts(table("accounts", ACCOUNT_COLUMNS), members)
+    instruments = _instruments(
+        table("instruments", INSTRUMENT_COLUMNS), und_index, market.valuation_date
+    )
+    matrix = _positions(table("positions", POSITION_COLUMNS, positions_file), accounts, instruments)
+    positions = Positions(
+        accounts=tuple(accounts),
+        members=tuple(member_ids),
+        account_member=np.asarray(owner, dtype=np.int32),
+        matrix=matrix,
+    )
+    book = Book(underlyings=und, instruments=instruments, market=market, positions=positions)
+    hist_path = history_file or find_file(folder, "history")
+    history = read_history(hist_path) if hist_path is not None else None
+    if history is not None:
+        history = history.until(np.datetime64(market.valuation_date, "D"))
+    return LoadedBook(book, history, tuple(types), sorted(failures, key=_order))
+
+
+def _order(f: RowFailure) -> tuple[int, str, int]:
+    name = Path(f.source).stem
+    return (FILES.index(name) if name in FILES else 99, f.source, f.line)
+
+
+@dataclass(slots=True)
+class _Table:
+    """Parsed rows of one file and the shared failure list cross-checks append to."""
+
+    source: str
+    rows: ParsedRows
+    failures: list[RowFailure]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def value(self, name: str, i: int) -> Any:
+        return self.rows.values[name][i]
+
+    def fail(self, i: int, field_name: str, reason: str) -> None:
+        raw = ",".join(self.rows.raw[i].values())
+        self.failures.append(RowFailure(self.source, self.rows.lines[i], field_name, reason, raw))
+
+    def duplicate(self, seen: dict[str, int], key: str, i: int, field_name: str, what: str) -> bool:
+        """Record a failure and return True if ``key`` was already seen on an earlier line."""
+        line = self.rows.lines[i]
+        first = seen.setdefault(key, line)
+        if first != line:
+            self.fail(i, field_name, f"duplicate {what} {key!r} (first on line {first})")
+            return True
+        return False
+
+
+def _market(t: _Table) -> tuple[list[str], Market]:
+    seen: dict[str, int] = {}
+    keep: list[int] = []
+    valuation: dt.date | None = None
+    for i in range(len(t)):
+        if t.duplicate(seen, t.value("underlying", i), i, "underlying", "underlying"):
+            continue
+        d = t.value("date", i)
+        if valuation is None:
+            valuation = d
+        elif d != valuation:
+            t.fail(i, "date", f"{d} differs from the valuation date {valuation} of the first row")
+            continue
+        keep.append(i)
+    if valuation is None:
+        raise ValidationError("market", f"{t.source} has no valid row")
+
+    def col(name: str) -> np.ndarray:
+        return np.array([t.value(name, i) for i in keep], dtype=np.float64)
+
+    market = Market(
+        valuation_date=valuation,
+        spot=col("spot"),
+        atm_vol=col("atm_vol"),
+        skew=col("skew"),
+        dividend_yield=col("dividend_yield"),
+        rate=col("rate"),
+    )
+    return [t.value("underlying", i) for i in keep], market
+
+
+def _underlyings(folder: Path, ids: list[str], failures: list[RowFailure]) -> Underlyings:
+    kind = ["equity"] * len(ids)
+    adv = np.full(len(ids), np.inf)
+    high = np.zeros(len(ids), dtype=bool)
+    path = find_file(folder, "underlyings")
+    if path is not None:
+        rows = read_table(path, UNDERLYING_COLUMNS)
+        failures.extend(rows.failures)
+        t = _Table(str(path), rows, failures)
+        index = {u: i for i, u in enumerate(ids)}
+        seen: dict[str, int] = {}
+        for i in range(len(t)):
+            u = t.value("underlying", i)
+            if t.duplicate(seen, u, i, "underlying", "underlying"):
+                continue
+            k = index.get(u)
+            if k is None:
+                t.fail(i, "underlying", f"{u!r} has no market data row")
+                continue
+            kind[k] = t.value("kind", i)
+            a = t.value("adv", i)
+            adv[k] = np.inf if a is None else a
+            high[k] = t.value("high_cap_broad_index", i)
+    return Underlyings(tuple(ids), tuple(kind), adv, high)
+
+
+def _members(t: _Table) -> list[str]:
+    seen: dict[str, int] = {}
+    return [
+        t.value("member", i)
+        for i in range(len(t))
+        if not t.duplicate(seen, t.value("member", i), i, "member", "member")
+    ]
+
+
+def _accounts(
+    t: _Table, members: list[str] | None
+) -> tuple[list[str], list[int], list[str], list[str]]:
+    """Accounts, their member index, type, and the member list (from the accounts file when
+    there is no members file)."""
+    seen: dict[str, int] = {}
+    known = {m: i for i, m in enumerate(members or [])}
+    member_ids = list(members or [])
+    accounts: list[str] = []
+    owner: list[int] = []
+    types: list[str] = []
+    for i in range(len(t)):
+        a, m = t.value("account", i), t.value("member", i)
+        if t.duplicate(seen, a, i, "account", "account"):
+            continue
+        if m not in known:
+            if members is not None:
+                t.fail(i, "member", f"unknown member {m!r} (not in the members file)")
+                continue
+            known[m] = len(member_ids)
+            member_ids.append(m)
+        accounts.append(a)
+        owner.append(known[m])
+        types.append(t.value("type", i))
+    return accounts, owner, types, member_ids
+
+
+def _instruments(t: _Table, und_index: dict[str, int], valuation: dt.date) -> Instruments:
+    seen: dict[str, int] = {}
+    ids: list[str] = []
+    und: list[int] = []
+    kind: list[int] = []
+    strike: list[float] = []
+    expiry: list[float] = []
+    american: list[bool] = []
+    mult: list[float] = []
+    for i in range(len(t)):
+        name, u, typ = t.value("instrument", i), t.value("underlying", i), t.value("type", i)
+        if t.duplicate(seen, name, i, "instrument", "instrument"):
+            continue
+        if u not in und_index:
+            t.fail(i, "underlying", f"{u!r} has no market data row")
+            continue
+        k, e = t.value("strike", i), t.value("expiry", i)
+        if typ != "stock":
+            if k is None:
+                t.fail(i, "strike", "is missing (an option needs a strike)")
+                continue
+            if e is None:
+                t.fail(i, "expiry", "is missing (an option needs an expiry date)")
+                continue
+            if e < valuation:
+                t.fail(i, "expiry", f"{e} is before the valuation date {valuation} (expired)")
+                continue
+        m = t.value("multiplier", i)
+        ids.append(name)
+        und.append(und_index[u])
+        kind.append({"stock": 0, "call": 1, "put": 2}[typ])
+        strike.append(0.0 if typ == "stock" else float(k))
+        expiry.append(0.0 if typ == "stock" else (e - valuation).days / 365.0)
+        american.append(typ != "stock" and t.value("style", i) == "american")
+        mult.append(float(m) if m is not None else (1.0 if typ == "stock" else 100.0))
+    return Instruments(
+        ids=tuple(ids),
+        underlying=np.asarray(und, dtype=np.int32),
+        kind=np.asarray(kind, dtype=np.int8),
+        strike=np.asarray(strike, dtype=np.float64),
+        expiry_years=np.asarray(expiry, dtype=np.float64),
+        is_american=np.asarray(american, dtype=bool),
+        multiplier=np.asarray(mult, dtype=np.float64),
+    )
+
+
+def _positions(t: _Table, accounts: list[str], instruments: Instruments) -> sp.csr_matrix:
+    acc = {a: i for i, a in enumerate(accounts)}
+    ins = instruments.index()
+    seen: dict[str, int] = {}
+    r: list[int] = []
+    c: list[int] = []
+    q: list[float] = []
+    for i in range(len(t)):
+        name_a, name_j = t.value("account", i), t.value("instrument", i)
+        a, j = acc.get(name_a), ins.get(name_j)
+        if a is None:
+            t.fail(i, "account", f"unknown or rejected account {name_a!r}")
+            continue
+        if j is None:
+            t.fail(i, "instrument", f"unknown or rejected instrument {name_j!r}")
+            continue
+        if t.duplicate(seen, f"{name_a} / {name_j}", i, "instrument", "position"):
+            continue
+        quantity = t.value("quantity", i)
+        if quantity != 0.0:
+            r.append(a)
+            c.append(j)
+            q.append(quantity)
+    matrix = sp.csr_matrix(
+        (np.asarray(q, dtype=np.float64), (np.asarray(r, np.int64), np.asarray(c, np.int64))),
+        shape=(len(accounts), len(instruments)),
+    )
+    matrix.sort_indices()
+    return matrix
+
+
+def read_history(path: Path) -> ReturnHistory:
+    """Closes (wide: ``date`` then one column per underlying) as daily log returns."""
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(
+                path, convert_options=pacsv.ConvertOptions(column_types={"date": pa.string()})
+            )
+    except FileNotFoundError:
+        raise ValidationError("history", f"{path}: no such file") from None
+    except pa.ArrowException as exc:
+        raise ValidationError("history", f"{path}: cannot be read: {exc}") from None
+    if "date" not in table.column_names:
+        raise ValidationError("date", f"column is missing from the header of {path}")
+    names = tuple(n for n in table.column_names if n != "date")
+    try:
+        dates = np.array(
+            [dt.date.fromisoformat(str(d)) for d in table["date"].to_pylist()],
+            dtype="datetime64[D]",
+        )
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("date", f"{path}: not an ISO date: {exc}") from None
+    closes = (
+        np.column_stack(
+            [
+                np.asarray(
+                    table[n].cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+                )
+                for n in names
+            ]
+        )
+        if names
+        else np.zeros((len(dates), 0))
+    )
+    bad = ~(np.isfinite(closes) & (closes > 0))
+    if bad.any():
+        t, u = np.argwhere(bad)[0]
+        raise ValidationError(
+            names[u],
+            f"{path}:{t + 2}: close on {dates[t]} must be a number > 0, got {closes[t, u]!r}",
+        )
+    return ReturnHistory.from_closes(dates, names, closes)
+
+
+def write_book(
+    folder: Path,
+    book: Book,
+    *,
+    history: ReturnHistory | None = None,
+    last_close: np.ndarray | None = None,
+    account_type: Sequence[str] | None = None,
+    fmt: Format = "csv",
+) -> list[Path]:
+    """Write ``book`` (and its history as closes ending at ``last_close``) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    u, ins, mk, pos = book.underlyings, book.instruments, book.market, book.positions
+    valuation = mk.valuation_date
+    tables: dict[str, dict[str, Any]] = {
+        "market": {
+            "underlying": list(u.ids),
+            "date": [valuation.isoformat()] * len(u),
+            "spot": mk.spot,
+            "atm_vol": mk.atm_vol,
+            "skew": mk.skew,
+            "dividend_yield": mk.dividend_yield,
+            "rate": mk.rate,
+        },
+        "underlyings": {
+            "underlying": list(u.ids),
+            "kind": list(u.kind),
+            "adv": [None if not np.isfinite(x) else float(x) for x in u.adv],
+            "high_cap_broad_index": [bool(x) for x in u.high_cap_broad_index],
+        },
+        "members": {"member": list(pos.members)},
+        "accounts": {
+            "account": list(pos.accounts),
+            "member": [pos.members[m] for m in pos.account_member],
+            "type": list(account_type)
+            if account_type is not None
+            else ["house"] * len(pos.accounts),
+        },
+        "instruments": _instrument_columns(ins, u.ids, valuation),
+    }
+    coo = pos.matrix.tocoo()
+    order = np.lexsort((coo.col, coo.row))
+    tables["positions"] = {
+        "account": [pos.accounts[a] for a in coo.row[order]],
+        "instrument": [ins.ids[j] for j in coo.col[order]],
+        "quantity": coo.data[order],
+    }
+    written = [_write(folder / f"{name}.{fmt}", cols, fmt) for name, cols in tables.items()]
+    if history is not None and last_close is not None:
+        closes = history.closes(last_close)
+        anchor = np.busday_offset(history.dates[0], -1, roll="backward")
+        dates = np.concatenate([[anchor], history.dates]).astype("datetime64[D]")
+        cols: dict[str, Any] = {"date": [str(d) for d in dates]}
+        cols.update({name: closes[:, k] for k, name in enumerate(history.underlyings)})
+        written.append(_write(folder / f"history.{fmt}", cols, fmt))
+    return written
+
+
+def _instrument_columns(
+    ins: Instruments, und_ids: tuple[str, ...], valuation: dt.date
+) -> dict[str, Any]:
+    opt = ins.kind != InstrumentKind.STOCK
+    days = np.round(ins.expiry_years * 365.0).astype(np.int64)
+    return {
+        "instrument": list(ins.ids),
+        "underlying": [und_ids[k] for k in ins.underlying],
+        "type": [("stock", "call", "put")[k] for k in ins.kind],
+        "strike": [float(k) if o else None for k, o in zip(ins.strike, opt, strict=True)],
+        "expiry": [
+            (valuation + dt.timedelta(days=int(d))).isoformat() if o else None
+            for d, o in zip(days, opt, strict=True)
+        ],
+        "style": [
+            ("american" if a else "european") if o else None
+            for a, o in zip(ins.is_american, opt, strict=True)
+        ],
+        "multiplier": ins.multiplier,
+    }
+
+
+def _write(path: Path, columns: dict[str, Any], fmt: Format) -> Path:
+    names = list(columns)
+    values = [v if isinstance(v, list) else np.asarray(v).tolist() for v in columns.values()]
+    if fmt == "parquet":
+        pq.write_table(pa.table(dict(zip(names, values, strict=True))), path)
+        return path
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(x) for x in row] for row in zip(*values, strict=True))
+    return path
+
+
+def _cell(x: Any) -> Any:
+    """CSV text of a value: blank for None, true/false, whole floats without '.0'."""
+    if x is None:
+        return ""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return int(x)
+    return x
