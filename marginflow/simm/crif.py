@@ -108,6 +108,7 @@ MSG_IM_MODEL = "unknown IM model {value!r} (expected SIMM or Schedule)"
 MSG_END_DATE = "is not a date (YYYY-MM-DD): {value!r}"
 MSG_END_DATE_MISSING = "is required for Schedule rows"
 MSG_SCHEDULE_RISK_TYPE = "Schedule rows must have risk type Notional or PV, got {value!r}"
+MSG_TRADE_REQUIRED = "is required for Schedule rows (it pairs a trade's Notional and PV)"
 MSG_MISSING_COLUMN = "column is missing (accepted names: {choices})"
 
 
@@ -622,6 +623,8 @@ def build_crif(
     trade = np.where(np.array([v == "" for v in t_values], dtype=bool)[t_idx], -1, t_idx).astype(
         np.int32
     )
+
+    fail.add(schedule & (trade < 0), "TradeID", lambda r: MSG_TRADE_REQUIRED)
 
     failures = fail.to_list(source, line_no, raw_text)
     good = ~fail.bad

@@ -52,9 +52,7 @@ def _call_side_margins(version: str, mpor: int) -> dict[str, float]:
     load = read_crif(path, calibration=calibration)
     assert not load.failures, load.failures[:3]
     run = run_simm(load.crif, calibration=calibration, fx=implied_from_crif(load.crif))
-    return {
-        run.portfolios[u.unit.portfolio]: u.margin for u in run.units if u.unit.side == "call"
-    }
+    return {run.portfolios[u.unit.portfolio]: u.margin for u in run.units if u.unit.side == "call"}
 
 
 def _dollars(value: float) -> int:

@@ -1,0 +1,171 @@
+"""The public entry point: initial margin of every portfolio and side of a CRIF, SIMM and
+Schedule, with the winning regulation and the breakdown.
+
+Per portfolio the IM model is chosen by ``models`` (portfolio -> ``"simm"``, ``"schedule"``
+or ``"mixed"``); the default ``"mixed"`` follows each row's ``IMModel`` column (SIMM rows to
+SIMM, Schedule rows to the Schedule grid) and adds the two, which is how a netting set with
+some trades under Schedule IM is margined. ``"simm"`` ignores Schedule rows; ``"schedule"``
+ignores SIMM rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+
+from marginflow.core.errors import ValidationError
+from marginflow.simm.calculator import SimmRun, UnitResult, run_simm
+from marginflow.simm.calibration import Calibration
+from marginflow.simm.crif import IM_MODEL_SCHEDULE, IM_MODEL_SIMM, Crif, CrifLoad
+from marginflow.simm.fx import FxRates, implied_from_crif
+from marginflow.simm.regulations import SIDES, Side, regulation_rank, winning
+from marginflow.simm.results import Node, RegulationMargin, ScheduleMargin, SideResult, SimmReport
+from marginflow.simm.schedule import schedule_margins
+
+Model = Literal["simm", "schedule", "mixed"]
+MODELS: tuple[Model, ...] = ("simm", "schedule", "mixed")
+MSG_MODEL = "must be one of simm, schedule, mixed; got {value!r}"
+
+
+def winners(run: SimmRun) -> dict[tuple[str, Side], tuple[float, str, UnitResult]]:
+    """(portfolio, side) -> (margin, winning regulation, its unit result)."""
+    grouped: dict[tuple[str, Side], list[UnitResult]] = {}
+    for u in run.units:
+        grouped.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
+    out: dict[tuple[str, Side], tuple[float, str, UnitResult]] = {}
+    for key, units in grouped.items():
+        best = winning([(u.margin, u.unit.regulations) for u in units])
+        if best is None:
+            continue
+        margin, reg = best
+        unit = next(u for u in units if reg in u.unit.regulations)
+        out[key] = (margin, reg, unit)
+    return out
+
+
+def simm_report(
+    load: CrifLoad | Crif,
+    *,
+    calibration: Calibration,
+    currency: str = "USD",
+    fx: FxRates | None = None,
+    enforce_regulations: bool = True,
+    detail: bool = False,
+    as_of: dt.date | None = None,
+    models: Mapping[str, Model] | None = None,
+    default_model: Model = "mixed",
+) -> SimmReport:
+    """Initial margin of every portfolio (both sides) in a validated CRIF.
+
+    ``fx`` gives USD per unit of each currency; rates missing there are implied from rows
+    that carry both Amount and AmountUSD. ``as_of`` is the date Schedule maturities run
+    from (default: today). Amounts in the result are in ``currency``.
+    """
+    crif = load.crif if isinstance(load, CrifLoad) else load
+    failures = load.failures if isinstance(load, CrifLoad) else ()
+    for name, model in [*(models or {}).items(), ("default", default_model)]:
+        if model not in MODELS:
+            raise ValidationError(f"model[{name}]", MSG_MODEL.format(value=model))
+    rates = (fx or FxRates.of({})).merged(implied_from_crif(crif))
+    model_of = {p: (models or {}).get(p, default_model) for p in crif.portfolios}
+    portfolio_model = np.array([model_of[p] for p in crif.portfolios] or ["mixed"])
+    row_model = portfolio_model[crif.portfolio] if len(crif) else np.zeros(0, dtype=str)
+    simm_rows = (crif.im_model == IM_MODEL_SIMM) & (row_model != "schedule")
+    schedule_rows = (crif.im_model == IM_MODEL_SCHEDULE) & (row_model != "simm")
+    run = run_simm(
+        crif.take(simm_rows),
+        calibration=calibration,
+        currency=currency,
+        fx=rates,
+        enforce_regulations=enforce_regulations,
+        detail=detail,
+    )
+    sched = schedule_margins(
+        crif.take(schedule_rows),
+        currency=run.currency,
+        fx=rates,
+        as_of=as_of or dt.date.today(),
+        enforce_regulations=enforce_regulations,
+    )
+    simm_best = winners(run)
+    by_unit: dict[tuple[str, Side], list[UnitResult]] = {}
+    for u in run.units:
+        by_unit.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
+    results: list[SideResult] = []
+    present = {crif.portfolios[int(p)] for p in np.unique(crif.portfolio)} if len(crif) else set()
+    for portfolio in sorted(present):
+        for side in SIDES:
+            results.append(
+                _side_result(
+                    portfolio,
+                    side,
+                    simm_best.get((portfolio, side)),
+                    by_unit.get((portfolio, side), []),
+                    sched.get((portfolio, side), {}),
+                    model_of[portfolio],
+                    run.currency,
+                )
+            )
+    notes = []
+    if not enforce_regulations:
+        notes.append("regulation columns ignored: one calculation per portfolio and side")
+    return SimmReport(
+        version=calibration.version,
+        mpor_days=calibration.mpor_days,
+        currency=run.currency,
+        results=tuple(results),
+        failures=tuple(failures),
+        notes=tuple(notes),
+    )
+
+
+def _side_result(
+    portfolio: str,
+    side: Side,
+    simm_best: tuple[float, str, UnitResult] | None,
+    units: list[UnitResult],
+    schedule: Mapping[str, ScheduleMargin],
+    model: Model,
+    currency: str,
+) -> SideResult:
+    # With both SIMM and Schedule rows, a regulation's margin is SIMM + Schedule under that
+    # regulation; the winner is the regulation with the highest sum.
+    simm_by_reg = {reg: u for u in units for reg in u.unit.regulations}
+    regs = sorted(set(simm_by_reg) | set(schedule), key=regulation_rank)
+    candidates = [
+        (
+            (simm_by_reg[r].margin if r in simm_by_reg else 0.0)
+            + (schedule[r].margin if r in schedule else 0.0),
+            (r,),
+        )
+        for r in regs
+    ]
+    best = winning(candidates)
+    if best is None:
+        empty = Node("Total", "total", 0.0)
+        return SideResult(portfolio, side, None, 0.0, 0.0, 0.0, model, empty)
+    im, reg = best
+    unit = simm_by_reg.get(reg)
+    sched = schedule.get(reg)
+    simm = unit.margin if unit else 0.0
+    children = [unit.breakdown] if unit else []
+    if sched is not None:
+        children.append(sched.to_node())
+    del simm_best, currency
+    return SideResult(
+        portfolio=portfolio,
+        side=side,
+        regulation=reg,
+        im=im,
+        simm=simm,
+        schedule=sched.margin if sched else 0.0,
+        model=model,
+        breakdown=Node("Total", "total", im, tuple(children)),
+        regulations=tuple(
+            RegulationMargin(u.unit.regulations, u.margin, u.breakdown) for u in units
+        ),
+        schedule_detail=sched,
+    )
