@@ -107,6 +107,13 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
         data = path.read_bytes()
     except OSError as exc:
         raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
+    bad_utf8_lines: set[int] = set()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Keep going: the broken bytes become U+FFFD and their rows are rejected below.
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+        bad_utf8_lines = _lines_containing(data, "\ufffd".encode())
     text_head = data[:65536].decode("utf-8-sig", errors="replace")
     header_line = text_head.splitlines()[0] if text_head.strip() else ""
     if not header_line.strip():
@@ -152,6 +159,10 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
         return ""
 
     load = _from_table(table, calibration, str(path), lines, raw)
+    if bad_utf8_lines:
+        load = _reject_lines(
+            load, bad_utf8_lines, raw_of_line=lambda k: data[starts[k - 1] : ends[k - 1]]
+        )
     if not invalid:
         return load
     extra = [
@@ -166,6 +177,38 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
     ]
     failures = sorted((*load.failures, *extra), key=lambda f: f.line)
     return CrifLoad(crif=load.crif, failures=tuple(failures))
+
+
+MSG_NOT_UTF8 = "contains bytes that are not UTF-8 text"
+
+
+def _lines_containing(data: bytes, needle: bytes) -> set[int]:
+    """1-based numbers of the lines that contain ``needle``."""
+    out: set[int] = set()
+    start = data.find(needle)
+    while start >= 0:
+        out.add(data.count(b"\n", 0, start) + 1)
+        start = data.find(needle, start + 1)
+    return out
+
+
+def _reject_lines(load: CrifLoad, lines: set[int], raw_of_line: Any) -> CrifLoad:
+    """Move the valid rows on ``lines`` to the failures (reason: not UTF-8)."""
+    already = {f.line for f in load.failures}
+    hit = np.isin(load.crif.line, sorted(lines))
+    extra = [
+        RowFailure(
+            load.crif.source,
+            int(k),
+            "(row)",
+            MSG_NOT_UTF8,
+            bytes(raw_of_line(int(k))).decode("utf-8", errors="replace"),
+        )
+        for k in load.crif.line[hit].tolist()
+        if k not in already
+    ]
+    failures = sorted((*load.failures, *extra), key=lambda f: f.line)
+    return CrifLoad(crif=load.crif.take(~hit), failures=tuple(failures))
 
 
 def _split_invalid(

@@ -96,7 +96,7 @@ def simm_report(
         by_unit.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
     results: list[SideResult] = []
     present = {crif.portfolios[int(p)] for p in np.unique(crif.portfolio)} if len(crif) else set()
-    for portfolio in sorted(present):
+    for portfolio in sorted(present, key=_natural):
         for side in SIDES:
             results.append(
                 _side_result(
@@ -120,6 +120,13 @@ def simm_report(
         failures=tuple(failures),
         notes=tuple(notes),
     )
+
+
+def _natural(name: str) -> tuple[tuple[int, object], ...]:
+    """Sort key that orders C2 before C10."""
+    import re
+
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name) if t)
 
 
 def _side_result(

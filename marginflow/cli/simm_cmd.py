@@ -1,0 +1,157 @@
+"""``marginflow simm CRIF_FILE --version V``: ISDA SIMM (and Schedule IM) of every portfolio
+in a CRIF file, both sides.
+
+*call* is SIMM on the sensitivities as given (the margin the file's owner collects), *post*
+is SIMM on the negated sensitivities (the margin it posts). With regulation columns, each
+side's winning regulation is named. Rejected rows are named on standard error
+(``file:line: field: reason``) and can be kept with ``--rejects``; the valid rows are still
+computed and the exit status is then 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from marginflow.cli.output import fail, print_json, report_failures, stderr, table
+from marginflow.core.errors import MarginflowError, RowFailure
+from marginflow.simm.calibration import available_versions, load_calibration
+from marginflow.simm.crif_io import read_crif
+from marginflow.simm.fx import read_fx_rates
+from marginflow.simm.report import MODELS, Model, simm_report
+from marginflow.simm.results import SimmReport
+
+EXIT_REJECTED = 2
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simm")(simm_command)
+
+
+def simm_command(
+    crif_file: Annotated[Path, typer.Argument(help="CRIF file (.csv, or .parquet)")],
+    version: Annotated[
+        str, typer.Option("--version", "-v", help="SIMM version by ISDA name, e.g. 2.6, 2.8+2506")
+    ] = "2.6",
+    mpor: Annotated[int, typer.Option(help="margin period of risk in days: 10 or 1")] = 10,
+    currency: Annotated[str, typer.Option(help="calculation and result currency")] = "USD",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    fx_rates: Annotated[
+        Path | None,
+        typer.Option(help="CSV of Currency,USDPerUnit (else implied from Amount/AmountUSD)"),
+    ] = None,
+    regulations: Annotated[
+        bool,
+        typer.Option(
+            "--regulations/--no-regulations",
+            help="honour CollectRegulation/PostRegulation (strongest regime per side)",
+        ),
+    ] = True,
+    detail: Annotated[bool, typer.Option(help="break buckets down by qualifier")] = False,
+    depth: Annotated[
+        int, typer.Option(help="breakdown levels shown in the table (JSON has all)")
+    ] = 4,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="PORTFOLIO=simm|schedule|mixed (repeatable); default: mixed"),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="date Schedule maturities run from (YYYY-MM-DD)")
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="write rejected rows (line, field, reason, raw) here")
+    ] = None,
+) -> None:
+    """ISDA SIMM and Schedule IM from a CRIF file, per portfolio and side, with the
+    breakdown (product class, risk class, margin type, bucket)."""
+    if mpor not in (10, 1):
+        fail(f"--mpor must be 10 or 1, got {mpor}")
+    try:
+        calibration = load_calibration(version, mpor)
+        load = read_crif(crif_file, calibration=calibration)
+        rates = read_fx_rates(fx_rates) if fx_rates else None
+        models = _models(model or [])
+        report = simm_report(
+            load,
+            calibration=calibration,
+            currency=currency,
+            fx=rates,
+            enforce_regulations=regulations,
+            detail=detail,
+            as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            models=models,
+        )
+    except MarginflowError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # a bad --as-of date
+        fail(str(exc))
+    if rejects is not None:
+        _write_rejects(rejects, load.failures)
+    if as_json:
+        document = report.to_dict()
+        document["source"] = str(crif_file)
+        print_json(document)
+    else:
+        _print_report(report, depth)
+    if load.failures:
+        report_failures(load.failures)
+        stderr.print(
+            f"{load.rejected_lines} rejected row(s); {len(load.crif)} valid rows computed",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def _models(specs: list[str]) -> dict[str, Model]:
+    out: dict[str, Model] = {}
+    for spec in specs:
+        portfolio, sep, name = spec.rpartition("=")
+        if not sep or name.lower() not in MODELS:
+            fail(f"--model must be PORTFOLIO=simm|schedule|mixed, got {spec!r}")
+        out[portfolio] = name.lower()  # type: ignore[assignment]
+    return out
+
+
+def _write_rejects(path: Path, failures: tuple[RowFailure, ...]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "line", "field", "reason", "raw"])
+        for f in failures:
+            writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
+
+
+def _print_report(report: SimmReport, depth: int) -> None:
+    title = (
+        f"SIMM {report.version} ({report.mpor_days}-day), {report.currency}: "
+        "call = margin collected, post = margin posted"
+    )
+    table(
+        title,
+        ["portfolio", "side", "regulation", "IM", "SIMM", "Schedule"],
+        [
+            (r.portfolio, r.side, r.regulation or "-", r.im, r.simm, r.schedule)
+            for r in report.results
+        ],
+    )
+    for r in report.results:
+        rows = [
+            ("  " * d + node.name, node.level, node.margin)
+            for d, node in r.breakdown.walk()
+            if 0 < d <= depth
+        ]
+        if rows:
+            table(
+                f"{r.portfolio} {r.side} ({r.regulation or 'no regulation'})",
+                ["line", "level", f"margin ({report.currency})"],
+                rows,
+            )
+    for note in report.notes:
+        stderr.print(f"note: {note}", highlight=False)
+
+
+def versions_help() -> str:
+    return ", ".join(available_versions())
