@@ -1,0 +1,25 @@
+"""Shared fixtures of the engine tests: one small synthetic book and its scenarios."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from marginflow.engine.book import Book
+from marginflow.engine.synthetic_book import generate_book
+from marginflow.scenarios.fhs import filtered_historical
+from marginflow.scenarios.scenario_set import ScenarioSet
+
+
+@dataclass(frozen=True)
+class SmallCase:
+    book: Book
+    scenarios: ScenarioSet
+
+
+@pytest.fixture(scope="session")
+def small_case() -> SmallCase:
+    sb = generate_book(members=3, accounts=30, underlyings=8, series=150, positions=600, seed=11)
+    scen = filtered_historical(sb.universe.history, lookback_days=500, floor_lookback_days=1000)
+    return SmallCase(sb.book, scen)
