@@ -65,6 +65,10 @@ def simm_command(
     rejects: Annotated[
         Path | None, typer.Option(help="write rejected rows (line, field, reason, raw) here")
     ] = None,
+    contributions: Annotated[
+        bool,
+        typer.Option(help="Euler contribution of each trade (TradeID) to its SIMM"),
+    ] = False,
 ) -> None:
     """ISDA SIMM and Schedule IM from a CRIF file, per portfolio and side, with the
     breakdown (product class, risk class, margin type, bucket)."""
@@ -84,6 +88,7 @@ def simm_command(
             detail=detail,
             as_of=dt.date.fromisoformat(as_of) if as_of else None,
             models=models,
+            contributions=contributions,
         )
     except MarginflowError as exc:
         fail(str(exc))
@@ -148,6 +153,13 @@ def _print_report(report: SimmReport, depth: int) -> None:
                 f"{r.portfolio} {r.side} ({r.regulation or 'no regulation'})",
                 ["line", "level", f"margin ({report.currency})"],
                 rows,
+            )
+        if r.contributions:
+            top = sorted(r.contributions.items(), key=lambda kv: -abs(kv[1]))[:10]
+            table(
+                f"{r.portfolio} {r.side}: largest trade contributions (Euler)",
+                ["trade", f"contribution ({report.currency})"],
+                top,
             )
     for note in report.notes:
         stderr.print(f"note: {note}", highlight=False)

@@ -16,7 +16,7 @@ with the notional add-on sum_q factor_q / 100 * notional_q (factor as a percenta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +27,15 @@ from marginflow.simm.crif import IM_MODEL_SIMM, Crif
 from marginflow.simm.currencies import ACCEPTED_CURRENCIES, CURRENCY_ALIASES
 from marginflow.simm.fx import FxRates
 from marginflow.simm.margins import Context, FactorTable, Margins, compute_margins
-from marginflow.simm.regulations import SIDES, Side, Unit, UnitSplit, pair_index, split_units
+from marginflow.simm.regulations import (
+    SIDES,
+    Side,
+    Unit,
+    UnitSplit,
+    pair_index,
+    split_units,
+    winning,
+)
 from marginflow.simm.results import Node
 from marginflow.simm.risk import (
     MARGIN_TYPE_NAMES,
@@ -107,8 +115,11 @@ def _fold(columns: Sequence[I64]) -> I64:
 
 
 @dataclass(frozen=True, slots=True)
-class _Base:
-    """Rows aggregated by every field that matters, before the split into units."""
+class BaseFactors:
+    """CRIF rows aggregated by every field SIMM distinguishes (portfolio, both regulation
+    sets, product class, risk type, qualifier, bucket, labels), before the split into units.
+    Amounts are in the calculation currency (multipliers and notional factors as given);
+    ``trade`` is set when aggregated per trade, else -1."""
 
     portfolio: I64
     collect: I64
@@ -120,9 +131,39 @@ class _Base:
     label1: I64
     label2: I64
     amount: F64
+    trade: I64
+
+    def take(self, index: NDArray[np.bool_] | I64) -> BaseFactors:
+        return BaseFactors(*(getattr(self, f)[index] for f in _BASE_FIELDS))
+
+    def relabel(self, portfolio: int) -> BaseFactors:
+        """The same factors as portfolio code ``portfolio``."""
+        return replace(self, portfolio=np.full(self.portfolio.size, portfolio, dtype=np.int64))
+
+    @staticmethod
+    def concat(parts: Sequence[BaseFactors]) -> BaseFactors:
+        return BaseFactors(*(np.concatenate([getattr(p, f) for p in parts]) for f in _BASE_FIELDS))
 
 
-def _base(crif: Crif, amount: F64) -> _Base:
+_BASE_FIELDS = (
+    "portfolio",
+    "collect",
+    "post",
+    "product_class",
+    "risk_type",
+    "qualifier",
+    "bucket",
+    "label1",
+    "label2",
+    "amount",
+    "trade",
+)
+
+
+def base_factors(crif: Crif, amount: F64, *, by_trade: bool = False) -> BaseFactors:
+    """Aggregate rows (``amount`` in the calculation currency, see :func:`amounts_in`).
+    Sensitivities, notionals and fixed add-ons add up; a product class multiplier or notional
+    factor given twice for the same key is taken once (the largest)."""
     cols = [
         crif.portfolio.astype(np.int64),
         crif.collect_regs.astype(np.int64),
@@ -134,11 +175,20 @@ def _base(crif: Crif, amount: F64) -> _Base:
         crif.label1.astype(np.int64),
         crif.label2.astype(np.int64),
     ]
-    key = _fold(cols)
+    trade = crif.trade.astype(np.int64) if by_trade else np.full(len(crif), -1, dtype=np.int64)
+    key = _fold([*cols, trade])
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    total = np.asarray(np.bincount(inverse.reshape(-1), amount, uniq.size), dtype=np.float64)
+    inverse = inverse.reshape(-1)
+    total = np.asarray(np.bincount(inverse, amount, uniq.size), dtype=np.float64)
+    unitless = (crif.risk_type == RiskType.PRODUCT_CLASS_MULTIPLIER) | (
+        crif.risk_type == RiskType.ADD_ON_NOTIONAL_FACTOR
+    )
+    if unitless.any():
+        largest = np.full(uniq.size, -np.inf)
+        np.maximum.at(largest, inverse[unitless], amount[unitless])
+        total = np.where(np.isfinite(largest), largest, total)
     c = [col[first] for col in cols]
-    return _Base(
+    return BaseFactors(
         portfolio=c[0],
         collect=c[1],
         post=c[2],
@@ -149,6 +199,7 @@ def _base(crif: Crif, amount: F64) -> _Base:
         label1=c[7],
         label2=c[8],
         amount=total,
+        trade=trade[first],
     )
 
 
@@ -177,14 +228,45 @@ def run_simm(
 ) -> SimmRun:
     """SIMM of every (portfolio, side, regulation) unit of ``crif`` (rows with IM model
     SIMM; Schedule rows are ignored here)."""
+    currency = _check_currency(currency)
+    fx = fx or FxRates.of({})
+    simm_rows = crif.take(crif.im_model == IM_MODEL_SIMM)
+    base = base_factors(simm_rows, amounts_in(simm_rows, currency, fx))
+    return simm_of_base(
+        base,
+        regulation_sets=crif.regulation_sets,
+        qualifiers=crif.qualifiers,
+        portfolios=crif.portfolios,
+        calibration=calibration,
+        currency=currency,
+        fx=fx,
+        enforce_regulations=enforce_regulations,
+        detail=detail,
+    )
+
+
+def _check_currency(currency: str) -> str:
     currency = currency.strip().upper()
     if currency not in ACCEPTED_CURRENCIES:
         raise ValidationError("currency", MSG_CURRENCY.format(value=currency))
-    fx = fx or FxRates.of({})
-    simm_rows = crif.take(crif.im_model == IM_MODEL_SIMM)
-    amount = amounts_in(simm_rows, currency, fx)
-    base = _base(simm_rows, amount)
-    n_sets = len(crif.regulation_sets)
+    return currency
+
+
+def simm_of_base(
+    base: BaseFactors,
+    *,
+    regulation_sets: Sequence[frozenset[str]],
+    qualifiers: tuple[str, ...],
+    portfolios: tuple[str, ...],
+    calibration: Calibration,
+    currency: str,
+    fx: FxRates,
+    enforce_regulations: bool = True,
+    detail: bool = False,
+) -> SimmRun:
+    """SIMM of every unit of already aggregated factors (``base.portfolio`` indexes
+    ``portfolios``); the engine behind :func:`run_simm`."""
+    n_sets = len(regulation_sets)
     units: list[Unit] = []
     tables: list[FactorTable] = []
     params: list[tuple[I64, I64, I64, F64]] = []
@@ -195,7 +277,7 @@ def run_simm(
             base.portfolio,
             regset,
             other,
-            crif.regulation_sets,
+            regulation_sets,
             side=side,
             enforce=enforce_regulations,
             unit_offset=len(units),
@@ -220,24 +302,19 @@ def run_simm(
         r, u = rows[~sens], unit[~sens]
         params.append((u, base.risk_type[r], base.qualifier[r], base.amount[r]))
     table = _aggregate(_concat(tables))
-    risk_ccy = CURRENCY_ALIASES.get(currency, currency)
     ctx = Context(
         calibration=calibration,
-        currency=risk_ccy,
+        currency=CURRENCY_ALIASES.get(currency, currency),
         usd_to_calc=1.0 / fx.usd_per(currency),
-        qualifiers=crif.qualifiers,
+        qualifiers=qualifiers,
         detail=detail,
     )
     margins = compute_margins(table, ctx)
-    n_units = len(units)
-    p_unit = np.concatenate([p[0] for p in params]) if params else np.zeros(0, np.int64)
-    p_rt = np.concatenate([p[1] for p in params]) if params else np.zeros(0, np.int64)
-    p_q = np.concatenate([p[2] for p in params]) if params else np.zeros(0, np.int64)
-    p_amt = np.concatenate([p[3] for p in params]) if params else np.zeros(0)
+    p_unit, p_rt, p_q, p_amt = (np.concatenate([p[i] for p in params]) for i in range(4))
     results = _assemble(
-        units, margins, calibration, (p_unit, p_rt, p_q, p_amt), crif.qualifiers, n_units
+        units, margins, calibration, (p_unit, p_rt, p_q, p_amt), qualifiers, len(units)
     )
-    return SimmRun(units=tuple(results), portfolios=crif.portfolios, currency=currency)
+    return SimmRun(units=tuple(results), portfolios=portfolios, currency=currency)
 
 
 def _concat(tables: list[FactorTable]) -> FactorTable:
@@ -411,3 +488,19 @@ def _bucket_sort(name: str) -> tuple[int, int, str]:
 
 def side_units(run: SimmRun, portfolio: int, side: Side) -> list[UnitResult]:
     return [u for u in run.units if u.unit.portfolio == portfolio and u.unit.side == side]
+
+
+def winners(run: SimmRun) -> dict[tuple[str, Side], tuple[float, str, UnitResult]]:
+    """(portfolio, side) -> (margin, winning regulation, its unit result)."""
+    grouped: dict[tuple[str, Side], list[UnitResult]] = {}
+    for u in run.units:
+        grouped.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
+    out: dict[tuple[str, Side], tuple[float, str, UnitResult]] = {}
+    for key, units in grouped.items():
+        best = winning([(u.margin, u.unit.regulations) for u in units])
+        if best is None:
+            continue
+        margin, reg = best
+        unit = next(u for u in units if reg in u.unit.regulations)
+        out[key] = (margin, reg, unit)
+    return out

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from marginflow.core.errors import ValidationError
-from marginflow.simm.calculator import SimmRun, UnitResult, run_simm
+from marginflow.simm.calculator import UnitResult, run_simm, winners
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.crif import IM_MODEL_SCHEDULE, IM_MODEL_SIMM, Crif, CrifLoad
 from marginflow.simm.fx import FxRates, implied_from_crif
@@ -28,22 +28,6 @@ from marginflow.simm.schedule import schedule_margins
 Model = Literal["simm", "schedule", "mixed"]
 MODELS: tuple[Model, ...] = ("simm", "schedule", "mixed")
 MSG_MODEL = "must be one of simm, schedule, mixed; got {value!r}"
-
-
-def winners(run: SimmRun) -> dict[tuple[str, Side], tuple[float, str, UnitResult]]:
-    """(portfolio, side) -> (margin, winning regulation, its unit result)."""
-    grouped: dict[tuple[str, Side], list[UnitResult]] = {}
-    for u in run.units:
-        grouped.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
-    out: dict[tuple[str, Side], tuple[float, str, UnitResult]] = {}
-    for key, units in grouped.items():
-        best = winning([(u.margin, u.unit.regulations) for u in units])
-        if best is None:
-            continue
-        margin, reg = best
-        unit = next(u for u in units if reg in u.unit.regulations)
-        out[key] = (margin, reg, unit)
-    return out
 
 
 def simm_report(
@@ -57,6 +41,7 @@ def simm_report(
     as_of: dt.date | None = None,
     models: Mapping[str, Model] | None = None,
     default_model: Model = "mixed",
+    contributions: bool = False,
 ) -> SimmReport:
     """Initial margin of every portfolio (both sides) in a validated CRIF.
 
@@ -91,6 +76,18 @@ def simm_report(
         enforce_regulations=enforce_regulations,
     )
     simm_best = winners(run)
+    allocation: dict[tuple[str, Side], dict[str, float]] = {}
+    if contributions:
+        from marginflow.simm.contributions import UNALLOCATED, trade_contributions
+
+        for key, c in trade_contributions(
+            crif.take(simm_rows),
+            calibration=calibration,
+            currency=run.currency,
+            fx=rates,
+            enforce_regulations=enforce_regulations,
+        ).items():
+            allocation[key] = {**c.by_trade, UNALLOCATED: c.unallocated}
     by_unit: dict[tuple[str, Side], list[UnitResult]] = {}
     for u in run.units:
         by_unit.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
@@ -106,7 +103,7 @@ def simm_report(
                     by_unit.get((portfolio, side), []),
                     sched.get((portfolio, side), {}),
                     model_of[portfolio],
-                    run.currency,
+                    allocation.get((portfolio, side)),
                 )
             )
     notes = []
@@ -136,7 +133,7 @@ def _side_result(
     units: list[UnitResult],
     schedule: Mapping[str, ScheduleMargin],
     model: Model,
-    currency: str,
+    contributions: Mapping[str, float] | None,
 ) -> SideResult:
     # With both SIMM and Schedule rows, a regulation's margin is SIMM + Schedule under that
     # regulation; the winner is the regulation with the highest sum.
@@ -161,7 +158,9 @@ def _side_result(
     children = [unit.breakdown] if unit else []
     if sched is not None:
         children.append(sched.to_node())
-    del simm_best, currency
+    del simm_best
+    if contributions is not None and unit is None:
+        contributions = None  # the winner is a Schedule-only regulation
     return SideResult(
         portfolio=portfolio,
         side=side,
@@ -175,4 +174,5 @@ def _side_result(
             RegulationMargin(u.unit.regulations, u.margin, u.breakdown) for u in units
         ),
         schedule_detail=sched,
+        contributions=contributions,
     )

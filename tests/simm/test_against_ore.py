@@ -155,7 +155,7 @@ def test_regulations_per_side(version: str, tmp_path: Path) -> None:
     ours = _ours(path, version, 10, "USD")
     problems = list(_compare(ours, ore))
     assert not problems, "\n".join(problems[:20])
-    from marginflow.simm.report import winners
+    from marginflow.simm.calculator import winners
 
     for (portfolio, side), (reg, im) in ore.totals.items():
         won = winners(ours)[(portfolio, side.lower())]
