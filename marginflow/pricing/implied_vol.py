@@ -95,9 +95,10 @@ def implied_vol(batch: OptionBatch, prices: ArrayLike) -> ImpliedVolResult:
     European or American per ``batch.is_american``. Prices are per unit of underlying.
     """
     n = len(batch)
-    p = np.ascontiguousarray(np.broadcast_to(np.asarray(prices, dtype=np.float64), (n,)))
-    if p.ndim != 1:
-        raise ValidationError("prices", f"needs one price per option ({n})")
+    given = np.asarray(prices, dtype=np.float64)
+    if given.ndim > 1 or given.size not in (1, n):
+        raise ValidationError("prices", f"needs one price per option ({n}), got {given.size}")
+    p = np.ascontiguousarray(np.broadcast_to(given.ravel(), (n,)))
     vol = np.full(n, np.nan)
     status = np.zeros(n, dtype=np.int8)
     lower = np.empty(n)
