@@ -145,11 +145,14 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
     n_rows = table.num_rows
     if not invalid and body.size == n_rows:
         row_line_idx = body
-    elif body.size == n_rows + len(invalid):
-        row_line_idx, invalid_line_idx = _split_invalid(data, starts, ends, body, invalid)
-    else:  # quoted line breaks inside values: fall back to record numbers
-        row_line_idx = np.arange(1, n_rows + 1, dtype=np.int64)
-        invalid_line_idx = np.full(len(invalid), -1, dtype=np.int64)
+    else:
+        row_line_idx, invalid_line_idx = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if body.size == n_rows + len(invalid):
+            row_line_idx, invalid_line_idx = _split_invalid(data, starts, ends, body, invalid)
+        if row_line_idx.size != n_rows:
+            # Line breaks inside quoted values (or lone CRs): fall back to record numbers.
+            row_line_idx = np.arange(1, n_rows + 1, dtype=np.int64)
+            invalid_line_idx = np.full(len(invalid), -1, dtype=np.int64)
     lines = row_line_idx.astype(np.int64) + 1
 
     def raw(i: int) -> str:
@@ -224,7 +227,7 @@ def _split_invalid(
     bad: list[int] = []
     j = 0
     for k in body.tolist():
-        if j < len(pending) and data[starts[k] : ends[k]] == pending[j]:
+        if j < len(pending) and data[starts[k] : ends[k]].strip() == pending[j].strip():
             bad.append(k)
             j += 1
         else:
