@@ -11,14 +11,18 @@ from marginflow.stream.log.base import TP, Consumer, Log, LogError, Producer, Re
 
 
 def open_log(url: str) -> Log:
-    """The log at ``url``: ``kafka://host:port[,...]``, ``embedded:///dir`` or a directory."""
+    """The log at ``url``: ``kafka://host:port[,...][?client.setting=value&...]``,
+    ``embedded:///dir`` or a directory."""
     if url.startswith("kafka://"):
+        from urllib.parse import parse_qsl
+
         from marginflow.stream.log.kafka import KafkaLog
 
-        bootstrap = url.removeprefix("kafka://").rstrip("/")
+        rest, _, query = url.removeprefix("kafka://").partition("?")
+        bootstrap = rest.rstrip("/")
         if not bootstrap:
             raise LogError(f"no broker address in {url!r}")
-        return KafkaLog(bootstrap)
+        return KafkaLog(bootstrap, config=dict(parse_qsl(query)))
     from marginflow.stream.log.embedded import EmbeddedLog
 
     path = url.removeprefix("embedded://")

@@ -1,0 +1,124 @@
+"""A load generator: a reproducible stream of trades (and market moves) for tests,
+benchmarks and ``marginflow cluster up``.
+
+Trades pick an account uniformly and an instrument from the account's own small universe
+(accounts hold a handful of series, as real ones do), with quantities of 1-50 contracts
+either way. Event times advance by a fixed step from ``start_ns``. Same seed, same stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
+from marginflow.stream import events as ev
+from marginflow.stream.codec import encode
+from marginflow.stream.log.base import Producer
+from marginflow.stream.topics import MARKET, TRADES, Topology, partition_for
+
+START_NS = 1_717_000_000_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFlow:
+    """Parameters of a generated trade stream."""
+
+    accounts: int = 1_000
+    instruments: int = 2_000
+    per_account: int = 8
+    seed: int = 7
+    start_ns: int = START_NS
+    step_ns: int = 1_000_000
+
+    def account(self, i: int) -> AccountId:
+        return AccountId(f"ACC{i:06d}")
+
+    def instrument(self, j: int) -> InstrumentId:
+        return InstrumentId(f"INS{j:06d}")
+
+
+def trades(flow: TradeFlow, n: int, *, first: int = 0) -> Iterator[ev.Trade]:
+    """Trades ``first`` .. ``first + n - 1`` of the stream (deterministic in ``flow.seed``
+    and the trade number, so a stream can be generated in pieces)."""
+    universe = np.random.default_rng(flow.seed).integers(
+        0, flow.instruments, size=(flow.accounts, flow.per_account)
+    )
+    chunk = 65_536
+    for base in range(first - first % chunk, first + n, chunk):
+        rng = np.random.default_rng([flow.seed, base // chunk])
+        acc = rng.integers(0, flow.accounts, size=chunk)
+        pick = rng.integers(0, flow.per_account, size=chunk)
+        size = rng.integers(1, 51, size=chunk) * np.where(rng.random(chunk) < 0.5, -1, 1)
+        price = np.round(rng.uniform(0.05, 50.0, size=chunk), 2)
+        lo, hi = max(first, base) - base, min(first + n, base + chunk) - base
+        for k in range(lo, hi):
+            a = int(acc[k])
+            number = base + k
+            yield ev.Trade(
+                trade_id=f"T{number:010d}",
+                account=flow.account(a),
+                instrument=flow.instrument(int(universe[a, pick[k]])),
+                quantity=int(size[k]),
+                price=float(price[k]),
+                event_time=flow.start_ns + number * flow.step_ns,
+            )
+
+
+def publish_trades(
+    producer: Producer,
+    topology: Topology,
+    events: Sequence[ev.Event] | Iterator[ev.Event],
+    *,
+    flush_every: int = 10_000,
+) -> int:
+    """Produce trade-topic events keyed (and partitioned) by account; returns the count."""
+    topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
+    n = 0
+    for event in events:
+        key = event.key()
+        assert key is not None
+        producer.produce(
+            topic, encode(event), partition=partition_for(key, parts), key=key.encode()
+        )
+        n += 1
+        if n % flush_every == 0:
+            producer.flush()
+    producer.flush()
+    return n
+
+
+def price_moves(
+    underlyings: Sequence[str],
+    n: int,
+    *,
+    seed: int = 11,
+    start_ns: int = START_NS,
+    step_ns: int = 1_000_000,
+) -> Iterator[ev.PriceUpdate]:
+    """``n`` price updates: a random walk of 10 bp steps on underlyings picked at random."""
+    rng = np.random.default_rng(seed)
+    level = dict.fromkeys(underlyings, 100.0)
+    picks = rng.integers(0, len(underlyings), size=n)
+    shocks = np.exp(rng.normal(0.0, 0.001, size=n))
+    for k in range(n):
+        u = underlyings[int(picks[k])]
+        level[u] *= float(shocks[k])
+        yield ev.PriceUpdate(
+            underlying=UnderlyingId(u), price=level[u], event_time=start_ns + k * step_ns
+        )
+
+
+def publish_market(
+    producer: Producer, topology: Topology, events: Iterator[ev.Event] | Sequence[ev.Event]
+) -> int:
+    """Produce market events on the (single-partition) broadcast market topic."""
+    topic = topology.name(MARKET)
+    n = 0
+    for event in events:
+        producer.produce(topic, encode(event), partition=0)
+        n += 1
+    producer.flush()
+    return n

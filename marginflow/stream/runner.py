@@ -1,0 +1,100 @@
+"""Run one worker process: ``python -m marginflow.stream.runner ROLE --log URL --state DIR``.
+
+This is what ``marginflow cluster up`` starts once per worker, and what the crash tests
+kill. ``--chaos P`` makes the worker SIGKILL itself with probability ``P`` at each point of
+the commit protocol (see :data:`marginflow.stream.worker.PHASES`), to test recovery from a
+crash at every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from marginflow.stream.log import open_log
+from marginflow.stream.snapshots import FileSnapshotStore
+from marginflow.stream.topics import Topology
+from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
+
+
+def _position_keeper(topology: Topology, args: argparse.Namespace) -> Processor:
+    from marginflow.stream.position_keeper import PositionKeeper
+
+    return PositionKeeper(topology)
+
+
+ROLES: dict[str, Callable[[Topology, argparse.Namespace], Processor]] = {
+    "position-keeper": _position_keeper,
+}
+
+
+def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
+    """Announce each assignment on stdout (a supervisor waits for it) and, with
+    ``probability`` > 0, SIGKILL this process at random points of the commit protocol."""
+    rng = random.Random(seed)
+
+    def on_phase(phase: str) -> None:
+        if phase == "assigned":
+            print("assigned", flush=True)
+        if probability > 0 and rng.random() < probability:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_phase
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m marginflow.stream.runner")
+    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("--log", required=True, help="embedded:///dir or kafka://host:port")
+    p.add_argument("--state", required=True, type=Path, help="snapshot directory")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--prefix", default="mf.")
+    p.add_argument("--group", default=None, help="consumer group (default: PREFIX + ROLE)")
+    p.add_argument("--max-batch", type=int, default=10_000)
+    p.add_argument("--max-wait", type=float, default=0.02)
+    p.add_argument("--snapshot-interval", type=float, default=1.0)
+    p.add_argument("--idle-exit", type=float, default=None, help="exit after S idle seconds")
+    p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--model", default="es", help="margin model (risk calculator)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    topology = Topology(partitions=args.partitions, prefix=args.prefix)
+    log = open_log(args.log)
+    log.create_topics(topology.all())
+    processor = ROLES[args.role](topology, args)
+    settings = WorkerSettings(
+        group=args.group or f"{args.prefix}{args.role}",
+        max_batch=args.max_batch,
+        max_wait=args.max_wait,
+        snapshot_interval=args.snapshot_interval,
+    )
+    worker = MicroBatchWorker(
+        processor,
+        log=log,
+        store=FileSnapshotStore(args.state),
+        settings=settings,
+        topology=topology,
+        on_phase=_phase_hook(args.chaos, args.seed),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    print(f"{args.role} started (pid {os.getpid()})", flush=True)
+    try:
+        worker.run(idle_exit=args.idle_exit)
+    finally:
+        worker.close()
+        log.close()
+    print(f"{args.role} stopped: {worker.stats.records} records", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""The micro-batch worker: a consumer-group member that drains a batch from the log,
+applies it to its state, recomputes what changed, publishes the results and commits.
+
+A worker is a :class:`Processor` (the logic: state, apply, recompute, snapshot) run by a
+:class:`MicroBatchWorker` (the loop and the commit protocol). Scale by running more
+workers in the same group: the log deals the input partitions among them; each partition's
+state moves with it through the snapshot store.
+
+The commit protocol
+-------------------
+One step of :meth:`MicroBatchWorker.step`, in this order:
+
+1. **Drain** a batch: consume until ``max_batch`` records or ``max_wait`` seconds after the
+   first one, whichever comes first.
+2. **Validate**: decode each record; an invalid one becomes a dead letter (reason and
+   original bytes), queued for step 5. Records below the state's offset for their
+   partition (already reflected in a restored snapshot) are skipped.
+3. **Apply** the valid events to the state, per partition in offset order.
+4. **Recompute** what the batch changed; every result carries the input offsets (its
+   version) it was computed from.
+5. **Publish** results and dead letters, then **flush** the producer: they are durable in
+   the log before anything below happens. Downstream upserts them idempotently, keyed by
+   what they were computed from, so publishing the same result again is harmless.
+6. **Snapshot** (when ``snapshot_interval`` has passed, on revocation and at close) the
+   state of each owned partition with the offset it reflects, atomically.
+7. **Commit** exactly the offsets saved in those snapshots.
+
+A crash anywhere replays, and never loses or doubles a result:
+
+* before 5 completes: nothing of the batch is durable, or part of it is; the restarted
+  worker restores the last snapshot and recomputes the same results from the same inputs;
+* between 5 and 6: the results are durable; the replay publishes them again, with the same
+  versions, and the upsert absorbs them;
+* between 6 and 7: the snapshot is ahead of the committed offset; the worker resumes from
+  the **snapshot's** offset, never the committed one, so nothing is applied twice (committed
+  offsets only report progress to the lag monitor);
+* after 7: nothing to replay.
+
+A partition with no snapshot starts from offset 0 with empty state. Correctness rests on
+neither transactions nor log compaction; it rests on deterministic processing, results
+keyed by their input offsets, and the order above.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from marginflow.core.errors import ConfigurationError
+from marginflow.stream import events as ev
+from marginflow.stream.codec import Codec, Rejection, dead_letter, encode
+from marginflow.stream.log.base import TP, Consumer, Log, Producer, Record
+from marginflow.stream.snapshots import Snapshot, SnapshotStore
+from marginflow.stream.topics import DEAD_LETTERS, Topology, partition_for
+
+Guarantee = Literal["at-least-once delivery, exactly-once results"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How a worker batches, snapshots and waits; validated on construction.
+
+    ``max_batch`` and ``max_wait`` (seconds) trigger a micro-batch, whichever first;
+    ``snapshot_interval`` (seconds) bounds the replay after a crash; ``poll_timeout`` is
+    how long an idle step waits for the first record.
+    """
+
+    group: str
+    max_batch: int = 10_000
+    max_wait: float = 0.02
+    snapshot_interval: float = 1.0
+    poll_timeout: float = 0.05
+    guarantee: Guarantee = "at-least-once delivery, exactly-once results"
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            raise ConfigurationError("worker group must not be empty")
+        if self.max_batch < 1:
+            raise ConfigurationError(f"max_batch must be >= 1, got {self.max_batch}")
+        for name in ("max_wait", "snapshot_interval", "poll_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A result to publish on ``topic`` (a full topic name), keyed by ``event.key()``."""
+
+    topic: str
+    event: ev.Event
+
+
+class Processor(ABC):
+    """The logic of one kind of worker. The worker calls, per step: :meth:`apply` for each
+    partition's events in offset order, then :meth:`recompute` once."""
+
+    #: topics whose partitions are shared among the group (full names)
+    inputs: tuple[str, ...] = ()
+    #: topics every member reads whole (full names); their state is worker-wide
+    broadcasts: tuple[str, ...] = ()
+
+    @abstractmethod
+    def codec(self, topic: str) -> Codec[ev.Event]:
+        """The decoder of ``topic``'s events."""
+
+    @abstractmethod
+    def restore(self, tp: TP, data: bytes | None) -> None:
+        """Take ownership of input partition ``tp`` with the state in ``data`` (None: empty)."""
+
+    @abstractmethod
+    def release(self, tp: TP) -> None:
+        """Forget the state of ``tp`` (another worker owns it now)."""
+
+    @abstractmethod
+    def apply(self, tp: TP, events: Sequence[tuple[int, ev.Event]]) -> None:
+        """Apply ``(offset, event)`` pairs of one partition, in offset order."""
+
+    @abstractmethod
+    def recompute(self) -> list[Output]:
+        """Results for everything changed since the last call, each carrying its version."""
+
+    @abstractmethod
+    def snapshot(self, tp: TP) -> bytes:
+        """The state of ``tp`` as bytes, for :meth:`restore`."""
+
+    def snapshot_broadcast(self) -> bytes:
+        """Worker-wide state built from the broadcast topics (empty if there are none)."""
+        return b""
+
+    def restore_broadcast(self, data: bytes | None) -> None:  # noqa: B027 (optional hook)
+        """Restore what :meth:`snapshot_broadcast` saved (nothing by default)."""
+
+
+@dataclass
+class WorkerStats:
+    """Counters a lag monitor and a benchmark read."""
+
+    batches: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    outputs: int = 0
+    snapshots: int = 0
+    last_batch_seconds: float = 0.0
+    applied: dict[TP, int] = field(default_factory=dict)  # next offset per input partition
+    last_event_time: dict[TP, int] = field(default_factory=dict)
+
+
+class MicroBatchWorker:
+    """Runs a :class:`Processor` against a log with the commit protocol of this module."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        log: Log,
+        store: SnapshotStore,
+        settings: WorkerSettings,
+        topology: Topology,
+        clock: Callable[[], float] = time.monotonic,
+        on_phase: Callable[[str], None] | None = None,
+    ) -> None:
+        self.processor = processor
+        self._phase = on_phase or _no_phase
+        self.log = log
+        self.store = store
+        self.settings = settings
+        self.topology = topology
+        self.stats = WorkerStats()
+        self._clock = clock
+        self._dlq = topology.name(DEAD_LETTERS)
+        self._producer: Producer = log.producer()
+        self._consumer: Consumer = log.consumer(settings.group)
+        self._reader: Consumer | None = None
+        self._owned: dict[TP, int] = {}  # input partition -> next offset to apply
+        self._dirty: set[TP] = set()  # partitions applied to since their last snapshot
+        self._broadcast_offsets: dict[TP, int] = {}
+        self._last_snapshot = clock()
+        self._started = False
+        self._stopping = False
+        self._partitions: dict[str, int] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.processor.broadcasts:
+            self._start_broadcasts()
+        self._consumer.subscribe(
+            list(self.processor.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _broadcast_key(self) -> TP:
+        return ("_broadcast", 0)
+
+    def _start_broadcasts(self) -> None:
+        saved = self.store.load(self.settings.group, self._broadcast_key())
+        starts: dict[TP, int] = {
+            (t, p): 0 for t in self.processor.broadcasts for p in range(self.log.partitions(t))
+        }
+        if saved is not None:
+            offsets, state = _split_broadcast(saved.data)
+            starts.update({tp: off for tp, off in offsets.items() if tp in starts})
+            self.processor.restore_broadcast(state)
+        else:
+            self.processor.restore_broadcast(None)
+        self._broadcast_offsets = dict(starts)
+        self._reader = self.log.consumer()
+        self._reader.assign(starts)
+
+    def _on_assign(self, tps: list[TP]) -> dict[TP, int]:
+        starts = {}
+        for tp in tps:
+            snap = self.store.load(self.settings.group, tp)
+            self.processor.restore(tp, None if snap is None else snap.data)
+            start = 0 if snap is None else snap.offset
+            self._owned[tp] = starts[tp] = start
+            self.stats.applied[tp] = start
+        self._phase("assigned")
+        return starts
+
+    def _on_revoke(self, tps: list[TP]) -> None:
+        mine = [tp for tp in tps if tp in self._owned]
+        self._snapshot_and_commit(mine)
+        for tp in mine:
+            self.processor.release(tp)
+            del self._owned[tp]
+            self._dirty.discard(tp)
+
+    def close(self) -> None:
+        """Snapshot and commit what is owned, leave the group and release the clients."""
+        if self._started:
+            self._snapshot_and_commit(list(self._owned))
+            self._save_broadcast()
+        self._consumer.close()
+        if self._reader is not None:
+            self._reader.close()
+        self._producer.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current step."""
+        self._stopping = True
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, *, idle_exit: float | None = None, max_steps: int | None = None) -> None:
+        """Step until :meth:`stop`, ``max_steps`` steps, or ``idle_exit`` seconds without a
+        record while owning partitions (None: forever). Idleness counts only once the
+        group has assigned this worker something, so a slow join is not mistaken for it."""
+        self.start()
+        idle_since = self._clock()
+        steps = 0
+        while not self._stopping and (max_steps is None or steps < max_steps):
+            steps += 1
+            if self.step() or not self._owned:
+                idle_since = self._clock()
+            elif idle_exit is not None and self._clock() - idle_since >= idle_exit:
+                break
+
+    def step(self) -> int:
+        """One turn of the commit protocol; returns the number of records consumed."""
+        self.start()
+        t0 = self._clock()
+        broadcast = self._drain_broadcasts()
+        records = self._drain()  # 1
+        if not records and not broadcast:
+            self._maybe_snapshot(t0)
+            return 0
+        self._phase("drained")
+        letters = self._apply_broadcasts(broadcast)
+        letters += self._apply(records)  # 2, 3
+        self._phase("applied")
+        outputs = self.processor.recompute()  # 4
+        self._phase("recomputed")
+        self._publish(outputs, letters)  # 5
+        self._phase("published")
+        self._maybe_snapshot(t0)  # 6, 7
+        self.stats.batches += 1
+        self.stats.records += len(records) + len(broadcast)
+        self.stats.last_batch_seconds = self._clock() - t0
+        return len(records) + len(broadcast)
+
+    def _drain(self) -> list[Record]:
+        s = self.settings
+        batch = self._consumer.consume(s.max_batch, s.poll_timeout)
+        if not batch:
+            return batch
+        deadline = self._clock() + s.max_wait
+        while len(batch) < s.max_batch:
+            left = deadline - self._clock()
+            if left <= 0:
+                break
+            more = self._consumer.consume(s.max_batch - len(batch), left)
+            if not more:
+                break
+            batch.extend(more)
+        return batch
+
+    def _drain_broadcasts(self) -> list[Record]:
+        if self._reader is None:
+            return []
+        return self._reader.consume(self.settings.max_batch, 0.0)
+
+    def _decode(
+        self, records: Sequence[Record]
+    ) -> tuple[dict[TP, list[tuple[int, ev.Event]]], list[ev.DeadLetter]]:
+        by_tp: dict[TP, list[tuple[int, ev.Event]]] = {}
+        letters: list[ev.DeadLetter] = []
+        codecs: dict[str, Codec[ev.Event]] = {}
+        for r in records:
+            codec = codecs.get(r.topic)
+            if codec is None:
+                codec = codecs[r.topic] = self.processor.codec(r.topic)
+            event = codec.try_decode(r.value)
+            tp = (r.topic, r.partition)
+            if isinstance(event, Rejection):
+                letters.append(
+                    dead_letter(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        raw=r.value,
+                        rejection=event,
+                        now_ns=time.time_ns(),
+                    )
+                )
+                by_tp.setdefault(tp, [])  # the offset still advances
+                continue
+            by_tp.setdefault(tp, []).append((r.offset, event))
+        return by_tp, letters
+
+    def _apply(self, records: list[Record]) -> list[ev.DeadLetter]:
+        fresh: list[Record] = []
+        last: dict[TP, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            start = self._owned.get(tp)
+            if start is None or r.offset < start:
+                continue  # not ours any more, or already in the restored snapshot
+            fresh.append(r)
+            last[tp] = r.offset
+        by_tp, letters = self._decode(fresh)
+        for tp, events in by_tp.items():
+            if events:
+                self.processor.apply(tp, events)
+                self.stats.last_event_time[tp] = _event_time(events[-1][1])
+        for tp, off in last.items():
+            self._owned[tp] = off + 1
+            self.stats.applied[tp] = off + 1
+            self._dirty.add(tp)
+        return letters
+
+    def _apply_broadcasts(self, records: list[Record]) -> list[ev.DeadLetter]:
+        if not records:
+            return []
+        by_tp, letters = self._decode(records)
+        for tp, events in by_tp.items():
+            if events:
+                self.processor.apply(tp, events)
+        for r in records:
+            self._broadcast_offsets[(r.topic, r.partition)] = r.offset + 1
+        return letters
+
+    def _publish(self, outputs: list[Output], letters: list[ev.DeadLetter]) -> None:
+        produce = self._producer.produce
+        for out in outputs:
+            key = out.event.key()
+            part = partition_for(key, self._nparts(out.topic)) if key is not None else 0
+            produce(out.topic, encode(out.event), partition=part, key=key.encode() if key else None)
+        for letter in letters:
+            produce(self._dlq, encode(letter), partition=0)
+        self._phase("produced")
+        self._producer.flush()
+        self.stats.outputs += len(outputs)
+        self.stats.dead_letters += len(letters)
+
+    def _nparts(self, topic: str) -> int:
+        n = self._partitions.get(topic)
+        if n is None:
+            n = self._partitions[topic] = self.log.partitions(topic)
+        return n
+
+    def _maybe_snapshot(self, now: float) -> None:
+        if now - self._last_snapshot >= self.settings.snapshot_interval:
+            self._snapshot_and_commit(sorted(self._dirty))
+            self._save_broadcast()
+
+    def _snapshot_and_commit(self, tps: Sequence[TP]) -> None:
+        saved: dict[TP, int] = {}
+        for tp in tps:
+            if tp not in self._owned or tp not in self._dirty:
+                continue
+            offset = self._owned[tp]
+            self.store.save(self.settings.group, tp, Snapshot(offset, self.processor.snapshot(tp)))
+            saved[tp] = offset
+            self._dirty.discard(tp)
+            self._phase("snapshotted")
+        if saved:
+            self._consumer.commit(saved)
+            self.stats.snapshots += len(saved)
+            self._phase("committed")
+        self._last_snapshot = self._clock()
+
+    def _save_broadcast(self) -> None:
+        if self._reader is None:
+            return
+        data = _join_broadcast(self._broadcast_offsets, self.processor.snapshot_broadcast())
+        self.store.save(self.settings.group, self._broadcast_key(), Snapshot(0, data))
+
+    def owned(self) -> Mapping[TP, int]:
+        """Input partitions owned now, with the next offset to apply."""
+        return dict(self._owned)
+
+
+PHASES = (
+    "assigned",
+    "drained",
+    "applied",
+    "recomputed",
+    "produced",
+    "published",
+    "snapshotted",
+    "committed",
+)
+"""Points of the commit protocol at which ``on_phase`` is called (for fault injection)."""
+
+
+def _no_phase(phase: str) -> None:
+    pass
+
+
+def _event_time(event: ev.Event) -> int:
+    return int(getattr(event, "event_time", 0))
+
+
+def _join_broadcast(offsets: Mapping[TP, int], state: bytes) -> bytes:
+    import msgspec
+
+    return msgspec.msgpack.encode([[[t, p, o] for (t, p), o in sorted(offsets.items())], state])
+
+
+def _split_broadcast(data: bytes) -> tuple[dict[TP, int], bytes]:
+    import msgspec
+
+    offsets, state = msgspec.msgpack.decode(data)
+    return {(str(t), int(p)): int(o) for t, p, o in offsets}, bytes(state)

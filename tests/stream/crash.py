@@ -1,0 +1,144 @@
+"""A harness that SIGKILLs worker processes at random points while trades keep arriving."""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+FAST_FAILOVER = "session.timeout.ms=1000&heartbeat.interval.ms=300&max.poll.interval.ms=3000"
+"""Kafka client settings for crash tests: a killed member's partitions move in ~1 s instead
+of the ~11 s the defaults take on the test broker."""
+
+
+@dataclass
+class KillReport:
+    kills: int = 0
+    chaos_kills: int = 0
+    runs: int = 0
+
+
+def worker_command(role: str, log_url: str, state: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "marginflow.stream.runner",
+        role,
+        "--log",
+        log_url,
+        "--state",
+        str(state),
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def kill_repeatedly(
+    command: list[str],
+    *,
+    kills: int,
+    seed: int,
+    chaos: float = 0.004,
+    max_delay: float = 0.8,
+    feed: Callable[[], None] | None = None,
+) -> KillReport:
+    """Run ``command`` again and again, each time SIGKILLed by itself (``--chaos``: at a
+    random point of the commit protocol) or from outside (at a random time), until
+    ``kills`` kills; ``feed`` is called before each run to add input."""
+    rng = random.Random(seed)
+    report = KillReport()
+    while report.kills < kills:
+        if feed is not None:
+            feed()
+        run = [*command, "--chaos", str(chaos), "--seed", str(rng.randrange(1 << 30))]
+        proc = subprocess.Popen(run, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        report.runs += 1
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        _wait_for(proc, b"assigned\n", 30.0)  # start the clock once partitions are ours
+        try:
+            proc.wait(rng.uniform(0.05, max_delay))
+            if proc.returncode == -signal.SIGKILL:
+                report.chaos_kills += 1
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.returncode != -signal.SIGKILL:
+            raise AssertionError(f"worker exited with {proc.returncode}:\n{err[-3000:]}")
+        report.kills += 1
+    return report
+
+
+def _wait_for(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) -> bool:
+    """Read the raw stdout pipe until ``marker`` appears, EOF, or ``timeout`` seconds."""
+    assert proc.stdout is not None
+    fd, seen = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return False
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+
+
+def run_to_completion(command: list[str], *, idle_exit: float = 1.5, timeout: float = 120) -> str:
+    """Run ``command`` without chaos until it has been idle ``idle_exit`` seconds."""
+    proc = subprocess.run(
+        [*command, "--idle-exit", str(idle_exit)],
+        env=_env(),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"final run failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}"
+        )
+    return proc.stdout.decode()
+
+
+class Feeder:
+    """Publishes input in a background thread while workers are being killed."""
+
+    def __init__(self, publish: Callable[[int], None], *, chunks: int, interval: float) -> None:
+        self._publish = publish
+        self._chunks = chunks
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.published = 0
+
+    def _run(self) -> None:
+        for k in range(self._chunks):
+            if self._stop.wait(self._interval):
+                return
+            self._publish(k)
+            self.published += 1
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
