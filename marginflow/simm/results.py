@@ -71,8 +71,10 @@ class ScheduleMargin:
     by_class: Mapping[str, float] = field(default_factory=dict)
 
     def to_node(self) -> Node:
+        """The Schedule node; its children are the grid lines' gross margins (before the
+        net-to-gross factor), so they add up to ``gross_margin``, not to ``margin``."""
         children = tuple(
-            Node(name, "schedule_class", value) for name, value in sorted(self.by_class.items())
+            Node(name, "gross_margin", value) for name, value in sorted(self.by_class.items())
         )
         return Node("Schedule", "model", self.margin, children)
 

@@ -237,3 +237,76 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+_BUCKETED_RISK_TYPES = {
+    "Risk_CreditQ": "RiskType_CreditQ",
+    "Risk_CreditVol": "RiskType_CreditVol",
+    "Risk_CreditNonQ": "RiskType_CreditNonQ",
+    "Risk_CreditVolNonQ": "RiskType_CreditVolNonQ",
+    "Risk_Equity": "RiskType_Equity",
+    "Risk_EquityVol": "RiskType_EquityVol",
+    "Risk_Commodity": "RiskType_Commodity",
+    "Risk_CommodityVol": "RiskType_CommodityVol",
+}
+LOW_LEVEL_COLUMNS = (
+    "TradeID",
+    "PortfolioID",
+    "ProductClass",
+    "RiskType",
+    "Qualifier",
+    "Bucket",
+    "Label1",
+    "Label2",
+    "AmountCurrency",
+    "Amount",
+    "AmountUSD",
+)
+
+
+def run_ore_low_level(
+    rows: list[Mapping[str, object]], *, configuration: str, mpor: int = 10
+) -> dict[tuple[str, str], float]:
+    """ORE's SimmCalculator driven directly, for versions its application cannot build
+    (2.8+2512 in ORE 1.8.17). The traps named in ore-simm-notes.md are avoided: the CRIF is
+    written tab-separated with AmountUSD on every row, and every (risk type, qualifier) is
+    mapped to its bucket by hand. Returns (portfolio, side) -> SIMM in USD."""
+    import csv
+    import io
+
+    import ORE
+
+    mapper = ORE.SimmBucketMapperBase()
+    seen: set[tuple[str, str]] = set()
+    for r in rows:
+        rt, q = str(r["RiskType"]), str(r["Qualifier"])
+        if rt in _BUCKETED_RISK_TYPES and (rt, q) not in seen:
+            seen.add((rt, q))
+            mapper.addMapping(
+                getattr(ORE.CrifRecord, _BUCKETED_RISK_TYPES[rt]), q, str(r["Bucket"])
+            )
+    config = getattr(ORE, configuration)(mapper, mpor)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(LOW_LEVEL_COLUMNS)
+    for r in rows:
+        writer.writerow([r.get(c, "") for c in LOW_LEVEL_COLUMNS])
+    crif = ORE.Crif()
+    crif.setCsvLoaderConfig(config)
+    crif.fromCSVString(buffer.getvalue())
+    calc = ORE.SimmCalculator(crif, config)
+    sides = (
+        ("call", ORE.SimmConfiguration.SimmSide_Call),
+        ("post", ORE.SimmConfiguration.SimmSide_Post),
+    )
+    out: dict[tuple[str, str], float] = {}
+    for portfolio in sorted({str(r["PortfolioID"]) for r in rows}):
+        for name, side in sides:
+            results = calc.finalSimmResults(side, ORE.NettingSetDetails(portfolio)).second
+            out[(portfolio, name)] = results.get(
+                ORE.CrifRecord.ProductClass_All,
+                ORE.SimmConfiguration.RiskClass_All,
+                ORE.SimmConfiguration.MarginType_All,
+                "All",
+            )
+    return out

@@ -382,3 +382,53 @@ def test_edge_cases_are_what_they_claim() -> None:
     assert call_curv is not None
     assert post_curv is not None
     assert call_curv.margin < post_curv.margin  # negative net curvature shrinks the call side
+
+
+# ----------------------------------------------------------------------------- newest version
+
+
+def _high_vol_fx_rows() -> list[dict[str, Any]]:
+    # FX risk on the high-volatility currencies of 2.8+2512 (ARS, ISK, NGN): their risk
+    # weights, correlations and concentration categories differ from the regular ones.
+    rows = [
+        _row("P000", "Risk_FX", "RatesFX", "ARS", 4e7),
+        _row("P000", "Risk_FX", "RatesFX", "ISK", -2e7),
+        _row("P000", "Risk_FX", "RatesFX", "NGN", 3e9),
+        _row("P000", "Risk_FX", "RatesFX", "EUR", 5e7),
+        _row("P001", "Risk_FXVol", "RatesFX", "USDARS", 2e6, label1="1y"),
+        _row("P001", "Risk_FXVol", "RatesFX", "EURISK", -1e6, label1="3m"),
+        _row("P001", "Risk_FX", "RatesFX", "ZMW", 8e6),
+    ]
+    return rows
+
+
+@pytest.mark.parametrize("mpor", [10, 1])
+@pytest.mark.parametrize(
+    ("version", "configuration"),
+    [
+        ("2.8+2512", "SimmConfiguration_ISDA_V2_8_2512"),
+        ("2.8+2506", "SimmConfiguration_ISDA_V2_8_2506"),
+    ],
+)
+def test_newest_versions_against_ore_compiled_configuration(
+    version: str, configuration: str, mpor: int
+) -> None:
+    # ORE 1.8.17's application cannot build 2.8+2512, so its SimmCalculator is driven
+    # directly (2.8+2506 through the same path checks the path). 120 names per class put
+    # sensitivities in every bucket; the large scale hits concentration thresholds.
+    from marginflow.simm.crif_io import crif_from_rows
+    from tests.simm.ore_oracle import run_ore_low_level
+
+    for seed, scale in ((21, 1.0), (22, 40.0)):
+        rows = generate(CrifSpec(rows=3000, portfolios=2, names=120, seed=seed, scale=scale))
+        rows += _high_vol_fx_rows()
+        ore = run_ore_low_level(rows, configuration=configuration, mpor=mpor)
+        calibration = load_calibration(version, mpor)
+        crif = crif_from_rows(rows, calibration=calibration).crif
+        run = run_simm(crif, calibration=calibration, fx=FxRates.of(USD_PER_UNIT))
+        from marginflow.simm.calculator import winners
+
+        ours = winners(run)
+        assert set(ours) == set(ore)
+        for key, ref in ore.items():
+            assert _close(ours[key][0], ref), (key, ours[key][0], ref)
