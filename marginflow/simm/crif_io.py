@@ -144,12 +144,12 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
     body = nonempty[1:]  # line indices (0-based) of data records, header excluded
     n_rows = table.num_rows
     if not invalid and body.size == n_rows:
-        row_line_idx = body
+        row_line_idx, invalid_line_idx = body, np.zeros(0, np.int64)
     else:
         row_line_idx, invalid_line_idx = np.zeros(0, np.int64), np.zeros(0, np.int64)
         if body.size == n_rows + len(invalid):
             row_line_idx, invalid_line_idx = _split_invalid(data, starts, ends, body, invalid)
-        if row_line_idx.size != n_rows:
+        if row_line_idx.size != n_rows or invalid_line_idx.size != len(invalid):
             # Line breaks inside quoted values (or lone CRs): fall back to record numbers.
             row_line_idx = np.arange(1, n_rows + 1, dtype=np.int64)
             invalid_line_idx = np.full(len(invalid), -1, dtype=np.int64)
