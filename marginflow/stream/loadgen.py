@@ -32,12 +32,25 @@ class TradeFlow:
     seed: int = 7
     start_ns: int = START_NS
     step_ns: int = 1_000_000
+    account_ids: tuple[str, ...] = ()
+    instrument_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def over(cls, accounts: Sequence[str], instruments: Sequence[str], **kw: int) -> TradeFlow:
+        """A flow over given account and instrument ids (a book's, say)."""
+        return cls(
+            accounts=len(accounts),
+            instruments=len(instruments),
+            account_ids=tuple(accounts),
+            instrument_ids=tuple(instruments),
+            **kw,
+        )
 
     def account(self, i: int) -> AccountId:
-        return AccountId(f"ACC{i:06d}")
+        return AccountId(self.account_ids[i] if self.account_ids else f"ACC{i:06d}")
 
     def instrument(self, j: int) -> InstrumentId:
-        return InstrumentId(f"INS{j:06d}")
+        return InstrumentId(self.instrument_ids[j] if self.instrument_ids else f"INS{j:06d}")
 
 
 def trades(flow: TradeFlow, n: int, *, first: int = 0) -> Iterator[ev.Trade]:

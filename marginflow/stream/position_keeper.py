@@ -16,7 +16,7 @@ import msgspec
 
 from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.stream import events as ev
-from marginflow.stream.codec import Codec
+from marginflow.stream.codec import Codec, Rejection
 from marginflow.stream.log.base import TP
 from marginflow.stream.topics import POSITIONS, TRADES, Topology
 from marginflow.stream.worker import Output, Processor
@@ -56,7 +56,9 @@ class PositionKeeper(Processor):
         for key in [k for k in self._changed if k[0] == tp]:
             del self._changed[key]
 
-    def apply(self, tp: TP, events: Sequence[tuple[int, ev.Event]]) -> None:
+    def apply(
+        self, tp: TP, events: Sequence[tuple[int, ev.Event]]
+    ) -> Sequence[tuple[int, Rejection]]:
         book = self._books[tp]
         quantities, versions, changed = book.quantities, book.versions, self._changed
         for offset, event in events:
@@ -76,6 +78,7 @@ class PositionKeeper(Processor):
             else:
                 entry[0].add(instrument)
                 changed[(tp, account)] = (entry[0], event.event_time)
+        return ()
 
     def recompute(self) -> list[Output]:
         out = []

@@ -10,12 +10,18 @@ one).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
+import scipy.sparse as sp
+
+from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
-from marginflow.stream.topics import POSITIONS, TRADES, Topology
+from marginflow.stream.risk_calculator import EngineSpec, build_engine
+from marginflow.stream.sink import Database
+from marginflow.stream.topics import MARKET, POSITIONS, TRADES, Topology
 
 
 def read_events(
@@ -133,3 +139,126 @@ def _latest_positions(events: list[tuple[int, ev.Event]]) -> dict[str, tuple[int
             quantities.update(zip(e.instruments, e.quantities, strict=True))
             out[e.account] = (e.source_offset, quantities)
     return out
+
+
+@dataclass
+class MarginReport(Report):
+    """Margins: ``max_rel_error`` is the largest relative difference from the batch
+    recompute over all accounts (and members)."""
+
+    max_rel_error: float = 0.0
+    members: int = 0
+
+
+def batch_margins(
+    log: Log, topology: Topology, spec: EngineSpec
+) -> tuple[dict[str, float], dict[str, int], dict[str, str], int]:
+    """The batch recompute: every account's margin from all trades and all market data on
+    the log, by a fresh engine (full revaluation and aggregation, no incremental path).
+
+    Returns (margin per traded account, last trades offset per account, member per
+    account, last market offset or -1)."""
+
+    trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
+    market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
+    engine0 = build_engine(spec)
+    book = engine0.book
+    acc_index = {a: i for i, a in enumerate(book.positions.accounts)}
+    ins_index = book.instruments.index()
+    und_index = book.underlyings.index()
+    held: dict[tuple[int, int], int] = defaultdict(int)
+    last: dict[str, int] = {}
+    for events in trades.values():
+        for offset, e in events:
+            if not isinstance(e, ev.Trade | ev.PositionSnapshot):
+                continue
+            a, j = acc_index.get(e.account), ins_index.get(e.instrument)
+            if a is None or j is None:
+                continue  # the calculator dead-letters these too
+            if isinstance(e, ev.Trade):
+                held[(a, j)] += e.quantity
+            else:
+                held[(a, j)] = e.quantity
+            last[e.account] = offset
+    keys = [k for k, q in held.items() if q]
+    matrix = sp.csr_matrix(
+        (
+            np.array([held[k] for k in keys], dtype=np.float64),
+            (
+                np.array([k[0] for k in keys], dtype=np.intp),
+                np.array([k[1] for k in keys], dtype=np.intp),
+            ),
+        ),
+        shape=book.positions.matrix.shape,
+    )
+    matrix.sort_indices()
+    mkt = book.market
+    last_market = -1
+    for offset, e in market.get(0, []):
+        u = und_index.get(getattr(e, "underlying", ""))
+        if u is None:
+            continue
+        if isinstance(e, ev.PriceUpdate):
+            mkt = mkt.with_underlying(u, spot=e.price)
+        elif isinstance(e, ev.VolUpdate) and e.expiry is None and e.strike is None and e.vol > 0:
+            mkt = mkt.with_underlying(u, atm_vol=e.vol)
+        last_market = offset
+    full = replace(book, positions=replace(book.positions, matrix=matrix), market=mkt)
+    engine = MarginEngine(full, engine0.scenarios, engine0.model, revaluation=engine0.revaluation)
+    members = {
+        a: book.positions.members[book.positions.account_member[i]] for a, i in acc_index.items()
+    }
+    margins = {a: float(engine.margin[acc_index[a]]) for a in last}
+    return margins, last, members, last_market
+
+
+def check_margins(
+    log: Log,
+    topology: Topology,
+    spec: EngineSpec,
+    db: Database,
+    *,
+    rel_tol: float = 1e-9,
+    abs_tol: float = 1e-6,
+) -> MarginReport:
+    """Reconcile the database with a batch recompute: every traded account's latest margin
+    (version and value) and every member's margin.
+
+    Tolerances: the stream sums P&L vectors incrementally in the order changes arrived and
+    the batch sums them in one pass; both in float64, so they differ by rounding only:
+    ``rel_tol`` 1e-9 of the margin, or ``abs_tol`` 1e-6 currency units near zero."""
+    expected, last, members, _ = batch_margins(log, topology, spec)
+    stored = db.account_margins()
+    report = MarginReport(keys=len(expected))
+    report.results = db.history_count()
+    report.distinct_results = report.results  # the history table's key makes them distinct
+    worst = 0.0
+    for account, want in expected.items():
+        got = stored.get(account)
+        if got is None:
+            report.lost.append(f"{account}: no margin stored")
+            continue
+        margin, version, _ = got
+        if version != last[account]:
+            report.lost.append(f"{account}: stored version {version}, last input {last[account]}")
+            continue
+        err = abs(margin - want)
+        worst = max(worst, err / max(abs(want), 1.0))
+        if err > max(rel_tol * abs(want), abs_tol):
+            report.mismatches.append(f"{account}: stored {margin!r}, recomputed {want!r}")
+    by_member: dict[str, float] = defaultdict(float)
+    for account, want in expected.items():
+        by_member[members[account]] += want
+    stored_members = {m.member: m.margin for m in db.member_margins()}
+    report.members = len(by_member)
+    for member, want in by_member.items():
+        got_m = stored_members.get(member)
+        if got_m is None:
+            report.lost.append(f"member {member}: no margin stored")
+            continue
+        err = abs(got_m - want)
+        worst = max(worst, err / max(abs(want), 1.0))
+        if err > max(rel_tol * abs(want), abs_tol * 100):
+            report.mismatches.append(f"member {member}: stored {got_m!r}, recomputed {want!r}")
+    report.max_rel_error = worst
+    return report

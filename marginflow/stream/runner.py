@@ -17,20 +17,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 from marginflow.stream.log import open_log
+from marginflow.stream.pipeline import ROLES, processor_for
+from marginflow.stream.risk_calculator import EngineSpec, build_engine
+from marginflow.stream.sink import Database
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
 
 
-def _position_keeper(topology: Topology, args: argparse.Namespace) -> Processor:
-    from marginflow.stream.position_keeper import PositionKeeper
+def _engine_spec(args: argparse.Namespace) -> EngineSpec:
+    return EngineSpec(
+        members=args.members,
+        accounts=args.accounts,
+        underlyings=args.underlyings,
+        series=args.series,
+        sod_positions=args.sod_positions,
+        seed=args.book_seed,
+        lookback_days=args.lookback,
+    )
 
-    return PositionKeeper(topology)
 
-
-ROLES: dict[str, Callable[[Topology, argparse.Namespace], Processor]] = {
-    "position-keeper": _position_keeper,
-}
+def _processor(role: str, topology: Topology, args: argparse.Namespace) -> Processor:
+    engine = build_engine(_engine_spec(args)) if role == "risk-calculator" else None
+    db = Database(args.db, prefix=args.db_prefix) if role == "sink" else None
+    return processor_for(role, topology, engine=engine, db=db)
 
 
 def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
@@ -49,7 +59,7 @@ def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m marginflow.stream.runner")
-    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("role", choices=ROLES)
     p.add_argument("--log", required=True, help="embedded:///dir or kafka://host:port")
     p.add_argument("--state", required=True, type=Path, help="snapshot directory")
     p.add_argument("--partitions", type=int, default=4)
@@ -61,7 +71,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=float, default=None, help="exit after S idle seconds")
     p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--model", default="es", help="margin model (risk calculator)")
+    book = p.add_argument_group("book (risk calculator; every calculator must agree)")
+    spec = EngineSpec()
+    book.add_argument("--members", type=int, default=spec.members)
+    book.add_argument("--accounts", type=int, default=spec.accounts)
+    book.add_argument("--underlyings", type=int, default=spec.underlyings)
+    book.add_argument("--series", type=int, default=spec.series)
+    book.add_argument("--sod-positions", type=int, default=spec.sod_positions)
+    book.add_argument("--book-seed", type=int, default=spec.seed)
+    book.add_argument("--lookback", type=int, default=spec.lookback_days, help="scenario days")
+    sink = p.add_argument_group("sink")
+    sink.add_argument(
+        "--db", default="sqlite:///marginflow.db", help="sqlite:/// or postgresql:// URL"
+    )
+    sink.add_argument("--db-prefix", default="mf_", help="table name prefix")
     return p
 
 
@@ -70,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     topology = Topology(partitions=args.partitions, prefix=args.prefix)
     log = open_log(args.log)
     log.create_topics(topology.all())
-    processor = ROLES[args.role](topology, args)
+    processor = _processor(args.role, topology, args)
     settings = WorkerSettings(
         group=args.group or f"{args.prefix}{args.role}",
         max_batch=args.max_batch,

@@ -115,8 +115,13 @@ class Processor(ABC):
         """Forget the state of ``tp`` (another worker owns it now)."""
 
     @abstractmethod
-    def apply(self, tp: TP, events: Sequence[tuple[int, ev.Event]]) -> None:
-        """Apply ``(offset, event)`` pairs of one partition, in offset order."""
+    def apply(
+        self, tp: TP, events: Sequence[tuple[int, ev.Event]]
+    ) -> Sequence[tuple[int, Rejection]]:
+        """Apply ``(offset, event)`` pairs of one partition, in offset order; return the
+        events refused (well-formed but unusable, e.g. naming an unknown instrument) with
+        their offsets and reasons: they go to the dead letters like undecodable ones. The
+        decision must depend only on the log, so a replay refuses the same events."""
 
     @abstractmethod
     def recompute(self) -> list[Output]:
@@ -344,7 +349,8 @@ class MicroBatchWorker:
         by_tp, letters = self._decode(fresh)
         for tp, events in by_tp.items():
             if events:
-                self.processor.apply(tp, events)
+                refused = self.processor.apply(tp, events)
+                letters += self._refused(tp, refused, fresh)
                 self.stats.last_event_time[tp] = _event_time(events[-1][1])
         for tp, off in last.items():
             self._owned[tp] = off + 1
@@ -358,10 +364,26 @@ class MicroBatchWorker:
         by_tp, letters = self._decode(records)
         for tp, events in by_tp.items():
             if events:
-                self.processor.apply(tp, events)
+                refused = self.processor.apply(tp, events)
+                letters += self._refused(tp, refused, records)
         for r in records:
             self._broadcast_offsets[(r.topic, r.partition)] = r.offset + 1
         return letters
+
+    @staticmethod
+    def _refused(
+        tp: TP, refused: Sequence[tuple[int, Rejection]], records: Sequence[Record]
+    ) -> list[ev.DeadLetter]:
+        if not refused:
+            return []
+        raw = {r.offset: r.value for r in records if (r.topic, r.partition) == tp}
+        now = time.time_ns()
+        return [
+            dead_letter(
+                topic=tp[0], partition=tp[1], offset=off, raw=raw[off], rejection=why, now_ns=now
+            )
+            for off, why in refused
+        ]
 
     def _publish(self, outputs: list[Output], letters: list[ev.DeadLetter]) -> None:
         produce = self._producer.produce

@@ -1,0 +1,181 @@
+"""The whole pipeline: position keeper -> risk calculator -> aggregator -> sink, either in
+one process (the embedded demo: the workers take turns on one thread) or as one process per
+worker (``marginflow cluster up``, through :mod:`marginflow.stream.runner`).
+
+Both run the same processors with the same commit protocol; only the scheduling differs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marginflow.core.ids import AccountId, InstrumentId
+from marginflow.engine.book import Book
+from marginflow.stream import events as ev
+from marginflow.stream.aggregator import Aggregator
+from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
+from marginflow.stream.log.base import Log, Producer
+from marginflow.stream.position_keeper import PositionKeeper
+from marginflow.stream.risk_calculator import (
+    EngineSpec,
+    RiskCalculator,
+    StreamEngine,
+    build_engine,
+    start_of_day,
+)
+from marginflow.stream.sink import Database, Sink
+from marginflow.stream.snapshots import FileSnapshotStore
+from marginflow.stream.topics import Topology
+from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
+
+ROLES = ("position-keeper", "risk-calculator", "aggregator", "sink")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Micro-batch triggers shared by the workers: ``max_batch`` records or ``max_wait``
+    seconds after the first, whichever first; snapshots every ``snapshot_interval`` s."""
+
+    max_batch: int = 10_000
+    max_wait: float = 0.02
+    snapshot_interval: float = 1.0
+
+    def for_group(self, group: str, *, in_process: bool = False) -> WorkerSettings:
+        """Settings of one worker. In one process the workers take turns, so nothing can
+        arrive while one waits: there a batch is whatever is there, up to ``max_batch``."""
+        return WorkerSettings(
+            group=group,
+            max_batch=self.max_batch,
+            max_wait=0.0 if in_process else self.max_wait,
+            snapshot_interval=self.snapshot_interval,
+            poll_timeout=0.0 if in_process else 0.05,
+        )
+
+
+def processor_for(
+    role: str, topology: Topology, *, engine: StreamEngine | None = None, db: Database | None = None
+) -> Processor:
+    """The processor of one worker role (``engine`` for the calculator, ``db`` for the sink)."""
+    if role == "position-keeper":
+        return PositionKeeper(topology)
+    if role == "risk-calculator":
+        assert engine is not None
+        return RiskCalculator(topology, engine)
+    if role == "aggregator":
+        return Aggregator(topology)
+    if role == "sink":
+        assert db is not None
+        return Sink(topology, db)
+    raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+
+
+@dataclass
+class InProcessPipeline:
+    """All four workers in this process over one log, stepped in turn."""
+
+    log: Log
+    topology: Topology
+    state_dir: Path
+    db: Database
+    engine: StreamEngine
+    batches: BatchSettings = field(default_factory=BatchSettings)
+    workers: list[MicroBatchWorker] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log.create_topics(self.topology.all())
+        store = FileSnapshotStore(self.state_dir)
+        for role in ROLES:
+            proc = processor_for(role, self.topology, engine=self.engine, db=self.db)
+            settings = self.batches.for_group(f"{self.topology.prefix}{role}", in_process=True)
+            self.workers.append(
+                MicroBatchWorker(
+                    proc, log=self.log, store=store, settings=settings, topology=self.topology
+                )
+            )
+
+    def step(self) -> int:
+        """One step of every worker; the number of records they consumed."""
+        return sum(w.step() for w in self.workers)
+
+    def run(self, *, idle_exit: float = 0.5, timeout: float | None = None) -> None:
+        """Step until nothing moved for ``idle_exit`` seconds (or ``timeout`` passed)."""
+        start = idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self.step():
+                idle_since = now
+            elif now - idle_since >= idle_exit:
+                return
+            if timeout is not None and now - start > timeout:
+                return
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+def publish_day(
+    producer: Producer,
+    topology: Topology,
+    spec: EngineSpec,
+    *,
+    trades_count: int,
+    market_moves: int,
+    seed: int = 7,
+) -> tuple[int, int]:
+    """Publish a trading day for ``spec``'s book: its start-of-day positions, then
+    ``trades_count`` trades and ``market_moves`` price updates. Returns (trades-topic
+    events, market events)."""
+    book = start_of_day(spec)
+    sod = sod_positions(book)
+    n = publish_trades(producer, topology, sod)
+    flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed)
+    n += publish_trades(producer, topology, trades(flow, trades_count))
+    m = publish_market(
+        producer, topology, price_moves(book.underlyings.ids, market_moves, seed=seed)
+    )
+    return n, m
+
+
+def sod_positions(book: Book) -> list[ev.PositionSnapshot]:
+    """A book's positions as start-of-day events (integer quantities)."""
+    x = book.positions.matrix.tocoo()
+    accounts, ids = book.positions.accounts, book.instruments.ids
+    date = book.market.valuation_date.isoformat()
+    out = []
+    for a, j, q in zip(x.row.tolist(), x.col.tolist(), x.data.tolist(), strict=True):
+        qty = round(q)
+        if qty:
+            out.append(
+                ev.PositionSnapshot(
+                    account=AccountId(accounts[a]),
+                    instrument=InstrumentId(ids[j]),
+                    quantity=qty,
+                    business_date=date,
+                    event_time=1_717_000_000_000_000_000,
+                )
+            )
+    return out
+
+
+def build_pipeline(
+    *,
+    log: Log,
+    topology: Topology,
+    state_dir: Path,
+    db_url: str,
+    spec: EngineSpec,
+    batches: BatchSettings | None = None,
+    db_prefix: str = "mf_",
+) -> InProcessPipeline:
+    """An in-process pipeline for ``spec``'s book (builds the engine: a second or two)."""
+    return InProcessPipeline(
+        log=log,
+        topology=topology,
+        state_dir=state_dir,
+        db=Database(db_url, prefix=db_prefix),
+        engine=build_engine(spec),
+        batches=batches or BatchSettings(),
+    )
