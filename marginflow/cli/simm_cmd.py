@@ -35,8 +35,13 @@ def register(app: typer.Typer) -> None:
 def simm_command(
     crif_file: Annotated[Path, typer.Argument(help="CRIF file (.csv, or .parquet)")],
     version: Annotated[
-        str, typer.Option("--version", "-v", help="SIMM version by ISDA name, e.g. 2.6, 2.8+2506")
-    ] = "2.6",
+        str,
+        typer.Option(
+            "--version",
+            "-v",
+            help=f"SIMM version by ISDA name (required): {', '.join(available_versions())}",
+        ),
+    ],
     mpor: Annotated[int, typer.Option(help="margin period of risk in days: 10 or 1")] = 10,
     currency: Annotated[str, typer.Option(help="calculation and result currency")] = "USD",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
@@ -163,7 +168,3 @@ def _print_report(report: SimmReport, depth: int) -> None:
             )
     for note in report.notes:
         stderr.print(f"note: {note}", highlight=False)
-
-
-def versions_help() -> str:
-    return ", ".join(available_versions())
