@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 import QuantLib as ql
-from marginflow.pricing.american import american_price, american_price_spots
 
 from benchmarks.common import best_of, print_json, print_table
 from marginflow.core.batch import OptionBatch
+from marginflow.pricing.american import american_price, american_price_spots
 from marginflow.pricing.black_scholes import european_price
 
 TODAY = ql.Date(15, ql.June, 2026)
