@@ -142,3 +142,84 @@ class Feeder:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class Supervisor:
+    """Keeps one process per role running, kills them at random, restarts the dead.
+
+    Each process is killed a random time (0.1 .. ``max_gap`` s) after it reports its first
+    partition assignment, so kills land while it works, not while it starts. Output goes to
+    ``logs/<role>-<n>.log`` so a failure can be read afterwards."""
+
+    def __init__(self, commands: dict[str, list[str]], logs: Path, *, seed: int) -> None:
+        self.commands = commands
+        self.logs = logs
+        self.rng = random.Random(seed)
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.assigned: dict[str, float] = {}
+        self.delay: dict[str, float] = {}
+        self.kills = 0
+        self.chaos_kills = 0
+        self.by_role: dict[str, int] = dict.fromkeys(commands, 0)
+        self.runs = 0
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, role: str, *extra: str) -> subprocess.Popen[bytes]:
+        self.runs += 1
+        path = self.logs / f"{role}-{self.runs}.log"
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(
+                [*self.commands[role], *extra], env=_env(), stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs[role] = (proc, path)
+        self.assigned.pop(role, None)
+        return proc
+
+    def _start_chaotic(self, role: str, chaos: float, max_gap: float) -> None:
+        self.start(role, "--chaos", str(chaos), "--seed", str(self.rng.randrange(1 << 30)))
+        self.delay[role] = self.rng.uniform(0.1, max_gap)
+
+    def _fail(self, role: str, code: int | None) -> None:
+        path = self.procs[role][1]
+        raise AssertionError(f"{role} exited with {code}:\n{path.read_text()[-3000:]}")
+
+    def kill_until(self, kills: int, *, chaos: float, max_gap: float) -> None:
+        """Kill (and restart) processes until ``kills`` have died, by SIGKILL from here or
+        by their own ``--chaos``."""
+        for role in self.commands:
+            self._start_chaotic(role, chaos, max_gap)
+        while self.kills < kills:
+            time.sleep(0.02)
+            now = time.monotonic()
+            for role in list(self.procs):
+                proc, path = self.procs[role]
+                code = proc.poll()
+                if code is not None:
+                    if code != -signal.SIGKILL:
+                        self._fail(role, code)
+                    self.kills += 1
+                    self.chaos_kills += 1
+                    self.by_role[role] += 1
+                    self._start_chaotic(role, chaos, max_gap)
+                    continue
+                if role not in self.assigned:
+                    if b"assigned" in path.read_bytes():
+                        self.assigned[role] = now
+                    continue
+                if now - self.assigned[role] >= self.delay[role]:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    self.kills += 1
+                    self.by_role[role] += 1
+                    self._start_chaotic(role, chaos, max_gap)
+        for proc, _ in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+    def finish(self, order: list[str], *, idle_exit: float = 2.0, timeout: float = 180) -> None:
+        """Run each role to completion, in pipeline order, without chaos."""
+        for role in order:
+            code = self.start(role, "--idle-exit", str(idle_exit)).wait(timeout)
+            if code != 0:
+                self._fail(role, code)

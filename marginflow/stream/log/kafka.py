@@ -204,16 +204,34 @@ class KafkaConsumer:
         self._consumer.close()
 
 
+CONSUMER_ONLY = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.",
+    "group.",
+    "auto.offset.reset",
+    "enable.auto.",
+    "partition.assignment.strategy",
+    "isolation.level",
+)
+"""Settings that only consumers take (given to a producer, librdkafka warns)."""
+
+
 class KafkaLog:
-    """A Kafka-protocol broker at ``bootstrap`` (``host:port[,host:port]``)."""
+    """A Kafka-protocol broker at ``bootstrap`` (``host:port[,host:port]``); ``config``
+    adds client settings (consumer-only ones go to consumers only)."""
 
     def __init__(self, bootstrap: str, *, config: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        extra = dict(config or {})
+        consumer = {k: v for k, v in extra.items() if k.startswith(CONSUMER_ONLY)}
         self._config = {
             "bootstrap.servers": bootstrap,
             "log.connection.close": False,
-            **(config or {}),
+            **{k: v for k, v in extra.items() if k not in consumer},
         }
+        self._consumer_config = {**self._config, **consumer}
         self._admin = AdminClient(self._config)
         self._partitions: dict[str, int] = {}
         self._probe: ck.Consumer | None = None
@@ -263,7 +281,7 @@ class KafkaLog:
     def consumer(self, group: str | None = None) -> KafkaConsumer:
         grouped = group is not None
         gid = group if grouped else f"marginflow-reader-{uuid.uuid4().hex}"
-        return KafkaConsumer({**self._config, "group.id": gid}, grouped=grouped)
+        return KafkaConsumer({**self._consumer_config, "group.id": gid}, grouped=grouped)
 
     # -- offsets ------------------------------------------------------------------------
     def end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
@@ -295,7 +313,7 @@ class KafkaLog:
 
     def _probe_consumer(self) -> ck.Consumer:
         if self._probe is None:
-            conf = {**CONSUMER_DEFAULTS, **self._config}
+            conf = {**CONSUMER_DEFAULTS, **self._consumer_config}
             conf["group.id"] = f"marginflow-probe-{uuid.uuid4().hex}"
             conf["fetch.max.bytes"] = 1 << 20
             self._probe = ck.Consumer(conf)
