@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Tests run the installed console scripts (marginflow) as a user would: put them on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run demo test lint typecheck unit bench clean
 
