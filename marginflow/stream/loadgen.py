@@ -135,3 +135,58 @@ def publish_market(
         n += 1
     producer.flush()
     return n
+
+
+def replay_day(
+    producer: Producer,
+    topology: Topology,
+    *,
+    book_accounts: Sequence[str],
+    book_instruments: Sequence[str],
+    underlyings: Sequence[str],
+    trades_count: int,
+    rate: float | None,
+    market_every: int = 100,
+    seed: int = 7,
+    chunk: int = 1_000,
+) -> int:
+    """Publish ``trades_count`` trades at ``rate`` per second (None: as fast as possible),
+    with a price move every ``market_every`` trades. Event times are wall-clock now, so
+    lag in event time reads as real seconds. Returns the number of trades published."""
+    import time
+
+    flow = TradeFlow.over(book_accounts, book_instruments, seed=seed)
+    moves = price_moves(underlyings, trades_count // market_every + 1, seed=seed)
+    topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
+    market = topology.name(MARKET)
+    start = time.monotonic()
+    sent = 0
+    while sent < trades_count:
+        n = min(chunk, trades_count - sent)
+        now = time.time_ns()
+        for k, t in enumerate(trades(flow, n, first=sent)):
+            key = t.account
+            stamped = ev.Trade(
+                trade_id=t.trade_id,
+                account=t.account,
+                instrument=t.instrument,
+                quantity=t.quantity,
+                price=t.price,
+                event_time=now,
+            )
+            producer.produce(
+                topic, encode(stamped), partition=partition_for(key, parts), key=key.encode()
+            )
+            if (sent + k) % market_every == 0:
+                move = next(moves)
+                stamped_move = ev.PriceUpdate(
+                    underlying=move.underlying, price=move.price, event_time=now
+                )
+                producer.produce(market, encode(stamped_move), partition=0)
+        producer.flush()
+        sent += n
+        if rate:
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    return sent

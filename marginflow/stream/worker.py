@@ -182,6 +182,7 @@ class MicroBatchWorker:
         self._owned: dict[TP, int] = {}  # input partition -> next offset to apply
         self._dirty: set[TP] = set()  # partitions applied to since their last snapshot
         self._broadcast_offsets: dict[TP, int] = {}
+        self._broadcast_dirty = False
         self._last_snapshot = clock()
         self._started = False
         self._stopping = False
@@ -213,7 +214,8 @@ class MicroBatchWorker:
         else:
             self.processor.restore_broadcast(None)
         self._broadcast_offsets = dict(starts)
-        self._reader = self.log.consumer()
+        # a group of its own, outside any rebalance, only so progress shows in the lag monitor
+        self._reader = self.log.consumer(broadcast_group(self.settings.group))
         self._reader.assign(starts)
 
     def _on_assign(self, tps: list[TP]) -> dict[TP, int]:
@@ -368,6 +370,7 @@ class MicroBatchWorker:
                 letters += self._refused(tp, refused, records)
         for r in records:
             self._broadcast_offsets[(r.topic, r.partition)] = r.offset + 1
+        self._broadcast_dirty = True
         return letters
 
     @staticmethod
@@ -426,10 +429,13 @@ class MicroBatchWorker:
         self._last_snapshot = self._clock()
 
     def _save_broadcast(self) -> None:
-        if self._reader is None:
+        if self._reader is None or not self._broadcast_dirty:
             return
+        self._broadcast_dirty = False
         data = _join_broadcast(self._broadcast_offsets, self.processor.snapshot_broadcast())
         self.store.save(self.settings.group, self._broadcast_key(), Snapshot(0, data))
+        if self._broadcast_offsets:  # progress report only: restarts read the snapshot
+            self._reader.commit(self._broadcast_offsets)
 
     def owned(self) -> Mapping[TP, int]:
         """Input partitions owned now, with the next offset to apply."""
@@ -447,6 +453,11 @@ PHASES = (
     "committed",
 )
 """Points of the commit protocol at which ``on_phase`` is called (for fault injection)."""
+
+
+def broadcast_group(group: str) -> str:
+    """The group under which a worker of ``group`` reports its broadcast-topic progress."""
+    return f"{group}.broadcast"
 
 
 def _no_phase(phase: str) -> None:

@@ -1,0 +1,177 @@
+"""``marginflow lag`` (drift of every consumer group) and ``marginflow cluster up|down|status``
+(a local cluster: broker, workers and load generator in one command)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from marginflow.cli.output import fail, print_json, stderr, table
+from marginflow.core.errors import MarginflowError
+
+EXIT_ALERT = 3
+DEFAULT_DIR = Path(".marginflow/cluster")
+
+cluster_app = typer.Typer(
+    help="A local cluster: broker, workers and a load generator.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lag")(lag_command)
+    app.add_typer(cluster_app, name="cluster")
+
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="cluster directory (state, logs, snapshots)")]
+
+
+def lag_command(
+    directory: DirOpt = DEFAULT_DIR,
+    log: Annotated[str | None, typer.Option(help="log URL instead of --dir's cluster")] = None,
+    prefix: Annotated[str, typer.Option(help="topic and group prefix")] = "mf.",
+    watch: Annotated[float, typer.Option(help="refresh every S seconds (0: once)")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per reading")] = False,
+    alert_messages: Annotated[
+        int | None, typer.Option(help="alert above this many messages")
+    ] = None,
+    alert_seconds: Annotated[
+        float | None, typer.Option(help="alert above this wall-time lag (s)")
+    ] = None,
+    alert_event_seconds: Annotated[
+        float | None, typer.Option(help="alert above this event-time lag (s)")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus metrics on this port while watching")
+    ] = None,
+) -> None:
+    """Lag of every consumer group behind its sources (messages, wall and event seconds) and
+    the drift between consecutive stages. Exit status 3 when a threshold is exceeded."""
+    from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
+    from marginflow.stream.log import open_log
+    from marginflow.stream.topics import Topology
+
+    try:
+        if log is None:
+            from marginflow.stream.cluster import read_state
+
+            state = read_state(directory)
+            log, prefix = state["log"], state["config"]["prefix"]
+        assert log is not None
+        thresholds = Thresholds(alert_messages, alert_seconds, alert_event_seconds)
+        monitor = DriftMonitor(open_log(log), Topology(prefix=prefix), thresholds=thresholds)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
+        while True:
+            report = monitor.sample()
+            if metrics_port is not None:
+                export_metrics(report)
+            if as_json:
+                print_json(report.to_json())
+            else:
+                _show(report)
+            for g in report.alerts:
+                stderr.print(
+                    f"[bold red]ALERT[/] {g.group} on {g.topic}: {g.messages} messages, "
+                    f"{g.wall_seconds:.2f} s wall, {g.event_seconds:.2f} s event time"
+                )
+            if watch <= 0:
+                break
+            time.sleep(watch)
+    except MarginflowError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        return
+    if report.alerts:
+        raise typer.Exit(EXIT_ALERT)
+
+
+def _show(report: Any) -> None:
+    rows = [
+        (g.group, g.topic, g.messages, round(g.wall_seconds, 3), round(g.event_seconds, 3),
+         "ALERT" if g.alert else "")
+        for g in report.groups
+    ]  # fmt: skip
+    table("Lag per consumer group", ["group", "topic", "messages", "wall s", "event s", ""], rows)
+    drift = [(d.upstream, d.downstream, round(d.seconds, 3)) for d in report.drift]
+    table("Drift between stages (event time)", ["upstream", "downstream", "seconds"], drift)
+
+
+@cluster_app.command("up")
+def cluster_up(
+    directory: DirOpt = DEFAULT_DIR,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [cluster] table")] = None,
+    log: Annotated[str | None, typer.Option(help="broker | embedded | kafka://host:port")] = None,
+    partitions: Annotated[int | None, typer.Option(help="partitions of the keyed topics")] = None,
+    keepers: Annotated[int | None, typer.Option(help="position keeper processes")] = None,
+    calculators: Annotated[int | None, typer.Option(help="risk calculator processes")] = None,
+    aggregators: Annotated[int | None, typer.Option(help="aggregator processes")] = None,
+    sinks: Annotated[int | None, typer.Option(help="database sink processes")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="micro-batch: records")] = None,
+    max_wait: Annotated[float | None, typer.Option(help="micro-batch: seconds")] = None,
+    snapshot_interval: Annotated[
+        float | None, typer.Option(help="seconds between snapshots")
+    ] = None,
+    accounts: Annotated[int | None, typer.Option(help="accounts in the generated book")] = None,
+    underlyings: Annotated[int | None, typer.Option(help="underlyings in the book")] = None,
+    series: Annotated[int | None, typer.Option(help="option series in the book")] = None,
+    lookback: Annotated[int | None, typer.Option(help="scenarios (historical days)")] = None,
+    trades: Annotated[int | None, typer.Option(help="trades the load generator sends")] = None,
+    rate: Annotated[float | None, typer.Option(help="trades per second (0: unlimited)")] = None,
+    db: Annotated[str | None, typer.Option(help="sqlite:/// or postgresql:// URL")] = None,
+) -> None:
+    """Start the broker, the workers and a load generator replaying a generated day."""
+    from marginflow.stream.cluster import ClusterConfig, up
+
+    overrides = {
+        "log": log, "partitions": partitions, "keepers": keepers, "calculators": calculators,
+        "aggregators": aggregators, "sinks": sinks, "max_batch": max_batch, "max_wait": max_wait,
+        "snapshot_interval": snapshot_interval, "accounts": accounts,
+        "underlyings": underlyings, "series": series, "lookback": lookback, "trades": trades,
+        "rate": rate, "db": db,
+    }  # fmt: skip
+    try:
+        state = up(ClusterConfig.load(config, overrides), directory)
+    except MarginflowError as exc:
+        fail(str(exc))
+    rows = [(p["role"], p["pid"], p["log_file"]) for p in state["processes"]]
+    table(f"Cluster up in {directory} (log {state['log']})", ["process", "pid", "log"], rows)
+    stderr.print(f"margins: {state['db']}; watch: marginflow lag --dir {directory} --watch 1")
+
+
+@cluster_app.command("down")
+def cluster_down(directory: DirOpt = DEFAULT_DIR) -> None:
+    """Stop everything ``cluster up`` started in DIR (workers snapshot and commit first)."""
+    from marginflow.stream.cluster import down
+
+    try:
+        stopped = down(directory)
+    except MarginflowError as exc:
+        fail(str(exc))
+    table(f"Stopped in {directory}", ["process", "pid"], [(p["role"], p["pid"]) for p in stopped])
+
+
+@cluster_app.command("status")
+def cluster_status(
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The processes of the cluster in DIR and whether each still runs."""
+    from marginflow.stream.cluster import alive, read_state
+
+    try:
+        state = read_state(directory)
+    except MarginflowError as exc:
+        fail(str(exc))
+    procs = [{**p, "running": alive(p["pid"])} for p in state["processes"]]
+    if as_json:
+        print_json({**state, "processes": procs})
+        return
+    rows = [
+        (p["role"], p["pid"], "running" if p["running"] else "exited", p["log_file"]) for p in procs
+    ]
+    table(f"Cluster in {directory} (log {state['log']})", ["process", "pid", "state", "log"], rows)

@@ -1,0 +1,248 @@
+"""A local cluster in one command: the broker, N workers per role and a load generator, as
+detached processes recorded in ``<dir>/cluster.json`` so ``down`` stops exactly what ``up``
+started.
+
+Configuration comes from options or a TOML file (a ``[cluster]`` table with the same keys
+as :class:`ClusterConfig`'s fields); options win over the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from marginflow.core.errors import ConfigurationError
+from marginflow.stream.broker import broker_binary, free_port, wait_for_port
+from marginflow.stream.pipeline import ROLES
+
+STATE_FILE = "cluster.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Everything ``cluster up`` can vary; validated on construction."""
+
+    log: str = "broker"  # "broker" (start one), "embedded", or kafka://host:port
+    partitions: int = 4
+    keepers: int = 1
+    calculators: int = 1
+    aggregators: int = 1
+    sinks: int = 1
+    max_batch: int = 10_000
+    max_wait: float = 0.02
+    snapshot_interval: float = 1.0
+    members: int = 5
+    accounts: int = 200
+    underlyings: int = 20
+    series: int = 600
+    sod_positions: int = 1_000
+    lookback: int = 500  # scenario count (one per historical day)
+    trades: int = 100_000
+    rate: float = 10_000.0  # trades per second; 0 = as fast as possible
+    market_every: int = 100
+    db: str = ""  # default: sqlite:///<dir>/margins.db
+    prefix: str = "mf."
+
+    def __post_init__(self) -> None:
+        for name in ("partitions", "keepers", "calculators", "aggregators", "sinks", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.log not in ("broker", "embedded") and not self.log.startswith("kafka://"):
+            raise ConfigurationError(
+                f"log must be 'broker', 'embedded' or kafka://host:port, got {self.log!r}"
+            )
+        if self.rate < 0 or self.trades < 0:
+            raise ConfigurationError("trades and rate must be >= 0")
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict[str, Any]) -> ClusterConfig:
+        """Defaults, then the ``[cluster]`` table of ``path``, then ``overrides``."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                doc = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+            table = doc.get("cluster", doc)
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(table) - known)
+            if unknown:
+                raise ConfigurationError(f"{path}: unknown keys {', '.join(unknown)}")
+            values.update(table)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+    def book_args(self) -> list[str]:
+        return [
+            "--members", str(self.members), "--accounts", str(self.accounts),
+            "--underlyings", str(self.underlyings), "--series", str(self.series),
+            "--sod-positions", str(self.sod_positions),
+        ]  # fmt: skip
+
+
+@dataclass
+class Started:
+    role: str
+    pid: int
+    log_file: str
+
+
+def _spawn(args: list[str], log_file: Path) -> int:
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the terminal that ran `cluster up`
+        )
+    return proc.pid
+
+
+def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
+    """Start the cluster; returns (and writes) its state. Refuses if one already runs."""
+    state_path = directory / STATE_FILE
+    if state_path.exists():
+        raise ConfigurationError(
+            f"a cluster is already up in {directory} (marginflow cluster down)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    logs = directory / "logs"
+    logs.mkdir(exist_ok=True)
+    started: list[Started] = []
+    if config.log == "broker":
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        log_file = logs / "broker.log"
+        pid = _spawn(
+            [
+                str(broker_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            log_file,
+        )
+        started.append(Started("broker", pid, str(log_file)))
+        if not wait_for_port("127.0.0.1", port, 10.0):
+            _stop([s.pid for s in started])
+            raise ConfigurationError("the broker did not start within 10 s")
+        log_url = f"kafka://127.0.0.1:{port}"
+    elif config.log == "embedded":
+        log_url = f"embedded://{(directory / 'log').resolve()}"
+    else:
+        log_url = config.log
+    db = config.db or f"sqlite:///{(directory / 'margins.db').resolve()}"
+    common = [
+        "--log", log_url, "--state", str((directory / "state").resolve()),
+        "--partitions", str(config.partitions), "--prefix", config.prefix,
+        "--max-batch", str(config.max_batch), "--max-wait", str(config.max_wait),
+        "--snapshot-interval", str(config.snapshot_interval), *config.book_args(),
+        "--lookback", str(config.lookback), "--db", db,
+    ]  # fmt: skip
+    counts = dict(
+        zip(
+            ROLES,
+            (config.keepers, config.calculators, config.aggregators, config.sinks),
+            strict=True,
+        )
+    )
+    for role in ROLES:
+        for i in range(counts[role]):
+            log_file = logs / f"{role}-{i}.log"
+            pid = _spawn(
+                [sys.executable, "-m", "marginflow.stream.runner", role, *common], log_file
+            )
+            started.append(Started(role, pid, str(log_file)))
+    gen = [
+        sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", log_url,
+        "--prefix", config.prefix, "--partitions", str(config.partitions),
+        "--trades", str(config.trades), "--rate", str(config.rate),
+        "--market-every", str(config.market_every), *config.book_args(),
+    ]  # fmt: skip
+    log_file = logs / "loadgen.log"
+    started.append(Started("loadgen", _spawn(gen, log_file), str(log_file)))
+    state = {
+        "config": asdict(config),
+        "log": log_url,
+        "db": db,
+        "processes": [asdict(s) for s in started],
+        "started_ns": time.time_ns(),
+    }
+    state_path.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads((directory / STATE_FILE).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"no cluster is up in {directory}") from None
+    return state
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie does not; one of our own children is reaped here)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _ours(pid: int, marker: str) -> bool:
+    """True if ``pid`` still runs the program we started (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return alive(pid)  # no /proc: trust the pid
+    return marker.encode() in cmdline
+
+
+def _stop(pids: list[int], timeout: float = 10.0) -> None:
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def down(directory: Path) -> list[dict[str, Any]]:
+    """Stop what ``up`` started in ``directory``: workers and load generator first (SIGTERM:
+    they snapshot and commit), then the broker. Returns the processes stopped."""
+    state = read_state(directory)
+    procs = state["processes"]
+    mine = [
+        p for p in procs if _ours(p["pid"], "broker" if p["role"] == "broker" else "marginflow")
+    ]
+    _stop([p["pid"] for p in mine if p["role"] != "broker"])
+    _stop([p["pid"] for p in mine if p["role"] == "broker"], timeout=2.0)
+    (directory / STATE_FILE).unlink()
+    return list(procs)
