@@ -64,8 +64,13 @@ def _register(cls: type[Event]) -> type[Event]:
 # --- domain checks: small, named, and each raising ValidationError(field, reason) ----------
 
 
+def _clean(value: str) -> bool:
+    """Non-empty, without surrounding blanks."""
+    return bool(value) and not value[0].isspace() and not value[-1].isspace()
+
+
 def _nonempty(field: str, value: str) -> None:
-    if not value or value.strip() != value:
+    if not _clean(value):
         raise ValidationError(field, f"must be non-empty without surrounding blanks, got {value!r}")
 
 
@@ -120,6 +125,16 @@ class Trade(Event, frozen=True, kw_only=True, tag="trade"):
     event_time: int
 
     def __post_init__(self) -> None:
+        # one cheap test for the common valid trade; the named checks find what failed
+        if (
+            self.quantity
+            and 0.0 <= self.price < math.inf
+            and self.event_time > 0
+            and _clean(self.trade_id)
+            and _clean(self.account)
+            and _clean(self.instrument)
+        ):
+            return
         _nonempty("trade_id", self.trade_id)
         _nonempty("account", self.account)
         _nonempty("instrument", self.instrument)

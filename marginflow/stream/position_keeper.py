@@ -6,6 +6,19 @@ publishes one :class:`~marginflow.stream.events.AccountPositions` per changed ac
 the new absolute quantities of the instruments that changed, versioned by that offset:
 absolute quantities make a replayed event harmless and a version makes an old one
 recognisable.
+
+Order, event time and late events
+---------------------------------
+Per-account order is the partition's order (trades are keyed by account). Event time and
+processing time differ: each partition keeps a watermark, the greatest event time seen minus
+``allowed_lateness``. Policy:
+
+* a **late trade** (event time below the watermark) is applied all the same: positions are
+  sums, which do not depend on order, so lateness changes no result; it is counted
+  (``late_trades``) so the lateness of a source shows in the metrics;
+* a **late start-of-day position** (event time before a trade of the same account already
+  applied) is refused into the dead letters: it sets a quantity, so applying it would erase
+  the trades before it. Start-of-day positions must precede the day's trades.
 """
 
 from __future__ import annotations
@@ -27,6 +40,23 @@ class _Book(msgspec.Struct):
 
     quantities: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     versions: dict[str, int] = msgspec.field(default_factory=dict)
+    last_trade: dict[str, int] = msgspec.field(default_factory=dict)  # event time per account
+    max_event_time: int = 0
+
+
+MSG_LATE_SOD = (
+    "start-of-day position is late: a trade of {account} at event time {t} was already "
+    "applied; publish start-of-day positions before the day's trades"
+)
+
+
+def late_start_of_day(event: ev.PositionSnapshot, last_trade_time: int) -> Rejection | None:
+    """The refusal of a start-of-day position arriving after a later trade of its account."""
+    if event.event_time < last_trade_time:
+        return Rejection(
+            "event_time", MSG_LATE_SOD.format(account=event.account, t=last_trade_time)
+        )
+    return None
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -36,8 +66,10 @@ _decode_book = msgspec.msgpack.Decoder(_Book).decode
 class PositionKeeper(Processor):
     """Trades -> positions. Group name by convention ``<prefix>position-keeper``."""
 
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology, *, allowed_lateness_ns: int = 5_000_000_000) -> None:
         self.topology = topology
+        self.allowed_lateness_ns = allowed_lateness_ns
+        self.late_trades = 0
         self.inputs = (topology.name(TRADES),)
         self._out = topology.name(POSITIONS)
         self._codec: Codec[ev.Event] = Codec(topology.spec(TRADES).events)
@@ -61,13 +93,25 @@ class PositionKeeper(Processor):
     ) -> Sequence[tuple[int, Rejection]]:
         book = self._books[tp]
         quantities, versions, changed = book.quantities, book.versions, self._changed
+        last_trade, lateness = book.last_trade, self.allowed_lateness_ns
+        refused: list[tuple[int, Rejection]] = []
         for offset, event in events:
             if isinstance(event, ev.Trade):
-                account, instrument = event.account, event.instrument
+                account, instrument, t = event.account, event.instrument, event.event_time
                 held = quantities.setdefault(account, {})
                 held[instrument] = held.get(instrument, 0) + event.quantity
+                if t < book.max_event_time - lateness:
+                    self.late_trades += 1
+                elif t > book.max_event_time:
+                    book.max_event_time = t
+                if t > last_trade.get(account, 0):
+                    last_trade[account] = t
             elif isinstance(event, ev.PositionSnapshot):
                 account, instrument = event.account, event.instrument
+                why = late_start_of_day(event, last_trade.get(account, 0))
+                if why is not None:
+                    refused.append((offset, why))
+                    continue
                 quantities.setdefault(account, {})[instrument] = event.quantity
             else:
                 continue
@@ -78,7 +122,7 @@ class PositionKeeper(Processor):
             else:
                 entry[0].add(instrument)
                 changed[(tp, account)] = (entry[0], event.event_time)
-        return ()
+        return refused
 
     def recompute(self) -> list[Output]:
         out = []

@@ -19,6 +19,7 @@ from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
+from marginflow.stream.position_keeper import late_start_of_day
 from marginflow.stream.risk_calculator import EngineSpec, build_engine
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARKET, POSITIONS, TRADES, Topology
@@ -93,10 +94,14 @@ def check_positions(log: Log, topology: Topology) -> Report:
     for p, events in trades.items():
         held: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         last: dict[str, int] = {}
+        trade_time: dict[str, int] = {}
         for offset, e in events:
             if isinstance(e, ev.Trade):
                 held[e.account][e.instrument] += e.quantity
+                trade_time[e.account] = max(trade_time.get(e.account, 0), e.event_time)
             elif isinstance(e, ev.PositionSnapshot):
+                if late_start_of_day(e, trade_time.get(e.account, 0)) is not None:
+                    continue  # the keeper's late-event policy: refused
                 held[e.account][e.instrument] = e.quantity
             else:
                 continue
@@ -169,8 +174,13 @@ def batch_margins(
     held: dict[tuple[int, int], int] = defaultdict(int)
     last: dict[str, int] = {}
     for events in trades.values():
+        trade_time: dict[str, int] = {}
         for offset, e in events:
-            if not isinstance(e, ev.Trade | ev.PositionSnapshot):
+            if isinstance(e, ev.Trade):
+                trade_time[e.account] = max(trade_time.get(e.account, 0), e.event_time)
+            elif not isinstance(e, ev.PositionSnapshot) or late_start_of_day(
+                e, trade_time.get(e.account, 0)
+            ):
                 continue
             a, j = acc_index.get(e.account), ins_index.get(e.instrument)
             if a is None or j is None:

@@ -95,13 +95,14 @@ def test_torn_tail_is_invisible_then_truncated_by_the_next_writer(tmp_path: Path
     assert segment.stat().st_size > size
 
 
-def test_corrupted_frame_stops_the_reader(tmp_path: Path) -> None:
+def test_corrupted_batch_stops_the_reader(tmp_path: Path) -> None:
     log = EmbeddedLog(tmp_path)
     topic = _topic(log)
-    _append(log, topic, [b"aaaa", b"bbbb", b"cccc"])
+    for value in (b"aaaa", b"bbbb", b"cccc"):  # three flushes: three batches
+        _append(log, topic, [value])
     (segment,) = _segments(log, topic)
     data = bytearray(segment.read_bytes())
-    data[data.index(b"bbbb")] ^= 0xFF  # flip a bit in the second record's value
+    data[data.index(b"bbbb")] ^= 0xFF  # flip bits in the second batch's record
     segment.write_bytes(bytes(data))
     assert [r.value for r in _read_all(log, topic)] == [b"aaaa"]
 

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from marginflow.core.errors import ConfigurationError
+from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.loadgen import TradeFlow, publish_trades, trades
@@ -230,3 +231,35 @@ def test_reconciliation_catches_a_wrong_and_a_missing_result(
     # and one more trade that no worker processes: its account's result is lost
     publish_trades(log.producer(), topology, trades(flow, 1, first=500))
     assert len(check_positions(log, topology).lost) == 1
+
+
+def test_late_events_policy(setup: tuple[EmbeddedLog, Topology, FileSnapshotStore]) -> None:
+    log, topology, store = setup
+    acc, ins = AccountId("ACC1"), InstrumentId("X")
+
+    def trade(n: int, t: int) -> ev.Trade:
+        return ev.Trade(
+            trade_id=f"T{n}", account=acc, instrument=ins, quantity=10, price=1.0, event_time=t
+        )
+
+    sec = 1_000_000_000
+    late_sod = ev.PositionSnapshot(
+        account=acc, instrument=ins, quantity=500, business_date="2024-05-29", event_time=5 * sec
+    )
+    # trade at 100 s, a trade 60 s late (beyond the 5 s allowed), then a stale start of day
+    publish_trades(log.producer(), topology, [trade(1, 100 * sec), trade(2, 40 * sec), late_sod])
+    keeper = PositionKeeper(topology)
+    worker = MicroBatchWorker(
+        keeper, log=log, store=store, settings=WorkerSettings(group="keeper"), topology=topology
+    )
+    worker.run(idle_exit=0.2)
+    tp = (topology.name(TRADES), partition_for(acc, 4))
+    assert keeper.positions(tp)[acc] == {ins: 20}  # both trades count; the late SOD did not
+    worker.close()
+    assert keeper.late_trades == 1
+    assert worker.stats.dead_letters == 1
+    letters = read_events(log, topology.name(DEAD_LETTERS), Codec([ev.DeadLetter]))[0]
+    (letter,) = [e for _, e in letters if isinstance(e, ev.DeadLetter)]
+    assert letter.field == "event_time"
+    assert "start-of-day position is late" in letter.reason
+    assert check_positions(log, topology).ok  # the reconciliation applies the same policy

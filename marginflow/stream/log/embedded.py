@@ -10,8 +10,11 @@ Layout under the log's root directory::
     groups/<group>/members/<id>               one file per live member, flock'ed by it
     groups/<group>/owners/<topic>-<p>         partition ownership, flock'ed by its owner
 
-A frame is ``u32 body_len | u32 crc32(body) | body`` with
-``body = i64 offset | i64 timestamp_ms | i32 key_len (-1: no key) | key | value``.
+Records are written in batches (one per producer write), Kafka-style:
+``u32 body_len | u32 crc32(body) | body`` with
+``body = i64 base_offset | i64 timestamp_ms | u32 count | records`` and each record
+``i32 key_len (-1: no key) | u32 value_len | key | value``. One checksum per batch keeps
+both the writer's and the reader's per-record work to a few slices.
 
 Durability and the fsync policy
 -------------------------------
@@ -59,11 +62,12 @@ from marginflow.stream.topics import TopicSpec
 FsyncPolicy = Literal["flush", "never"]
 
 _HEAD = struct.Struct("<II")  # body_len, crc32(body)
-_BODY = struct.Struct("<qqi")  # offset, timestamp_ms, key_len
-_IDX = struct.Struct("<qq")  # offset, file position of the frame
-_FRAME_OVERHEAD = _HEAD.size + _BODY.size
-_READ_CHUNK = 1 << 20
-_MAX_FRAME = 64 << 20
+_TAIL = struct.Struct("<qqI")  # base_offset, timestamp_ms, count (start of the body)
+_REC = struct.Struct("<iI")  # key_len (-1: no key), value_len
+_IDX = struct.Struct("<qq")  # base offset, file position of the batch
+_REC_OVERHEAD = _REC.size
+_MAX_BATCH = 256 << 20
+_new_record = tuple.__new__  # builds a Record without NamedTuple's Python-level __new__
 
 
 def _segment_name(base: int) -> str:
@@ -100,58 +104,75 @@ def _flocked(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _parse_frames(
-    buf: bytes, start: int, expected_offset: int, limit: int, topic: str, partition: int
-) -> tuple[list[Record], int]:
-    """Complete, valid frames from ``buf[start:]`` (at most ``limit``); returns the records
-    and the position after the last one. Stops at an incomplete frame or a bad checksum."""
-    out: list[Record] = []
-    pos, end, offset = start, len(buf), expected_offset
-    head_size, body_unpack = _HEAD.size, _BODY.unpack_from
-    while len(out) < limit and pos + head_size <= end:
-        body_len, crc = _HEAD.unpack_from(buf, pos)
-        body_start = pos + head_size
-        body_end = body_start + body_len
-        if body_len < _BODY.size or body_len > _MAX_FRAME or body_end > end:
-            break
-        if zlib.crc32(memoryview(buf)[body_start:body_end]) != crc:
-            break
-        off, ts, key_len = body_unpack(buf, body_start)
-        if off != offset:
-            raise LogError(f"{topic}[{partition}]: frame at offset {off}, expected {offset}")
-        data_start = body_start + _BODY.size
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One valid record batch read from a segment: ``data`` is the whole batch."""
+
+    data: bytes
+    base: int
+    timestamp_ms: int
+    count: int
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def _batch_at(fd: int, pos: int) -> _Batch | None:
+    """The complete, valid batch at ``pos`` of ``fd``, or None (end of data, a batch still
+    being written, or a torn or damaged one)."""
+    head = os.pread(fd, _HEAD.size + _TAIL.size, pos)
+    if len(head) < _HEAD.size + _TAIL.size:
+        return None
+    body_len, crc = _HEAD.unpack_from(head)
+    if body_len < _TAIL.size or body_len > _MAX_BATCH:
+        return None
+    data = os.pread(fd, _HEAD.size + body_len, pos)
+    if len(data) < _HEAD.size + body_len:
+        return None
+    if zlib.crc32(memoryview(data)[_HEAD.size :]) != crc:
+        return None
+    base, ts, count = _TAIL.unpack_from(data, _HEAD.size)
+    return _Batch(data, base, ts, count)
+
+
+def _records(
+    batch: _Batch, done: int, pos: int, limit: int, topic: str, partition: int
+) -> tuple[list[Record], int, int]:
+    """Up to ``limit`` records of ``batch`` after the first ``done`` (which end at byte
+    ``pos``; 0 means the batch start); returns them, the new count read and position."""
+    data, out = batch.data, []
+    if done == 0:
+        pos = _HEAD.size + _TAIL.size
+    unpack, new, rec = _REC.unpack_from, _new_record, Record
+    ts = batch.timestamp_ms
+    stop = min(batch.count, done + limit)
+    for offset in range(batch.base + done, batch.base + stop):
+        key_len, value_len = unpack(data, pos)
+        pos += 8
         if key_len >= 0:
-            key: bytes | None = buf[data_start : data_start + key_len]
-            data_start += key_len
+            key: bytes | None = data[pos : pos + key_len]
+            pos += key_len
         else:
             key = None
-        out.append(Record(topic, partition, off, ts, key, buf[data_start:body_end]))
-        offset += 1
-        pos = body_end
-    return out, pos
+        out.append(new(rec, (topic, partition, offset, ts, key, data[pos : pos + value_len])))
+        pos += value_len
+    return out, stop, pos
 
 
 def _valid_end(path: Path, pos: int, offset: int) -> tuple[int, int]:
-    """Scan ``path`` from ``pos`` (a frame boundary holding ``offset``) to the end of its
-    valid frames; returns (end position, next offset)."""
-    with open(path, "rb") as f:
+    """Scan ``path`` from ``pos`` (a batch boundary holding ``offset``) to the end of its
+    valid batches; returns (end position, next offset)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
         while True:
-            f.seek(pos)
-            buf = f.read(_READ_CHUNK)
-            if not buf:
+            batch = _batch_at(fd, pos)
+            if batch is None or batch.base != offset:
                 return pos, offset
-            records, used = _parse_frames(buf, 0, offset, 1 << 62, "", 0)
-            if not records:
-                # either a frame larger than the chunk or the end of valid data
-                body_len = _HEAD.unpack_from(buf, 0)[0] if len(buf) >= _HEAD.size else 0
-                if _HEAD.size + body_len > len(buf) and body_len <= _MAX_FRAME:
-                    f.seek(pos)
-                    big = f.read(_HEAD.size + body_len)
-                    records, used = _parse_frames(big, 0, offset, 1, "", 0)
-                if not records:
-                    return pos, offset
-            pos += used
-            offset += len(records)
+            pos += batch.size
+            offset += batch.count
+    finally:
+        os.close(fd)
 
 
 class _Partition:
@@ -214,6 +235,7 @@ class _Writer:
     end: int = 0
     next_offset: int = 0
     dirty: set[str] = field(default_factory=set)
+    new_files: bool = False
 
     def append(self, frames: list[tuple[bytes | None, bytes]], timestamp_ms: int) -> None:
         self.part.dir.mkdir(parents=True, exist_ok=True)
@@ -221,23 +243,28 @@ class _Writer:
             self._recover()
             if self.end >= self.segment_bytes:
                 self.base, self.end = self.next_offset, 0
-            data = bytearray()
-            offset = self.next_offset
+            parts = [_TAIL.pack(self.next_offset, timestamp_ms, len(frames))]
+            pack = _REC.pack
             for key, value in frames:
-                body = _BODY.pack(offset, timestamp_ms, -1 if key is None else len(key))
-                body += (key or b"") + value
-                data += _HEAD.pack(len(body), zlib.crc32(body))
-                data += body
-                offset += 1
+                if key is None:
+                    parts.append(pack(-1, len(value)))
+                else:
+                    parts.append(pack(len(key), len(value)))
+                    parts.append(key)
+                parts.append(value)
+            body = b"".join(parts)
+            data = _HEAD.pack(len(body), zlib.crc32(body)) + body
             seg = self.part.segment(self.base)
-            idx = seg.with_suffix(".idx")
+            if not seg.exists():
+                self.new_files = True
             with open(seg, "ab") as f:
                 f.write(data)
-            with open(idx, "ab") as f:
+            # the index is a hint (rebuilt by scanning if lost), so it is never fsynced
+            with open(seg.with_suffix(".idx"), "ab") as f:
                 f.write(_IDX.pack(self.next_offset, self.end))
-            self.dirty.update((str(seg), str(idx)))
+            self.dirty.add(str(seg))
             self.end += len(data)
-            self.next_offset = offset
+            self.next_offset += len(frames)
 
     def _recover(self) -> None:
         """Catch up with what other writers appended and truncate a torn tail."""
@@ -263,8 +290,9 @@ class _Writer:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        if self.dirty:
+        if self.new_files:  # a new segment's name must be durable too
             _fsync_dir(self.part.dir)
+            self.new_files = False
         self.dirty.clear()
 
 
@@ -283,13 +311,15 @@ class EmbeddedProducer:
         self, topic: str, value: bytes, *, partition: int, key: bytes | None = None
     ) -> None:
         tp = (topic, partition)
+        if len(value) > _MAX_BATCH // 2:
+            raise LogError(f"record of {len(value)} bytes exceeds {_MAX_BATCH // 2} bytes")
         buf = self._buffers.get(tp)
         if buf is None:
             self._log.check_partition(topic, partition)
             buf = self._buffers[tp] = []
             self._sizes[tp] = 0
         buf.append((key, value))
-        self._sizes[tp] += len(value) + _FRAME_OVERHEAD
+        self._sizes[tp] += len(value) + _REC_OVERHEAD
         if self._sizes[tp] >= self._batch_bytes:
             self._write(tp)
 
@@ -318,19 +348,23 @@ class EmbeddedProducer:
 
 
 class _Reader:
-    """Reads one partition forward from a position, following segment rolls."""
+    """Reads one partition forward from an offset, batch by batch, following segment rolls."""
 
     def __init__(self, part: _Partition, offset: int) -> None:
         self.part = part
         self._fd: int | None = None
+        self._batch: _Batch | None = None  # the batch being read, and how far
+        self._done = 0
+        self._bpos = 0
         self.seek(offset)
 
     def seek(self, offset: int) -> None:
         self.close()
         base, pos, at = self.part.locate(offset)
         self.base, self.pos, self.next_offset = base, pos, at
-        while self.next_offset < offset:  # skip forward inside the write batch
-            got = self.read(min(offset - self.next_offset, 65536))
+        self._batch, self._done, self._bpos = None, 0, 0
+        while self.next_offset < offset:  # skip forward to the offset inside its batch
+            got = self.read(min(offset - self.next_offset, 1 << 20))
             if not got:
                 raise LogError(
                     f"{self.part.topic}[{self.part.partition}]: offset {offset} is beyond "
@@ -346,24 +380,34 @@ class _Reader:
         return self._fd
 
     def read(self, limit: int) -> list[Record]:
-        fd = self._open()
-        if fd is None:
-            return []
+        out: list[Record] = []
         topic, partition = self.part.topic, self.part.partition
-        buf = os.pread(fd, _READ_CHUNK, self.pos)
-        records, used = _parse_frames(buf, 0, self.next_offset, limit, topic, partition)
-        if not records and len(buf) >= _HEAD.size:
-            body_len = _HEAD.unpack_from(buf, 0)[0]
-            if _HEAD.size + body_len > len(buf) and body_len <= _MAX_FRAME:  # a large frame
-                big = os.pread(fd, _HEAD.size + body_len, self.pos)
-                records, used = _parse_frames(big, 0, self.next_offset, 1, topic, partition)
-        if records:
-            self.pos += used
-            self.next_offset += len(records)
-            return records
-        if not buf and self._roll():
-            return self.read(limit)
-        return []
+        while len(out) < limit:
+            batch = self._batch
+            if batch is None:
+                fd = self._open()
+                if fd is None:
+                    break
+                batch = _batch_at(fd, self.pos)
+                if batch is None:
+                    if self._roll():
+                        continue
+                    break
+                if batch.base != self.next_offset:
+                    raise LogError(
+                        f"{topic}[{partition}]: batch at offset {batch.base}, "
+                        f"expected {self.next_offset}"
+                    )
+                self._batch, self._done, self._bpos = batch, 0, 0
+            got, self._done, self._bpos = _records(
+                batch, self._done, self._bpos, limit - len(out), topic, partition
+            )
+            out.extend(got)
+            self.next_offset += len(got)
+            if self._done >= batch.count:
+                self.pos += batch.size
+                self._batch = None
+        return out
 
     def _roll(self) -> bool:
         """Move to the next segment if a writer started one at our offset."""
