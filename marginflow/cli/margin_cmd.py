@@ -18,12 +18,17 @@ import typer
 
 from marginflow.cli.output import fail, print_json, report_failures, table
 from marginflow.core.errors import ConfigurationError, MarginflowError, RowFailure
-from marginflow.engine.state import MarginEngine
+from marginflow.engine.book import Book
+from marginflow.engine.grid_margins import grid_account_margins, grid_margin_book, grid_what_if
+from marginflow.engine.state import MarginEngine, WhatIf
 from marginflow.engine.synthetic_book import generate_book
 from marginflow.io.book import LoadedBook, load_book, write_book
 from marginflow.io.scenario_file import read_scenario_file
+from marginflow.margin.base import AccountMargin, member_totals
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.models import check_model, parse_params
+from marginflow.margin.portfolio_margin import PortfolioMarginResult
+from marginflow.margin.span import SpanResult
 from marginflow.scenarios.build import ScenarioSpec, build_scenarios
 from marginflow.scenarios.fhs import DEFAULT_STRESS, StressPeriod
 from marginflow.scenarios.scenario_set import ScenarioSet
@@ -92,8 +97,38 @@ def generate_book_command(
 
 @dataclass(frozen=True, slots=True)
 class _Run:
+    """A loaded book margined by one model: the ES engine, or a grid model's results."""
+
     loaded: LoadedBook
-    engine: MarginEngine
+    model: str
+    engine: MarginEngine | None = None
+    grid: SpanResult | PortfolioMarginResult | None = None
+
+    def accounts(self, top: int) -> list[AccountMargin]:
+        if self.engine is not None:
+            return [self.engine.account_margin(a, top=top) for a in self.book.positions.accounts]
+        assert self.grid is not None
+        return grid_account_margins(self.grid, self.book)
+
+    @property
+    def book(self) -> Book:
+        return self.engine.book if self.engine is not None else self.loaded.book
+
+    def title(self) -> str:
+        if self.engine is None:
+            return f"model {self.model} (grid; parameters in docs/margin.md)"
+        mi = self.engine.model_info.params
+        sc = mi["scenarios"]
+        return (
+            f"model es, ES {mi['confidence']:.1%} over {sc['n_scenarios']} {sc['source']} "
+            f"scenarios, {mi['horizon_days']}-day, apc {mi['apc']}"
+        )
+
+    def model_json(self) -> dict[str, Any]:
+        if self.engine is not None:
+            return self.engine.model_info.to_json()
+        assert self.grid is not None
+        return {"name": self.model, "params": self.grid.parameters.to_mapping()}
 
 
 def _scenario_options(
@@ -147,27 +182,35 @@ def _build(
     scenarios_file: Path | None,
     model_name: str,
     params: Sequence[str],
+    user_params: Sequence[str],
     rejects: Path | None,
+    whole_book: bool = True,
 ) -> _Run:
     try:
         check_model(model_name)
-        if model_name != "es":
+        if model_name != "es" and user_params:
             raise ConfigurationError(
-                f"model {model_name!r} is not wired into this command yet; use --model es"
+                f"--param is for model es; {model_name} takes its parameters as documented "
+                "in docs/margin.md"
             )
         model = ExpectedShortfallModel.from_params(parse_params(params))
         loaded = load_book(
             book_dir, positions_file=positions, market_file=market, history_file=history
         )
         failures = list(loaded.failures)
-        scen = _scenarios(loaded, spec, scenarios_file, failures)
-        engine = MarginEngine(loaded.book, scen, model)
+        if model_name == "es":
+            scen = _scenarios(loaded, spec, scenarios_file, failures)
+            run = _Run(loaded, model_name, engine=MarginEngine(loaded.book, scen, model))
+        elif whole_book:
+            run = _Run(loaded, model_name, grid=grid_margin_book(model_name, loaded.book))
+        else:
+            run = _Run(loaded, model_name)
     except MarginflowError as exc:
         fail(str(exc))
     loaded.failures[:] = failures
     if rejects is not None:
         _write_rejects(rejects, failures)
-    return _Run(loaded, engine)
+    return run
 
 
 def _scenarios(
@@ -200,7 +243,9 @@ def _finish(run: _Run) -> None:
         raise typer.Exit(2)
 
 
-ModelOpt = Annotated[str, typer.Option("--model", help="margin model: es (span, pm: see docs)")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="margin model: es (expected shortfall), span, pm")
+]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="model parameter key=value (repeatable), e.g. confidence=0.995"),
@@ -269,18 +314,19 @@ def margin_command(
         scenarios_file=scen_file,
         model_name=model,
         params=params,
+        user_params=param or [],
         rejects=rejects,
     )
-    e = run.engine
-    p = e.book.positions
-    results = [e.account_margin(a, top=top) for a in p.accounts]
-    member_margin = e.member_margins()
+    p = run.book.positions
+    results = run.accounts(top)
+    margins = np.array([r.margin for r in results])
+    member_margin = member_totals(margins, p.account_member, len(p.members))
     n_accounts = np.bincount(p.account_member, minlength=len(p.members))
     if as_json:
         print_json(
             {
-                "valuation_date": str(e.book.market.valuation_date),
-                "model": e.model_info.to_json(),
+                "valuation_date": str(run.book.market.valuation_date),
+                "model": run.model_json(),
                 "accounts": [r.to_json() for r in results],
                 "members": [
                     {"member": m, "margin": float(member_margin[i]), "accounts": int(n_accounts[i])}
@@ -291,46 +337,44 @@ def margin_command(
             }
         )
     else:
-        _print_tables(e, results, member_margin, n_accounts, limit)
+        _print_tables(run, results, member_margin, n_accounts, limit)
     _finish(run)
 
 
 def _print_tables(
-    e: MarginEngine,
-    results: list[Any],
+    run: _Run,
+    results: list[AccountMargin],
     member_margin: np.ndarray,
     n_accounts: np.ndarray,
     limit: int,
 ) -> None:
     order = sorted(range(len(results)), key=lambda i: -results[i].margin)
     shown = order if limit <= 0 else order[:limit]
+    es = run.engine is not None
     rows = []
     for i in shown:
         r = results[i]
         c = r.breakdown.components
         first = r.breakdown.top_positions[0] if r.breakdown.top_positions else None
+        middle = (round(c["es"]), round(c["apc"] + c["concentration"])) if es else ()
         rows.append(
             (
                 r.account,
                 r.member,
                 round(r.margin),
-                round(c["es"]),
-                round(c["apc"] + c["concentration"]),
+                *middle,
                 r.breakdown.driving_scenario or "",
                 first.instrument if first else "",
             )
         )
-    mi = e.model_info.params
-    sc = mi["scenarios"]
     which = f"top {len(shown)} of {len(results)}" if len(shown) < len(results) else "all"
+    middle_names = ("ES", "add-ons") if es else ()
     table(
-        f"account margins ({which}): model {e.model_info.name}, ES {mi['confidence']:.1%} "
-        f"over {sc['n_scenarios']} {sc['source']} scenarios, {mi['horizon_days']}-day, "
-        f"apc {mi['apc']}",
-        ("account", "member", "margin", "ES", "add-ons", "driving scenario", "top contributor"),
+        f"account margins ({which}): {run.title()}",
+        ("account", "member", "margin", *middle_names, "driving scenario", "top contributor"),
         rows,
     )
-    p = e.book.positions
+    p = run.book.positions
     table(
         "member margins (sum of their accounts)",
         ("member", "accounts", "margin"),
@@ -348,6 +392,7 @@ def what_if_command(
     market: FileOpt = None,
     history: FileOpt = None,
     scenarios: ScenOpt = None,
+    model: ModelOpt = "es",
     param: ParamOpt = None,
     confidence: ConfOpt = 0.99,
     apc: ApcOpt = "none",
@@ -375,12 +420,18 @@ def what_if_command(
         history=history,
         spec=spec,
         scenarios_file=scen_file,
-        model_name="es",
+        model_name=model,
         params=params,
+        user_params=param or [],
         rejects=rejects,
+        whole_book=False,
     )
     try:
-        w = run.engine.what_if(account, trades)
+        if run.engine is not None:
+            w = run.engine.what_if(account, trades)
+        else:
+            before, after = grid_what_if(model, run.book, account, trades)
+            w = WhatIf(account, before.member, before.margin, after.margin, after.breakdown)
     except MarginflowError as exc:
         fail(str(exc))
     if as_json:
@@ -404,7 +455,7 @@ def what_if_command(
         b = w.breakdown_after
         table(
             f"after: driving scenario {b.driving_scenario}, top contributors",
-            ("instrument", "quantity", "ES contribution"),
+            ("instrument", "quantity", "contribution" if run.engine else "loss at driver"),
             [(c.instrument, c.quantity, round(c.amount)) for c in b.top_positions],
         )
     _finish(run)

@@ -72,6 +72,18 @@ class Instruments:
     def is_option(self) -> BoolArray:
         return np.asarray(self.kind != InstrumentKind.STOCK)
 
+    def take(self, rows: NDArray[np.intp]) -> Instruments:
+        """The instruments at ``rows``, in that order."""
+        return Instruments(
+            ids=tuple(self.ids[i] for i in rows),
+            underlying=self.underlying[rows],
+            kind=self.kind[rows],
+            strike=self.strike[rows],
+            expiry_years=self.expiry_years[rows],
+            is_american=self.is_american[rows],
+            multiplier=self.multiplier[rows],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Market:

@@ -39,6 +39,7 @@ incremental engine relies on this.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,6 +50,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.errors import ValidationError
 from marginflow.engine.book import InstrumentKind, Instruments, Market
+from marginflow.pricing.american import american_price
 from marginflow.pricing.black_scholes import european_price
 from marginflow.pricing.greeks import greeks
 
@@ -59,11 +61,9 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 def price_american(batch: OptionBatch) -> FloatArray:
-    """American prices from the pricing core, per unit of underlying.
-
-    The single switch between the pricing core's American pricer and a European stand-in.
-    """
-    return european_price(batch)
+    """American prices from the pricing core (ALO), per unit of underlying: the one place
+    the revaluation calls an American pricer."""
+    return american_price(batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +112,15 @@ def revalue(
     settings: RevaluationSettings = RevaluationSettings(),
     rows: IndexArray | None = None,
     out: Float32Array | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Float32Array:
     """P&L per unit position of instruments ``rows`` (default all) under every scenario.
 
     ``spot_shock``/``vol_shock`` are U × S with rows in the market's underlying order.
-    Returns float32 ``len(rows) × S`` (written into ``out`` when given).
+    Returns float32 ``len(rows) × S`` (written into ``out`` when given). ``timings``, if
+    given, receives the seconds spent on the premium grids and on the revaluation kernel.
     """
+    t0 = time.perf_counter()
     n_u, n_s = spot_shock.shape
     if vol_shock.shape != (n_u, n_s) or market.spot.shape != (n_u,):
         raise ValidationError("scenarios", "shock arrays must be U × S in the market's order")
@@ -136,6 +139,7 @@ def revalue(
         if use_grid
         else (np.full(len(instruments), -1, np.int32), EepGrids.empty())
     )
+    t1 = time.perf_counter()
     _revalue_kernel(
         sorted_rows,
         order.astype(np.intp),
@@ -162,6 +166,9 @@ def revalue(
     )
     if not use_grid:
         _exact_american(instruments, market, spot_shock, vol_shock, rows, settings, out)
+    if timings is not None:
+        timings["eep_grid"] = timings.get("eep_grid", 0.0) + t1 - t0
+        timings["kernel"] = timings.get("kernel", 0.0) + time.perf_counter() - t1
     return out
 
 
@@ -219,31 +226,40 @@ def _eep_buckets(
     settings: RevaluationSettings,
 ) -> tuple[NDArray[np.int32], EepGrids]:
     """Assign American options of ``rows`` to (underlying, expiry, call/put) buckets and price
-    each bucket's premium grid with the pricing core."""
+    each bucket's premium grid with the pricing core.
+
+    A bucket's range covers every strike the whole instrument table has in it, so its grid
+    (and every row priced on it) does not depend on which rows are being revalued."""
     bucket = np.full(len(instruments), -1, np.int32)
-    am = rows[instruments.is_american[rows] & instruments.is_option[rows]]
-    am = am[instruments.expiry_years[am] > 0]
+    u_all = instruments.underlying
     # A call without dividends (and a non-negative rate) is never exercised early: its
     # American price is the European one, so it needs no premium grid.
-    u_am = instruments.underlying[am]
-    never = (instruments.kind[am] == InstrumentKind.CALL) & (market.dividend_yield[u_am] <= 0)
-    am = am[~(never & (market.rate[u_am] >= 0))]
-    if am.size == 0:
-        return bucket, EepGrids.empty()
-    keys = np.column_stack(
-        [instruments.underlying[am], instruments.expiry_years[am], instruments.kind[am]]
+    never = (
+        (instruments.kind == InstrumentKind.CALL)
+        & (market.dividend_yield[u_all] <= 0)
+        & (market.rate[u_all] >= 0)
     )
+    gridded = instruments.is_american & instruments.is_option
+    gridded &= (instruments.expiry_years > 0) & ~never
+    mine = rows[gridded[rows]]
+    if mine.size == 0:
+        return bucket, EepGrids.empty()
+    cand = np.flatnonzero(gridded & np.isin(u_all, np.unique(u_all[mine])))
+    keys = np.column_stack([u_all[cand], instruments.expiry_years[cand], instruments.kind[cand]])
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
-    bucket[am] = inverse.astype(np.int32)
+    ln_k = np.log(instruments.strike[cand])
+    k_lo = np.full(uniq.shape[0], np.inf)
+    k_hi = np.full(uniq.shape[0], -np.inf)
+    np.minimum.at(k_lo, inverse, ln_k)
+    np.maximum.at(k_hi, inverse, ln_k)
+    mine_bucket = inverse[np.searchsorted(cand, mine)]
+    used, compact = np.unique(mine_bucket, return_inverse=True)
+    bucket[mine] = compact.ravel().astype(np.int32)
+    uniq, k_lo, k_hi = uniq[used], k_lo[used], k_hi[used]
     b_u = uniq[:, 0].astype(np.intp)
     b_t, b_call = uniq[:, 1], uniq[:, 2] == InstrumentKind.CALL
     n_b = uniq.shape[0]
-    ln_k = np.log(instruments.strike[am])
-    k_lo = np.full(n_b, np.inf)
-    k_hi = np.full(n_b, -np.inf)
-    np.minimum.at(k_lo, inverse, ln_k)
-    np.maximum.at(k_hi, inverse, ln_k)
 
     ln_s = np.log(market.spot[b_u])
     shock_lo = np.minimum(spot_shock[b_u].min(axis=1), 0.0).astype(np.float64)
@@ -255,7 +271,7 @@ def _eep_buckets(
     mm = m0[:, None, None] + dm[:, None, None] * np.arange(nm)[None, :, None]
     # The smile depends on ln(S'/K) alone, so the scenario vol is vm · smile(m): a grid in
     # (m, vm) covers every strike of the bucket and follows the skew exactly.
-    vm_nodes = _vm_nodes(vol_shock, nv)
+    vm_nodes = _vm_nodes(vol_shock, nv, np.unique(b_u))
     vv = vm_nodes[b_u][:, None, :]
     atm, skew = market.atm_vol[b_u][:, None, None], market.skew[b_u][:, None, None]
     vol = vv * np.maximum(settings.vol_floor, atm - skew * mm)
@@ -275,17 +291,20 @@ def _eep_buckets(
     return bucket, EepGrids(m0, dm, vm_nodes, eep)
 
 
-def _vm_nodes(vol_shock: Float32Array, n: int) -> FloatArray:
+def _vm_nodes(vol_shock: Float32Array, n: int, underlyings: IndexArray) -> FloatArray:
     """Per underlying: ``n`` uniform nodes over its vm range, ``n`` quantiles of its vm,
-    and 1 — sorted (U × (2n + 1)). Quantiles put nodes where scenarios are dense, the
-    uniform nodes keep the far tail (where crashes send vol) from a single wide cell."""
-    vm = 1.0 + vol_shock.astype(np.float64)
+    and 1 — sorted (U × (2n + 1); rows of underlyings not asked for are left at 1).
+    Quantiles put nodes where scenarios are dense, the uniform nodes keep the far tail
+    (where crashes send vol) from a single wide cell."""
+    nodes = np.ones((vol_shock.shape[0], 2 * n + 1))
+    vm = 1.0 + vol_shock[underlyings].astype(np.float64)
     lo = np.minimum(vm.min(axis=1), 1.0)
     hi = np.maximum(vm.max(axis=1), 1.0)
     uniform = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, n)[None, :]
     quant = np.quantile(vm, np.linspace(0.0, 1.0, n), axis=1).T
-    nodes = np.concatenate([uniform, quant, np.ones((vm.shape[0], 1))], axis=1)
-    return np.sort(nodes, axis=1)
+    mine = np.concatenate([uniform, quant, np.ones((vm.shape[0], 1))], axis=1)
+    nodes[underlyings] = np.sort(mine, axis=1)
+    return nodes
 
 
 def _exact_american(

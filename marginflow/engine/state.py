@@ -93,6 +93,7 @@ class MarginEngine:
                 spot_shock=self._spot_shock,
                 vol_shock=self._vol_shock,
                 settings=revaluation,
+                timings=self.timings,
             )
         with self._timed("aggregation"):
             self.pnl = account_pnl(book.positions.matrix, self.matrix)

@@ -132,20 +132,42 @@ def _tail_one(
     out_share: np.ndarray,
 ) -> int:
     """Walk the worst ``m`` included scenarios of ``x_all``; write tail indices and weights
-    (absolute, summing to alpha); return how many are in the tail."""
+    (absolute, summing to alpha); return how many are in the tail.
+
+    The worst m are kept in a max-heap while scanning once: O(N log m), and unlike
+    quickselect it does not degrade when many P&L values tie (a flat account is all
+    zeros)."""
     n = inc.shape[0]
-    x = np.empty(n)
+    heap_v = np.empty(m)
+    heap_t = np.empty(m, dtype=np.int64)
+    size = 0
     for t in range(n):
-        x[t] = x_all[inc[t]]
-    thr = np.partition(x.copy(), m - 1)[m - 1]
-    cand = np.empty(n, dtype=np.int64)
-    c = 0
-    for t in range(n):
-        if x[t] <= thr:
-            cand[c] = t
-            c += 1
-    cand = cand[:c]
-    cand = cand[np.argsort(x[cand], kind="mergesort")]
+        v = x_all[inc[t]]
+        if size < m:
+            j = size
+            size += 1
+            while j > 0:  # sift up
+                parent = (j - 1) // 2
+                if heap_v[parent] >= v:
+                    break
+                heap_v[j], heap_t[j] = heap_v[parent], heap_t[parent]
+                j = parent
+            heap_v[j], heap_t[j] = v, t
+        elif v < heap_v[0]:
+            j = 0
+            while True:  # sift down from the root
+                child = 2 * j + 1
+                if child >= m:
+                    break
+                if child + 1 < m and heap_v[child + 1] > heap_v[child]:
+                    child += 1
+                if heap_v[child] <= v:
+                    break
+                heap_v[j], heap_t[j] = heap_v[child], heap_t[child]
+                j = child
+            heap_v[j], heap_t[j] = v, t
+    order = np.argsort(heap_v[:size], kind="mergesort")
+    cand = heap_t[:size][order]
     tol = alpha * 1e-9
     cum = 0.0
     k = 0

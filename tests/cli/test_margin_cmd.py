@@ -157,3 +157,33 @@ def test_what_if_changes_nothing(book: Path) -> None:
     res = run("what-if", str(book), "--account", account, "--trade", "nonsense")
     assert res.returncode == 2
     assert "INSTRUMENT=QUANTITY" in res.stderr
+
+
+def test_grid_models_from_the_command_line(tmp_path: Path) -> None:
+    _tiny(tmp_path)
+    res = run("margin", str(tmp_path), "--model", "pm", "--json")
+    assert res.returncode == 0, res.stderr
+    got = {a["account"]: a["margin"] for a in json.loads(res.stdout)["accounts"]}
+    # ±15% for an equity: long 100 × $100 → 1,500; short 50 → 750.
+    assert got == {"A1": pytest.approx(1500.0), "A2": pytest.approx(750.0)}
+    res = run("margin", str(tmp_path), "--model", "span", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["model"]["name"] == "span"
+    assert doc["accounts"][0]["breakdown"]["components"]["scan_risk"] == pytest.approx(1070.0)
+    res = run(
+        "what-if",
+        str(tmp_path),
+        "--model",
+        "pm",
+        "--account",
+        "A1",
+        "--trade",
+        "XYZ=-100",
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["margin_after"] == 0.0
+    res = run("margin", str(tmp_path), "--model", "pm", "--param", "confidence=0.9")
+    assert res.returncode == 2
+    assert "--param is for model es" in res.stderr

@@ -113,8 +113,6 @@ def test_float32_storage_changes_account_es_negligibly(small_case: SmallCase) ->
 def test_american_grid_is_close_to_exact_pricing(
     small_case: SmallCase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    american = pytest.importorskip("marginflow.pricing.american")
-    monkeypatch.setattr(rv, "price_american", american.american_price)
     b, scen = small_case.book, small_case.scenarios
     spot, vol = scen.aligned(b.underlyings.ids)
     am = np.flatnonzero(b.instruments.is_american)[:40]
@@ -136,3 +134,15 @@ def test_american_grid_is_close_to_exact_pricing(
     # Documented: ~5% of the early-exercise effect, at most 0.05% of notional per contract.
     assert err.sum() < 0.10 * effect
     assert (err / notional).max() < 1e-3
+
+
+def test_american_subsets_are_bit_identical(small_case: SmallCase) -> None:
+    # The incremental engine re-prices one underlying's rows: with the premium grids on,
+    # those rows must equal the full revaluation's exactly (grids span the whole bucket).
+    b, scen = small_case.book, small_case.scenarios
+    spot, vol = scen.aligned(b.underlyings.ids)
+    args = {"instruments": b.instruments, "market": b.market, "spot_shock": spot, "vol_shock": vol}
+    full = revalue(**args)
+    am = np.flatnonzero(b.instruments.is_american)
+    rows = am[[0, 7, len(am) // 2, len(am) - 1]]
+    assert np.array_equal(revalue(**args, rows=rows), full[rows])

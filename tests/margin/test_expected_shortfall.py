@@ -64,6 +64,13 @@ def test_k_below_one_gives_the_worst_loss() -> None:
     assert s.var[0] == 7.0
 
 
+def test_flat_and_tied_rows() -> None:
+    # A flat account (all zeros) and heavy ties: no loss, and no slow path.
+    s = tail_stats(np.zeros((2, 5000)) + np.array([[0.0], [-3.0]]), confidence=0.99)
+    assert s.es == pytest.approx([0.0, 3.0], rel=1e-14, abs=1e-14)
+    assert s.var.tolist() == [0.0, 3.0]
+
+
 def test_all_gains_give_negative_es() -> None:
     # The statistic itself can be negative; the margin model floors it at zero.
     s = tail_stats(np.array([5.0, 6.0, 7.0, 8.0]), confidence=0.5)
