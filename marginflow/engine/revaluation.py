@@ -11,9 +11,10 @@ Scenario market (underlying u, scenario s)::
 i.e. sticky moneyness: the smile is a fixed function of ln(K/S) whose level scales with the
 vol shock; rates, dividend yields and times to expiry are held (an instantaneous shock).
 
-Pricing. Stocks are linear. European options are priced exactly (Black-Scholes-Merton,
-the same closed form as :func:`marginflow.pricing.black_scholes.bsm_scalar`) for every
-scenario. American options: ``V = V_European + EEP``, the European part exact per
+Pricing. Stocks are linear. European options are priced exactly for every scenario
+(Black-Scholes-Merton, the closed form of :func:`marginflow.pricing.black_scholes.bsm_scalar`,
+with the pricing core's vectorisable normal CDF, 3e-13 relative, so the scenario loop runs
+in SIMD registers). American options: ``V = V_European + EEP``, the European part exact per
 scenario, the early-exercise premium EEP from a grid priced by the pricing core's American
 pricer, one grid per (underlying, expiry, call/put) bucket:
 
@@ -50,14 +51,13 @@ from numpy.typing import NDArray
 from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.errors import ValidationError
 from marginflow.engine.book import InstrumentKind, Instruments, Market
+from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
 from marginflow.pricing.american import american_price
 from marginflow.pricing.black_scholes import european_price
 from marginflow.pricing.greeks import greeks
 
 Float32Array = NDArray[np.float32]
 IndexArray = NDArray[np.intp]
-
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 def price_american(batch: OptionBatch) -> FloatArray:
@@ -340,32 +340,6 @@ def _exact_american(
 
 
 @njit(cache=True, inline="always")
-def _bsm_lognormal(
-    is_call: bool,
-    s: float,
-    ln_s_over_k: float,
-    k: float,
-    t: float,
-    sqrt_t: float,
-    df_r: float,
-    df_q: float,
-    carry: float,
-    vol: float,
-) -> float:
-    """BSM with precomputed discount factors and ln(S/K); same closed form as bsm_scalar."""
-    if t <= 0.0:
-        return max(s - k, 0.0) if is_call else max(k - s, 0.0)
-    sd = vol * sqrt_t
-    d1 = (ln_s_over_k + carry * t) / sd + 0.5 * sd
-    d2 = d1 - sd
-    if is_call:
-        return s * df_q * 0.5 * math.erfc(-d1 * _INV_SQRT2) - k * df_r * 0.5 * math.erfc(
-            -d2 * _INV_SQRT2
-        )
-    return k * df_r * 0.5 * math.erfc(d2 * _INV_SQRT2) - s * df_q * 0.5 * math.erfc(d1 * _INV_SQRT2)
-
-
-@njit(cache=True, inline="always")
 def _locate(nodes: np.ndarray, v: float) -> tuple[int, float]:
     """Cell of ``v`` among sorted ``nodes`` and its fraction across (clamped at the ends)."""
     n = nodes.shape[0]
@@ -393,7 +367,9 @@ def _eep(
     return out
 
 
-@njit(cache=True, parallel=True)
+# error_model="numpy": no ZeroDivisionError checks, so LLVM can vectorise the scenario
+# loops (with the vectorisable normal CDF: ~3× faster than math.erfc per price).
+@njit(cache=True, parallel=True, error_model="numpy", fastmath={"contract"})
 def _revalue_kernel(
     rows: np.ndarray,
     out_pos: np.ndarray,
@@ -423,21 +399,23 @@ def _revalue_kernel(
         lo, hi = group_starts[g], group_starts[g + 1]
         u = und[rows[lo]]
         s0 = spot[u]
+        ln_s0 = math.log(s0)
         s_new = np.empty(n_s)
         ln_new = np.empty(n_s)
         vm = np.empty(n_s)
         v_idx = np.empty(n_s, dtype=np.int64)
         v_frac = np.empty(n_s)
+        price = np.empty(n_s)
         nodes = vm_nodes[min(u, vm_nodes.shape[0] - 1)]
         for s in range(n_s):
             shock = np.float64(spot_shock[u, s])
             s_new[s] = s0 * (1.0 + shock)
-            ln_new[s] = math.log(s0) + math.log1p(shock)
+            ln_new[s] = ln_s0 + math.log1p(shock)
             vm[s] = 1.0 + np.float64(vol_shock[u, s])
             v_idx[s], v_frac[s] = _locate(nodes, vm[s])
         base_idx, base_frac = _locate(nodes, 1.0)
-        ln_s0 = math.log(s0)
         r, q = rate[u], div[u]
+        atm, slope = atm_vol[u], skew[u]
         for k in range(lo, hi):
             i = rows[k]
             row = out[out_pos[k]]
@@ -446,22 +424,36 @@ def _revalue_kernel(
                 for s in range(n_s):
                     row[s] = (s_new[s] - s0) * m
                 continue
-            is_call = kind[i] == 1
+            sign = 1.0 if kind[i] == 1 else -1.0  # call: +1, put: -1
             kk = strike[i]
-            ln_k = math.log(kk)
             t = expiry[i]
+            if t <= 0.0:  # expiring now: intrinsic value
+                p0 = max(sign * (s0 - kk), 0.0)
+                for s in range(n_s):
+                    row[s] = (max(sign * (s_new[s] - kk), 0.0) - p0) * m
+                continue
+            ln_k = math.log(kk)
             sqrt_t = math.sqrt(t)
-            df_r = math.exp(-r * t)
+            carry_t = (r - q) * t
             df_q = math.exp(-q * t)
+            k_df = kk * math.exp(-r * t)
             b = bucket[i]
-            vol0 = max(vol_floor, atm_vol[u] + skew[u] * (ln_k - ln_s0))
-            p0 = _bsm_lognormal(is_call, s0, ln_s0 - ln_k, kk, t, sqrt_t, df_r, df_q, r - q, vol0)
+            # BSM: sign · (S e^{-qT} N(sign d1) - K e^{-rT} N(sign d2)); vol from the smile.
+            x0 = ln_s0 - ln_k
+            sd0 = max(vol_floor, atm - slope * x0) * sqrt_t
+            d10 = (x0 + carry_t) / sd0 + 0.5 * sd0
+            p0 = sign * (s0 * df_q * fast_ncdf(sign * d10) - k_df * fast_ncdf(sign * (d10 - sd0)))
             if b >= 0:
-                p0 += kk * _eep(b, ln_s0 - ln_k, base_idx, base_frac, m0, dm, grid)
+                p0 += kk * _eep(b, x0, base_idx, base_frac, m0, dm, grid)
             for s in range(n_s):
                 x = ln_new[s] - ln_k
-                vol = vm[s] * max(vol_floor, atm_vol[u] - skew[u] * x)
-                p = _bsm_lognormal(is_call, s_new[s], x, kk, t, sqrt_t, df_r, df_q, r - q, vol)
-                if b >= 0:
-                    p += kk * _eep(b, x, v_idx[s], v_frac[s], m0, dm, grid)
-                row[s] = (p - p0) * m
+                sd = vm[s] * max(vol_floor, atm - slope * x) * sqrt_t
+                d1 = (x + carry_t) / sd + 0.5 * sd
+                price[s] = sign * (
+                    s_new[s] * df_q * fast_ncdf(sign * d1) - k_df * fast_ncdf(sign * (d1 - sd))
+                )
+            if b >= 0:
+                for s in range(n_s):
+                    price[s] += kk * _eep(b, ln_new[s] - ln_k, v_idx[s], v_frac[s], m0, dm, grid)
+            for s in range(n_s):
+                row[s] = (price[s] - p0) * m

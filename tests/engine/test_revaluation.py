@@ -22,7 +22,7 @@ def _tiny() -> tuple[Instruments, Market, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(5)
     n, n_s = 40, 64
     kind = np.array([0, 0] + [1, 2] * 19, dtype=np.int8)
-    days = np.where(kind == 0, 0, rng.choice([1, 7, 30, 91, 365, 730], n))
+    days = np.where(kind == 0, 0, rng.choice([0, 1, 7, 30, 91, 365, 730], n))
     inst = Instruments(
         ids=tuple(f"i{i}" for i in range(n)),
         underlying=np.array([0, 1, *list(rng.integers(0, 2, n - 2))], dtype=np.int32),
