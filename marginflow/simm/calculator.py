@@ -56,6 +56,10 @@ N_RC = len(RiskClass)
 N_MT = len(MarginType)
 
 MSG_CURRENCY = "calculation currency must be an ISO currency code, got {value!r}"
+MSG_NOT_FINITE = (
+    "SIMM of portfolio {portfolio!r} ({side}) is not finite: amounts or FX rates are too "
+    "large for double precision"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +318,11 @@ def simm_of_base(
     results = _assemble(
         units, margins, calibration, (p_unit, p_rt, p_q, p_amt), qualifiers, len(units)
     )
+    for r in results:
+        if not np.isfinite(r.margin):
+            # NaN would otherwise lose every comparison when the winning regulation is chosen.
+            name = portfolios[r.unit.portfolio]
+            raise ValidationError("margin", MSG_NOT_FINITE.format(portfolio=name, side=r.unit.side))
     return SimmRun(units=tuple(results), portfolios=portfolios, currency=currency)
 
 

@@ -66,6 +66,11 @@ TENORS: tuple[str, ...] = (
     "30y",
 )
 DEFAULT_PORTFOLIO = "DEFAULT"
+# Largest |Amount| / |AmountUSD| accepted, in any currency. 1e20 is beyond any real
+# sensitivity or notional (1e20 of the weakest currency is still above 1e15 USD), and keeps
+# SIMM's products and squares of weighted sensitivities far from double overflow (1.8e308),
+# where a finite input such as 1e300 would otherwise turn a margin into inf or NaN.
+MAX_ABS_AMOUNT = 1e20
 IM_MODEL_SIMM = 0
 IM_MODEL_SCHEDULE = 1
 
@@ -102,6 +107,7 @@ MSG_TENOR = "tenor label {value!r} is not allowed for {risk_type} (allowed: {cho
 MSG_SUBCURVE = "sub-curve label {value!r} is not allowed for Risk_IRCurve (allowed: {choices})"
 MSG_NOT_NUMBER = "is not a number: {value!r}"
 MSG_NOT_FINITE = "must be finite, got {value!r}"
+MSG_TOO_LARGE = "magnitude must be at most {limit:g}, got {value:g}"
 MSG_NO_AMOUNT = "no amount: give Amount with AmountCurrency, or AmountUSD"
 MSG_NEGATIVE_MULTIPLIER = "a product class multiplier must be >= 0, got {value!r}"
 MSG_IM_MODEL = "unknown IM model {value!r} (expected SIMM or Schedule)"
@@ -543,6 +549,11 @@ def build_crif(
         "Amount",
         lambda r: MSG_NOT_FINITE.format(value=float(amount[r])),
     )
+    fail.add(
+        np.abs(amount) > MAX_ABS_AMOUNT,
+        "Amount",
+        lambda r: MSG_TOO_LARGE.format(limit=MAX_ABS_AMOUNT, value=float(amount[r])),
+    )
     amount_usd, usd_bad = _numbers(columns.get("AmountUSD"), n)
     usd_raw = columns.get("AmountUSD")
     fail.add(
@@ -554,6 +565,11 @@ def build_crif(
         np.isinf(amount_usd),
         "AmountUSD",
         lambda r: MSG_NOT_FINITE.format(value=float(amount_usd[r])),
+    )
+    fail.add(
+        np.abs(amount_usd) > MAX_ABS_AMOUNT,
+        "AmountUSD",
+        lambda r: MSG_TOO_LARGE.format(limit=MAX_ABS_AMOUNT, value=float(amount_usd[r])),
     )
     amount = np.where(np.isfinite(amount), amount, np.nan)
     amount_usd = np.where(np.isfinite(amount_usd), amount_usd, np.nan)

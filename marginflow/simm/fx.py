@@ -20,6 +20,13 @@ from marginflow.simm.currencies import ACCEPTED_CURRENCIES
 
 MSG_NO_RATE = "no FX rate for {ccy} (USD per {ccy}); give it with --fx-rates"
 MSG_BAD_RATE = "FX rate for {ccy} must be a positive number, got {value!r}"
+MSG_RATE_RANGE = (
+    "FX rate for {ccy} must be between {low:g} and {high:g} USD per unit, got {value!r}"
+)
+# Plausible USD per unit of any currency: the weakest ISO currencies are ~1e-5 USD and the
+# most valuable units (XAU, XPT) ~1e3-1e4 USD. A rate outside this range is a typo that
+# would shrink every converted amount to ~0 (or blow it up) without a word.
+RATE_RANGE = (1e-9, 1e9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,12 @@ class FxRates:
                 raise ValidationError("currency", f"is not an ISO currency code: {ccy!r}")
             if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
                 raise ValidationError("fx_rate", MSG_BAD_RATE.format(ccy=code, value=value))
+            low, high = RATE_RANGE
+            if not low <= value <= high:
+                raise ValidationError(
+                    "fx_rate",
+                    MSG_RATE_RANGE.format(ccy=code, low=low, high=high, value=value),
+                )
             rates[code] = float(value)
         return cls(rates)
 

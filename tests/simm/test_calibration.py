@@ -119,6 +119,11 @@ def test_fx_rates_from_file_and_from_the_crif(tmp_path: Path) -> None:
         rates.usd_per("GBP")
     with pytest.raises(ValidationError, match="must be a positive number"):
         FxRates.of({"EUR": -1.0})
+    # An absurd rate would shrink every amount to ~0 (or overflow it) without a word.
+    for absurd in (1e300, 1e-300):
+        with pytest.raises(ValidationError, match="fx_rate: FX rate for EUR must be between"):
+            FxRates.of({"EUR": absurd})
+    assert FxRates.of({"XAU": 4000.0, "VND": 3.9e-5}).usd_per("XAU") == 4000.0
     cal = load_calibration("2.6")
     rows = [
         {

@@ -101,3 +101,16 @@ def test_missing_file(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "cannot be read" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_huge_amount_is_a_rejected_row_not_a_crash(tmp_path: Path) -> None:
+    rows = generate(CrifSpec(rows=20, portfolios=1, seed=1))
+    rows[4]["Amount"] = "1e300"
+    rows[4]["AmountUSD"] = "1e300"
+    path = write_crif_csv(rows, tmp_path / "crif.csv")
+    res = run("simm", str(path), "--version", "2.6", "--json")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert f"{path}:6: Amount: magnitude must be at most 1e+20" in res.stderr
+    doc = json.loads(res.stdout)
+    assert all(r["im"] >= 0 for r in doc["results"])
