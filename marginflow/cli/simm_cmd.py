@@ -79,6 +79,7 @@ def simm_command(
     breakdown (product class, risk class, margin type, bucket)."""
     if mpor not in (10, 1):
         fail(f"--mpor must be 10 or 1, got {mpor}")
+    as_of_date = _as_of(as_of)
     try:
         calibration = load_calibration(version, mpor)
         load = read_crif(crif_file, calibration=calibration)
@@ -91,13 +92,11 @@ def simm_command(
             fx=rates,
             enforce_regulations=regulations,
             detail=detail,
-            as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            as_of=as_of_date,
             models=models,
             contributions=contributions,
         )
     except MarginflowError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # a bad --as-of date
         fail(str(exc))
     if rejects is not None:
         _write_rejects(rejects, load.failures)
@@ -114,6 +113,15 @@ def simm_command(
             highlight=False,
         )
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _as_of(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail(f"--as-of: is not a date (YYYY-MM-DD): {text!r}")
 
 
 def _models(specs: list[str]) -> dict[str, Model]:

@@ -114,3 +114,11 @@ def test_huge_amount_is_a_rejected_row_not_a_crash(tmp_path: Path) -> None:
     assert f"{path}:6: Amount: magnitude must be at most 1e+20" in res.stderr
     doc = json.loads(res.stdout)
     assert all(r["im"] >= 0 for r in doc["results"])
+
+
+def test_bad_as_of_date_names_the_option(tmp_path: Path) -> None:
+    path = write_crif_csv(generate(CrifSpec(rows=20, seed=1)), tmp_path / "crif.csv")
+    res = run("simm", str(path), "--version", "2.6", "--as-of", "2025-13-01")
+    assert res.returncode == 2
+    assert "--as-of: is not a date (YYYY-MM-DD): '2025-13-01'" in res.stderr
+    assert "Traceback" not in res.stderr
