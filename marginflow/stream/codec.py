@@ -37,6 +37,7 @@ _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
 _BAD_TAG = re.compile(r"^Invalid value '(?P<tag>[^']*)'$")
 
 _encoder = msgspec.msgpack.Encoder()
+_KNOWN: dict[type, int] = {}  # newest schema version per event class, cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +94,12 @@ class Codec(Generic[E]):
         return self._check_version(event)
 
     def _check_version(self, event: E) -> E | Rejection:
+        known = _KNOWN.get(type(event))
+        if known is None:
+            known = _KNOWN[type(event)] = ev.SCHEMA_VERSIONS[str(event.__struct_config__.tag)]
+        if 1 <= event.v <= known:
+            return event
         tag = str(event.__struct_config__.tag)
-        known = ev.SCHEMA_VERSIONS[tag]
         if event.v > known:
             return Rejection("v", MSG_NEWER_VERSION.format(v=event.v, tag=tag, known=known))
         if event.v < 1:

@@ -126,13 +126,17 @@ class Trade(Event, frozen=True, kw_only=True, tag="trade"):
 
     def __post_init__(self) -> None:
         # one cheap test for the common valid trade; the named checks find what failed
+        tid, acc, ins = self.trade_id, self.account, self.instrument
         if (
             self.quantity
             and 0.0 <= self.price < math.inf
             and self.event_time > 0
-            and _clean(self.trade_id)
-            and _clean(self.account)
-            and _clean(self.instrument)
+            and tid
+            and acc
+            and ins
+            and tid.strip() == tid  # strip() returns the same object when clean: cheap
+            and acc.strip() == acc
+            and ins.strip() == ins
         ):
             return
         _nonempty("trade_id", self.trade_id)

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=0.0, help="trades per second (0: unlimited)")
     p.add_argument("--market-every", type=int, default=100, help="a price move every N trades")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--chunk", type=int, default=1_000, help="trades per flush")
+    p.add_argument("--no-sod", action="store_true", help="skip the start-of-day positions")
     spec = EngineSpec()
     p.add_argument("--members", type=int, default=spec.members)
     p.add_argument("--accounts", type=int, default=spec.accounts)
@@ -44,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     producer = log.producer()
-    sod = publish_trades(producer, topology, sod_positions(book))
-    print(f"published {sod} start-of-day positions", flush=True)
+    if not args.no_sod:
+        sod = publish_trades(producer, topology, sod_positions(book))
+        print(f"published {sod} start-of-day positions", flush=True)
     sent = replay_day(
         producer,
         topology,
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate or None,
         market_every=args.market_every,
         seed=args.seed,
+        chunk=args.chunk,
     )
     print(f"published {sent} trades", flush=True)
     producer.close()

@@ -9,6 +9,7 @@ crash at every step.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -57,6 +58,18 @@ def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
     return on_phase
 
 
+def _partitions(text: str) -> tuple[int, ...]:
+    try:
+        parts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(
+            f"--assign must be comma-separated partition numbers, got {text!r}"
+        ) from None
+    if not parts or min(parts) < 0:
+        raise SystemExit(f"--assign must name partitions >= 0, got {text!r}")
+    return parts
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m marginflow.stream.runner")
     p.add_argument("role", choices=ROLES)
@@ -69,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait", type=float, default=0.02)
     p.add_argument("--snapshot-interval", type=float, default=1.0)
     p.add_argument("--idle-exit", type=float, default=None, help="exit after S idle seconds")
+    p.add_argument(
+        "--assign", default=None, help="static partitions, e.g. 0,1 (default: group rebalancing)"
+    )
     p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
     p.add_argument("--seed", type=int, default=None)
     book = p.add_argument_group("book (risk calculator; every calculator must agree)")
@@ -99,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch=args.max_batch,
         max_wait=args.max_wait,
         snapshot_interval=args.snapshot_interval,
+        partitions=None if args.assign is None else _partitions(args.assign),
     )
     worker = MicroBatchWorker(
         processor,
@@ -115,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         worker.close()
         log.close()
-    print(f"{args.role} stopped: {worker.stats.records} records", flush=True)
+    st = worker.stats
+    summary = {
+        "role": args.role,
+        "records": st.records,
+        "batches": st.batches,
+        "dead_letters": st.dead_letters,
+        "first_record_ns": st.first_record_ns,
+        "last_record_ns": st.last_record_ns,
+    }
+    print(f"{args.role} stopped: {st.records} records", flush=True)
+    print("summary " + json.dumps(summary), flush=True)
     return 0
 
 

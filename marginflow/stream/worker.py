@@ -65,7 +65,10 @@ class WorkerSettings:
 
     ``max_batch`` and ``max_wait`` (seconds) trigger a micro-batch, whichever first;
     ``snapshot_interval`` (seconds) bounds the replay after a crash; ``poll_timeout`` is
-    how long an idle step waits for the first record.
+    how long an idle step waits for the first record. ``partitions`` assigns these input
+    partitions statically instead of joining the group's rebalancing (each process is told
+    its share, as a stream processor assigns its sources; offsets are still committed
+    under the group so the lag monitor sees them).
     """
 
     group: str
@@ -73,6 +76,7 @@ class WorkerSettings:
     max_wait: float = 0.02
     snapshot_interval: float = 1.0
     poll_timeout: float = 0.05
+    partitions: tuple[int, ...] | None = None
     guarantee: Guarantee = "at-least-once delivery, exactly-once results"
 
     def __post_init__(self) -> None:
@@ -149,6 +153,8 @@ class WorkerStats:
     outputs: int = 0
     snapshots: int = 0
     last_batch_seconds: float = 0.0
+    first_record_ns: int = 0  # wall time of the first batch with records
+    last_record_ns: int = 0  # wall time the last batch with records was published
     applied: dict[TP, int] = field(default_factory=dict)  # next offset per input partition
     last_event_time: dict[TP, int] = field(default_factory=dict)
 
@@ -195,9 +201,14 @@ class MicroBatchWorker:
         self._started = True
         if self.processor.broadcasts:
             self._start_broadcasts()
-        self._consumer.subscribe(
-            list(self.processor.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        inputs = list(self.processor.inputs)
+        if self.settings.partitions is None:
+            self._consumer.subscribe(inputs, on_assign=self._on_assign, on_revoke=self._on_revoke)
+            return
+        tps = [
+            (t, p) for t in inputs for p in self.settings.partitions if p < self.log.partitions(t)
+        ]
+        self._consumer.assign(self._on_assign(tps))
 
     def _broadcast_key(self) -> TP:
         return ("_broadcast", 0)
@@ -284,9 +295,13 @@ class MicroBatchWorker:
         self._publish(outputs, letters)  # 5
         self._phase("published")
         self._maybe_snapshot(t0)  # 6, 7
-        self.stats.batches += 1
-        self.stats.records += len(records) + len(broadcast)
-        self.stats.last_batch_seconds = self._clock() - t0
+        stats = self.stats
+        stats.batches += 1
+        stats.records += len(records) + len(broadcast)
+        stats.last_batch_seconds = self._clock() - t0
+        stats.last_record_ns = time.time_ns()
+        if not stats.first_record_ns:
+            stats.first_record_ns = stats.last_record_ns - int(stats.last_batch_seconds * 1e9)
         return len(records) + len(broadcast)
 
     def _drain(self) -> list[Record]:

@@ -1,4 +1,7 @@
-"""A harness that SIGKILLs worker processes at random points while trades keep arriving."""
+"""Chaos tooling: SIGKILL worker processes at random points while input keeps arriving,
+restart them, and let :mod:`marginflow.stream.reconcile` check that nothing was lost or
+doubled. Used by the crash tests (a few kills) and ``python -m benchmarks.stream --soak``
+(a hundred)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from marginflow.stream.log.base import Log
+from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
+from marginflow.stream.risk_calculator import EngineSpec
+from marginflow.stream.sink import Database
+from marginflow.stream.topics import Topology
 
 FAST_FAILOVER = "session.timeout.ms=1000&heartbeat.interval.ms=300&max.poll.interval.ms=3000"
 """Kafka client settings for crash tests: a killed member's partitions move in ~1 s instead
@@ -43,7 +50,9 @@ def worker_command(role: str, log_url: str, state: Path, *extra: str) -> list[st
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+    root = str(Path(__file__).resolve().parents[2])  # the source tree, if not installed
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
 
 
 def kill_repeatedly(
@@ -223,3 +232,91 @@ class Supervisor:
             code = self.start(role, "--idle-exit", str(idle_exit)).wait(timeout)
             if code != 0:
                 self._fail(role, code)
+
+
+def book_args(spec: EngineSpec) -> list[str]:
+    """Runner options that make every calculator build ``spec``'s book."""
+    return [
+        "--members", str(spec.members), "--accounts", str(spec.accounts),
+        "--underlyings", str(spec.underlyings), "--series", str(spec.series),
+        "--sod-positions", str(spec.sod_positions), "--book-seed", str(spec.seed),
+        "--lookback", str(spec.lookback_days),
+    ]  # fmt: skip
+
+
+@dataclass
+class ChaosResult:
+    supervisor: Supervisor
+    trades: int
+    positions: Report
+    margins: MarginReport
+
+    @property
+    def ok(self) -> bool:
+        return self.positions.ok and self.margins.ok
+
+    def summary(self) -> str:
+        s = self.supervisor
+        return (
+            f"{s.kills} kills {s.by_role} ({s.chaos_kills} inside the commit protocol), "
+            f"{self.trades} trades; positions: {self.positions.summary()}; margins: "
+            f"{self.margins.summary()}, max rel. error {self.margins.max_rel_error:.1e}"
+        )
+
+
+def pipeline_chaos(
+    *,
+    log: Log,
+    log_url: str,
+    topology: Topology,
+    spec: EngineSpec,
+    workdir: Path,
+    kills: int,
+    seed: int = 3,
+    chunks: int = 20,
+    chunk: int = 1_000,
+    interval: float = 0.3,
+    max_gap: float = 1.5,
+    chaos: float = 0.005,
+) -> ChaosResult:
+    """Run keeper, calculator, aggregator and sink as processes on ``log`` while a feeder
+    publishes ``chunks`` x ``chunk`` trades (and price moves); SIGKILL them ``kills`` times,
+    finish the pipeline, then reconcile positions and the database with a batch recompute."""
+    from marginflow.stream.loadgen import (
+        TradeFlow,
+        price_moves,
+        publish_market,
+        publish_trades,
+        trades,
+    )
+    from marginflow.stream.pipeline import ROLES, sod_positions
+    from marginflow.stream.risk_calculator import start_of_day
+
+    log.create_topics(topology.all())
+    db_url = f"sqlite:///{workdir / 'margins.db'}"
+    common = [
+        "--prefix", topology.prefix, "--partitions", str(topology.partitions),
+        "--max-batch", "300", "--snapshot-interval", "0.1", *book_args(spec), "--db", db_url,
+    ]  # fmt: skip
+    commands = {role: worker_command(role, log_url, workdir / "state", *common) for role in ROLES}
+    book = start_of_day(spec)
+    flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed + 2)
+    producer = log.producer()
+    publish_trades(producer, topology, sod_positions(book))
+    moves = list(price_moves(book.underlyings.ids, chunks * 10, seed=seed + 2))
+
+    def publish(k: int) -> None:
+        publish_trades(producer, topology, trades(flow, chunk, first=k * chunk))
+        publish_market(producer, topology, moves[k * 10 : (k + 1) * 10])
+
+    supervisor = Supervisor(commands, workdir / "logs", seed=seed)
+    with Feeder(publish, chunks=chunks, interval=interval) as feeder:
+        supervisor.kill_until(kills, chaos=chaos, max_gap=max_gap)
+    supervisor.finish(list(ROLES))
+    positions = check_positions(log, topology)
+    db = Database(db_url)
+    try:
+        margins = check_margins(log, topology, spec, db)
+    finally:
+        db.close()
+    return ChaosResult(supervisor, feeder.published * chunk, positions, margins)
