@@ -3,19 +3,23 @@
 CSV is read with Arrow's multi-threaded reader, every column as text so that no bad value
 can fail the whole file; each row is then validated by :func:`~marginflow.simm.crif.build_crif`.
 Rows with the wrong number of fields become failures too. Failure line numbers are the lines a
-user sees in an editor (header = line 1); for Parquet they are 1-based row numbers.
+user sees in an editor (header = line 1; a record with a quoted line break is named by its first
+line), and the rejected input is kept as written. When records cannot be matched to lines (lone
+CR line breaks) rows are numbered as records instead and kept as the values read. For Parquet,
+line numbers are 1-based row numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
@@ -23,6 +27,8 @@ from numpy.typing import NDArray
 from marginflow.core.errors import RowFailure, ValidationError
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.crif import CrifLoad, build_crif, canonical_column
+
+I64 = NDArray[np.int64]
 
 MSG_EMPTY_FILE = "the file is empty (no header line)"
 MSG_UNREADABLE = "cannot be read: {error}"
@@ -103,22 +109,77 @@ def _line_spans(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
 
 
 def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
+    data, utf8_ok = _read_utf8(path)
+    header = _header(data, path)
+    table, invalid = _parse_csv(data, header, path)
+    starts, ends = _line_spans(data)
+    located = _locate_records(data, starts, ends, header, table.num_rows, invalid)
+
+    def text(first: int, last: int) -> str:
+        return data[starts[first] : ends[last]].decode("utf-8", errors="replace")
+
+    if located is not None:
+        row_first, row_last, bad_first, bad_last = located
+        lines = row_first + 1
+
+        def raw(i: int) -> str:
+            return text(int(row_first[i]), int(row_last[i]))
+
+        malformed = [
+            (int(bad_first[j]) + 1, text(int(bad_first[j]), int(bad_last[j])), count)
+            for j, (_, count) in enumerate(invalid)
+        ]
+    else:
+        # Records could not be matched to lines (e.g. lone CRs): number them instead
+        # (header = 1) and keep each row as the values read.
+        lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
+        columns = table.columns
+
+        def raw(i: int) -> str:
+            return _csv_line([col[i].as_py() for col in columns])
+
+        malformed = [(0, row_text, count) for row_text, count in invalid]
+    load = _from_table(table, calibration, str(path), lines, raw)
+    if not utf8_ok:
+        bad_lines = lines[_rows_with_replacement_chars(table)]
+        load = _reject_lines(load, bad_lines, lambda k: raw(int(np.searchsorted(lines, k))))
+    extra = [
+        RowFailure(str(path), line, "(row)", f"expected {len(header)} fields, got {count}", row)
+        for line, row, count in malformed
+    ]
+    if not extra:
+        return load
+    failures = sorted((*load.failures, *extra), key=lambda f: f.line)
+    return CrifLoad(crif=load.crif, failures=tuple(failures))
+
+
+def _read_utf8(path: Path) -> tuple[bytes, bool]:
+    """The file's bytes, and whether they were valid UTF-8. Invalid bytes become U+FFFD so
+    that the file still parses; the rows holding them are rejected afterwards."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
-    bad_utf8_lines: set[int] = set()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        # Keep going: the broken bytes become U+FFFD and their rows are rejected below.
-        data = data.decode("utf-8", errors="replace").encode("utf-8")
-        bad_utf8_lines = _lines_containing(data, "\ufffd".encode())
+        return data.decode("utf-8", errors="replace").encode("utf-8"), False
+    return data, True
+
+
+def _header(data: bytes, path: Path) -> list[str]:
     text_head = data[:65536].decode("utf-8-sig", errors="replace")
     header_line = text_head.splitlines()[0] if text_head.strip() else ""
     if not header_line.strip():
         raise ValidationError(str(path), MSG_EMPTY_FILE)
-    header = next(csv.reader(io.StringIO(header_line)))
+    return next(csv.reader(io.StringIO(header_line)))
+
+
+def _parse_csv(
+    data: bytes, header: list[str], path: Path
+) -> tuple[pa.Table, list[tuple[str, int]]]:
+    """Arrow's multi-threaded parse, every column as text; rows with the wrong number of
+    fields are skipped and returned as (text, field count), in file order."""
     invalid: list[tuple[str, int]] = []
 
     def on_invalid(row: Any) -> str:
@@ -138,100 +199,104 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
         )
     except pa.ArrowException as exc:
         raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
+    return table, invalid
 
-    starts, ends = _line_spans(data)
-    nonempty = np.flatnonzero(ends > starts)
-    body = nonempty[1:]  # line indices (0-based) of data records, header excluded
-    n_rows = table.num_rows
+
+def _locate_records(
+    data: bytes,
+    starts: I64,
+    ends: I64,
+    header: list[str],
+    n_rows: int,
+    invalid: list[tuple[str, int]],
+) -> tuple[I64, I64, I64, I64] | None:
+    """First and last line (0-based) of every table row and every malformed row, or None
+    when the records cannot be matched to the parse.
+
+    One record per non-empty line is the common case (malformed rows are then found by
+    their text). Line breaks inside quoted values need the lines read again with Python's
+    csv module, where a record whose field count is not the header's is a malformed row,
+    as it is for Arrow."""
+    body = np.flatnonzero(ends > starts)[1:]  # header excluded
+    none = np.zeros(0, np.int64)
     if not invalid and body.size == n_rows:
-        row_line_idx, invalid_line_idx = body, np.zeros(0, np.int64)
-    else:
-        row_line_idx, invalid_line_idx = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        if body.size == n_rows + len(invalid):
-            row_line_idx, invalid_line_idx = _split_invalid(data, starts, ends, body, invalid)
-        if row_line_idx.size != n_rows or invalid_line_idx.size != len(invalid):
-            # Line breaks inside quoted values (or lone CRs): fall back to record numbers.
-            row_line_idx = np.arange(1, n_rows + 1, dtype=np.int64)
-            invalid_line_idx = np.full(len(invalid), -1, dtype=np.int64)
-    lines = row_line_idx.astype(np.int64) + 1
+        return body, body, none, none
+    if body.size == n_rows + len(invalid):
+        rows, bad = _split_invalid(data, starts, ends, body, invalid)
+        if rows.size == n_rows and bad.size == len(invalid):
+            return rows, rows, bad, bad
+    return _records_by_csv(data, starts, ends, len(header), n_rows, len(invalid))
 
-    def raw(i: int) -> str:
-        k = int(row_line_idx[i])
-        if 0 <= k < starts.size and row_line_idx is not None:
-            return data[starts[k] : ends[k]].decode("utf-8", errors="replace")
-        return ""
 
-    load = _from_table(table, calibration, str(path), lines, raw)
-    if bad_utf8_lines:
-        load = _reject_lines(
-            load, bad_utf8_lines, raw_of_line=lambda k: data[starts[k - 1] : ends[k - 1]]
-        )
-    if not invalid:
-        return load
-    extra = [
-        RowFailure(
-            str(path),
-            int(invalid_line_idx[j]) + 1 if invalid_line_idx[j] >= 0 else 0,
-            "(row)",
-            f"expected {len(header)} fields, got {count}",
-            text,
-        )
-        for j, (text, count) in enumerate(invalid)
-    ]
-    failures = sorted((*load.failures, *extra), key=lambda f: f.line)
-    return CrifLoad(crif=load.crif, failures=tuple(failures))
+def _split_invalid(
+    data: bytes, starts: I64, ends: I64, body: I64, invalid: list[tuple[str, int]]
+) -> tuple[I64, I64]:
+    """Body lines of the table rows and of the malformed rows, matched by text in file
+    order (one record per line). Fewer malformed lines than ``invalid`` when some could
+    not be found."""
+    pending = [text.encode("utf-8").strip() for text, _ in invalid]
+    rows: list[int] = []
+    bad: list[int] = []
+    for k in body.tolist():
+        if len(bad) < len(pending) and data[starts[k] : ends[k]].strip() == pending[len(bad)]:
+            bad.append(k)
+        else:
+            rows.append(k)
+    return np.asarray(rows, dtype=np.int64), np.asarray(bad, dtype=np.int64)
+
+
+def _records_by_csv(
+    data: bytes, starts: I64, ends: I64, n_fields: int, n_rows: int, n_invalid: int
+) -> tuple[I64, I64, I64, I64] | None:
+    """Record spans from Python's csv reader over the lines (LF-separated, as counted by
+    :func:`_line_spans`); None when they do not match Arrow's parse."""
+    lines = (
+        data[a:b].decode("utf-8", errors="replace") + "\n"
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    )
+    reader = csv.reader(lines)
+    spans: list[tuple[int, int, bool]] = []
+    first = 0
+    try:
+        for fields in reader:
+            if fields:
+                spans.append((first, reader.line_num - 1, len(fields) == n_fields))
+            first = reader.line_num
+    except csv.Error:
+        return None
+    good = [(a, b) for a, b, ok in spans[1:] if ok]
+    bad = [(a, b) for a, b, ok in spans[1:] if not ok]
+    if len(good) != n_rows or len(bad) != n_invalid:
+        return None
+    row = np.asarray(good, dtype=np.int64).reshape(-1, 2)
+    mal = np.asarray(bad, dtype=np.int64).reshape(-1, 2)
+    return row[:, 0], row[:, 1], mal[:, 0], mal[:, 1]
+
+
+def _csv_line(values: list[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
 
 
 MSG_NOT_UTF8 = "contains bytes that are not UTF-8 text"
 
 
-def _lines_containing(data: bytes, needle: bytes) -> set[int]:
-    """1-based numbers of the lines that contain ``needle``."""
-    out: set[int] = set()
-    start = data.find(needle)
-    while start >= 0:
-        out.add(data.count(b"\n", 0, start) + 1)
-        start = data.find(needle, start + 1)
-    return out
+def _rows_with_replacement_chars(table: pa.Table) -> NDArray[np.bool_]:
+    """Rows where any value holds U+FFFD (bytes that were not UTF-8)."""
+    hit = np.zeros(table.num_rows, dtype=bool)
+    for column in table.columns:
+        found = pc.fill_null(pc.match_substring(column, "\ufffd"), False)
+        hit |= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    return hit
 
 
-def _reject_lines(load: CrifLoad, lines: set[int], raw_of_line: Any) -> CrifLoad:
+def _reject_lines(load: CrifLoad, lines: I64, raw_at: Callable[[int], str]) -> CrifLoad:
     """Move the valid rows on ``lines`` to the failures (reason: not UTF-8)."""
-    already = {f.line for f in load.failures}
-    hit = np.isin(load.crif.line, sorted(lines))
+    hit = np.isin(load.crif.line, lines)
     extra = [
-        RowFailure(
-            load.crif.source,
-            int(k),
-            "(row)",
-            MSG_NOT_UTF8,
-            bytes(raw_of_line(int(k))).decode("utf-8", errors="replace"),
-        )
+        RowFailure(load.crif.source, k, "(row)", MSG_NOT_UTF8, raw_at(k))
         for k in load.crif.line[hit].tolist()
-        if k not in already
     ]
     failures = sorted((*load.failures, *extra), key=lambda f: f.line)
     return CrifLoad(crif=load.crif.take(~hit), failures=tuple(failures))
-
-
-def _split_invalid(
-    data: bytes,
-    starts: NDArray[np.int64],
-    ends: NDArray[np.int64],
-    body: NDArray[np.int64],
-    invalid: list[tuple[str, int]],
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Assign body lines to table rows and to the skipped (malformed) rows, in file order."""
-    pending = [text.encode("utf-8") for text, _ in invalid]
-    rows: list[int] = []
-    bad: list[int] = []
-    j = 0
-    for k in body.tolist():
-        if j < len(pending) and data[starts[k] : ends[k]].strip() == pending[j].strip():
-            bad.append(k)
-            j += 1
-        else:
-            rows.append(k)
-    if j < len(pending):  # a malformed row we could not locate (should not happen)
-        bad.extend([-1] * (len(pending) - j))
-    return np.asarray(rows, dtype=np.int64), np.asarray(bad, dtype=np.int64)

@@ -133,6 +133,21 @@ def test_line_numbers_skip_blank_lines_and_malformed_rows(tmp_path: Path) -> Non
     assert load.crif.line.tolist() == [2, 7]
 
 
+def test_quoted_line_breaks_keep_lines_and_raw_text_exact(tmp_path: Path) -> None:
+    # A quoted value spanning two lines shifts every later record by a line: the failure
+    # must still name the editor line of the bad row and keep *its* text, not a neighbour's.
+    quoted = '"T\n1",P1,RatesFX,Risk_IRCurve,USD,1,5y,OIS,1000,USD,1000'
+    bad_bucket = "T3,P1,Equity,Risk_Equity,ACME,99,,,1,USD,1"
+    body = f"{HEADER}\n{quoted}\n{GOOD}\n{bad_bucket}\n{GOOD},extra\n\n{GOOD}\n"
+    load = _load(tmp_path, body)
+    assert [(f.line, f.field, f.raw) for f in load.failures] == [
+        (5, "Bucket", bad_bucket),
+        (6, "(row)", f"{GOOD},extra"),
+    ]
+    assert load.crif.line.tolist() == [2, 4, 8]
+    assert load.crif.trades[int(load.crif.trade[0])] == "T\n1"
+
+
 def test_schedule_rows_need_end_date_and_trade(tmp_path: Path) -> None:
     head = "TradeID,PortfolioID,ProductClass,RiskType,Amount,AmountCurrency,EndDate,IMModel"
     body = (
@@ -228,17 +243,21 @@ def test_hostile_crif_never_crashes_and_keeps_every_clean_row(
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(FIELDS)
+    line_of: list[int] = []  # the editor line each row starts on (header = 1)
     for r in rows:
+        line_of.append(buffer.getvalue().count("\n") + 1)
         writer.writerow([r.get(f, "") for f in FIELDS])
     path = tmp_path_factory.mktemp("hostile") / "crif.csv"
     path.write_text(buffer.getvalue())
     load = read_crif(path, calibration=CAL)
     rejected = {f.line for f in load.failures}
-    # Lines: header is 1, row i is line i + 2. Untouched rows are always accepted; a
-    # rejected line is always a touched row; nothing is lost.
-    assert rejected <= {i + 2 for i in touched}
+    # Untouched rows are always accepted; a rejected line is always a touched row (a value
+    # with a line break makes its row span lines); nothing is lost.
+    assert rejected <= {line_of[i] for i in touched}
     assert len(load.crif) + len(rejected) == len(rows)
-    assert set(load.crif.line.tolist()) >= {i + 2 for i in range(len(rows)) if i not in touched}
+    assert set(load.crif.line.tolist()) >= {
+        line_of[i] for i in range(len(rows)) if i not in touched
+    }
     assert all(f.field in FIELDS for f in load.failures)
     # Whatever survived can be margined.
     run = run_simm(load.crif, calibration=CAL, fx=FxRates.of(USD_PER_UNIT))
