@@ -318,12 +318,19 @@ def simm_of_base(
     results = _assemble(
         units, margins, calibration, (p_unit, p_rt, p_q, p_amt), qualifiers, len(units)
     )
-    for r in results:
-        if not np.isfinite(r.margin):
-            # NaN would otherwise lose every comparison when the winning regulation is chosen.
-            name = portfolios[r.unit.portfolio]
-            raise ValidationError("margin", MSG_NOT_FINITE.format(portfolio=name, side=r.unit.side))
+    _check_finite(results, portfolios)
     return SimmRun(units=tuple(results), portfolios=portfolios, currency=currency)
+
+
+def _check_finite(results: Sequence[UnitResult], portfolios: tuple[str, ...]) -> None:
+    """Raise when a margin overflowed: NaN would lose every comparison when the winning
+    regulation is chosen, and inf is no amount to call."""
+    for res in results:
+        if not np.isfinite(res.margin):
+            raise ValidationError(
+                "margin",
+                MSG_NOT_FINITE.format(portfolio=portfolios[res.unit.portfolio], side=res.unit.side),
+            )
 
 
 def _concat(tables: list[FactorTable]) -> FactorTable:
