@@ -20,6 +20,7 @@ the agreement, not of a trade).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from marginflow.core.errors import ValidationError
 from marginflow.simm.calculator import (
     BaseFactors,
+    SimmRun,
     _check_currency,
     amounts_in,
     base_factors,
@@ -70,9 +72,12 @@ def trade_contributions(
     enforce_regulations: bool = True,
     step: float = STEP,
     max_rows: int = MAX_ROWS,
+    regulations: Mapping[tuple[str, Side], str] | None = None,
 ) -> dict[tuple[str, Side], Contributions]:
     """Contributions of every trade to the SIMM of each (portfolio, side) of ``crif``,
-    under that side's winning regulation."""
+    under that side's winning SIMM regulation, or under ``regulations[(portfolio, side)]``
+    when given (the regulation reported for the side, e.g. when Schedule IM decides it;
+    sides not listed there are left out)."""
     currency = _check_currency(currency)
     fx = fx or FxRates.of({})
     rows = crif.take(crif.im_model == IM_MODEL_SIMM)
@@ -97,7 +102,7 @@ def trade_contributions(
         "enforce_regulations": enforce_regulations,
     }
     base_run = simm_of_base(total, portfolios=crif.portfolios, **common)  # type: ignore[arg-type]
-    best = winners(base_run)
+    targets = _targets(base_run, regulations)
 
     # One copy of the portfolio per (trade, +/-): the portfolio's factors plus +/- step times
     # the trade's own factors.
@@ -130,7 +135,7 @@ def trade_contributions(
     for u in run.units:
         for reg in u.unit.regulations:
             margin_of[(u.unit.portfolio, u.unit.side, reg)] = u.margin
-    for (portfolio, side), (simm, reg, _) in best.items():
+    for (portfolio, side), (simm, reg) in targets.items():
         p_code = crif.portfolios.index(portfolio)
         by_trade: dict[str, float] = {}
         for copy in range(0, len(labels), 2):
@@ -150,4 +155,20 @@ def trade_contributions(
             by_trade=dict(sorted(by_trade.items(), key=lambda kv: -abs(kv[1]))),
             unallocated=simm - allocated,
         )
+    return out
+
+
+def _targets(
+    run: SimmRun, regulations: Mapping[tuple[str, Side], str] | None
+) -> dict[tuple[str, Side], tuple[float, str]]:
+    """(portfolio, side) -> (SIMM, regulation) to allocate: the winning regulation of each
+    side, or the one named in ``regulations`` where SIMM is computed under it."""
+    if regulations is None:
+        return {key: (margin, reg) for key, (margin, reg, _) in winners(run).items()}
+    out: dict[tuple[str, Side], tuple[float, str]] = {}
+    for u in run.units:
+        key = (run.portfolios[u.unit.portfolio], u.unit.side)
+        reg = regulations.get(key)
+        if reg is not None and reg in u.unit.regulations:
+            out[key] = (u.margin, reg)
     return out

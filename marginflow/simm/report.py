@@ -11,13 +11,15 @@ ignores SIMM rows.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
 from marginflow.core.errors import ValidationError
-from marginflow.simm.calculator import UnitResult, run_simm, winners
+from marginflow.simm.calculator import UnitResult, run_simm
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.crif import IM_MODEL_SCHEDULE, IM_MODEL_SIMM, Crif, CrifLoad
 from marginflow.simm.fx import FxRates, implied_from_crif
@@ -75,37 +77,30 @@ def simm_report(
         as_of=as_of or dt.date.today(),
         enforce_regulations=enforce_regulations,
     )
-    simm_best = winners(run)
-    allocation: dict[tuple[str, Side], dict[str, float]] = {}
+    by_unit: dict[tuple[str, Side], list[UnitResult]] = {}
+    for u in run.units:
+        by_unit.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
+    present = {crif.portfolios[int(p)] for p in np.unique(crif.portfolio)} if len(crif) else set()
+    results = [
+        _side_result(
+            portfolio,
+            side,
+            by_unit.get((portfolio, side), []),
+            sched.get((portfolio, side), {}),
+            model_of[portfolio],
+        )
+        for portfolio in sorted(present, key=_natural)
+        for side in SIDES
+    ]
     if contributions:
-        from marginflow.simm.contributions import UNALLOCATED, trade_contributions
-
-        for key, c in trade_contributions(
+        results = _with_contributions(
+            results,
             crif.take(simm_rows),
             calibration=calibration,
             currency=run.currency,
             fx=rates,
             enforce_regulations=enforce_regulations,
-        ).items():
-            allocation[key] = {**c.by_trade, UNALLOCATED: c.unallocated}
-    by_unit: dict[tuple[str, Side], list[UnitResult]] = {}
-    for u in run.units:
-        by_unit.setdefault((run.portfolios[u.unit.portfolio], u.unit.side), []).append(u)
-    results: list[SideResult] = []
-    present = {crif.portfolios[int(p)] for p in np.unique(crif.portfolio)} if len(crif) else set()
-    for portfolio in sorted(present, key=_natural):
-        for side in SIDES:
-            results.append(
-                _side_result(
-                    portfolio,
-                    side,
-                    simm_best.get((portfolio, side)),
-                    by_unit.get((portfolio, side), []),
-                    sched.get((portfolio, side), {}),
-                    model_of[portfolio],
-                    allocation.get((portfolio, side)),
-                )
-            )
+        )
     notes = []
     if not enforce_regulations:
         notes.append("regulation columns ignored: one calculation per portfolio and side")
@@ -121,19 +116,15 @@ def simm_report(
 
 def _natural(name: str) -> tuple[tuple[int, object], ...]:
     """Sort key that orders C2 before C10."""
-    import re
-
     return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name) if t)
 
 
 def _side_result(
     portfolio: str,
     side: Side,
-    simm_best: tuple[float, str, UnitResult] | None,
     units: list[UnitResult],
     schedule: Mapping[str, ScheduleMargin],
     model: Model,
-    contributions: Mapping[str, float] | None,
 ) -> SideResult:
     # With both SIMM and Schedule rows, a regulation's margin is SIMM + Schedule under that
     # regulation; the winner is the regulation with the highest sum.
@@ -154,19 +145,15 @@ def _side_result(
     im, reg = best
     unit = simm_by_reg.get(reg)
     sched = schedule.get(reg)
-    simm = unit.margin if unit else 0.0
     children = [unit.breakdown] if unit else []
     if sched is not None:
         children.append(sched.to_node())
-    del simm_best
-    if contributions is not None and unit is None:
-        contributions = None  # the winner is a Schedule-only regulation
     return SideResult(
         portfolio=portfolio,
         side=side,
         regulation=reg,
         im=im,
-        simm=simm,
+        simm=unit.margin if unit else 0.0,
         schedule=sched.margin if sched else 0.0,
         model=model,
         breakdown=Node("Total", "total", im, tuple(children)),
@@ -174,5 +161,34 @@ def _side_result(
             RegulationMargin(u.unit.regulations, u.margin, u.breakdown) for u in units
         ),
         schedule_detail=sched,
-        contributions=contributions,
     )
+
+
+def _with_contributions(
+    results: list[SideResult],
+    simm_rows: Crif,
+    *,
+    calibration: Calibration,
+    currency: str,
+    fx: FxRates,
+    enforce_regulations: bool,
+) -> list[SideResult]:
+    """Each side's per-trade contributions to its SIMM under the regulation the side reports
+    (which Schedule IM may decide), with the unallocated remainder; none where that
+    regulation has no SIMM."""
+    from marginflow.simm.contributions import UNALLOCATED, trade_contributions
+
+    found = trade_contributions(
+        simm_rows,
+        calibration=calibration,
+        currency=currency,
+        fx=fx,
+        enforce_regulations=enforce_regulations,
+        regulations={(r.portfolio, r.side): r.regulation for r in results if r.regulation},
+    )
+    out = []
+    for r in results:
+        c = found.get((r.portfolio, r.side))
+        allocation = None if c is None else {**c.by_trade, UNALLOCATED: c.unallocated}
+        out.append(replace(r, contributions=allocation))
+    return out

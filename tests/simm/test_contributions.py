@@ -3,6 +3,7 @@ and agreement with a brute-force difference through the public API."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -105,3 +106,35 @@ def test_report_carries_contributions_summing_to_simm() -> None:
     for r in report.results:
         assert r.contributions is not None
         assert sum(r.contributions.values()) == pytest.approx(r.simm, rel=1e-12)
+
+
+def test_contributions_follow_the_reported_regulation_of_a_mixed_portfolio() -> None:
+    # SIMM alone is won by SEC (A and B), but with the Schedule trade (ESA only) the side's
+    # winner is ESA, whose SIMM holds trade A alone: the contributions must explain that
+    # SIMM (A takes all of it, B nothing), not SEC's.
+    cal = load_calibration("2.6")
+    rows: list[dict[str, Any]] = [
+        _eq("A", "X", 1e6) | {"CollectRegulation": "SEC,ESA"},
+        _eq("B", "Y", 1e5) | {"CollectRegulation": "SEC"},
+        {
+            "TradeID": "S",
+            "PortfolioID": "P",
+            "ProductClass": "Rates",
+            "RiskType": "Notional",
+            "Amount": 100e6,
+            "AmountCurrency": "USD",
+            "EndDate": "2034-07-01",
+            "IMModel": "Schedule",
+            "CollectRegulation": "ESA",
+        },
+    ]
+    load = crif_from_rows(rows, calibration=cal)
+    report = simm_report(load, calibration=cal, as_of=dt.date(2024, 6, 28), contributions=True)
+    call = report.get("P", "call")
+    assert call.regulation == "ESA"
+    assert call.simm == pytest.approx(30e6, rel=1e-12)  # 1m x RW 30 (2.6, bucket 1)
+    assert call.im == pytest.approx(34e6, rel=1e-12)  # + 4% x 100m (rates, 5+ years)
+    assert call.contributions is not None
+    assert call.contributions["A"] == pytest.approx(30e6, rel=1e-8)
+    assert call.contributions.get("B", 0.0) == 0.0
+    assert sum(call.contributions.values()) == pytest.approx(call.simm, rel=1e-12)
