@@ -1,7 +1,8 @@
 """Schedule IM: the regulatory standardised grid (BCBS-IOSCO, *Margin requirements for
 non-centrally cleared derivatives*, 2015, Appendix A) with the net-to-gross ratio.
 
-Per trade: gross margin = grid percentage (by asset class and residual maturity) x |notional|.
+Per trade: gross margin = grid percentage (by asset class and residual maturity) x |notional|,
+the notional being the sum of the trade's Notional rows (signed, then the absolute value).
 Per portfolio, side and regulation::
 
     NGR         = net replacement cost / gross replacement cost
@@ -167,7 +168,7 @@ def _unit_margin(
     for r in rows.tolist():
         t = int(trade[r])
         if notional_row[r]:
-            notionals[t] = notionals.get(t, 0.0) + abs(float(amount[r]))
+            notionals[t] = notionals.get(t, 0.0) + float(amount[r])
             info[t] = (ProductClass(int(crif.product_class[r])), end[r])
         else:
             pvs[t] = pvs.get(t, 0.0) + float(amount[r])
@@ -178,7 +179,7 @@ def _unit_margin(
         if end_date not in cache:
             cache[end_date] = year_fraction_act_act_isda(as_of, end_date)
         band = grid_band(pc, cache[end_date])
-        margin = band.rate * notional
+        margin = band.rate * abs(notional)  # a trade's rows net first, as ORE does
         gross += margin
         by_class[band.label] = by_class.get(band.label, 0.0) + margin
     pv = [pvs.get(t, 0.0) for t in notionals]

@@ -95,6 +95,19 @@ def test_net_to_gross_hand_example() -> None:
     assert call.im == call.schedule
 
 
+def test_a_trade_notional_in_several_rows_is_netted_before_the_grid() -> None:
+    # One credit trade (5+ years: 10%) reported as two Notional rows, +1m and -0.4m: its
+    # notional is |1m - 0.4m| = 0.6m and its gross margin 60k (ORE's imschedule: 60,000),
+    # not 10% of 1m + 0.4m. No PV: NGR 1.
+    rows = [
+        _sched_row("A", "Credit", "Notional", 1e6, "2030-01-01"),
+        _sched_row("A", "Credit", "Notional", -4e5, "2030-01-01"),
+    ]
+    cal = load_calibration("2.6")
+    report = simm_report(crif_from_rows(rows, calibration=cal), calibration=cal, as_of=AS_OF)
+    assert report.get("P", "call").schedule == pytest.approx(60e3, rel=1e-12)
+
+
 def test_mixed_portfolio_adds_simm_and_schedule_and_models_select() -> None:
     cal = load_calibration("2.6")
     rows: list[dict[str, object]] = [
