@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from marginflow.cli.output import fail, print_json, report_failures, stderr, table
+from marginflow.cli.output import fail, print_json, report_failures, stderr
 from marginflow.core.errors import MarginflowError, RowFailure
 from marginflow.simm.calibration import available_versions, load_calibration
 from marginflow.simm.crif_io import read_crif
@@ -130,7 +133,7 @@ def _models(specs: list[str]) -> dict[str, Model]:
         portfolio, sep, name = spec.rpartition("=")
         if not sep or name.lower() not in MODELS:
             fail(f"--model must be PORTFOLIO=simm|schedule|mixed, got {spec!r}")
-        out[portfolio] = name.lower()  # type: ignore[assignment]
+        out[portfolio] = next(m for m in MODELS if m == name.lower())
     return out
 
 
@@ -147,32 +150,55 @@ def _print_report(report: SimmReport, depth: int) -> None:
         f"SIMM {report.version} ({report.mpor_days}-day), {report.currency}: "
         "call = margin collected, post = margin posted"
     )
-    table(
+    _money_table(
         title,
-        ["portfolio", "side", "regulation", "IM", "SIMM", "Schedule"],
+        ["portfolio", "side", "regulation"],
+        ["IM", "SIMM", "Schedule"],
         [
-            (r.portfolio, r.side, r.regulation or "-", r.im, r.simm, r.schedule)
+            ((r.portfolio, r.side, r.regulation or "-"), (r.im, r.simm, r.schedule))
             for r in report.results
         ],
     )
     for r in report.results:
         rows = [
-            ("  " * d + node.name, node.level, node.margin)
+            (("  " * d + node.name, node.level), (node.margin,))
             for d, node in r.breakdown.walk()
             if 0 < d <= depth
         ]
         if rows:
-            table(
+            _money_table(
                 f"{r.portfolio} {r.side} ({r.regulation or 'no regulation'})",
-                ["line", "level", f"margin ({report.currency})"],
+                ["line", "level"],
+                [f"margin ({report.currency})"],
                 rows,
             )
         if r.contributions:
             top = sorted(r.contributions.items(), key=lambda kv: -abs(kv[1]))[:10]
-            table(
+            _money_table(
                 f"{r.portfolio} {r.side}: largest trade contributions (Euler)",
-                ["trade", f"contribution ({report.currency})"],
-                top,
+                ["trade"],
+                [f"contribution ({report.currency})"],
+                [((trade,), (value,)) for trade, value in top],
             )
     for note in report.notes:
         stderr.print(f"note: {note}", highlight=False)
+
+
+def _money_table(
+    title: str,
+    labels: Sequence[str],
+    amounts: Sequence[str],
+    rows: Sequence[tuple[Sequence[str], Sequence[float]]],
+) -> None:
+    """A table of label columns then amount columns, amounts to the cent (right-aligned)."""
+    t = Table(title=title, title_justify="left")
+    for name in labels:
+        t.add_column(name)
+    for name in amounts:
+        t.add_column(name, justify="right")
+    for text, values in rows:
+        t.add_row(*text, *(f"{v:,.2f}" for v in values))
+    console = Console()
+    if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
+        console = Console(width=200)
+    console.print(t)

@@ -122,3 +122,16 @@ def test_bad_as_of_date_names_the_option(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "--as-of: is not a date (YYYY-MM-DD): '2025-13-01'" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_table_amounts_are_to_the_cent(tmp_path: Path) -> None:
+    # 1,234.5678 x RW 30 (2.6, equity bucket 1) = 37,037.034: every amount column shows
+    # cents, whatever its size (not six significant digits).
+    path = tmp_path / "crif.csv"
+    path.write_text(
+        "RiskType,ProductClass,Qualifier,Bucket,AmountUSD\nRisk_Equity,Equity,ACME,1,1234.5678\n"
+    )
+    res = run("simm", str(path), "--version", "2.6")
+    assert res.returncode == 0, res.stderr
+    assert "37,037.03" in res.stdout
+    assert "0.00" in res.stdout  # the Schedule column of a SIMM-only portfolio
