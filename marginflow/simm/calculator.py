@@ -232,7 +232,7 @@ def run_simm(
 ) -> SimmRun:
     """SIMM of every (portfolio, side, regulation) unit of ``crif`` (rows with IM model
     SIMM; Schedule rows are ignored here)."""
-    currency = _check_currency(currency)
+    currency = check_currency(currency)
     fx = fx or FxRates.of({})
     simm_rows = crif.take(crif.im_model == IM_MODEL_SIMM)
     base = base_factors(simm_rows, amounts_in(simm_rows, currency, fx))
@@ -249,7 +249,8 @@ def run_simm(
     )
 
 
-def _check_currency(currency: str) -> str:
+def check_currency(currency: str) -> str:
+    """``currency`` upper-cased; raises :class:`ValidationError` unless it is a currency code."""
     currency = currency.strip().upper()
     if currency not in ACCEPTED_CURRENCIES:
         raise ValidationError("currency", MSG_CURRENCY.format(value=currency))

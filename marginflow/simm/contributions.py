@@ -29,9 +29,9 @@ from marginflow.core.errors import ValidationError
 from marginflow.simm.calculator import (
     BaseFactors,
     SimmRun,
-    _check_currency,
     amounts_in,
     base_factors,
+    check_currency,
     simm_of_base,
     winners,
 )
@@ -78,84 +78,99 @@ def trade_contributions(
     under that side's winning SIMM regulation, or under ``regulations[(portfolio, side)]``
     when given (the regulation reported for the side, e.g. when Schedule IM decides it;
     sides not listed there are left out)."""
-    currency = _check_currency(currency)
+    currency = check_currency(currency)
     fx = fx or FxRates.of({})
     rows = crif.take(crif.im_model == IM_MODEL_SIMM)
     amount = amounts_in(rows, currency, fx)
     total = base_factors(rows, amount)
     per_trade = base_factors(rows, amount, by_trade=True)
-    fixed_terms = np.isin(
-        per_trade.risk_type,
-        [
-            RiskType.PRODUCT_CLASS_MULTIPLIER,
-            RiskType.ADD_ON_NOTIONAL_FACTOR,
-            RiskType.ADD_ON_FIXED_AMOUNT,
-        ],
-    )
-    per_trade = per_trade.take(~fixed_terms)
-    common = {
-        "regulation_sets": crif.regulation_sets,
-        "qualifiers": crif.qualifiers,
-        "calibration": calibration,
-        "currency": currency,
-        "fx": fx,
-        "enforce_regulations": enforce_regulations,
-    }
-    base_run = simm_of_base(total, portfolios=crif.portfolios, **common)  # type: ignore[arg-type]
-    targets = _targets(base_run, regulations)
+    per_trade = per_trade.take(~np.isin(per_trade.risk_type, _AGREEMENT_TERMS))
 
-    # One copy of the portfolio per (trade, +/-): the portfolio's factors plus +/- step times
-    # the trade's own factors.
+    def simm(base: BaseFactors, portfolios: tuple[str, ...]) -> SimmRun:
+        return simm_of_base(
+            base,
+            regulation_sets=crif.regulation_sets,
+            qualifiers=crif.qualifiers,
+            portfolios=portfolios,
+            calibration=calibration,
+            currency=currency,
+            fx=fx,
+            enforce_regulations=enforce_regulations,
+        )
+
+    targets = _targets(simm(total, crif.portfolios), regulations)
+    size, n_trades = _copies_size(total, per_trade)
+    if size > max_rows:
+        raise ValidationError(
+            "contributions", MSG_TOO_LARGE.format(rows=size, trades=n_trades, limit=max_rows)
+        )
+    copies, labels = _bumped_copies(total, per_trade, step)
+    if not labels:
+        return {}
+    run = simm(copies, tuple(str(i) for i in range(2 * len(labels))))
+    margin_of: dict[tuple[int, Side, str], float] = {}
+    for u in run.units:
+        for reg in u.unit.regulations:
+            margin_of[(u.unit.portfolio, u.unit.side, reg)] = u.margin
+    out: dict[tuple[str, Side], Contributions] = {}
+    for (portfolio, side), (margin, reg) in targets.items():
+        p_code = crif.portfolios.index(portfolio)
+        by_trade: dict[str, float] = {}
+        for k, (p, t) in enumerate(labels):
+            if p == p_code:
+                up = margin_of.get((2 * k, side, reg), 0.0)
+                down = margin_of.get((2 * k + 1, side, reg), 0.0)
+                by_trade[crif.trades[t] if t >= 0 else NO_TRADE] = (up - down) / (2.0 * step)
+        out[(portfolio, side)] = Contributions(
+            portfolio=portfolio,
+            side=side,
+            regulation=reg,
+            simm=margin,
+            by_trade=dict(sorted(by_trade.items(), key=lambda kv: -abs(kv[1]))),
+            unallocated=margin - float(sum(by_trade.values())),
+        )
+    return out
+
+
+# Terms of the agreement, not of a trade: never perturbed.
+_AGREEMENT_TERMS = (
+    RiskType.PRODUCT_CLASS_MULTIPLIER,
+    RiskType.ADD_ON_NOTIONAL_FACTOR,
+    RiskType.ADD_ON_FIXED_AMOUNT,
+)
+
+
+def _copies_size(total: BaseFactors, per_trade: BaseFactors) -> tuple[int, int]:
+    """Rows :func:`_bumped_copies` would build, and the number of trades, without building
+    them: two copies of each trade's portfolio plus the trade's own rows."""
+    n = int(max(total.portfolio.max(initial=-1), per_trade.portfolio.max(initial=-1))) + 1
+    pairs = np.unique(np.stack([per_trade.portfolio, per_trade.trade]), axis=1)
+    trades = np.bincount(pairs[0], minlength=n)
+    size = 2 * (trades * np.bincount(total.portfolio, minlength=n)).sum() + 2 * per_trade.trade.size
+    return int(size), int(pairs.shape[1])
+
+
+def _bumped_copies(
+    total: BaseFactors, per_trade: BaseFactors, step: float
+) -> tuple[BaseFactors, list[tuple[int, int]]]:
+    """Two copies of each trade's portfolio, its factors plus and minus ``step`` times the
+    trade's own factors, as portfolios 2k and 2k + 1; and the (portfolio code, trade code)
+    of each k."""
     parts: list[BaseFactors] = []
-    labels: list[tuple[int, int]] = []  # copy -> (portfolio code, trade code)
-    size = 0
+    labels: list[tuple[int, int]] = []
     for p in np.unique(total.portfolio).tolist():
         mine = total.take(total.portfolio == p)
         trade_rows = per_trade.take(per_trade.portfolio == p)
         for t in np.unique(trade_rows.trade).tolist():
             delta = trade_rows.take(trade_rows.trade == t)
             for sign in (1.0, -1.0):
-                copy = len(labels)
-                labels.append((p, t))
+                copy = 2 * len(labels) + (0 if sign > 0 else 1)
                 shifted = replace(delta, amount=sign * step * delta.amount)
                 parts.extend((mine.relabel(copy), shifted.relabel(copy)))
-                size += mine.portfolio.size + delta.portfolio.size
-    if size > max_rows:
-        raise ValidationError(
-            "contributions",
-            MSG_TOO_LARGE.format(rows=size, trades=len(labels) // 2, limit=max_rows),
-        )
-    out: dict[tuple[str, Side], Contributions] = {}
+            labels.append((p, t))
     if not parts:
-        return out
-    copies = BaseFactors.concat(parts)
-    names = tuple(str(i) for i in range(len(labels)))
-    run = simm_of_base(copies, portfolios=names, **common)  # type: ignore[arg-type]
-    margin_of: dict[tuple[int, Side, str], float] = {}
-    for u in run.units:
-        for reg in u.unit.regulations:
-            margin_of[(u.unit.portfolio, u.unit.side, reg)] = u.margin
-    for (portfolio, side), (simm, reg) in targets.items():
-        p_code = crif.portfolios.index(portfolio)
-        by_trade: dict[str, float] = {}
-        for copy in range(0, len(labels), 2):
-            p, t = labels[copy]
-            if p != p_code:
-                continue
-            up = margin_of.get((copy, side, reg), 0.0)
-            down = margin_of.get((copy + 1, side, reg), 0.0)
-            name = crif.trades[t] if t >= 0 else NO_TRADE
-            by_trade[name] = (up - down) / (2.0 * step)
-        allocated = float(sum(by_trade.values()))
-        out[(portfolio, side)] = Contributions(
-            portfolio=portfolio,
-            side=side,
-            regulation=reg,
-            simm=simm,
-            by_trade=dict(sorted(by_trade.items(), key=lambda kv: -abs(kv[1]))),
-            unallocated=simm - allocated,
-        )
-    return out
+        return total.take(np.zeros(0, dtype=np.int64)), labels
+    return BaseFactors.concat(parts), labels
 
 
 def _targets(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from marginflow.core.errors import ValidationError
 from marginflow.simm.calculator import run_simm, winners
 from marginflow.simm.calibration import load_calibration
 from marginflow.simm.contributions import NO_TRADE, trade_contributions
@@ -138,3 +139,12 @@ def test_contributions_follow_the_reported_regulation_of_a_mixed_portfolio() -> 
     assert call.contributions["A"] == pytest.approx(30e6, rel=1e-8)
     assert call.contributions.get("B", 0.0) == 0.0
     assert sum(call.contributions.values()) == pytest.approx(call.simm, rel=1e-12)
+
+
+def test_the_size_guard_is_checked_before_the_copies_are_built() -> None:
+    # Two trades in one 2-factor portfolio: 2 x 2 copies of 2 rows, plus 2 x 2 trade rows.
+    cal = load_calibration("2.6")
+    crif = crif_from_rows([_eq("A", "X", 1e6), _eq("B", "Y", 1e6)], calibration=cal).crif
+    with pytest.raises(ValidationError, match=r"need 12 factor rows \(2 trades"):
+        trade_contributions(crif, calibration=cal, max_rows=11)
+    assert trade_contributions(crif, calibration=cal, max_rows=12)
