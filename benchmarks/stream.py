@@ -164,8 +164,10 @@ def broker_log(n: int, bootstrap: str) -> list[list[Any]]:
 # --- end to end ----------------------------------------------------------------------------
 
 
-def _publish_day(log: Log, topology: Topology, spec: EngineSpec, n: int) -> int:
-    """SOD positions, then ``n`` trades with a price move every 100 trades."""
+def _publish_day(
+    log: Log, topology: Topology, spec: EngineSpec, n: int, *, market: bool = True
+) -> int:
+    """SOD positions, then ``n`` trades with a price move every 100 trades (if ``market``)."""
     book = start_of_day(spec)
     producer = log.producer()
     sod = publish_trades(producer, topology, sod_positions(book))
@@ -173,7 +175,8 @@ def _publish_day(log: Log, topology: Topology, spec: EngineSpec, n: int) -> int:
     moves = list(price_moves(book.underlyings.ids, n // 100 + 1))
     for k in range(0, n, 10_000):
         publish_trades(producer, topology, trades(flow, min(10_000, n - k), first=k))
-        publish_market(producer, topology, moves[k // 100 : (k + 10_000) // 100])
+        if market:
+            publish_market(producer, topology, moves[k // 100 : (k + 10_000) // 100])
     return sod + n
 
 
@@ -339,7 +342,14 @@ def trade_latencies(
 
 
 def broker_latency(
-    rate: float, seconds: float, spec: EngineSpec, bootstrap: str, root: Path, **batch: Any
+    rate: float,
+    seconds: float,
+    spec: EngineSpec,
+    bootstrap: str,
+    root: Path,
+    *,
+    market_every: int = 0,
+    **batch: Any,
 ) -> dict[str, float]:
     topology = Topology(partitions=4, prefix=f"lat{time.time_ns() % 10**9}.")
     log = KafkaLog(bootstrap)
@@ -359,7 +369,7 @@ def broker_latency(
             sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
             "--prefix", topology.prefix, "--partitions", str(topology.partitions),
             "--trades", str(int(rate * seconds)), "--rate", str(rate),
-            "--chunk", str(max(int(rate / 100), 1)),
+            "--chunk", str(max(int(rate / 100), 1)), "--market-every", str(market_every),
             "--no-sod", *book_args(spec)[:-2],
         ]  # fmt: skip
         subprocess.run(gen, check=True, capture_output=True)
@@ -381,7 +391,7 @@ def scaling(role: str, n: int, spec: EngineSpec, bootstrap: str, root: Path) -> 
     topology = Topology(partitions=4, prefix=f"scale{time.time_ns() % 10**9}.")
     log = KafkaLog(bootstrap)
     log.create_topics(topology.all())
-    _publish_day(log, topology, spec, n)
+    _publish_day(log, topology, spec, n, market=False)  # market work is not partitioned
     url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
     if role == "risk-calculator":  # its input is the keeper's output
         with _workers(
@@ -531,26 +541,24 @@ def main(argv: list[str] | None = None) -> int:
 
             if broker is not None:
                 lat_rows = []
-                settings = (
-                    [(10_000, 0.02)]
-                    if args.quick
-                    else [(100, 0.001), (1_000, 0.005), (10_000, 0.02)]
-                )
-                for max_batch, max_wait in settings:
+                settings = [(0.005, 0)]
+                if not args.quick:
+                    settings = [(0.0, 0), (0.005, 0), (0.02, 0), (0.005, 1_000), (0.005, 100)]
+                for max_wait, market_every in settings:
                     r = broker_latency(
                         10_000, 5.0 if args.quick else 10.0, spec, broker.bootstrap,
-                        root / f"l{max_batch}", max_batch=max_batch, max_wait=max_wait,
+                        root / f"l{max_wait}-{market_every}", market_every=market_every,
+                        max_batch=10_000, max_wait=max_wait,
                     )  # fmt: skip
-                    lat_rows.append(
-                        [
-                            f"max_batch {max_batch}, max_wait {max_wait * 1e3:g} ms",
-                            r["trades"],
-                            r["p50_ms"],
-                            r["p99_ms"],
-                            r["max_ms"],
-                            50.0,
-                        ]
+                    moves = (
+                        f"price move every {market_every} trades"
+                        if market_every
+                        else "no price moves"
                     )
+                    lat_rows.append(
+                        [f"max_wait {max_wait * 1e3:g} ms, {moves}", r["trades"], r["p50_ms"],
+                         r["p99_ms"], r["max_ms"], 50.0]
+                    )  # fmt: skip
                 print_table(
                     "Trade-to-published-margin latency through the broker at 10,000 trades/s",
                     ["setting", "trades", "p50 ms", "p99 ms", "max ms", "goal p99 ms"],

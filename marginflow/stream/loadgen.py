@@ -151,12 +151,12 @@ def replay_day(
     chunk: int = 1_000,
 ) -> int:
     """Publish ``trades_count`` trades at ``rate`` per second (None: as fast as possible),
-    with a price move every ``market_every`` trades. Event times are wall-clock now, so
+    with a price move every ``market_every`` trades (0: none). Event times are wall-clock now, so
     lag in event time reads as real seconds. Returns the number of trades published."""
     import time
 
     flow = TradeFlow.over(book_accounts, book_instruments, seed=seed)
-    moves = price_moves(underlyings, trades_count // market_every + 1, seed=seed)
+    moves = price_moves(underlyings, trades_count // max(market_every, 1) + 1, seed=seed)
     topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
     market = topology.name(MARKET)
     start = time.monotonic()
@@ -177,7 +177,7 @@ def replay_day(
             producer.produce(
                 topic, encode(stamped), partition=partition_for(key, parts), key=key.encode()
             )
-            if (sent + k) % market_every == 0:
+            if market_every and (sent + k) % market_every == 0:
                 move = next(moves)
                 stamped_move = ev.PriceUpdate(
                     underlying=move.underlying, price=move.price, event_time=now

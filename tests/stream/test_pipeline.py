@@ -105,3 +105,13 @@ def test_margins_in_postgresql(tmp_path: Path) -> None:
     finally:
         db.drop()
         db.close()
+
+
+def test_run_demo_stores_margins(tmp_path: Path) -> None:
+    from marginflow.stream.pipeline import run_demo
+
+    result = run_demo(tmp_path / "demo", spec=SPEC, trades_count=2_000, market_moves=20)
+    assert result.accounts == SPEC.accounts
+    assert len(result.members) == SPEC.members
+    assert result.firm == pytest.approx(sum(m for _, m, _ in result.members), rel=1e-12)
+    assert result.rejects == 0
