@@ -16,11 +16,23 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from marginflow.simm.regulations import Side
 from marginflow.simm.synthetic import USD_PER_UNIT
+
+
+def side_of(ore_side: str) -> Side:
+    """Our side name for ORE's ``Call`` / ``Post``."""
+    if ore_side == "Call":
+        return "call"
+    if ore_side == "Post":
+        return "post"
+    raise ValueError(f"not an ORE SIMM side: {ore_side!r}")
+
 
 _EMPTY = {
     "curve.xml": "<CurveConfiguration/>",
@@ -204,12 +216,12 @@ def run_ore_schedule(
     return OreSchedule(totals=totals)
 
 
-def _rows(report: object) -> dict[tuple[str, str, str, str, str, str, str], float]:
-    headers = [report.header(i) for i in range(report.columns())]  # type: ignore[attr-defined]
+def _rows(report: Any) -> dict[tuple[str, str, str, str, str, str, str], float]:
+    headers = [report.header(i) for i in range(report.columns())]
     col = {h: i for i, h in enumerate(headers)}
-    n = report.rows()  # type: ignore[attr-defined]
-    data = {h: report.dataAsString(col[h]) for h in headers if h != "InitialMargin"}  # type: ignore[attr-defined]
-    im = report.dataAsReal(col["InitialMargin"])  # type: ignore[attr-defined]
+    n = report.rows()
+    data = {h: report.dataAsString(col[h]) for h in headers if h != "InitialMargin"}
+    im = report.dataAsReal(col["InitialMargin"])
     keys = (
         "Portfolio",
         "ProductClass",
@@ -219,10 +231,7 @@ def _rows(report: object) -> dict[tuple[str, str, str, str, str, str, str], floa
         "SimmSide",
         "Regulation",
     )
-    return {
-        tuple(data[k][i] for k in keys): float(im[i])  # type: ignore[misc]
-        for i in range(n)
-    }
+    return {tuple(data[k][i] for k in keys): float(im[i]) for i in range(n)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,8 +274,8 @@ LOW_LEVEL_COLUMNS = (
 
 
 def run_ore_low_level(
-    rows: list[Mapping[str, object]], *, configuration: str, mpor: int = 10
-) -> dict[tuple[str, str], float]:
+    rows: Sequence[Mapping[str, object]], *, configuration: str, mpor: int = 10
+) -> dict[tuple[str, Side], float]:
     """ORE's SimmCalculator driven directly, for versions its application cannot build
     (2.8+2512 in ORE 1.8.17). The traps named in ore-simm-notes.md are avoided: the CRIF is
     written tab-separated with AmountUSD on every row, and every (risk type, qualifier) is
@@ -295,11 +304,11 @@ def run_ore_low_level(
     crif.setCsvLoaderConfig(config)
     crif.fromCSVString(buffer.getvalue())
     calc = ORE.SimmCalculator(crif, config)
-    sides = (
+    sides: tuple[tuple[Side, object], ...] = (
         ("call", ORE.SimmConfiguration.SimmSide_Call),
         ("post", ORE.SimmConfiguration.SimmSide_Post),
     )
-    out: dict[tuple[str, str], float] = {}
+    out: dict[tuple[str, Side], float] = {}
     for portfolio in sorted({str(r["PortfolioID"]) for r in rows}):
         for name, side in sides:
             results = calc.finalSimmResults(side, ORE.NettingSetDetails(portfolio)).second

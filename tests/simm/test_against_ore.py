@@ -26,7 +26,7 @@ from marginflow.simm.results import Node
 from marginflow.simm.synthetic import USD_PER_UNIT, CrifSpec, generate, write_crif_csv
 
 ORE = pytest.importorskip("ORE", reason="ORE (open-source-risk-engine) is the SIMM oracle")
-from tests.simm.ore_oracle import OreSimm, run_ore  # noqa: E402
+from tests.simm.ore_oracle import OreSimm, run_ore, side_of  # noqa: E402
 
 REL_TOL = 1e-8
 MARGIN_TYPES = {"Delta", "Vega", "Curvature", "BaseCorr"}
@@ -158,7 +158,7 @@ def test_regulations_per_side(version: str, tmp_path: Path) -> None:
     from marginflow.simm.calculator import winners
 
     for (portfolio, side), (reg, im) in ore.totals.items():
-        won = winners(ours)[(portfolio, side.lower())]
+        won = winners(ours)[(portfolio, side_of(side))]
         assert won[1] == reg, (portfolio, side)
         assert _close(won[0], im)
 

@@ -139,7 +139,7 @@ ORE = pytest.importorskip("ORE", reason="ORE (open-source-risk-engine) is the Sc
 @pytest.mark.parametrize("regulations", [(), ("ESA", "USPR", "JFSA")])
 def test_schedule_against_ore(regulations: tuple[str, ...], tmp_path: Path) -> None:
     # USD only: ORE's imschedule analytic builds no market, so it cannot convert currencies.
-    from tests.simm.ore_oracle import run_ore_schedule
+    from tests.simm.ore_oracle import run_ore_schedule, side_of
 
     rows = generate_schedule(trades=40, portfolios=3, regulations=regulations)
     path = write_schedule_csv(rows, tmp_path / "schedule.csv", ore_names=True)
@@ -150,7 +150,7 @@ def test_schedule_against_ore(regulations: tuple[str, ...], tmp_path: Path) -> N
     report = simm_report(load, calibration=cal, fx=FxRates.of(USD_PER_UNIT), as_of=AS_OF)
     assert len(ore.totals) == 6
     for (portfolio, side, reg), (gross, ngr, im) in ore.totals.items():
-        result = report.get(portfolio, side.lower())
+        result = report.get(portfolio, side_of(side))
         sched = result.schedule_detail
         assert sched is not None
         assert (result.regulation, sched.regulation) == (reg, reg)
