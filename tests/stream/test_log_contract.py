@@ -195,3 +195,19 @@ def test_produce_to_a_missing_partition_fails(log: Log, topology: Topology) -> N
 
     with pytest.raises(LogError):
         produce_and_flush()
+
+
+def test_assign_replaces_the_assignment(
+    log: Log, topology: Topology, drain: Callable[..., list[Any]]
+) -> None:
+    spec = _spec(topology, "assign", 2)
+    log.create_topics([spec])
+    _produce(log, spec.name, 20, 2)
+    reader = log.consumer()
+    reader.assign({(spec.name, 0): 0})
+    reader.assign({(spec.name, 1): 3})
+    assert reader.assignment() == {(spec.name, 1)}
+    got = drain(reader, 7)
+    reader.close()
+    assert {r.partition for r in got} == {1}
+    assert [r.offset for r in got] == list(range(3, 10))

@@ -79,7 +79,8 @@ class Consumer(Protocol):
         """Join the consumer group for ``topics``; partitions arrive through ``on_assign``."""
 
     def assign(self, offsets: Mapping[TP, int]) -> None:
-        """Read exactly these partitions from these offsets, outside any group."""
+        """Read exactly these partitions (replacing any earlier assignment) from these
+        offsets, outside the group's rebalancing."""
 
     def assignment(self) -> set[TP]: ...
 

@@ -547,12 +547,14 @@ class EmbeddedConsumer:
                 self._readers[tp] = _Reader(part, start or 0)
 
     def assign(self, offsets: Mapping[TP, int]) -> None:
-        for (topic, p), off in offsets.items():
+        for topic, p in offsets:
             self._log.check_partition(topic, p)
-            old = self._readers.pop((topic, p), None)
-            if old is not None:
-                old.close()
-            self._readers[(topic, p)] = _Reader(_Partition(self._log.root, topic, p), off)
+        for reader in self._readers.values():  # exactly these partitions from now on
+            reader.close()
+        self._readers = {
+            (topic, p): _Reader(_Partition(self._log.root, topic, p), off)
+            for (topic, p), off in offsets.items()
+        }
 
     def assignment(self) -> set[TP]:
         return set(self._readers)

@@ -140,8 +140,8 @@ class KafkaConsumer:
             self._positions.pop(tp, None)
 
     def assign(self, offsets: Mapping[TP, int]) -> None:
-        self._assigned.update(offsets)
-        self._positions.update(offsets)
+        self._assigned = set(offsets)  # exactly these partitions from now on
+        self._positions = dict(offsets)
         self._consumer.assign([ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()])
 
     def assignment(self) -> set[TP]:
