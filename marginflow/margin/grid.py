@@ -15,8 +15,9 @@ Sign conventions are the caller's: :func:`offset_sum` and :func:`top_positions` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -238,3 +239,85 @@ def top_positions(groups: AccountGroups, loss: FloatArray, top_n: int) -> Contri
         quantity=groups.position_quantity[take],
         loss=np.asarray(loss, dtype=np.float64)[take],
     )
+
+
+# ------------------------------------------- reading parameters from plain data (TOML/JSON)
+#
+# The grid models' ``from_mapping`` readers share these: every bad value is a
+# ValidationError naming its field (``where.key``), never a bare ValueError, a silently
+# truncated number or a truthy string.
+
+
+def _field(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def read_list(data: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
+    """``data[key]`` as a list (``[]`` when absent and not ``required``)."""
+    if key not in data:
+        if required:
+            raise ValidationError(_field(where, key), "is missing")
+        return []
+    value = data[key]
+    if not isinstance(value, list | tuple):
+        raise ValidationError(_field(where, key), f"must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def read_number(
+    data: Mapping[str, Any], key: str, where: str, default: float | None = None
+) -> float:
+    """``data[key]`` as a float (``default`` when absent; required when no default)."""
+    if key not in data:
+        if default is None:
+            raise ValidationError(_field(where, key), "is missing")
+        return default
+    return _number(data[key], _field(where, key))
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(name, f"is not a number: {value!r}")
+    return float(value)
+
+
+def read_numbers(data: Mapping[str, Any], key: str, where: str) -> tuple[float, ...]:
+    """``data[key]``, a required list of numbers."""
+    values = read_list(data, key, where, required=True)
+    return tuple(_number(x, f"{_field(where, key)}[{k}]") for k, x in enumerate(values))
+
+
+def read_int(data: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
+    """``data[key]`` as a whole number: 1.5 is an error, not 1 (inf is caught too)."""
+    value = read_number(data, key, where, None if default is None else float(default))
+    if not value.is_integer():
+        raise ValidationError(_field(where, key), f"is not a whole number: {value!r}")
+    return int(value)
+
+
+def read_bool(data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    """``data[key]`` as a boolean; the string ``"false"`` (truthy) is an error."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(_field(where, key), f"must be true or false, got {value!r}")
+    return value
+
+
+L = TypeVar("L", bound=str)
+
+
+def read_choice(data: Mapping[str, Any], key: str, where: str, allowed: tuple[L, ...]) -> L:
+    """``data[key]`` as one of ``allowed`` (default: the first)."""
+    value = data.get(key, allowed[0])
+    for choice in allowed:
+        if value == choice:
+            return choice
+    options = " or ".join(repr(a) for a in allowed)
+    raise ValidationError(_field(where, key), f"must be {options}, got {value!r}")
+
+
+def as_table(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` if it is a table (a mapping), else a ValidationError naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(where, "must be a table")
+    return value

@@ -53,10 +53,15 @@ from marginflow.margin.grid import (
     FloatArray,
     IntArray,
     as_positions,
+    as_table,
     group_positions,
     largest_per_account,
     offset_sum,
     price_options,
+    read_bool,
+    read_int,
+    read_list,
+    read_number,
     top_positions,
 )
 
@@ -165,34 +170,37 @@ class PortfolioMarginParameters:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PortfolioMarginParameters:
-        """Parameters from plain data (parsed TOML/JSON); missing keys take the defaults."""
+        """Parameters from plain data (parsed TOML/JSON); missing keys take the defaults.
+        A bad value is a :class:`ValidationError` naming its field."""
         base = cls()
         ranges = {}
         for name in ("equity", "broad_index", "high_cap_broad_index"):
-            value = data.get(name)
-            if value is None:
+            if data.get(name) is None:
                 ranges[name] = getattr(base, name)
                 continue
-            if not isinstance(value, Mapping):
-                raise ValidationError(name, "must be a table with 'up' and 'down'")
-            try:
-                ranges[name] = ValuationRange(float(value["up"]), float(value["down"]))
-            except KeyError as e:
-                raise ValidationError(f"{name}.{e.args[0]}", "is missing") from None
-            except (TypeError, ValueError):
-                raise ValidationError(name, f"up and down must be numbers: {value!r}") from None
-        groups = tuple(
-            ProductGroup(str(g.get("name", "")), float(g.get("offset_rate", 0.0)))
-            for g in data.get("product_groups", [])
-        )
+            table = as_table(data[name], name)
+            ranges[name] = ValuationRange(
+                read_number(table, "up", name), read_number(table, "down", name)
+            )
+        groups = []
+        for k, item in enumerate(read_list(data, "product_groups", "", required=False)):
+            group = as_table(item, f"product_groups[{k}]")
+            groups.append(
+                ProductGroup(
+                    str(group.get("name", "")),
+                    read_number(group, "offset_rate", f"product_groups[{k}]", 0.0),
+                )
+            )
         return cls(
             equity=ranges["equity"],
             broad_index=ranges["broad_index"],
             high_cap_broad_index=ranges["high_cap_broad_index"],
-            points_per_side=int(data.get("points_per_side", base.points_per_side)),
-            include_zero=bool(data.get("include_zero", base.include_zero)),
-            minimum_per_contract=float(data.get("minimum_per_contract", base.minimum_per_contract)),
-            product_groups=groups,
+            points_per_side=read_int(data, "points_per_side", "", base.points_per_side),
+            include_zero=read_bool(data, "include_zero", "", base.include_zero),
+            minimum_per_contract=read_number(
+                data, "minimum_per_contract", "", base.minimum_per_contract
+            ),
+            product_groups=tuple(groups),
         )
 
 

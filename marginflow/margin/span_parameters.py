@@ -40,13 +40,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from marginflow.core.errors import ValidationError
-from marginflow.margin.grid import FloatArray, IntArray
+from marginflow.margin.grid import (
+    FloatArray,
+    IntArray,
+    as_table,
+    read_bool,
+    read_choice,
+    read_int,
+    read_list,
+    read_number,
+    read_numbers,
+)
 
 MODEL_NAME = "span"
 NovOffset = Literal["account", "commodity"]
 SomBasis = Literal["all", "max_calls_puts"]
 InterMethod = Literal["delta", "scanning"]
 Side = Literal["A", "B"]
+# The allowed values, default first.
+NOV_OFFSETS: tuple[NovOffset, ...] = ("account", "commodity")
+SOM_BASES: tuple[SomBasis, ...] = ("all", "max_calls_puts")
+INTER_METHODS: tuple[InterMethod, ...] = ("delta", "scanning")
+SIDES: tuple[Side, ...] = ("A", "B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +231,7 @@ class SpanCommodity:
             raise ValidationError(f"{where}.delta_unit", f"must be > 0, got {self.delta_unit!r}")
         if self.n_tiers < 1:
             raise ValidationError(f"{where}.n_tiers", f"must be >= 1, got {self.n_tiers!r}")
-        if self.som_basis not in ("all", "max_calls_puts"):
+        if self.som_basis not in SOM_BASES:
             raise ValidationError(
                 f"{where}.som_basis", f"must be 'all' or 'max_calls_puts', got {self.som_basis!r}"
             )
@@ -286,7 +301,7 @@ class InterSpread:
             raise ValidationError(
                 f"{where}.credit_rate", f"must be in [0, 1], got {self.credit_rate!r}"
             )
-        if self.method not in ("delta", "scanning"):
+        if self.method not in INTER_METHODS:
             raise ValidationError(
                 f"{where}.method", f"must be 'delta' or 'scanning', got {self.method!r}"
             )
@@ -295,7 +310,7 @@ class InterSpread:
                 raise ValidationError(
                     f"{where}.legs[{leg.commodity}].ratio", f"must be > 0, got {leg.ratio!r}"
                 )
-            if leg.side not in ("A", "B"):
+            if leg.side not in SIDES:
                 raise ValidationError(
                     f"{where}.legs[{leg.commodity}].side", f"must be 'A' or 'B', got {leg.side!r}"
                 )
@@ -344,7 +359,7 @@ class SpanParameters:
                     f"commodities[{c.name}].scenarios",
                     f"has {len(c.scenarios)} scenarios; all commodities need {n_scen}",
                 )
-        if self.nov_offset not in ("account", "commodity"):
+        if self.nov_offset not in NOV_OFFSETS:
             raise ValidationError(
                 "nov_offset", f"must be 'account' or 'commodity', got {self.nov_offset!r}"
             )
@@ -409,16 +424,16 @@ class SpanParameters:
         """
         commodities = tuple(
             _commodity_from(c, i)
-            for i, c in enumerate(_list(data, "commodities", "", required=True))
+            for i, c in enumerate(read_list(data, "commodities", "", required=True))
         )
         spreads = tuple(
             _spread_from(s, i)
-            for i, s in enumerate(_list(data, "inter_spreads", "", required=False))
+            for i, s in enumerate(read_list(data, "inter_spreads", "", required=False))
         )
         return cls(
             commodities=commodities,
             inter_spreads=spreads,
-            nov_offset=str(data.get("nov_offset", "account")),  # type: ignore[arg-type]
+            nov_offset=read_choice(data, "nov_offset", "", NOV_OFFSETS),
         )
 
 
@@ -501,95 +516,73 @@ def _nonneg(where: str, x: float) -> None:
         raise ValidationError(where, f"must be a finite number >= 0, got {x!r}")
 
 
-def _list(data: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
-    if key not in data:
-        if required:
-            raise ValidationError(f"{where}{key}", "is missing")
-        return []
-    value = data[key]
-    if not isinstance(value, list | tuple):
-        raise ValidationError(f"{where}{key}", f"must be a list, got {type(value).__name__}")
-    return list(value)
-
-
-def _num(data: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    if key not in data:
-        if default is None:
-            raise ValidationError(f"{where}.{key}", "is missing")
-        return default
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(f"{where}.{key}", f"is not a number: {value!r}")
-    return float(value)
-
-
 def _commodity_from(c: Any, i: int) -> SpanCommodity:
-    if not isinstance(c, Mapping):
-        raise ValidationError(f"commodities[{i}]", "must be a table")
+    c = as_table(c, f"commodities[{i}]")
     where = f"commodities[{c.get('name', i)}]"
     scen = c.get("scenarios")
     if not isinstance(scen, Mapping):
         raise ValidationError(f"{where}.scenarios", "is missing or not a table")
     if "price_fraction" in scen:
         scenarios = SpanScenarios(
-            price_fraction=tuple(
-                float(x) for x in _list(scen, "price_fraction", where, required=True)
-            ),
-            vol_multiple=tuple(float(x) for x in _list(scen, "vol_multiple", where, required=True)),
-            cover=tuple(float(x) for x in _list(scen, "cover", where, required=True)),
+            price_fraction=read_numbers(scen, "price_fraction", f"{where}.scenarios"),
+            vol_multiple=read_numbers(scen, "vol_multiple", f"{where}.scenarios"),
+            cover=read_numbers(scen, "cover", f"{where}.scenarios"),
         )
     else:
         scenarios = SpanScenarios.standard(
-            extreme_multiple=_num(scen, "extreme_multiple", f"{where}.scenarios"),
-            extreme_cover=_num(scen, "extreme_cover", f"{where}.scenarios"),
+            extreme_multiple=read_number(scen, "extreme_multiple", f"{where}.scenarios"),
+            extreme_cover=read_number(scen, "extreme_cover", f"{where}.scenarios"),
         )
-    intra = tuple(
-        IntraSpread(
-            tier_a=int(_num(s, "tier_a", f"{where}.intra_spreads[{k}]")),
-            tier_b=int(_num(s, "tier_b", f"{where}.intra_spreads[{k}]")),
-            charge=_num(s, "charge", f"{where}.intra_spreads[{k}]"),
+    intra = []
+    for k, item in enumerate(read_list(c, "intra_spreads", where, required=False)):
+        at = f"{where}.intra_spreads[{k}]"
+        spread = as_table(item, at)
+        intra.append(
+            IntraSpread(
+                tier_a=read_int(spread, "tier_a", at),
+                tier_b=read_int(spread, "tier_b", at),
+                charge=read_number(spread, "charge", at),
+            )
         )
-        for k, s in enumerate(_list(c, "intra_spreads", f"{where}.", required=False))
-    )
-    spot = tuple(
-        (
-            int(_num(s, "tier", f"{where}.spot_charges[{k}]")),
-            _num(s, "charge", f"{where}.spot_charges[{k}]"),
-        )
-        for k, s in enumerate(_list(c, "spot_charges", f"{where}.", required=False))
-    )
+    spot = []
+    for k, item in enumerate(read_list(c, "spot_charges", where, required=False)):
+        at = f"{where}.spot_charges[{k}]"
+        charge = as_table(item, at)
+        spot.append((read_int(charge, "tier", at), read_number(charge, "charge", at)))
     return SpanCommodity(
         name=str(c.get("name", "")),
-        price_scan_range=_num(c, "price_scan_range", where),
-        vol_scan_range=_num(c, "vol_scan_range", where, 0.0),
+        price_scan_range=read_number(c, "price_scan_range", where),
+        vol_scan_range=read_number(c, "vol_scan_range", where, 0.0),
         scenarios=scenarios,
-        vol_scan_relative=bool(c.get("vol_scan_relative", False)),
-        n_tiers=int(_num(c, "n_tiers", where, 1)),
-        intra_spreads=intra,
-        intra_default_charge=_num(c, "intra_default_charge", where, 0.0),
-        spot_charges=spot,
-        short_option_minimum=_num(c, "short_option_minimum", where, 0.0),
-        short_option_minimum_fraction=_num(c, "short_option_minimum_fraction", where, 0.0),
-        som_basis=str(c.get("som_basis", "all")),  # type: ignore[arg-type]
-        delta_unit=_num(c, "delta_unit", where, 1.0),
+        vol_scan_relative=read_bool(c, "vol_scan_relative", where, False),
+        n_tiers=read_int(c, "n_tiers", where, 1),
+        intra_spreads=tuple(intra),
+        intra_default_charge=read_number(c, "intra_default_charge", where, 0.0),
+        spot_charges=tuple(spot),
+        short_option_minimum=read_number(c, "short_option_minimum", where, 0.0),
+        short_option_minimum_fraction=read_number(c, "short_option_minimum_fraction", where, 0.0),
+        som_basis=read_choice(c, "som_basis", where, SOM_BASES),
+        delta_unit=read_number(c, "delta_unit", where, 1.0),
     )
 
 
 def _spread_from(s: Any, i: int) -> InterSpread:
-    if not isinstance(s, Mapping):
-        raise ValidationError(f"inter_spreads[{i}]", "must be a table")
+    s = as_table(s, f"inter_spreads[{i}]")
     where = f"inter_spreads[{s.get('name', i)}]"
-    legs = tuple(
-        InterLeg(
-            commodity=str(leg.get("commodity", "")),
-            ratio=_num(leg, "ratio", f"{where}.legs[{k}]", 1.0),
-            side=str(leg.get("side", "A")),  # type: ignore[arg-type]
+    legs = []
+    for k, item in enumerate(read_list(s, "legs", where, required=True)):
+        at = f"{where}.legs[{k}]"
+        leg = as_table(item, at)
+        legs.append(
+            InterLeg(
+                commodity=str(leg.get("commodity", "")),
+                ratio=read_number(leg, "ratio", at, 1.0),
+                side=read_choice(leg, "side", at, SIDES),
+            )
         )
-        for k, leg in enumerate(_list(s, "legs", f"{where}.", required=True))
-    )
     return InterSpread(
-        legs=legs,
-        credit_rate=_num(s, "credit_rate", where),
-        method=str(s.get("method", "delta")),  # type: ignore[arg-type]
+        legs=tuple(legs),
+        credit_rate=read_number(s, "credit_rate", where),
+        method=read_choice(s, "method", where, INTER_METHODS),
         name=str(s.get("name", "")),
     )

@@ -376,6 +376,27 @@ def test_parameters_round_trip_and_errors() -> None:
         ProductGroup("x", 1.2)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # 2.5 points a side is a typo, not 2 (a different grid, hence different margins).
+        ({"points_per_side": 2.5}, r"points_per_side: is not a whole number: 2\.5"),
+        ({"points_per_side": "x"}, r"points_per_side: is not a number: 'x'"),
+        ({"include_zero": "false"}, r"include_zero: must be true or false, got 'false'"),
+        ({"minimum_per_contract": "abc"}, r"minimum_per_contract: is not a number: 'abc'"),
+        ({"product_groups": ["index"]}, r"product_groups\[0\]: must be a table"),
+        (
+            {"product_groups": [{"name": "g", "offset_rate": "0.5"}]},
+            r"product_groups\[0\]\.offset_rate: is not a number: '0\.5'",
+        ),
+        ({"equity": {"up": True, "down": 0.1}}, r"equity\.up: is not a number: True"),
+    ],
+)
+def test_bad_parameter_data_names_the_field(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PortfolioMarginParameters.from_mapping(data)
+
+
 def test_bad_instruments_are_rejected() -> None:
     pnl = np.zeros((2, 21))
     with pytest.raises(ValidationError, match=r"up: class 0 mixes ranges 0\.1 and 0\.15"):

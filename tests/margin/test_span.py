@@ -569,6 +569,16 @@ def test_standard_scenarios_from_mapping() -> None:
     assert SpanParameters.from_mapping(data).commodities[0].scenarios == CME
 
 
+def _es(**extra: object) -> dict[str, object]:
+    """Parameters of one valid commodity ES, with ``extra`` keys added to it."""
+    es = {
+        "name": "ES",
+        "price_scan_range": 1,
+        "scenarios": {"extreme_multiple": 3, "extreme_cover": 0.33},
+    }
+    return {"commodities": [es | extra]}
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -617,6 +627,31 @@ def test_standard_scenarios_from_mapping() -> None:
             },
             r"price_scan_range: is not a number",
         ),
+        (
+            {
+                "commodities": [
+                    {
+                        "name": "ES",
+                        "price_scan_range": 1,
+                        "scenarios": {"price_fraction": ["a"], "vol_multiple": [0], "cover": [1]},
+                    }
+                ]
+            },
+            r"commodities\[ES\]\.scenarios\.price_fraction\[0\]: is not a number: 'a'",
+        ),
+        # A string "false" must not switch the vol scan range to relative (it is truthy).
+        (_es(vol_scan_relative="false"), r"vol_scan_relative: must be true or false"),
+        # A fractional tier must not be truncated to another tier.
+        (
+            _es(n_tiers=2, spot_charges=[{"tier": 1.5, "charge": 3}]),
+            r"spot_charges\[0\]\.tier: is not a whole number: 1\.5",
+        ),
+        (_es(n_tiers=float("inf")), r"commodities\[ES\]\.n_tiers: is not a whole number"),
+        (
+            {**_es(), "inter_spreads": [{"credit_rate": 0.5, "legs": ["ES", "X"]}]},
+            r"inter_spreads\[0\]\.legs\[0\]: must be a table",
+        ),
+        ({**_es(), "nov_offset": 3}, r"nov_offset: must be 'account' or 'commodity', got 3"),
     ],
 )
 def test_bad_parameters_name_the_field(data: dict[str, object], message: str) -> None:
