@@ -15,7 +15,7 @@ Sign conventions are the caller's: :func:`offset_sum` and :func:`top_positions` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -109,6 +109,15 @@ def price_options(batch: OptionBatch) -> FloatArray:
     from marginflow.pricing.api import price
 
     return price(batch)
+
+
+def per_instrument(name: str, value: ArrayLike, dtype: Any, n: int) -> NDArray[Any]:
+    """``value`` (a scalar or an N-vector) as a contiguous N-vector of ``dtype``; a
+    :class:`ValidationError` naming ``name`` when its shape is neither."""
+    arr = np.asarray(value)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+        raise ValidationError(name, f"has shape {arr.shape}, expected ({n},)")
+    return np.ascontiguousarray(np.broadcast_to(arr.astype(dtype), (n,)))
 
 
 def as_positions(positions: Any, n_instruments: int) -> sp.csr_matrix:
@@ -221,6 +230,23 @@ class Contributors:
         """Row indices of ``account``'s contributors."""
         lo, hi = np.searchsorted(self.account, [account, account + 1])
         return np.arange(lo, hi, dtype=np.int64)
+
+    def rows_of(
+        self, account: int, instrument_names: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``account``'s contributors as plain data (JSON-ready), largest loss first:
+        instrument (its name, or its index), quantity and loss (currency, loss positive)."""
+        out = []
+        for r in self.of_account(account):
+            i = int(self.instrument[r])
+            out.append(
+                {
+                    "instrument": instrument_names[i] if instrument_names is not None else i,
+                    "quantity": float(self.quantity[r]),
+                    "loss": float(self.loss[r]),
+                }
+            )
+        return out
 
 
 def top_positions(groups: AccountGroups, loss: FloatArray, top_n: int) -> Contributors:

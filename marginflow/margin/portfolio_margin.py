@@ -57,6 +57,7 @@ from marginflow.margin.grid import (
     group_positions,
     largest_per_account,
     offset_sum,
+    per_instrument,
     price_options,
     read_bool,
     read_int,
@@ -350,20 +351,13 @@ class PmInstruments:
         if p.ndim != 2:
             raise ValidationError("pnl", f"must be 2-D (instruments × points), got {p.ndim}-D")
         n = p.shape[0]
-
-        def vec(name: str, x: ArrayLike, dtype: Any) -> Any:
-            arr = np.asarray(x)
-            if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
-                raise ValidationError(name, f"has shape {arr.shape}, expected ({n},)")
-            return np.ascontiguousarray(np.broadcast_to(arr.astype(dtype), (n,)))
-
         out = cls(
             pnl=np.ascontiguousarray(p),
-            class_index=vec("class_index", class_index, np.int64),
-            up=vec("up", up, np.float64),
-            down=vec("down", down, np.float64),
-            minimum_long=vec("minimum_long", minimum_long, np.float64),
-            minimum_short=vec("minimum_short", minimum_short, np.float64),
+            class_index=per_instrument("class_index", class_index, np.int64, n),
+            up=per_instrument("up", up, np.float64, n),
+            down=per_instrument("down", down, np.float64, n),
+            minimum_long=per_instrument("minimum_long", minimum_long, np.float64, n),
+            minimum_short=per_instrument("minimum_short", minimum_short, np.float64, n),
         )
         if not np.isfinite(out.pnl).all():
             raise ValidationError("pnl", "must be finite")
@@ -488,16 +482,6 @@ class PortfolioMarginResult:
             }
             for q in range(glo, ghi)
         ]
-        contributors = []
-        for r in self.contributors.of_account(account):
-            i = int(self.contributors.instrument[r])
-            contributors.append(
-                {
-                    "instrument": instrument_names[i] if instrument_names is not None else i,
-                    "quantity": float(self.contributors.quantity[r]),
-                    "loss": float(self.contributors.loss[r]),
-                }
-            )
         return {
             "model": self.model,
             "margin": float(self.margin[account]),
@@ -506,7 +490,7 @@ class PortfolioMarginResult:
             ),
             "classes": classes,
             "product_groups": groups,
-            "largest_contributors": contributors,
+            "largest_contributors": self.contributors.rows_of(account, instrument_names),
         }
 
 

@@ -216,16 +216,6 @@ class SpanResult:
                     "net_option_value": float(bc.net_option_value[p]),
                 }
             )
-        contributors = []
-        for r in self.contributors.of_account(account):
-            i = int(self.contributors.instrument[r])
-            contributors.append(
-                {
-                    "instrument": instrument_names[i] if instrument_names is not None else i,
-                    "quantity": float(self.contributors.quantity[r]),
-                    "loss": float(self.contributors.loss[r]),
-                }
-            )
         return {
             "model": self.model,
             "margin": float(self.margin[account]),
@@ -237,7 +227,7 @@ class SpanResult:
                 else None
             ),
             "commodities": commodities,
-            "largest_contributors": contributors,
+            "largest_contributors": self.contributors.rows_of(account, instrument_names),
         }
 
 

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from marginflow.core.batch import BoolArray, OptionBatch
 from marginflow.core.errors import ValidationError
-from marginflow.margin.grid import FloatArray, IntArray, price_options
+from marginflow.margin.grid import FloatArray, IntArray, per_instrument, price_options
 from marginflow.margin.span_parameters import SpanParameters
 
 # A scenario price is floored at this fraction of the current price: an extreme move
@@ -85,22 +85,17 @@ class SpanInstruments:
                 "risk_array", f"must be 2-D (instruments × scenarios), got {ra.ndim}-D"
             )
         n = ra.shape[0]
-
-        def vec(name: str, x: ArrayLike, dtype: Any) -> Any:
-            arr = np.asarray(x)
-            if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
-                raise ValidationError(name, f"has shape {arr.shape}, expected ({n},)")
-            return np.ascontiguousarray(np.broadcast_to(arr.astype(dtype), (n,)))
-
         out = cls(
             risk_array=np.ascontiguousarray(ra),
-            delta=vec("delta", delta, np.float64),
-            commodity=vec("commodity", commodity, np.int64),
-            tier=vec("tier", tier, np.int64),
-            option_value=vec("option_value", option_value, np.float64),
-            short_option_charge=vec("short_option_charge", short_option_charge, np.float64),
-            is_option=vec("is_option", is_option, np.bool_),
-            is_call=vec("is_call", is_call, np.bool_),
+            delta=per_instrument("delta", delta, np.float64, n),
+            commodity=per_instrument("commodity", commodity, np.int64, n),
+            tier=per_instrument("tier", tier, np.int64, n),
+            option_value=per_instrument("option_value", option_value, np.float64, n),
+            short_option_charge=per_instrument(
+                "short_option_charge", short_option_charge, np.float64, n
+            ),
+            is_option=per_instrument("is_option", is_option, np.bool_, n),
+            is_call=per_instrument("is_call", is_call, np.bool_, n),
         )
         for name in ("risk_array", "delta", "option_value", "short_option_charge"):
             arr = getattr(out, name)
