@@ -33,17 +33,18 @@ def report_failures(failures: Sequence[RowFailure], *, limit: int = 50) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a readable table; numbers right-aligned."""
-    t = Table(title=title, title_justify="left")
+    """Print a title line and a readable table under it; numbers right-aligned."""
+    t = Table()
     first = list(rows)
     for i, name in enumerate(columns):
         numeric = bool(first) and all(isinstance(r[i], int | float) for r in first)
         t.add_column(name, justify="right" if numeric else "left")
     for r in first:
         t.add_row(*(_fmt(x) for x in r))
-    console = Console()
+    console = Console(highlight=False)
     if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
-        console = Console(width=200)
+        console = Console(width=200, highlight=False)
+    console.print(f"[bold]{title}[/]")
     console.print(t)
 
 

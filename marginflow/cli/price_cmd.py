@@ -1,18 +1,17 @@
-"""``marginflow price``: price an option file; ``marginflow demo``: the embedded demo."""
+"""``marginflow price``: price an option file."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import numpy as np
 import typer
 
-from marginflow.cli.output import fail, report_failures, table
+from marginflow.cli.output import fail, report_failures
 from marginflow.core.errors import ValidationError
 from marginflow.io.option_csv import OptionFile, read_option_csv
 from marginflow.pricing.api import greeks, price
@@ -22,7 +21,6 @@ GREEK_COLUMNS = ("delta", "gamma", "vega", "theta", "rho")
 
 def register(app: typer.Typer) -> None:
     app.command("price")(price_command)
-    app.command("demo")(demo_command)
 
 
 def price_command(
@@ -42,7 +40,7 @@ def price_command(
     line, field and reason; the others are still priced; the exit status is then 2.
     Units: vega per 1.00 vol, theta per year (-dV/dT), rho per 1.00 rate.
     """
-    options = _load(file)
+    options = load_option_file(file)
     result = _price_columns(options, with_greeks)
     try:
         if as_json:
@@ -60,35 +58,8 @@ def price_command(
         raise typer.Exit(2)
 
 
-def demo_command() -> None:
-    """Price the bundled sample options and print them with their Greeks."""
-    sample = resources.files("marginflow.io").joinpath("samples/options.csv")
-    with resources.as_file(sample) as path:
-        options = _load(path)
-    cols = _price_columns(options, with_greeks=True)
-    raw = options.rows.raw
-    rows = [
-        (
-            r["kind"],
-            r["style"],
-            float(r["spot"]),
-            float(r["strike"]),
-            float(r["expiry_years"]),
-            float(cols["price"][i]),
-            float(cols["delta"][i]),
-            float(cols["vega"][i]) / 100.0,
-            r.get("note", ""),
-        )
-        for i, r in enumerate(raw)
-    ]
-    table(
-        "marginflow demo: sample options priced (BSM / ALO American)",
-        ("kind", "style", "spot", "strike", "T (y)", "price", "delta", "vega/1%", "note"),
-        rows,
-    )
-
-
-def _load(path: Path) -> OptionFile:
+def load_option_file(path: Path) -> OptionFile:
+    """Read an option file ('-' for standard input); whole-file errors exit with status 2."""
     source = "<stdin>" if str(path) == "-" else str(path)
     try:
         if str(path) == "-":

@@ -81,10 +81,3 @@ def test_whole_file_errors_are_one_clear_line(
     assert res.returncode == 2
     assert message in res.stderr
     assert "Traceback" not in res.stderr
-
-
-def test_demo_prints_a_table() -> None:
-    res = run("demo")
-    assert res.returncode == 0, res.stderr
-    assert "marginflow demo" in res.stdout
-    assert "2.133" in res.stdout
