@@ -16,6 +16,7 @@ where the table is silent:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def option(
 
 def margin_of(
     batches: list[OptionBatch], quantities: list[float], *, rng: ValuationRange, shares: float = 0.0
-) -> tuple[float, dict[str, object]]:
+) -> tuple[float, dict[str, Any]]:
     """Margin of one account holding ``quantities`` contracts of each option (one class)
     and ``shares`` shares of the underlying."""
     batch = OptionBatch(**{f: np.concatenate([getattr(b, f) for b in batches]) for f in _FIELDS})
@@ -169,7 +170,7 @@ def test_long_spx_straddle_is_the_minimum() -> None:
     ]
     margin, b = margin_of(legs, [CONTRACTS, CONTRACTS], rng=SPX_RANGE)
     assert margin == 7_500.0
-    assert b["classes"][0]["binding"] == "minimum"  # type: ignore[index]
+    assert b["classes"][0]["binding"] == "minimum"
 
 
 def test_short_spx_call_within_one_percent() -> None:
@@ -179,7 +180,7 @@ def test_short_spx_call_within_one_percent() -> None:
     call = implied(option(is_call=True, strike=1460, spot=SPX, american=False, q=SPX_Q), 21.66)
     margin, b = margin_of([call], [-CONTRACTS], rng=SPX_RANGE)
     assert margin == pytest.approx(654_514, rel=0.01)
-    assert b["driving"]["move"] == pytest.approx(0.06)  # type: ignore[index]
+    assert b["driving"]["move"] == pytest.approx(0.06)
 
 
 def test_short_ibm_call_within_half_a_percent() -> None:
@@ -190,7 +191,7 @@ def test_short_ibm_call_within_half_a_percent() -> None:
     call = implied(option(is_call=True, strike=100, spot=IBM, american=False), 1.68)
     margin, b = margin_of([call], [-CONTRACTS], rng=EQUITY)
     assert margin == pytest.approx(115_429, rel=0.005)
-    assert b["driving"]["move"] == pytest.approx(0.15)  # type: ignore[index]
+    assert b["driving"]["move"] == pytest.approx(0.15)
 
 
 def test_ibm_protective_put_worst_loss() -> None:
@@ -207,7 +208,7 @@ def test_ibm_protective_put_worst_loss() -> None:
     assert margin == pytest.approx(37_538, abs=50)
     # The loss is the same at every point where the put is exercised (-12% and below
     # here), so the driving point is one of those, whichever rounding favours.
-    assert b["driving"]["move"] <= -0.105  # type: ignore[index]
+    assert b["driving"]["move"] <= -0.105
 
 
 def test_ibm_short_put_worst_loss() -> None:
@@ -229,7 +230,7 @@ def test_long_ibm_straddle_is_the_minimum() -> None:
     ]
     margin, b = margin_of(legs, [CONTRACTS, CONTRACTS], rng=EQUITY)
     assert margin == 7_500.0
-    assert b["classes"][0]["binding"] == "minimum"  # type: ignore[index]
+    assert b["classes"][0]["binding"] == "minimum"
 
 
 # ------------------------------------------------------------------------ the minimum

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from marginflow.margin.span import (
     scanning_spread_values,
     span_margin,
 )
+from marginflow.margin.span_parameters import NovOffset, SomBasis
 from marginflow.pricing.black_scholes import black76_price
 
 # Whole-dollar published figures reproduced by float arithmetic on whole numbers and
@@ -132,10 +134,10 @@ MCM_CALL = [
 ]
 
 
-def commodity(name: str, scenarios: SpanScenarios = CME, **kw: object) -> SpanCommodity:
+def commodity(name: str, scenarios: SpanScenarios = CME, **kw: Any) -> SpanCommodity:
     kw.setdefault("price_scan_range", 1.0)
     kw.setdefault("vol_scan_range", 0.04)
-    return SpanCommodity(name=name, scenarios=scenarios, **kw)  # type: ignore[arg-type]
+    return SpanCommodity(name=name, scenarios=scenarios, **kw)
 
 
 # ----------------------------------------------------------------- CME scanning spread
@@ -400,11 +402,13 @@ def test_intra_commodity_tiers_and_default_charge() -> None:
 
 
 def test_short_option_minimum_binds_for_far_out_of_the_money_shorts() -> None:
-    base = dict(price_scan_range=1.0, short_option_minimum=50.0)
-    for basis, expected in (("all", 2 * 3 * 50.0), ("max_calls_puts", 3 * 50.0)):
-        params = SpanParameters(
-            commodities=(commodity("X", som_basis=basis, **base),)  # type: ignore[arg-type]
-        )
+    base: dict[str, Any] = {"price_scan_range": 1.0, "short_option_minimum": 50.0}
+    cases: tuple[tuple[SomBasis, float], ...] = (
+        ("all", 2 * 3 * 50.0),
+        ("max_calls_puts", 3 * 50.0),
+    )
+    for basis, expected in cases:
+        params = SpanParameters(commodities=(commodity("X", som_basis=basis, **base),))
         inst = SpanInstruments.of(
             risk_array=np.full((2, 16), 1.0),  # tiny scan risk: $1 per contract
             commodity=0,
@@ -420,11 +424,8 @@ def test_short_option_minimum_binds_for_far_out_of_the_money_shorts() -> None:
 def test_net_option_value_offset_account_versus_commodity() -> None:
     # A long option (risk 300, value 1,000) in one commodity, a future (risk 500) in
     # another: the account offset lets the excess long value cover the future's risk.
-    def run(offset: str) -> float:
-        params = SpanParameters(
-            commodities=(commodity("A"), commodity("B")),
-            nov_offset=offset,  # type: ignore[arg-type]
-        )
+    def run(offset: NovOffset) -> float:
+        params = SpanParameters(commodities=(commodity("A"), commodity("B")), nov_offset=offset)
         inst = SpanInstruments.of(
             risk_array=np.vstack([np.full(16, 300.0), np.full(16, 500.0)]),
             commodity=[0, 1],
