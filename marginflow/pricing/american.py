@@ -2,52 +2,64 @@
 
 Every option is priced as a put with unit strike: a call is a put by put-call symmetry,
 ``C(S, K, r, q) = P(K, S, q, r)``, and prices are homogeneous of degree one in (S, K), so
-``P(S, K, r, q) = K · p(S/K; r, q)``. The unit-strike put ``p`` is
+``P(S, K, r, q) = K · p(S/K; r, q)``. The unit-strike put ``p`` is (Kim's representation)
 
     p(x) = p_European(x) + ∫_0^T [r e^{-rt} N(-d-) - q x e^{-qt} N(-d+)] dt,
-    d± = d±(t, x / B(T-t)) = (ln(x / B(T-t)) + (r - q) t) / (vol sqrt(t)) ± vol sqrt(t) / 2,
+    d± = (ln(x / B(T-t)) + (r - q) t) / (vol sqrt(t)) ± vol sqrt(t) / 2,
 
-where ``B(τ)`` is the exercise boundary at time to expiry ``τ`` (Kim's integral equation).
-The boundary depends on (r, q, vol, T) but not on the spot, so one instrument revalued under
-many spots solves for it once (:func:`american_price_spots`).
+where ``B(τ)`` is the exercise boundary at time to expiry ``τ``. The boundary depends on
+(r, q, vol, T) but not on the spot, so one instrument revalued under many spots solves for
+it once (:func:`american_price_spots`); with the boundary fixed the price is a smooth
+function of the spot.
 
 The boundary is solved as in Andersen, Lake and Offengenden, "High Performance American
 Option Pricing" (J. Comp. Finance 2016), and QuantLib's ``QdFpAmericanEngine``:
 
 * collocation on Chebyshev-Lobatto nodes in ``sqrt(τ)``, interpolating
   ``H = ln(B / B(0+))²``, with ``B(0+) = K min(1, r/q)``;
-* initial guess from the QD+ approximation (Li 2010) at every node, Halley's method;
+* initial guess from the QD+ approximation (Li 2010) at every node, by Halley's method;
 * fixed-point iterations on ``B = K e^{-(r-q)τ} N(B) / D(B)``, the first a partial
-  Jacobi-Newton step. Two forms of N/D exist (ALO's FP-A and FP-B).
+  Jacobi-Newton step. ALO give two forms of N/D, FP-A and FP-B.
 
-What we do differently, each measured on thousands of random options against QuantLib's
-high-precision scheme (``tests/pricing/test_american_quantlib.py``):
+What we do differently, each choice measured against QuantLib's high-precision scheme on
+random options (``tests/pricing/test_american_quantlib.py``):
 
-* Quadrature in the angle φ with ``t = T sin²φ`` (and ``u = τ cos²φ`` inside the
-  iterations) instead of QuantLib's ``t = z²``. It removes the square-root singularities at
+* Quadrature in an angle: ``t = T sin²φ`` in the premium and ``u = τ cos²φ`` inside the
+  iterations, instead of QuantLib's ``t = z²``. It removes the square-root singularities at
   *both* ends (the ``1/sqrt(t)`` of d± at one, the ``sqrt(τ)`` of the boundary at the
-  other), so Gauss-Legendre converges geometrically: 32 points reach what 2,000 reach with
+  other), so Gauss-Legendre converges geometrically: 128 points do what 2,000 do with
   ``t = z²``.
-* FP-A when ``2(r-q)/vol² < 8`` and FP-B above. FP-A converges in 2-4 steps where FP-B
+* FP-A when ``|2(r-q)/vol²| < 8``, FP-B outside. FP-A converges in 2-4 steps where FP-B
   needs 6-10, but it oscillates and diverges when the drift dominates the volatility
-  (low vol, long expiry, high rate); FP-B converges there. (QuantLib uses FP-B unless
+  (low vol, long expiry, |r - q| large), where FP-B converges. (QuantLib uses FP-B unless
   ``|r - q| < 0.001``.)
-* Anderson (depth one) acceleration of the iterations after the Jacobi-Newton step, and a
-  stopping rule (largest change of ``ln B`` below ``AloScheme.tolerance``) with a cap.
-* Vectorisable normal distribution and exponential (``_fast_ncdf``, ``_fast_exp``: 2e-13
-  relative error), so the inner loops run in SIMD registers.
+* Anderson (depth one) acceleration after the Jacobi-Newton step, and a stopping rule on
+  the change of ``ln B`` (:class:`AloScheme` ``tolerance``) under a cap.
+* Options are solved in groups of 8, one SIMD lane per (option, node) or (option, point),
+  with exp, log and the normal distribution in plain arithmetic (``_fast_exp``,
+  ``_fast_log``, ``_fast_ncdf``; relative errors below 3e-13) so LLVM vectorises the loops.
 
-Cases where the single-boundary method does not apply (put-space rates ``r``, ``q``):
+Regimes, in put space (rates ``r``, ``q`` of the equivalent put):
 
 * ``T == 0``: intrinsic value.
-* ``vol · sqrt(T) <= 1e-12`` (no randomness left): the deterministic value
-  ``max_t (K e^{-rt} - S e^{-qt})⁺`` over ``t ∈ [0, T]``, exact.
+* ``vol · sqrt(T) <= 1e-5``: the deterministic value ``max over t in [0, T] of
+  (K e^{-rt} - S e^{-qt})⁺``, exact at zero volatility and within 4e-4 per 100 below
+  that threshold.
 * ``r <= 0`` and ``q >= r``: early exercise is never optimal; the European price is exact
-  (Andersen and Lake 2021, table 2).
-* ``q < r < 0``: the exercise region is bounded by two boundaries (Andersen and Lake 2021)
-  and ALO's single boundary does not apply. These options go to a Crank-Nicolson finite
-  difference solver (:func:`_fd_put_values`), accurate to about 1e-4 per unit strike and
-  ~1000 times slower; for a call this is ``r < q < 0``.
+  (Andersen and Lake, "Fast American Option Pricing: the Double-Boundary Case", 2021,
+  table 2).
+* ``q < r < 0`` (for a call: ``r < q < 0``): the exercise region lies between two
+  boundaries and ALO's single boundary does not apply. These options go to a
+  Crank-Nicolson finite-difference solver (``_fd_put_grid``, Richardson-extrapolated in
+  time): within 1.3e-4 per 100 of QuantLib's finite differences, ~15 ms per option.
+* otherwise (``r > 0``, or ``r == 0 > q``): ALO, floored by the deterministic value.
+
+Known limit: when the volatility is small against the carry, ``vol / (|r - q| sqrt(T))``
+below ~0.1 (e.g. vol 1% with r - q = 20% over 5 years; outside the tested range
+vol >= 5%, |r - q| <= 12%, T <= 5y, where it is >= 0.19), the integrands approach steps
+and the default scheme's error exceeds 1e-3 per 100: measured worst 5e-2 below 0.03 and
+2e-3 between 0.03 and 0.1 (about 60 random options per band against QuantLib's high
+precision), against 5e-5 above 0.1.
 """
 
 from __future__ import annotations
@@ -72,6 +84,7 @@ IntArray = NDArray[np.int64]
 __all__ = [
     "DEFAULT_SCHEME",
     "HIGH_PRECISION_SCHEME",
+    "QD_PLUS_SCHEME",
     "AloScheme",
     "ExerciseBoundary",
     "american_price",
@@ -131,13 +144,25 @@ class AloScheme:
 #: random options with T <= 5y at the best speed measured.
 DEFAULT_SCHEME = AloScheme()
 
-#: About 1e-8 per unit strike: for references and for checking the default.
+#: Converged to about 1e-8 per unit strike (within 4e-6 per 100 of QuantLib's
+#: high-precision scheme on random options): for references and for checking the default.
 HIGH_PRECISION_SCHEME = AloScheme(
     chebyshev_nodes=32,
     fixed_point_iterations=30,
     tolerance=1e-12,
     iteration_points=32,
     premium_points=64,
+)
+
+#: The QD+ approximation alone (Li 2010; no fixed-point iterations) on 8 Chebyshev points,
+#: as QuantLib's ``QdPlusAmericanEngine(process, 8, Halley, 1e-10)``: reproduces its
+#: values to 1e-11. Off by up to a few cents per 100 on long expiries.
+QD_PLUS_SCHEME = AloScheme(
+    chebyshev_nodes=7,
+    fixed_point_iterations=0,
+    tolerance=0.0,
+    iteration_points=1,
+    premium_points=256,
 )
 
 
@@ -357,8 +382,12 @@ _DOUBLE_BOUNDARY = 3
 _SINGLE_BOUNDARY = 4
 
 # Below this total volatility the deterministic value is exact to far below a cent.
-_TINY_TOTAL_VOL = 1e-12
-# FP-A below this value of 2(r-q)/vol², FP-B above (see the module docstring).
+# Below this total volatility vol sqrt(T) the deterministic value is used: it is a lower
+# bound, and the price exceeds it by at most about n(0) vol sqrt(T) max(S, K) (a vega
+# bound), 4e-4 per 100 here. Near that limit the boundary is a step the collocation cannot
+# follow.
+_TINY_TOTAL_VOL = 1e-5
+# FP-A where |2(r-q)/vol²| < 8, FP-B outside (see the module docstring).
 _FP_A_MAX_OMEGA = 8.0
 # QD+ is only the starting point of the iterations: Halley's method stops once no node
 # moves by more than _QD_TOL in ln S (the QD+ boundary itself is off by ~1e-2).
@@ -370,13 +399,20 @@ _QD_TOL = 1e-4
 def _regime(r: float, q: float, v: float, t: float) -> int:
     if t <= 0.0:
         return _EXPIRED
+    # Early exercise never pays when r <= 0 and q >= r; for 0 < r T <= 1e-12 the premium
+    # is below r T K (its integrand is at most r K e^{-rt}): nothing in double precision.
+    if r * t <= 1e-12 and q >= r:
+        return _EUROPEAN
     if v * math.sqrt(t) <= _TINY_TOTAL_VOL:
         return _DETERMINISTIC
-    if r <= 0.0 and q >= r:
-        return _EUROPEAN
     if q < r < 0.0:
         return _DOUBLE_BOUNDARY
     return _SINGLE_BOUNDARY
+
+
+@njit(cache=True, inline="always")
+def _intrinsic(is_call: bool, s: float, k: float) -> float:
+    return max(s - k, 0.0) if is_call else max(k - s, 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -390,6 +426,17 @@ def _deterministic_put(x: float, r: float, q: float, t: float) -> float:
             if 0.0 < t_star < t:
                 best = max(best, math.exp(-r * t_star) - x * math.exp(-q * t_star))
     return best
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
+def _deterministic_floor(x: float, r: float, q: float, t: float) -> float:
+    """``_deterministic_put`` without branches on the data (vectorises): the ALO floor."""
+    at_expiry = max(1.0 - x, _fast_exp(-r * t) - x * _fast_exp(-q * t), 0.0)
+    # Interior optimum of K e^{-rt} - S e^{-qt} at t* = ln(r / (q x)) / (r - q), if any.
+    ratio = r / (q * x) if (r != q and r * q > 0.0) else 1.0
+    t_star = _fast_log(ratio) / (r - q) if ratio > 0.0 else -1.0
+    t_star = t_star if (0.0 < t_star < t) else 0.0
+    return max(at_expiry, _fast_exp(-r * t_star) - x * _fast_exp(-q * t_star))
 
 
 @njit(cache=True, inline="always")
@@ -783,12 +830,16 @@ def _group_prices(size: int, n_p: int, sc: _Scratch, out: FloatArray) -> None:
             premium += term[p]
         x, r, q, vol, t = opt[_O_X][g], opt[_O_R][g], opt[_O_Q][g], opt[_O_VOL][g], opt[_O_T][g]
         european = bsm_scalar(False, x, 1.0, t, r, q, vol)
-        out[g] = max(european + max(premium, 0.0), 1.0 - x)
+        # Floors: exercising now, and exercising at the best fixed date (worth at least the
+        # forward intrinsic value then, by Jensen), bound the price below. The second binds
+        # only where the integrands are near steps (vol small against |r - q| T).
+        value = max(european + max(premium, 0.0), _deterministic_floor(x, r, q, t))
+        out[g] = value if premium == premium else np.nan
 
 
 @njit(cache=True, inline="always")
 def _uses_fp_a(r: float, q: float, vol: float) -> bool:
-    return 2.0 * (r - q) < _FP_A_MAX_OMEGA * vol * vol
+    return abs(2.0 * (r - q)) < _FP_A_MAX_OMEGA * vol * vol
 
 
 @njit(cache=True, inline="always")
@@ -811,12 +862,15 @@ def _closed_form_or_kind(
     regime = _regime(rr, qq, v, t)
     if regime == _SINGLE_BOUNDARY:
         return 0.0, 1 if _uses_fp_a(rr, qq, v) else 2
+    # Closed forms in the option's own terms, so they equal the European pricer exactly.
     if regime == _EXPIRED:
-        return scale * max(1.0 - x, 0.0), 0
-    if regime == _DETERMINISTIC:
-        return scale * _deterministic_put(x, rr, qq, t), 0
+        return _intrinsic(is_call, s, k), 0
     if regime == _EUROPEAN:
-        return scale * bsm_scalar(False, x, 1.0, t, rr, qq, v), 0
+        return bsm_scalar(is_call, s, k, t, r, q, v), 0
+    if regime == _DETERMINISTIC:
+        # Both the deterministic value and the European price are lower bounds.
+        floor = max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k))
+        return max(scale * _deterministic_put(x, rr, qq, t), floor), 0
     return np.nan, 3
 
 
@@ -878,7 +932,9 @@ def _alo_groups(
         _group_prices(size, n_p, sc, prices)
         for g in range(size):
             i = todo[lo + g]
-            out[i] = (s[i] if is_call[i] else k[i]) * prices[g]
+            # NaN (a boundary that failed to converge) is left for the fallback.
+            scaled = (s[i] if is_call[i] else k[i]) * prices[g]
+            out[i] = max(scaled, _intrinsic(is_call[i], s[i], k[i])) if scaled == scaled else scaled
 
 
 @njit(cache=True, parallel=True)
@@ -973,11 +1029,11 @@ def _single_boundary(
 # Finite differences for the double-boundary regime (q < r < 0 for the put)
 # --------------------------------------------------------------------------------------
 
-# Grid of the fallback: 2,001 points in ln(S/K) over ±(6 vol sqrt(T) + |r-q| T + 0.25)
-# around the spot and strike; 200 and 400 time steps combined by Richardson extrapolation
-# (the projection on the payoff makes the time error first order). Measured against the
-# ALO high-precision scheme on single-boundary puts: within 1e-4 per 100 of strike (and
-# 1e-3 without the extrapolation); about 15 ms per option.
+# Grid of the fallback: about 2,001 points in ln(S/K) over ±(6 vol sqrt(T) + |r-q| T + 0.25)
+# around the spot and strike, both on nodes; 200 and 400 time steps combined by Richardson
+# extrapolation (the moving exercise boundary leaves the time error first order). Measured
+# against the ALO high-precision scheme on single-boundary puts: within 1.2e-4 per 100 of
+# strike (1e-3 without the extrapolation); 10-20 ms per option.
 _FD_SPACE_POINTS = 2001
 _FD_TIME_STEPS = 200
 _FD_WIDTH_SIGMAS = 6.0
@@ -990,8 +1046,12 @@ def _fd_put_grid(
     """Unit-strike American put on the grid ``y_j = y_lo + j h`` (y = ln(S/K)).
 
     Theta scheme in time to expiry: four implicit Euler half-steps (Rannacher), then
-    Crank-Nicolson; early exercise by projection on the payoff after each step. Dirichlet
-    conditions: the zero-volatility value far in the money, zero far out of the money.
+    Crank-Nicolson. Each step solves the linear complementarity problem
+    ``min(A v - rhs, v - payoff) = 0`` by policy iteration (Howard): rows in the exercise
+    set become ``v = payoff``, the tridiagonal system is solved, the set updated, until it
+    stops changing (two or three rounds). Unlike projecting on the payoff after the solve,
+    this keeps the time error second order, and it handles an exercise region with two
+    boundaries. Dirichlet ends: the zero-volatility value far in the money, zero far out.
     """
     a = 0.5 * vol * vol
     b = r - q - a
@@ -1005,6 +1065,7 @@ def _fd_put_grid(
     rhs = np.empty(nx)
     cp = np.empty(nx)
     dp = np.empty(nx)
+    exercise = np.zeros(nx, dtype=np.bool_)
     x_lo = math.exp(y_lo)
     dt_full = t / nt
     tau = 0.0
@@ -1019,23 +1080,38 @@ def _fd_put_grid(
         for j in range(1, nx - 1):
             rhs[j] = v[j] + e * (lo * v[j - 1] + di * v[j] + up * v[j + 1])
         left = _deterministic_put(x_lo, r, q, tau)
-        right = 0.0
-        # Thomas algorithm on (I - theta dt L) v = rhs, Dirichlet ends.
         il = -theta * dt * lo
         idi = 1.0 - theta * dt * di
         iu = -theta * dt * up
-        cp[0] = 0.0
-        dp[0] = left
-        for j in range(1, nx - 1):
-            m = idi - il * cp[j - 1]
-            cp[j] = iu / m
-            dp[j] = (rhs[j] - il * dp[j - 1]) / m
-        v[nx - 1] = right
-        for j in range(nx - 2, 0, -1):
-            v[j] = dp[j] - cp[j] * v[j + 1]
-        v[0] = left
         for j in range(nx):
-            v[j] = max(v[j], payoff[j])
+            exercise[j] = v[j] <= payoff[j] and payoff[j] > 0.0
+        for _ in range(50):
+            # Thomas algorithm; exercised rows read v_j = payoff_j.
+            cp[0] = 0.0
+            dp[0] = left
+            for j in range(1, nx - 1):
+                if exercise[j]:
+                    cp[j] = 0.0
+                    dp[j] = payoff[j]
+                else:
+                    m = idi - il * cp[j - 1]
+                    cp[j] = iu / m
+                    dp[j] = (rhs[j] - il * dp[j - 1]) / m
+            v[nx - 1] = 0.0
+            for j in range(nx - 2, 0, -1):
+                v[j] = dp[j] - cp[j] * v[j + 1]
+            v[0] = left
+            # Howard's update: exercise where it beats continuing, keep it where
+            # continuing would need a negative source.
+            changed = False
+            for j in range(1, nx - 1):
+                residual = il * v[j - 1] + idi * v[j] + iu * v[j + 1] - rhs[j]
+                new = residual > v[j] - payoff[j] if exercise[j] else v[j] < payoff[j]
+                if new != exercise[j]:
+                    exercise[j] = new
+                    changed = True
+            if not changed:
+                break
     return v
 
 
@@ -1061,11 +1137,14 @@ def _fd_kernel(x: FloatArray, r: FloatArray, q: FloatArray, v: FloatArray, t: Fl
         ln_x = math.log(x[i])
         half = _fd_half_width(r[i], q[i], v[i], t[i])
         lo = min(ln_x, 0.0) - half
-        hi = max(ln_x, 0.0) + half
-        h = (hi - lo) / (_FD_SPACE_POINTS - 1)
-        j = round((ln_x - lo) / h)  # put the spot on a node: no interpolation
-        out[i] = max(_fd_richardson(r[i], q[i], v[i], t[i], ln_x - j * h, h, _FD_SPACE_POINTS)[j],
-                     1.0 - x[i])  # fmt: skip
+        h = (max(ln_x, 0.0) + half - lo) / (_FD_SPACE_POINTS - 1)
+        # Both the strike (y = 0, the payoff's kink) and the spot on nodes: h divides ln x.
+        if abs(ln_x) > 1e-12:
+            h = abs(ln_x) / max(1, round(abs(ln_x) / h))
+        y_lo = -round(-lo / h) * h
+        nx = round((max(ln_x, 0.0) + half - y_lo) / h) + 1
+        j = round((ln_x - y_lo) / h)
+        out[i] = max(_fd_richardson(r[i], q[i], v[i], t[i], y_lo, h, nx)[j], 1.0 - x[i])
 
 
 def _fd_prices(batch: OptionBatch) -> FloatArray:
@@ -1140,7 +1219,10 @@ def _spots_alo_kernel(
                 pr[s] += a_r * _fast_ncdf(a_v - dp) - x[s] * a_q * _fast_ncdf(-dp)
         for s in range(m):
             scale = spots[lo + s] if is_call else strike
-            out[lo + s] = scale * max(eu[s] + max(pr[s], 0.0), 1.0 - x[s])
+            floor = _deterministic_floor(x[s], r, q, t)
+            value = scale * max(eu[s] + max(pr[s], 0.0), floor)
+            intrinsic = _intrinsic(is_call, spots[lo + s], strike)
+            out[lo + s] = max(value, intrinsic) if pr[s] == pr[s] else np.nan
 
 
 @njit(cache=True, parallel=True)
@@ -1156,15 +1238,20 @@ def _spots_closed_form_kernel(
     out: FloatArray,
 ) -> None:
     for i in prange(spots.shape[0]):
-        x = strike / spots[i] if is_call else spots[i] / strike
-        scale = spots[i] if is_call else strike
+        s = spots[i]
+        intrinsic = _intrinsic(is_call, s, strike)
         if regime == _EXPIRED:
-            value = max(1.0 - x, 0.0)
-        elif regime == _DETERMINISTIC:
-            value = _deterministic_put(x, r, q, t)
+            out[i] = intrinsic
         else:
-            value = bsm_scalar(False, x, 1.0, t, r, q, vol)
-        out[i] = scale * value
+            # r and q are put-space rates: swap them back for a call.
+            european = bsm_scalar(is_call, s, strike, t, q if is_call else r,
+                                  r if is_call else q, vol)  # fmt: skip
+            if regime == _DETERMINISTIC:
+                x, scale = (strike / s, s) if is_call else (s / strike, strike)
+                det = scale * _deterministic_put(x, r, q, t)
+                out[i] = max(det, european, intrinsic)
+            else:
+                out[i] = european
 
 
 def _scalar(name: str, value: float, *, positive: bool = False, nonnegative: bool = False) -> float:
@@ -1225,6 +1312,8 @@ def american_price_spots(
         _spots_alo_kernel(
             call, s, k, r, q, v, t, pc[0][:m], pc[1][:m], pc[2][:m], pc[3][:m], pc[4][:m], out
         )
+        if np.isnan(out).any():  # the boundary failed to converge: finite differences
+            out[:] = _fd_spots(call, s, k, r, q, v, t)
     return out
 
 
@@ -1241,8 +1330,9 @@ def _fd_spots(
     hi = max(float(ln_x.max()), 0.0) + half
     nx = max(_FD_SPACE_POINTS, int((hi - lo) / (2.0 * half) * _FD_SPACE_POINTS))
     h = (hi - lo) / (nx - 1)
-    grid = _fd_richardson(r, q, v, t, lo, h, nx)
-    values = CubicSpline(lo + h * np.arange(nx), grid)(ln_x)
+    y_lo = -round(-lo / h) * h  # the strike on a node
+    grid = _fd_richardson(r, q, v, t, y_lo, h, nx + 1)
+    values = CubicSpline(y_lo + h * np.arange(nx + 1), grid)(ln_x)
     scale = s if call else np.full_like(s, k)
     return np.asarray(scale * np.maximum(values, np.maximum(1.0 - x, 0.0)), dtype=np.float64)
 

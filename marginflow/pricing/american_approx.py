@@ -7,6 +7,9 @@ deep in-the-money options, well above the 0.001 the pricing core holds to: use
 or cross-checks. Both price every option of a batch as American (``is_american`` is
 ignored), per unit of the underlying; conventions as in :mod:`marginflow.core.batch`
 (cost of carry ``b = rate - dividend_yield``; options on futures: ``dividend_yield = rate``).
+Results are floored at the European and the intrinsic values; where a formula breaks down
+(very low volatility with a rate near zero, where its critical price has no solution) the
+floor is the answer.
 
 References: G. Barone-Adesi and R. Whaley, "Efficient Analytic Approximation of American
 Option Values", J. Finance 42 (1987); P. Bjerksund and G. Stensland, "Closed-Form
@@ -149,14 +152,24 @@ def _bs93_scalar(
     return _bs93_call(k, s, t, r - b, -b, v)
 
 
+@njit(cache=True, inline="always")
+def _guarded(value: float, is_call: bool, s: float, k: float, t: float, r: float, q: float,
+             v: float) -> float:  # fmt: skip
+    """No less than the European value and the intrinsic value; where the approximation
+    breaks down (NaN: very low volatility with a rate near zero) those are all we have."""
+    floor = max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k))
+    return max(value, floor) if math.isfinite(value) else floor
+
+
 @njit(cache=True, parallel=True)
 def _kernel(method: int, is_call: np.ndarray, s: FloatArray, k: FloatArray, t: FloatArray,
             r: FloatArray, q: FloatArray, v: FloatArray, out: FloatArray) -> None:  # fmt: skip
     for i in prange(s.shape[0]):
         if method == 0:
-            out[i] = _baw_scalar(is_call[i], s[i], k[i], t[i], r[i], q[i], v[i])
+            value = _baw_scalar(is_call[i], s[i], k[i], t[i], r[i], q[i], v[i])
         else:
-            out[i] = _bs93_scalar(is_call[i], s[i], k[i], t[i], r[i], q[i], v[i])
+            value = _bs93_scalar(is_call[i], s[i], k[i], t[i], r[i], q[i], v[i])
+        out[i] = _guarded(value, is_call[i], s[i], k[i], t[i], r[i], q[i], v[i])
 
 
 def _price(method: int, batch: OptionBatch) -> FloatArray:
