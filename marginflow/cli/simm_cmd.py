@@ -181,7 +181,7 @@ def _print_report(report: SimmReport, depth: int) -> None:
                 [((trade,), (value,)) for trade, value in top],
             )
     for note in report.notes:
-        stderr.print(f"note: {note}", highlight=False)
+        stderr.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def _money_table(

@@ -30,6 +30,10 @@ from marginflow.simm.schedule import schedule_margins
 Model = Literal["simm", "schedule", "mixed"]
 MODELS: tuple[Model, ...] = ("simm", "schedule", "mixed")
 MSG_MODEL = "must be one of simm, schedule, mixed; got {value!r}"
+MSG_NO_CALCULATION = (
+    "{portfolio} {side}: no calculation applies, every row is left out on this side "
+    "(Excluded, or Unspecified in a portfolio that names regulations): IM 0"
+)
 
 
 def simm_report(
@@ -104,6 +108,11 @@ def simm_report(
     notes = []
     if not enforce_regulations:
         notes.append("regulation columns ignored: one calculation per portfolio and side")
+    notes.extend(
+        MSG_NO_CALCULATION.format(portfolio=r.portfolio, side=r.side)
+        for r in results
+        if r.regulation is None
+    )
     return SimmReport(
         version=calibration.version,
         mpor_days=calibration.mpor_days,

@@ -135,3 +135,25 @@ def test_table_amounts_are_to_the_cent(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "37,037.03" in res.stdout
     assert "0.00" in res.stdout  # the Schedule column of a SIMM-only portfolio
+
+
+def test_a_side_with_no_calculation_is_noted_not_silent(tmp_path: Path) -> None:
+    # Every row Excluded on the post side, or only an explicit 'Unspecified' regulation
+    # (which ORE, too, leaves out when regulations are enforced): the IM is 0 because no
+    # calculation applies, and the user is told so.
+    path = tmp_path / "crif.csv"
+    path.write_text(
+        "PortfolioID,RiskType,ProductClass,Qualifier,Bucket,AmountUSD,"
+        "CollectRegulation,PostRegulation\n"
+        "P1,Risk_Equity,Equity,ACME,1,1000000,ESA,Excluded\n"
+        "P2,Risk_Equity,Equity,ACME,1,1000000,Unspecified,Unspecified\n"
+    )
+    res = run("simm", str(path), "--version", "2.6", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    ims = {(r["portfolio"], r["side"]): (r["regulation"], r["im"]) for r in doc["results"]}
+    assert ims[("P1", "call")] == ("ESA", pytest.approx(30e6, rel=1e-12))
+    assert ims[("P1", "post")] == (None, 0.0)
+    assert ims[("P2", "call")] == (None, 0.0)
+    assert "P1 post: no calculation applies" in " ".join(doc["notes"])
+    assert "P2 call: no calculation applies" in " ".join(doc["notes"])
