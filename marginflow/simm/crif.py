@@ -343,6 +343,8 @@ def build_crif(
     ``lines`` gives the 1-based line (or row) number of each input row for messages;
     ``raw(i)`` returns the input text of row ``i`` for the failure record. Raises
     :class:`ValidationError` when a required column is missing (nothing can be computed).
+
+    Fields are checked in the order below; a row fails on its first bad field.
     """
     if "RiskType" not in columns:
         raise ValidationError("RiskType", MSG_MISSING_COLUMN.format(choices="RiskType, risk_type"))
@@ -350,72 +352,153 @@ def build_crif(
         raise ValidationError(
             "Amount", MSG_MISSING_COLUMN.format(choices="Amount (+AmountCurrency) or AmountUSD")
         )
-    n = len(columns["RiskType"])
-    line_no = lines if lines is not None else np.arange(2, n + 2, dtype=np.int64)
-    fail = _Failures(n)
+    rows = _Rows(columns, calibration)
+    risk_type = _risk_types(rows)
+    im_model = _im_models(rows, risk_type)
+    schedule = im_model == IM_MODEL_SCHEDULE
+    product_class = _product_classes(rows, risk_type, schedule)
+    qualifier, qualifiers = _qualifiers(rows, risk_type)
+    bucket = _buckets(rows, risk_type)
+    label1 = _tenors(rows, risk_type)
+    label2, labels2 = _subcurves(rows, risk_type)
+    amounts = _amounts(rows, risk_type)
+    collect_regs, post_regs, regulation_sets = _regulations(rows)
+    end_date = _end_dates(rows, schedule)
+    portfolio, portfolios = rows.encoded("PortfolioID")
+    if "PortfolioID" not in columns:
+        portfolios = [DEFAULT_PORTFOLIO]
+    trade, trades = _trades(rows, schedule)
 
-    def raw_text(i: int) -> str:
-        if raw is not None:
-            return raw(i)
+    line_no = lines if lines is not None else np.arange(2, rows.n + 2, dtype=np.int64)
+    failures = rows.fail.to_list(source, line_no, raw or rows.raw_text)
+    crif = Crif(
+        source=source,
+        line=np.asarray(line_no, dtype=np.int64),
+        portfolio=portfolio,
+        portfolios=tuple(portfolios),
+        trade=trade,
+        trades=tuple(trades),
+        product_class=product_class,
+        risk_type=risk_type,
+        qualifier=qualifier,
+        qualifiers=tuple(qualifiers),
+        bucket=bucket,
+        label1=label1,
+        label2=label2,
+        labels2=tuple(labels2),
+        amount=amounts.amount,
+        amount_currency=amounts.currency,
+        currencies=tuple(amounts.currencies),
+        amount_usd=amounts.amount_usd,
+        collect_regs=collect_regs,
+        post_regs=post_regs,
+        regulation_sets=tuple(regulation_sets),
+        im_model=np.where(im_model < 0, 0, im_model).astype(np.int8),
+        end_date=end_date,
+        version=calibration.version,
+    )
+    good = ~rows.fail.bad
+    if not good.all():
+        crif = crif.take(good)
+    return CrifLoad(crif=crif, failures=tuple(failures))
+
+
+class _Rows:
+    """The raw columns of one validation pass, the calibration they are checked against,
+    and the failures found so far."""
+
+    def __init__(
+        self, columns: Mapping[str, pa.Array | pa.ChunkedArray], calibration: Calibration
+    ) -> None:
+        self.columns = columns
+        self.calibration = calibration
+        self.n = len(columns["RiskType"])
+        self.fail = _Failures(self.n)
+        self._encoded: dict[str, tuple[I32, list[str]]] = {}
+
+    def encoded(self, name: str) -> tuple[I32, list[str]]:
+        """Column ``name`` dictionary-encoded (all '' when absent), encoded once."""
+        if name not in self._encoded:
+            self._encoded[name] = _encode(self.columns.get(name), self.n)
+        return self._encoded[name]
+
+    def raw_text(self, i: int) -> str:
+        """Row ``i`` as ``name=value`` pairs (the input text when no ``raw`` is given)."""
         parts = []
-        for name, col in columns.items():
+        for name, col in self.columns.items():
             value = col[i].as_py()
             parts.append(f"{name}={'' if value is None else value}")
         return ", ".join(parts)
 
-    # Risk type
-    rt_idx, rt_values = _encode(columns.get("RiskType"), n)
-    rt_lut = np.array([RISK_TYPE_BY_NAME.get(v.lower(), -1) for v in rt_values], dtype=np.int8)
-    risk_type = rt_lut[rt_idx]
-    fail.add(
-        risk_type < 0,
-        "RiskType",
-        lambda r: MSG_UNKNOWN_RISK_TYPE.format(value=rt_values[rt_idx[r]]),
+
+def _risk_types(rows: _Rows) -> I8:
+    """Risk type codes; an unknown one fails and reads as PV (checked no further)."""
+    idx, values = rows.encoded("RiskType")
+    lut = np.array([RISK_TYPE_BY_NAME.get(v.lower(), -1) for v in values], dtype=np.int8)
+    risk_type = lut[idx]
+    rows.fail.add(
+        risk_type < 0, "RiskType", lambda r: MSG_UNKNOWN_RISK_TYPE.format(value=values[idx[r]])
     )
-    rt_safe = np.where(risk_type < 0, RiskType.PV, risk_type).astype(np.int8)
+    return np.where(risk_type < 0, RiskType.PV, risk_type).astype(np.int8)
 
-    # IM model and product class
-    im_idx, im_values = _encode(columns.get("IMModel"), n)
 
-    def im_code(v: str) -> int:
+def _im_models(rows: _Rows, risk_type: I8) -> I8:
+    """IM model codes (SIMM, Schedule; -1 unknown); Schedule rows must be Notional or PV."""
+    idx, values = rows.encoded("IMModel")
+
+    def code(v: str) -> int:
         low = v.lower()
         if low == "" or low.startswith("simm"):
             return IM_MODEL_SIMM
         return IM_MODEL_SCHEDULE if low == "schedule" else -1
 
-    im_model = np.array([im_code(v) for v in im_values], dtype=np.int8)[im_idx]
-    fail.add(im_model < 0, "IMModel", lambda r: MSG_IM_MODEL.format(value=im_values[im_idx[r]]))
-    schedule = im_model == IM_MODEL_SCHEDULE
-    fail.add(
-        schedule & (rt_safe != RiskType.NOTIONAL) & (rt_safe != RiskType.PV),
+    im_model = np.array([code(v) for v in values], dtype=np.int8)[idx]
+    rows.fail.add(im_model < 0, "IMModel", lambda r: MSG_IM_MODEL.format(value=values[idx[r]]))
+    rt_idx, rt_values = rows.encoded("RiskType")
+    rows.fail.add(
+        (im_model == IM_MODEL_SCHEDULE)
+        & (risk_type != RiskType.NOTIONAL)
+        & (risk_type != RiskType.PV),
         "RiskType",
         lambda r: MSG_SCHEDULE_RISK_TYPE.format(value=rt_values[rt_idx[r]]),
     )
-    pc_idx, pc_values = _encode(columns.get("ProductClass"), n)
-    pc_lut = np.array(
-        [PRODUCT_CLASS_BY_NAME.get(v.lower(), -1 if v == "" else -2) for v in pc_values],
+    return im_model
+
+
+def _product_classes(rows: _Rows, risk_type: I8, schedule: NDArray[np.bool_]) -> I8:
+    """Product class codes: a SIMM product class for sensitivities, a Schedule one for
+    Schedule rows (parameters and notionals may leave it empty)."""
+    idx, values = rows.encoded("ProductClass")
+    lut = np.array(
+        [PRODUCT_CLASS_BY_NAME.get(v.lower(), -1 if v == "" else -2) for v in values],
         dtype=np.int8,
     )
-    product_class = pc_lut[pc_idx]
-    sensitivity = rt_safe < RiskType.PRODUCT_CLASS_MULTIPLIER
-    simm_names = ", ".join(PRODUCT_CLASS_NAMES[ProductClass(i)] for i in range(4))
-    fail.add(
+    product_class = lut[idx]
+    sensitivity = risk_type < RiskType.PRODUCT_CLASS_MULTIPLIER
+    rows.fail.add(
         sensitivity & ((product_class < 0) | (product_class > ProductClass.COMMODITY)),
         "ProductClass",
-        lambda r: MSG_BAD_PRODUCT_CLASS.format(choices=simm_names, value=pc_values[pc_idx[r]]),
+        lambda r: MSG_BAD_PRODUCT_CLASS.format(choices=_SIMM_CLASSES, value=values[idx[r]]),
     )
-    schedule_names = "Rates, FX, Credit, Equity, Commodity, Other"
-    fail.add(
+    rows.fail.add(
         schedule & ((product_class < 0) | (product_class == ProductClass.RATES_FX)),
         "ProductClass",
-        lambda r: MSG_BAD_PRODUCT_CLASS.format(choices=schedule_names, value=pc_values[pc_idx[r]]),
+        lambda r: MSG_BAD_PRODUCT_CLASS.format(choices=_SCHEDULE_CLASSES, value=values[idx[r]]),
     )
+    return product_class
 
-    # Qualifier: currencies and currency pairs are checked and normalised.
-    q_idx, q_values = _encode(columns.get("Qualifier"), n)
 
-    def norm_qualifier(rt: int, q: int) -> str | None:
-        text = q_values[q]
+_SIMM_CLASSES = ", ".join(PRODUCT_CLASS_NAMES[ProductClass(i)] for i in range(4))
+_SCHEDULE_CLASSES = "Rates, FX, Credit, Equity, Commodity, Other"
+
+
+def _qualifiers(rows: _Rows, risk_type: I8) -> tuple[I32, list[str]]:
+    """Qualifier codes into the sorted distinct qualifiers; currencies (CNH read as CNY),
+    currency pairs and product class names are checked and normalised."""
+    idx, values = rows.encoded("Qualifier")
+
+    def normal(rt: int, q: int) -> str | None:
+        text = values[q]
         if rt in CURRENCY_QUALIFIED:
             code = _normal_currency(text)
             return None if code is None else CURRENCY_ALIASES.get(code, code)
@@ -428,248 +511,213 @@ def build_crif(
             return PRODUCT_CLASS_NAMES[pc_code]
         return text
 
-    q_inv, q_norm = _pair_lut(rt_safe, q_idx, norm_qualifier)
-    q_bad = np.array([v is None for v in q_norm], dtype=bool)[q_inv]
-
-    def q_reason(r: int) -> str:
-        rt = RiskType(int(rt_safe[r]))
-        value = q_values[q_idx[r]]
+    def reason(r: int) -> str:
+        rt = RiskType(int(risk_type[r]))
+        value = values[idx[r]]
         if rt == RiskType.FX_VOL:
             return MSG_NOT_PAIR.format(value=value)
         if rt == RiskType.PRODUCT_CLASS_MULTIPLIER:
-            return MSG_BAD_PRODUCT_CLASS.format(choices=simm_names, value=value)
+            return MSG_BAD_PRODUCT_CLASS.format(choices=_SIMM_CLASSES, value=value)
         return MSG_NOT_CURRENCY.format(value=value)
 
-    fail.add(q_bad, "Qualifier", q_reason)
-    qualifiers = sorted({v for v in q_norm if v is not None})
-    q_code_of = {v: i for i, v in enumerate(qualifiers)}
-    qualifier = np.array([q_code_of[v] if v is not None else -1 for v in q_norm], dtype=np.int32)[
-        q_inv
-    ]
+    inv, norm = _pair_lut(risk_type, idx, normal)
+    rows.fail.add(np.array([v is None for v in norm], dtype=bool)[inv], "Qualifier", reason)
+    qualifiers = sorted({v for v in norm if v is not None})
+    code_of = {v: i for i, v in enumerate(qualifiers)}
+    codes = np.array([code_of[v] if v is not None else -1 for v in norm], dtype=np.int32)
+    return codes[inv], qualifiers
 
-    # Bucket
-    b_idx, b_values = _encode(columns.get("Bucket"), n)
 
-    def norm_bucket(rt: int, b: int) -> int:
-        text = b_values[b]
+def _buckets(rows: _Rows, risk_type: I8) -> I32:
+    """Bucket index into the risk class's bucket list (-1 where there is none); an
+    interest-rate bucket, when given, must be one of the calibration's."""
+    cal = rows.calibration
+    n_ir = cal.interest_rate.delta_rw.shape[0]
+    idx, values = rows.encoded("Bucket")
+
+    def normal(rt: int, b: int) -> int:
+        text = values[b]
         if rt in BUCKETED:
-            names = _bucket_list(calibration, RiskType(rt))
+            names = _bucket_list(cal, RiskType(rt))
             text = "Residual" if text.lower() == "residual" else text.lstrip("0") or text
             return names.index(text) if text in names else (-3 if text == "" else -2)
         if rt in (RiskType.IR_CURVE, RiskType.IR_VOL, RiskType.INFLATION_VOL) and text:
-            n_ir = calibration.interest_rate.delta_rw.shape[0]
             return -1 if text.lstrip("0") in {str(i + 1) for i in range(n_ir)} else -2
         return -1
 
-    b_inv, b_norm = _pair_lut(rt_safe, b_idx, norm_bucket)
-    bucket = np.array(b_norm, dtype=np.int32)[b_inv]
+    inv, norm = _pair_lut(risk_type, idx, normal)
+    bucket = np.array(norm, dtype=np.int32)[inv]
 
-    def b_reason(r: int) -> str:
-        rt = RiskType(int(rt_safe[r]))
+    def reason(r: int) -> str:
+        rt = RiskType(int(risk_type[r]))
         if bucket[r] == -3:
             return MSG_BUCKET_MISSING.format(risk_type=RISK_TYPE_NAMES[rt])
         if rt in BUCKETED:
-            choices = ", ".join(_bucket_list(calibration, rt))
+            choices = ", ".join(_bucket_list(cal, rt))
         else:
-            choices = ", ".join(
-                str(i + 1) for i in range(calibration.interest_rate.delta_rw.shape[0])
-            )
+            choices = ", ".join(str(i + 1) for i in range(n_ir))
         return MSG_BUCKET_RANGE.format(
-            value=b_values[b_idx[r]],
-            version=calibration.version,
+            value=values[idx[r]],
+            version=cal.version,
             risk_type=RISK_TYPE_NAMES[rt],
             choices=choices,
         )
 
-    fail.add(bucket <= -2, "Bucket", b_reason)
-    bucket = np.where(bucket < 0, -1, bucket).astype(np.int32)
+    rows.fail.add(bucket <= -2, "Bucket", reason)
+    return np.where(bucket < 0, -1, bucket).astype(np.int32)
 
-    # Label1: tenors
-    l1_idx, l1_values = _encode(columns.get("Label1"), n)
+
+def _tenors(rows: _Rows, risk_type: I8) -> I8:
+    """Label1 as an index into :data:`TENORS` (credit: the calibration's credit tenors
+    only), -1 where the risk type has no tenor."""
+    idx, values = rows.encoded("Label1")
     tenor_index = {t.lower(): i for i, t in enumerate(TENORS)}
-    credit_ok = {t.lower() for t in calibration.credit_tenors}
+    credit_ok = {t.lower() for t in rows.calibration.credit_tenors}
 
-    def norm_label1(rt: int, l1: int) -> int:
-        low = l1_values[l1].lower()
+    def normal(rt: int, l1: int) -> int:
+        low = values[l1].lower()
         if rt in TENOR_LABELLED:
             return tenor_index.get(low, -2)
         if rt in CREDIT_TENOR_LABELLED:
             return tenor_index[low] if low in credit_ok else -2
         return -1
 
-    l1_inv, l1_norm = _pair_lut(rt_safe, l1_idx, norm_label1)
-    label1 = np.array(l1_norm, dtype=np.int8)[l1_inv]
-
-    def l1_reason(r: int) -> str:
-        rt = RiskType(int(rt_safe[r]))
-        allowed = calibration.credit_tenors if rt in CREDIT_TENOR_LABELLED else TENORS
+    def reason(r: int) -> str:
+        rt = RiskType(int(risk_type[r]))
+        allowed = rows.calibration.credit_tenors if rt in CREDIT_TENOR_LABELLED else TENORS
         return MSG_TENOR.format(
-            value=l1_values[l1_idx[r]], risk_type=RISK_TYPE_NAMES[rt], choices=", ".join(allowed)
+            value=values[idx[r]], risk_type=RISK_TYPE_NAMES[rt], choices=", ".join(allowed)
         )
 
-    fail.add(label1 == -2, "Label1", l1_reason)
+    inv, norm = _pair_lut(risk_type, idx, normal)
+    label1 = np.array(norm, dtype=np.int8)[inv]
+    rows.fail.add(label1 == -2, "Label1", reason)
+    return label1
 
-    # Label2: IR sub-curves are checked; other Label2 values (credit, non-qualifying group
-    # names) are kept as given.
-    l2_idx, l2_values = _encode(columns.get("Label2"), n)
-    subcurves = {s.lower(): s for s in calibration.ir_subcurves}
 
-    def norm_label2(rt: int, l2: int) -> str | None:
-        text = l2_values[l2]
-        if rt == RiskType.IR_CURVE:
-            return subcurves.get(text.lower())
-        return text
+def _subcurves(rows: _Rows, risk_type: I8) -> tuple[I32, list[str]]:
+    """Label2 codes: IR sub-curves are checked and normalised; other Label2 values
+    (credit, non-qualifying group names) are kept as given."""
+    idx, values = rows.encoded("Label2")
+    allowed = rows.calibration.ir_subcurves
+    subcurves = {s.lower(): s for s in allowed}
 
-    l2_inv, l2_norm = _pair_lut(rt_safe, l2_idx, norm_label2)
-    fail.add(
-        np.array([v is None for v in l2_norm], dtype=bool)[l2_inv],
+    def normal(rt: int, l2: int) -> str | None:
+        text = values[l2]
+        return subcurves.get(text.lower()) if rt == RiskType.IR_CURVE else text
+
+    inv, norm = _pair_lut(risk_type, idx, normal)
+    rows.fail.add(
+        np.array([v is None for v in norm], dtype=bool)[inv],
         "Label2",
-        lambda r: MSG_SUBCURVE.format(
-            value=l2_values[l2_idx[r]], choices=", ".join(calibration.ir_subcurves)
-        ),
+        lambda r: MSG_SUBCURVE.format(value=values[idx[r]], choices=", ".join(allowed)),
     )
-    labels2 = sorted({v for v in l2_norm if v is not None})
-    l2_code_of = {v: i for i, v in enumerate(labels2)}
-    label2 = np.array(
-        [l2_code_of.get(v, -1) if v is not None else -1 for v in l2_norm], dtype=np.int32
-    )[l2_inv]
+    labels2 = sorted({v for v in norm if v is not None})
+    code_of = {v: i for i, v in enumerate(labels2)}
+    codes = np.array([code_of.get(v, -1) if v is not None else -1 for v in norm], dtype=np.int32)
+    return codes[inv], labels2
 
-    # Amounts
-    amount, amount_bad = _numbers(columns.get("Amount"), n)
-    amount_raw = columns.get("Amount")
-    fail.add(
-        amount_bad,
-        "Amount",
-        lambda r: MSG_NOT_NUMBER.format(
-            value=amount_raw[r].as_py() if amount_raw is not None else ""
-        ),
-    )
-    fail.add(
-        np.isinf(amount),
-        "Amount",
-        lambda r: MSG_NOT_FINITE.format(value=float(amount[r])),
-    )
-    fail.add(
-        np.abs(amount) > MAX_ABS_AMOUNT,
-        "Amount",
-        lambda r: MSG_TOO_LARGE.format(limit=MAX_ABS_AMOUNT, value=float(amount[r])),
-    )
-    amount_usd, usd_bad = _numbers(columns.get("AmountUSD"), n)
-    usd_raw = columns.get("AmountUSD")
-    fail.add(
-        usd_bad,
-        "AmountUSD",
-        lambda r: MSG_NOT_NUMBER.format(value=usd_raw[r].as_py() if usd_raw is not None else ""),
-    )
-    fail.add(
-        np.isinf(amount_usd),
-        "AmountUSD",
-        lambda r: MSG_NOT_FINITE.format(value=float(amount_usd[r])),
-    )
-    fail.add(
-        np.abs(amount_usd) > MAX_ABS_AMOUNT,
-        "AmountUSD",
-        lambda r: MSG_TOO_LARGE.format(limit=MAX_ABS_AMOUNT, value=float(amount_usd[r])),
-    )
-    amount = np.where(np.isfinite(amount), amount, np.nan)
-    amount_usd = np.where(np.isfinite(amount_usd), amount_usd, np.nan)
-    c_idx, c_values = _encode(columns.get("AmountCurrency"), n)
-    c_norm = [_normal_currency(v) if v else "" for v in c_values]
-    fail.add(
-        np.array([v is None for v in c_norm], dtype=bool)[c_idx],
+
+@dataclass(frozen=True, slots=True)
+class _Amounts:
+    amount: F64
+    amount_usd: F64
+    currency: I32
+    currencies: list[str]
+
+
+def _amounts(rows: _Rows, risk_type: I8) -> _Amounts:
+    """Amount and AmountUSD (NaN where absent), AmountCurrency codes; a row needs an amount
+    it can be converted from, and a product class multiplier must not be negative."""
+    amount = _checked_numbers(rows, "Amount")
+    amount_usd = _checked_numbers(rows, "AmountUSD")
+    idx, values = rows.encoded("AmountCurrency")
+    normal = [_normal_currency(v) if v else "" for v in values]
+    rows.fail.add(
+        np.array([v is None for v in normal], dtype=bool)[idx],
         "AmountCurrency",
-        lambda r: MSG_NOT_CURRENCY.format(value=c_values[c_idx[r]]),
+        lambda r: MSG_NOT_CURRENCY.format(value=values[idx[r]]),
     )
-    currencies = sorted({v for v in c_norm if v})
-    c_code_of = {v: i for i, v in enumerate(currencies)}
-    amount_currency = np.array([c_code_of.get(v or "", -1) for v in c_norm], dtype=np.int32)[c_idx]
-    unitless = (rt_safe == RiskType.PRODUCT_CLASS_MULTIPLIER) | (
-        rt_safe == RiskType.ADD_ON_NOTIONAL_FACTOR
+    currencies = sorted({v for v in normal if v})
+    code_of = {v: i for i, v in enumerate(currencies)}
+    currency = np.array([code_of.get(v or "", -1) for v in normal], dtype=np.int32)[idx]
+    unitless = (risk_type == RiskType.PRODUCT_CLASS_MULTIPLIER) | (
+        risk_type == RiskType.ADD_ON_NOTIONAL_FACTOR
     )
-    has_ccy_amount = ~np.isnan(amount) & (amount_currency >= 0)
-    fail.add(
-        ~unitless & ~has_ccy_amount & np.isnan(amount_usd),
-        "Amount",
-        lambda r: MSG_NO_AMOUNT,
+    has_ccy_amount = ~np.isnan(amount) & (currency >= 0)
+    rows.fail.add(
+        ~unitless & ~has_ccy_amount & np.isnan(amount_usd), "Amount", lambda r: MSG_NO_AMOUNT
     )
-    fail.add(unitless & np.isnan(amount), "Amount", lambda r: MSG_NO_AMOUNT)
-    fail.add(
-        (rt_safe == RiskType.PRODUCT_CLASS_MULTIPLIER) & (amount < 0),
+    rows.fail.add(unitless & np.isnan(amount), "Amount", lambda r: MSG_NO_AMOUNT)
+    rows.fail.add(
+        (risk_type == RiskType.PRODUCT_CLASS_MULTIPLIER) & (amount < 0),
         "Amount",
         lambda r: MSG_NEGATIVE_MULTIPLIER.format(value=float(amount[r])),
     )
+    return _Amounts(amount, amount_usd, currency, currencies)
 
-    # Regulations
-    regulation_sets: list[frozenset[str]] = [frozenset()]
+
+def _checked_numbers(rows: _Rows, name: str) -> F64:
+    """Column ``name`` as numbers, NaN where empty; text that is not a number, an infinite
+    value and one above :data:`MAX_ABS_AMOUNT` fail."""
+    raw = rows.columns.get(name)
+    values, bad = _numbers(raw, rows.n)
+    rows.fail.add(
+        bad,
+        name,
+        lambda r: MSG_NOT_NUMBER.format(value=raw[r].as_py() if raw is not None else ""),
+    )
+    rows.fail.add(np.isinf(values), name, lambda r: MSG_NOT_FINITE.format(value=float(values[r])))
+    rows.fail.add(
+        np.abs(values) > MAX_ABS_AMOUNT,
+        name,
+        lambda r: MSG_TOO_LARGE.format(limit=MAX_ABS_AMOUNT, value=float(values[r])),
+    )
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _regulations(rows: _Rows) -> tuple[I32, I32, list[frozenset[str]]]:
+    """CollectRegulation and PostRegulation as codes into the distinct regulation sets
+    (code 0: the empty set)."""
+    sets: list[frozenset[str]] = [frozenset()]
     set_code: dict[frozenset[str], int] = {frozenset(): 0}
 
-    def regs(name: str) -> I32:
-        idx, values = _encode(columns.get(name), n)
+    def codes(name: str) -> I32:
+        idx, values = rows.encoded(name)
         lut = []
         for v in values:
             s = _regulation_set(v)
             if s not in set_code:
-                set_code[s] = len(regulation_sets)
-                regulation_sets.append(s)
+                set_code[s] = len(sets)
+                sets.append(s)
             lut.append(set_code[s])
         return np.array(lut, dtype=np.int32)[idx]
 
-    collect_regs = regs("CollectRegulation")
-    post_regs = regs("PostRegulation")
+    collect = codes("CollectRegulation")
+    return collect, codes("PostRegulation"), sets
 
-    # End date (Schedule rows)
-    d_idx, d_values = _encode(columns.get("EndDate"), n)
-    d_parsed = [_parse_date(v) if v else None for v in d_values]
+
+def _end_dates(rows: _Rows, schedule: NDArray[np.bool_]) -> NDArray[np.datetime64]:
+    """EndDate (NaT where absent or unreadable); required on Schedule rows."""
+    idx, values = rows.encoded("EndDate")
+    parsed = [_parse_date(v) if v else None for v in values]
     end_date = np.array(
-        [np.datetime64("NaT", "D") if d is None else d for d in d_parsed], dtype="datetime64[D]"
-    )[d_idx]
-    d_empty = np.array([v == "" for v in d_values], dtype=bool)[d_idx]
-    fail.add(schedule & d_empty, "EndDate", lambda r: MSG_END_DATE_MISSING)
-    fail.add(
+        [np.datetime64("NaT", "D") if d is None else d for d in parsed], dtype="datetime64[D]"
+    )[idx]
+    empty = np.array([v == "" for v in values], dtype=bool)[idx]
+    rows.fail.add(schedule & empty, "EndDate", lambda r: MSG_END_DATE_MISSING)
+    rows.fail.add(
         schedule & np.isnat(end_date),
         "EndDate",
-        lambda r: MSG_END_DATE.format(value=d_values[d_idx[r]]),
+        lambda r: MSG_END_DATE.format(value=values[idx[r]]),
     )
+    return end_date
 
-    # Portfolio and trade
-    p_idx, p_values = _encode(columns.get("PortfolioID"), n)
-    if "PortfolioID" not in columns:
-        p_values = [DEFAULT_PORTFOLIO]
-    t_idx, t_values = _encode(columns.get("TradeID"), n)
-    trade = np.where(np.array([v == "" for v in t_values], dtype=bool)[t_idx], -1, t_idx).astype(
-        np.int32
-    )
 
-    fail.add(schedule & (trade < 0), "TradeID", lambda r: MSG_TRADE_REQUIRED)
-
-    failures = fail.to_list(source, line_no, raw_text)
-    good = ~fail.bad
-    crif = Crif(
-        source=source,
-        line=np.asarray(line_no, dtype=np.int64),
-        portfolio=p_idx,
-        portfolios=tuple(p_values),
-        trade=trade,
-        trades=tuple(t_values),
-        product_class=product_class,
-        risk_type=rt_safe,
-        qualifier=qualifier,
-        qualifiers=tuple(qualifiers),
-        bucket=bucket,
-        label1=label1,
-        label2=label2,
-        labels2=tuple(labels2),
-        amount=amount,
-        amount_currency=amount_currency,
-        currencies=tuple(currencies),
-        amount_usd=amount_usd,
-        collect_regs=collect_regs,
-        post_regs=post_regs,
-        regulation_sets=tuple(regulation_sets),
-        im_model=np.where(im_model < 0, 0, im_model).astype(np.int8),
-        end_date=end_date,
-        version=calibration.version,
-    )
-    if not good.all():
-        crif = crif.take(good)
-    return CrifLoad(crif=crif, failures=tuple(failures))
+def _trades(rows: _Rows, schedule: NDArray[np.bool_]) -> tuple[I32, list[str]]:
+    """TradeID codes (-1 where empty); required on Schedule rows."""
+    idx, values = rows.encoded("TradeID")
+    empty = np.array([v == "" for v in values], dtype=bool)[idx]
+    trade = np.where(empty, -1, idx).astype(np.int32)
+    rows.fail.add(schedule & (trade < 0), "TradeID", lambda r: MSG_TRADE_REQUIRED)
+    return trade, values
