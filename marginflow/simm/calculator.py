@@ -362,6 +362,9 @@ def _assemble(
     qualifiers: tuple[str, ...],
     n_units: int,
 ) -> list[UnitResult]:
+    """Each unit's SIMM and tree: margins add up within a risk class, risk classes combine
+    with the risk-class correlations into product classes, product classes are scaled by
+    their multipliers and added with the add-ons."""
     g, rc, mt, value = margins.arrays()
     n_g = n_units * N_PC
     cube = np.zeros((n_g, N_RC, N_MT))
@@ -371,96 +374,116 @@ def _assemble(
     rc_margin = cube.sum(axis=2)
     psi = cal.risk_class_corr
     pc_margin = np.sqrt(np.maximum(np.einsum("gi,ij,gj->g", rc_margin, psi, rc_margin), 0.0))
-    pc_margin = pc_margin.reshape(n_units, N_PC)
-    pc_present = present.any(axis=(1, 2)).reshape(n_units, N_PC)
-
-    p_unit, p_rt, p_q, p_amt = params
-    multiplier = np.ones((n_units, N_PC))
-    mult_rows = p_rt == RiskType.PRODUCT_CLASS_MULTIPLIER
-    pc_index = {PRODUCT_CLASS_NAMES[ProductClass(i)]: i for i in range(N_PC)}
-    given: dict[tuple[int, int], float] = {}
-    for u, q, a in zip(
-        p_unit[mult_rows].tolist(), p_q[mult_rows].tolist(), p_amt[mult_rows].tolist(), strict=True
-    ):
-        # Conflicting multipliers for one product class: the largest applies.
-        key = (u, pc_index[qualifiers[q]])
-        given[key] = max(given.get(key, a), a)
-    for (u, k), a in given.items():
-        multiplier[u, k] = a
-    fixed = np.bincount(
-        p_unit[p_rt == RiskType.ADD_ON_FIXED_AMOUNT],
-        p_amt[p_rt == RiskType.ADD_ON_FIXED_AMOUNT],
-        n_units,
-    )
-    notional_addon = np.zeros(n_units)
-    factors: dict[tuple[int, int], float] = {}
-    nf = p_rt == RiskType.ADD_ON_NOTIONAL_FACTOR
-    for u, q, a in zip(p_unit[nf].tolist(), p_q[nf].tolist(), p_amt[nf].tolist(), strict=True):
-        factors[(u, q)] = max(factors.get((u, q), a), a)
-    notionals: dict[tuple[int, int], float] = {}
-    nt = p_rt == RiskType.NOTIONAL
-    for u, q, a in zip(p_unit[nt].tolist(), p_q[nt].tolist(), p_amt[nt].tolist(), strict=True):
-        notionals[(u, q)] = notionals.get((u, q), 0.0) + a
-    nf_by_unit: dict[int, list[tuple[str, float]]] = {}
-    for (u, q), factor in factors.items():
-        if (u, q) in notionals:
-            addon = notionals[(u, q)] * factor / 100.0
-            notional_addon[u] += addon
-            nf_by_unit.setdefault(u, []).append((qualifiers[q], addon))
+    add_ons = _add_ons(params, qualifiers, n_units)
     buckets = _bucket_index(margins)
     out: list[UnitResult] = []
     for u, unit in enumerate(units):
-        pc_nodes: list[Node] = []
-        total = 0.0
+        nodes: list[Node] = []
         for pc in range(N_PC):
-            if not pc_present[u, pc]:
-                continue
             gid = u * N_PC + pc
-            base = float(pc_margin[u, pc])
-            extra = (multiplier[u, pc] - 1.0) * base
-            rc_nodes = []
-            for r in range(N_RC):
-                if not present[gid, r].any():
-                    continue
-                mt_nodes = [
-                    Node(
-                        MARGIN_TYPE_NAMES[MarginType(m)],
-                        "margin_type",
-                        float(cube[gid, r, m]),
-                        buckets.get((gid, r, m), ()),
-                    )
-                    for m in range(N_MT)
-                    if present[gid, r, m]
-                ]
-                rc_nodes.append(
-                    Node(
-                        RISK_CLASS_NAMES[RiskClass(r)],
-                        "risk_class",
-                        float(rc_margin[gid, r]),
-                        tuple(mt_nodes),
+            if present[gid].any():
+                nodes.append(
+                    _product_class_node(
+                        pc,
+                        gid,
+                        float(pc_margin[gid]),
+                        add_ons.multiplier[u, pc],
+                        cube,
+                        present,
+                        rc_margin,
+                        buckets,
                     )
                 )
-            if extra != 0.0:
-                rc_nodes.append(Node("ProductClassMultiplier", "add_on", extra))
-            pc_nodes.append(
-                Node(
-                    PRODUCT_CLASS_NAMES[ProductClass(pc)],
-                    "product_class",
-                    base + extra,
-                    tuple(rc_nodes),
-                )
+        if add_ons.notional[u]:
+            children = tuple(Node(q, "qualifier", v) for q, v in sorted(add_ons.notional[u]))
+            total = sum(v for _, v in add_ons.notional[u])
+            nodes.append(Node("AddOnNotionalFactor", "add_on", total, children))
+        if add_ons.fixed[u] != 0.0:
+            nodes.append(Node("AddOnFixedAmount", "add_on", float(add_ons.fixed[u])))
+        total = sum(n.margin for n in nodes)
+        out.append(UnitResult(unit, total, Node("SIMM", "model", total, tuple(nodes))))
+    return out
+
+
+def _product_class_node(
+    pc: int,
+    gid: int,
+    base: float,
+    multiplier: float,
+    cube: F64,
+    present: NDArray[np.bool_],
+    rc_margin: F64,
+    buckets: dict[tuple[int, int, int], tuple[Node, ...]],
+) -> Node:
+    """Product class ``pc`` of group ``gid``: its risk classes and margin types, and the
+    multiplier's add-on ``(multiplier - 1) x IM_pc`` when there is one."""
+    rc_nodes = []
+    for r in range(N_RC):
+        if not present[gid, r].any():
+            continue
+        mt_nodes = tuple(
+            Node(
+                MARGIN_TYPE_NAMES[MarginType(m)],
+                "margin_type",
+                float(cube[gid, r, m]),
+                buckets.get((gid, r, m), ()),
             )
-            total += base + extra
-        if nf_by_unit.get(u):
-            children = tuple(Node(q, "qualifier", v) for q, v in sorted(nf_by_unit[u]))
-            pc_nodes.append(
-                Node("AddOnNotionalFactor", "add_on", float(notional_addon[u]), children)
-            )
-            total += float(notional_addon[u])
-        if fixed[u] != 0.0:
-            pc_nodes.append(Node("AddOnFixedAmount", "add_on", float(fixed[u])))
-            total += float(fixed[u])
-        out.append(UnitResult(unit, total, Node("SIMM", "model", total, tuple(pc_nodes))))
+            for m in range(N_MT)
+            if present[gid, r, m]
+        )
+        rc_nodes.append(
+            Node(RISK_CLASS_NAMES[RiskClass(r)], "risk_class", float(rc_margin[gid, r]), mt_nodes)
+        )
+    extra = (multiplier - 1.0) * base
+    if extra != 0.0:
+        rc_nodes.append(Node("ProductClassMultiplier", "add_on", extra))
+    return Node(
+        PRODUCT_CLASS_NAMES[ProductClass(pc)], "product_class", base + extra, tuple(rc_nodes)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _AddOns:
+    """Per unit: product class multipliers [U, PC] (1 where none is given), the fixed
+    add-on [U] and the notional add-on per product name (qualifier, amount)."""
+
+    multiplier: F64
+    fixed: F64
+    notional: list[list[tuple[str, float]]]
+
+
+def _add_ons(params: tuple[I64, I64, I64, F64], qualifiers: tuple[str, ...], n: int) -> _AddOns:
+    """The add-on terms of ``n`` units from their parameter rows (unit, risk type,
+    qualifier, amount). A multiplier or notional factor given twice for one key counts
+    once (the largest); notionals add up; a notional factor is a percentage."""
+    unit, rt, q, amount = params
+    multiplier = np.ones((n, N_PC))
+    pc_index = {PRODUCT_CLASS_NAMES[ProductClass(i)]: i for i in range(N_PC)}
+    for (u, code), a in _largest(unit, q, amount, rt == RiskType.PRODUCT_CLASS_MULTIPLIER).items():
+        multiplier[u, pc_index[qualifiers[code]]] = a
+    is_fixed = rt == RiskType.ADD_ON_FIXED_AMOUNT
+    fixed = np.bincount(unit[is_fixed], amount[is_fixed], n).astype(np.float64)
+    notionals: dict[tuple[int, int], float] = {}
+    nt = rt == RiskType.NOTIONAL
+    for u, code, a in zip(unit[nt].tolist(), q[nt].tolist(), amount[nt].tolist(), strict=True):
+        notionals[(u, code)] = notionals.get((u, code), 0.0) + a
+    by_unit: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+    factors = _largest(unit, q, amount, rt == RiskType.ADD_ON_NOTIONAL_FACTOR)
+    for (u, code), factor in factors.items():
+        if (u, code) in notionals:
+            by_unit[u].append((qualifiers[code], notionals[(u, code)] * factor / 100.0))
+    return _AddOns(multiplier, fixed, by_unit)
+
+
+def _largest(
+    unit: I64, q: I64, amount: F64, rows: NDArray[np.bool_]
+) -> dict[tuple[int, int], float]:
+    """The largest amount per (unit, qualifier) among ``rows``."""
+    out: dict[tuple[int, int], float] = {}
+    for u, code, a in zip(
+        unit[rows].tolist(), q[rows].tolist(), amount[rows].tolist(), strict=True
+    ):
+        out[(u, code)] = max(out.get((u, code), a), a)
     return out
 
 
