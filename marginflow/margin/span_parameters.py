@@ -464,6 +464,7 @@ class SpanTables:
 
     @classmethod
     def of(cls, params: SpanParameters) -> SpanTables:
+        """Build the arrays (slots and tiers a commodity does not use are zero / unused)."""
         cs = params.commodities
         n_cc = len(cs)
         t_max = max(c.n_tiers for c in cs)

@@ -37,6 +37,8 @@ class FxRates:
 
     @classmethod
     def of(cls, usd_per_unit: Mapping[str, float]) -> FxRates:
+        """Validated rates: ``usd_per_unit[ccy]`` is the USD value of one unit of ``ccy``
+        (EUR 1.08 means 1 EUR = 1.08 USD), within :data:`RATE_RANGE`; USD is always 1."""
         rates = {"USD": 1.0}
         for ccy, value in usd_per_unit.items():
             code = ccy.strip().upper()

@@ -29,6 +29,7 @@ class Node:
     children: tuple[Node, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """``{name, level, margin, children}``, children omitted on leaves."""
         out: dict[str, Any] = {"name": self.name, "level": self.level, "margin": self.margin}
         if self.children:
             out["children"] = [c.to_dict() for c in self.children]
@@ -96,6 +97,7 @@ class SideResult:
     contributions: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form; amounts in the calculation currency, IM positive on both sides."""
         out: dict[str, Any] = {
             "portfolio": self.portfolio,
             "side": self.side,
@@ -139,12 +141,15 @@ class SimmReport:
     notes: tuple[str, ...] = ()
 
     def get(self, portfolio: str, side: Side) -> SideResult:
+        """The result of ``portfolio`` on ``side``; KeyError when there is none."""
         for r in self.results:
             if r.portfolio == portfolio and r.side == side:
                 return r
         raise KeyError((portfolio, side))
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document: version, horizon, currency, one result per portfolio and
+        side, the rejected rows and the notes."""
         return {
             "version": self.version,
             "mpor_days": self.mpor_days,
