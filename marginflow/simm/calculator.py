@@ -526,10 +526,6 @@ def _bucket_sort(name: str) -> tuple[int, int, str]:
     return (2, 0, name) if name == "Residual" else (1, 0, name)
 
 
-def side_units(run: SimmRun, portfolio: int, side: Side) -> list[UnitResult]:
-    return [u for u in run.units if u.unit.portfolio == portfolio and u.unit.side == side]
-
-
 def winners(run: SimmRun) -> dict[tuple[str, Side], tuple[float, str, UnitResult]]:
     """(portfolio, side) -> (margin, winning regulation, its unit result)."""
     grouped: dict[tuple[str, Side], list[UnitResult]] = {}

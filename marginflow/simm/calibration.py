@@ -56,12 +56,6 @@ class BucketedParams:
     delta_threshold: F64
     vega_threshold: F64
 
-    def bucket_index(self, name: str) -> int | None:
-        try:
-            return self.buckets.index(name)
-        except ValueError:
-            return None
-
 
 @dataclass(frozen=True, slots=True)
 class InterestRateParams:
@@ -158,11 +152,6 @@ class Calibration:
     def curvature_ir_scaling(self) -> float:
         """HVR_IR ** -2, the scale applied to the interest-rate curvature margin."""
         return float(self.interest_rate.hvr**-2.0)
-
-    @property
-    def concentration_enabled(self) -> bool:
-        """Concentration thresholds apply at the 10-day horizon only (technical paper I.4)."""
-        return self.mpor_days == 10
 
 
 def _arr(values: Any) -> F64:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,6 @@ class Crif:
     im_model: I8
     end_date: NDArray[np.datetime64]
     version: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.line.shape[0])
@@ -175,10 +174,6 @@ class Crif:
             )
         }
         return replace(self, **arrays)
-
-    @property
-    def has_trade_ids(self) -> bool:
-        return bool(self.trades) and bool(np.any(self.trade >= 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ document); where the document leaves a choice open, the choice matches ORE's imp
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -629,8 +628,3 @@ def _base_corr(t: FactorTable, ctx: Context, out: Margins) -> None:
         False,
     )
     out.add(t.group[starts], RiskClass.CREDIT_Q, MarginType.BASE_CORR, np.sqrt(np.maximum(k2, 0.0)))
-
-
-def isclose_zero(x: float) -> bool:
-    """QuantLib's close_enough(x, 0): the test ORE uses for 'no curvature at all'."""
-    return bool(math.fabs(x) < QL_CLOSE_TO_ZERO)

@@ -20,7 +20,6 @@ a trade past its end date counts in the shortest band. With no positive (call) o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,10 +197,3 @@ def _unit_margin(
         margin=float("nan"),
         by_class=by_class,
     )
-
-
-def schedule_by_portfolio(
-    margins: Mapping[tuple[str, Side], Mapping[str, ScheduleMargin]],
-) -> dict[tuple[str, Side], float]:
-    """Highest Schedule IM over regulations per (portfolio, side)."""
-    return {key: max(m.margin for m in regs.values()) for key, regs in margins.items() if regs}
