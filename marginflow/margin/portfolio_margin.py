@@ -20,8 +20,8 @@ for ±15%, 0.6% up and 0.8% down steps for +6%/-8%). We also value the unchanged
 it only floors the worst loss at zero and never changes a requirement; it makes the grid
 ``2 × points_per_side + 1`` columns, ordered from the full down move to the full up move.
 
-**The minimum.** ``$0.375 × multiplier`` per option contract ($37.50 for 100), not above
-the contract's market value for long positions; shares carry no minimum.
+**The minimum.** ``$0.375 × multiplier`` per option or futures contract ($37.50 for 100),
+for long options not above the contract's market value; shares carry no minimum.
 
 **Offsets between classes.** None by default: classes are margined separately and
 summed, the conservative reading for equity classes. Optionally classes can be put in
@@ -297,19 +297,22 @@ def contract_minimums(
     multiplier: ArrayLike,
     value: ArrayLike,
     is_option: ArrayLike,
+    is_future: ArrayLike = False,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-contract minimum for (long, short) positions, currency.
 
-    Options: ``minimum_per_contract × multiplier``, for longs capped at the contract's
-    market value ``value`` (currency per contract). Shares and futures: 0.
+    Options and futures (FINRA 4210(g): each listed option, security future and related
+    instrument): ``minimum_per_contract × multiplier``; for long options capped at the
+    contract's market value ``value`` (currency per contract). Shares: 0.
     """
-    m, v, o = np.broadcast_arrays(
+    m, v, o, f = np.broadcast_arrays(
         np.asarray(multiplier, dtype=np.float64),
         np.asarray(value, dtype=np.float64),
         np.asarray(is_option, dtype=np.bool_),
+        np.asarray(is_future, dtype=np.bool_),
     )
-    base = np.where(o, params.minimum_per_contract * m, 0.0)
-    long_min = np.minimum(base, np.maximum(v, 0.0))
+    base = np.where(o | f, params.minimum_per_contract * m, 0.0)
+    long_min = np.where(o, np.minimum(base, np.maximum(v, 0.0)), base)
     return np.atleast_1d(long_min).astype(np.float64), np.atleast_1d(base).astype(np.float64)
 
 

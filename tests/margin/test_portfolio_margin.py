@@ -244,6 +244,21 @@ def test_long_minimum_is_capped_at_market_value() -> None:
     assert sh.tolist() == [37.5, 37.5, 0.0]
 
 
+def test_futures_carry_the_minimum_uncapped() -> None:
+    # FINRA 4210(g): $.375 x multiplier for each listed option *and security future*
+    # (related instrument), capped at market value only for long options. A future's
+    # market value is ~0, so a cap there would erase the minimum.
+    lo, sh = contract_minimums(
+        params=PM,
+        multiplier=100.0,
+        value=[0.0, 0.0],
+        is_option=[False, False],
+        is_future=[True, False],
+    )
+    assert lo.tolist() == [37.5, 0.0]
+    assert sh.tolist() == [37.5, 0.0]
+
+
 def test_shares_alone_carry_no_minimum() -> None:
     pnl = linear_grid_pnl(params=PM, spot=50.0, up=0.15, down=0.15)
     inst = PmInstruments.of(pnl=pnl, class_index=0, up=0.15, down=0.15)
