@@ -60,6 +60,10 @@ def lag_command(
             state = read_state(directory)
             log, prefix = state["log"], state["config"]["prefix"]
         assert log is not None
+        if not log.startswith("kafka://"):
+            path = Path(log.removeprefix("embedded://"))
+            if not (path / "topics").is_dir():  # don't create an empty log by looking at it
+                fail(f"no embedded log at {path}")
         thresholds = Thresholds(alert_messages, alert_seconds, alert_event_seconds)
         monitor = DriftMonitor(open_log(log), Topology(prefix=prefix), thresholds=thresholds)
         if metrics_port is not None:

@@ -92,3 +92,11 @@ def test_lag_command_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["lag", "--dir", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no cluster is up" in result.output
+
+
+def test_lag_command_refuses_a_missing_embedded_log(tmp_path: Path) -> None:
+    _register_commands()
+    result = CliRunner().invoke(app, ["lag", "--log", f"embedded://{tmp_path / 'none'}"])
+    assert result.exit_code == 2
+    assert "no embedded log" in result.output
+    assert not (tmp_path / "none").exists()
