@@ -50,7 +50,8 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
 
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
-        return f"{x:,.6g}" if abs(x) < 1e6 else f"{x:,.2f}"
+        # Amounts (>= 1,000) to the cent; prices, Greeks and ratios to six significant digits.
+        return f"{x:,.2f}" if abs(x) >= 1000 else f"{x:,.6g}"
     if isinstance(x, int):
         return f"{x:,}"
     return str(x)
