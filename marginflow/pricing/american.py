@@ -171,7 +171,6 @@ class _Tables(NamedTuple):
 
     node_s: FloatArray  # τ_i / T at the Chebyshev-Lobatto nodes, i = 0..n (node 0: τ = 0)
     # Per iteration point k of node i, stored at k·n + i-1 (flat loops vectorise):
-    fp_node: IntArray  # i
     fp_s: FloatArray  # τ_i / T
     fp_mu: FloatArray  # m / τ = sin²φ_k (m = τ - u, from the point to the node)
     fp_wt: FloatArray  # weight of ∫_0^τ g du = τ Σ_k fp_wt g(u_k)
@@ -211,8 +210,7 @@ def _tables(scheme: AloScheme) -> _Tables:
     fp_mu = np.repeat(np.sin(phi) ** 2, n)
     fp_wt = np.repeat(0.25 * np.pi * w * np.sin(2.0 * phi), n)  # dm = τ sin 2φ dφ
     fp_wa = np.repeat(0.25 * np.pi * w * 2.0 * np.cos(phi), n)  # dm/sqrt(m) = 2 sqrt(τ) cos φ dφ
-    fp_node = np.tile(np.arange(1, n + 1), n_pts)
-    fp_s = node_s[fp_node]
+    fp_s = np.tile(node_s[1:], n_pts)
     # u_ik / T = s_i cos²φ_k  ->  z = 2 sqrt(s_i) cos φ_k - 1; point k, node i at k·n + i-1
     z_fp = (2.0 * np.cos(phi)[:, None] * np.sqrt(node_s[None, 1:]) - 1.0).ravel()
     fp_interp = _cardinal_matrix(z, z_fp).T.copy()
@@ -222,9 +220,7 @@ def _tables(scheme: AloScheme) -> _Tables:
     pr_theta = np.sin(phi_p) ** 2
     pr_wt = 0.25 * np.pi * wx * np.sin(2.0 * phi_p)
     pr_interp = _cardinal_matrix(z, 2.0 * np.cos(phi_p) - 1.0).T.copy()
-    return _Tables(
-        node_s, fp_node, fp_s, fp_mu, fp_wt, fp_wa, fp_interp, pr_theta, pr_wt, pr_interp
-    )
+    return _Tables(node_s, fp_s, fp_mu, fp_wt, fp_wa, fp_interp, pr_theta, pr_wt, pr_interp)
 
 
 # --------------------------------------------------------------------------------------
@@ -411,6 +407,12 @@ def _regime(r: float, q: float, v: float, t: float) -> int:
 
 
 @njit(cache=True, inline="always")
+def _u(index: int) -> np.uint64:
+    """An index known to be >= 0, as unsigned: Numba then drops its wraparound check."""
+    return np.uint64(index)
+
+
+@njit(cache=True, inline="always")
 def _intrinsic(is_call: bool, s: float, k: float) -> float:
     return max(s - k, 0.0) if is_call else max(k - s, 0.0)
 
@@ -464,7 +466,7 @@ _O_X, _O_R, _O_Q, _O_VOL, _O_T, _O_LNX, _O_QD_ON, _O_FP_ON, _O_GAMMA = range(9)
 _N_TAU, _N_R, _N_Q, _N_VOL, _N_LNX, _N_V, _N_CARRY, _N_ON = range(8)
 _N_W, _N_WPREV, _N_RPREV, _N_WNEW, _N_STEP, _N_SUMN, _N_SUMD = range(8, 15)
 _N_QX, _N_QDR, _N_QDQ, _N_QALPHA, _N_QBETA, _N_GAMMA, _N_WEIGHT = range(15, 22)
-_P_H, _P_WREP, _P_INVSM, _P_SM, _P_CM, _P_C1, _P_C2, _P_C3, _P_TN, _P_TD = range(10)
+_P_H, _P_INVSM, _P_SM, _P_CM, _P_C1, _P_C2, _P_C3 = range(7)
 _R_LNX, _R_C0, _R_V, _R_CR, _R_CQ, _R_TERM = range(6)
 
 
@@ -478,7 +480,7 @@ class _Scratch(NamedTuple):
 
     opt: tuple[FloatArray, ...]  # 9 × (G,) per option
     nd: tuple[FloatArray, ...]  # 22 × (G·n,) per node
-    pt: tuple[FloatArray, ...]  # 10 × (G·n·l,) per iteration point, point-major per option
+    pt: tuple[FloatArray, ...]  # 7 × (G·n·l,) per iteration point, point-major per option
     pr: tuple[FloatArray, ...]  # 6 × (G·p,) per premium point
 
 
@@ -496,7 +498,7 @@ def _make_scratch(n: int, n_pts: int, n_p: int) -> _Scratch:
     return _Scratch(
         _rows3(g) + _rows3(g) + _rows3(g),
         nd,
-        _rows3(m_pt) + _rows3(m_pt) + _rows3(m_pt) + (np.zeros(m_pt),),
+        _rows3(m_pt) + _rows3(m_pt) + (np.zeros(m_pt),),
         _rows3(m_pr) + _rows3(m_pr),
     )
 
@@ -513,7 +515,7 @@ def _group_nodes(size: int, tb_node_s: FloatArray, sc: _Scratch) -> None:
         opt[_O_QD_ON][g] = 1.0
         opt[_O_FP_ON][g] = 1.0
         for i in range(n):
-            lane = g * n + i
+            lane = _u(g * n + i)
             tau = t * tb_node_s[i + 1]
             nd[_N_TAU][lane] = tau
             nd[_N_R][lane] = r
@@ -564,7 +566,7 @@ def _group_qdplus(size: int, n: int, tol: float, sc: _Scratch) -> None:
     for _ in range(_QD_MAX_HALLEY):
         for g in range(size):
             for i in range(n):
-                on_[g * n + i] = sc.opt[_O_QD_ON][g]
+                on_[_u(g * n + i)] = sc.opt[_O_QD_ON][g]
         for lane in range(lanes):
             t, r, q, v = tau_[lane], r_[lane], q_[lane], v_[lane]
             dr, dq, alpha, beta = dr_[lane], dq_[lane], alpha_[lane], beta_[lane]
@@ -594,7 +596,7 @@ def _group_qdplus(size: int, n: int, tol: float, sc: _Scratch) -> None:
         for g in range(size):
             worst = 0.0
             for i in range(n):
-                worst = max(worst, step_[g * n + i])
+                worst = max(worst, step_[_u(g * n + i)])
             if worst < tol:
                 sc.opt[_O_QD_ON][g] = 0.0
             else:
@@ -608,7 +610,6 @@ def _group_boundary(
     size: int,
     use_a: bool,
     tb_node_s: FloatArray,
-    tb_fp_node: IntArray,
     tb_fp_s: FloatArray,
     tb_fp_mu: FloatArray,
     tb_fp_wt: FloatArray,
@@ -633,8 +634,8 @@ def _group_boundary(
 
     # Per-point constants: d-(m, B(τ)/B(u)) = (ln B(τ) - ln B(u)) / (vol sqrt m) + c_m,
     # and the weights of the N and D integrands.
-    h, w_rep, inv_sm, sm_, c_m = pt[_P_H], pt[_P_WREP], pt[_P_INVSM], pt[_P_SM], pt[_P_CM]
-    c1, c2, c3, t_n, t_d = pt[_P_C1], pt[_P_C2], pt[_P_C3], pt[_P_TN], pt[_P_TD]
+    h, inv_sm, sm_, c_m = pt[_P_H], pt[_P_INVSM], pt[_P_SM], pt[_P_CM]
+    c1, c2, c3 = pt[_P_C1], pt[_P_C2], pt[_P_C3]
     for g in range(size):
         r, q, vol, t_exp = opt[_O_R][g], opt[_O_Q][g], opt[_O_VOL][g], opt[_O_T][g]
         rq = r - q
@@ -642,24 +643,24 @@ def _group_boundary(
         for ik in range(nl):
             m = t_exp * tb_fp_s[ik] * tb_fp_mu[ik]
             sm = vol * math.sqrt(m)
-            sm_[base + ik] = sm
-            inv_sm[base + ik] = 1.0 / sm
-            c_m[base + ik] = rq * m / sm - 0.5 * sm
+            sm_[_u(base + ik)] = sm
+            inv_sm[_u(base + ik)] = 1.0 / sm
+            c_m[_u(base + ik)] = rq * m / sm - 0.5 * sm
         if use_a:
             for ik in range(nl):
                 t = t_exp * tb_fp_s[ik]
                 u = t - t * tb_fp_mu[ik]
                 st = math.sqrt(t) / vol
                 e_q = q * _fast_exp(q * u)
-                c1[base + ik] = r * _fast_exp(r * u) * tb_fp_wa[ik] * st
-                c2[base + ik] = e_q * tb_fp_wt[ik] * t
-                c3[base + ik] = e_q * tb_fp_wa[ik] * st
+                c1[_u(base + ik)] = r * _fast_exp(r * u) * tb_fp_wa[ik] * st
+                c2[_u(base + ik)] = e_q * tb_fp_wt[ik] * t
+                c3[_u(base + ik)] = e_q * tb_fp_wa[ik] * st
         else:
             for ik in range(nl):
                 t = t_exp * tb_fp_s[ik]
                 u = t - t * tb_fp_mu[ik]
-                c1[base + ik] = r * _fast_exp(r * u) * tb_fp_wt[ik] * t
-                c2[base + ik] = q * _fast_exp(q * u) * tb_fp_wt[ik] * t
+                c1[_u(base + ik)] = r * _fast_exp(r * u) * tb_fp_wt[ik] * t
+                c2[_u(base + ik)] = q * _fast_exp(q * u) * tb_fp_wt[ik] * t
 
     sum_n, sum_d, w_new, step_ = nd[_N_SUMN], nd[_N_SUMD], nd[_N_WNEW], nd[_N_STEP]
     w_prev, r_prev, gam_, on_ = nd[_N_WPREV], nd[_N_RPREV], nd[_N_GAMMA], nd[_N_ON]
@@ -673,39 +674,37 @@ def _group_boundary(
         nd[_N_CARRY],
     )
     for it in range(max_iter):
-        # H at the iteration points (node 0 has H = 0 and drops out).
+        # H at the iteration points (node 0 has H = 0 and drops out). Indices are cast to
+        # unsigned where Numba cannot see they are >= 0: it then skips the negative-index
+        # wraparound, which made such small loops a quarter of the run time.
         for g in range(size):
             base = g * nl
             for ik in range(nl):
-                h[base + ik] = 0.0
+                h[_u(base + ik)] = 0.0
             for j in range(n):
-                hj = w[g * n + j] * w[g * n + j]
+                hj = w[_u(g * n + j)] * w[_u(g * n + j)]
+                row = tb_fp_interp[_u(j + 1)]
                 for ik in range(nl):
-                    h[base + ik] += tb_fp_interp[j + 1, ik] * hj
-            for ik in range(nl):
-                w_rep[base + ik] = w[g * n + tb_fp_node[ik] - 1]
-        # Integrands: ln(B(τ)/B(u)) = sqrt(H(u)) - w_i.
-        points = size * nl
-        if use_a:
-            for p in range(points):
-                dm = (math.sqrt(max(h[p], 0.0)) - w_rep[p]) * inv_sm[p] + c_m[p]
-                dp = dm + sm_[p]
-                cdf_p, pdf_p = _fast_ncdf_npdf(dp)
-                t_n[p] = c1[p] * _fast_npdf(dm)
-                t_d[p] = c2[p] * cdf_p + c3[p] * pdf_p
-        else:
-            for p in range(points):
-                dm = (math.sqrt(max(h[p], 0.0)) - w_rep[p]) * inv_sm[p] + c_m[p]
-                t_n[p] = c1[p] * _fast_ncdf(dm)
-                t_d[p] = c2[p] * _fast_ncdf(dm + sm_[p])
+                    h[_u(base + ik)] += row[ik] * hj
+        # Integrands, summed over the points of each node: ln(B(τ)/B(u)) = sqrt(H(u)) - w_i.
+        # The innermost loop runs over the nodes of one point index k: one SIMD vector.
         for lane in range(lanes):
             sum_n[lane] = 0.0
             sum_d[lane] = 0.0
         for g in range(size):
+            base = g * nl
             for k in range(nl // n):
                 for i in range(n):
-                    sum_n[g * n + i] += t_n[g * nl + k * n + i]
-                    sum_d[g * n + i] += t_d[g * nl + k * n + i]
+                    p = _u(base + k * n + i)
+                    li = _u(g * n + i)
+                    dm = (math.sqrt(max(h[p], 0.0)) - w[li]) * inv_sm[p] + c_m[p]
+                    if use_a:
+                        cdf_p, pdf_p = _fast_ncdf_npdf(dm + sm_[p])
+                        sum_n[li] += c1[p] * _fast_npdf(dm)
+                        sum_d[li] += c2[p] * cdf_p + c3[p] * pdf_p
+                    else:
+                        sum_n[li] += c1[p] * _fast_ncdf(dm)
+                        sum_d[li] += c2[p] * _fast_ncdf(dm + sm_[p])
         # Fixed-point map B = K e^{-(r-q)τ} N / D at every node lane.
         first = it == 0
         for lane in range(lanes):
@@ -743,16 +742,16 @@ def _group_boundary(
                 num_g = 0.0
                 den_g = 0.0
                 for i in range(n):
-                    lane = g * n + i
-                    res = w_new[lane] - w[lane]
-                    d_res = res - r_prev[lane]
+                    li = _u(g * n + i)
+                    res = w_new[li] - w[li]
+                    d_res = res - r_prev[li]
                     num_g += d_res * res
                     den_g += d_res * d_res
                 if den_g > 0.0:
                     gamma = num_g / den_g
             for i in range(n):
-                gam_[g * n + i] = gamma
-                on_[g * n + i] = opt[_O_FP_ON][g]
+                gam_[_u(g * n + i)] = gamma
+                on_[_u(g * n + i)] = opt[_O_FP_ON][g]
         for lane in range(lanes):
             res = w_new[lane] - w[lane]
             step = res - gam_[lane] * (w[lane] - w_prev[lane] + res - r_prev[lane])
@@ -765,7 +764,7 @@ def _group_boundary(
         for g in range(size):
             worst = 0.0
             for i in range(n):
-                worst = max(worst, step_[g * n + i])
+                worst = max(worst, step_[_u(g * n + i)])
             if worst < tol:
                 opt[_O_FP_ON][g] = 0.0
             elif opt[_O_FP_ON][g] > 0.0:
@@ -796,20 +795,21 @@ def _group_premium_terms(
         ln_x = opt[_O_LNX][g]
         base = g * n_p
         for p in range(n_p):
-            c_0[base + p] = 0.0
+            c_0[_u(base + p)] = 0.0
         for j in range(n):
-            hj = w[g * n + j] * w[g * n + j]
+            hj = w[_u(g * n + j)] * w[_u(g * n + j)]
+            row = tb_pr_interp[_u(j + 1)]
             for p in range(n_p):
-                c_0[base + p] += tb_pr_interp[j + 1, p] * hj
+                c_0[_u(base + p)] += row[p] * hj
         for p in range(n_p):
-            ln_b = ln_x - math.sqrt(max(c_0[base + p], 0.0))
+            ln_b = ln_x - math.sqrt(max(c_0[_u(base + p)], 0.0))
             t = t_exp * tb_pr_theta[p]
             vt = vol * math.sqrt(t)
-            c_lnx[base + p] = 1.0 / vt
-            c_0[base + p] = (-ln_b + (r - q) * t) / vt + 0.5 * vt
-            c_v[base + p] = vt
-            c_r[base + p] = t_exp * tb_pr_wt[p] * r * _fast_exp(-r * t)
-            c_q[base + p] = t_exp * tb_pr_wt[p] * q * _fast_exp(-q * t)
+            c_lnx[_u(base + p)] = 1.0 / vt
+            c_0[_u(base + p)] = (-ln_b + (r - q) * t) / vt + 0.5 * vt
+            c_v[_u(base + p)] = vt
+            c_r[_u(base + p)] = t_exp * tb_pr_wt[p] * r * _fast_exp(-r * t)
+            c_q[_u(base + p)] = t_exp * tb_pr_wt[p] * q * _fast_exp(-q * t)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
@@ -821,13 +821,14 @@ def _group_prices(size: int, n_p: int, sc: _Scratch, out: FloatArray) -> None:
         x = opt[_O_X][g]
         lx = math.log(x)
         base = g * n_p
-        for p in range(base, base + n_p):
+        for pp in range(n_p):
+            p = _u(base + pp)
             dp = lx * c_lnx[p] + c_0[p]
             term[p] = c_r[p] * _fast_ncdf(c_v[p] - dp) - x * c_q[p] * _fast_ncdf(-dp)
     for g in range(size):
         premium = 0.0
-        for p in range(g * n_p, (g + 1) * n_p):
-            premium += term[p]
+        for pp in range(n_p):
+            premium += term[_u(g * n_p + pp)]
         x, r, q, vol, t = opt[_O_X][g], opt[_O_R][g], opt[_O_Q][g], opt[_O_VOL][g], opt[_O_T][g]
         european = bsm_scalar(False, x, 1.0, t, r, q, vol)
         # Floors: exercising now, and exercising at the best fixed date (worth at least the
@@ -888,7 +889,6 @@ def _alo_groups(
     q: FloatArray,
     v: FloatArray,
     tb_node_s: FloatArray,
-    tb_fp_node: IntArray,
     tb_fp_s: FloatArray,
     tb_fp_mu: FloatArray,
     tb_fp_wt: FloatArray,
@@ -925,7 +925,7 @@ def _alo_groups(
             sc.opt[_O_T][g] = t[i]
         _group_boundary(
             size, grp < n_groups_a,
-            tb_node_s, tb_fp_node, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
             max_iter, tol, sc,
         )  # fmt: skip
         _group_premium_terms(size, n, tb_pr_theta, tb_pr_wt, tb_pr_interp, sc)
@@ -947,7 +947,6 @@ def _american_kernel(
     q: FloatArray,
     v: FloatArray,
     tb_node_s: FloatArray,
-    tb_fp_node: IntArray,
     tb_fp_s: FloatArray,
     tb_fp_mu: FloatArray,
     tb_fp_wt: FloatArray,
@@ -979,7 +978,7 @@ def _american_kernel(
         _alo_groups(
             todo, n_a, c * n_groups // n_tasks, (c + 1) * n_groups // n_tasks,
             is_call, s, k, t, r, q, v,
-            tb_node_s, tb_fp_node, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
             tb_pr_theta, tb_pr_wt, tb_pr_interp, max_iter, tol, out,
         )  # fmt: skip
 
@@ -998,7 +997,7 @@ def american_price(batch: OptionBatch, *, scheme: AloScheme = DEFAULT_SCHEME) ->
     _american_kernel(
         batch.is_call, batch.spot, batch.strike, batch.expiry_years,
         batch.rate, batch.dividend_yield, batch.vol,
-        tb.node_s, tb.fp_node, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
+        tb.node_s, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
         tb.pr_theta, tb.pr_wt, tb.pr_interp,
         scheme.fixed_point_iterations, scheme.tolerance,
         16 * get_num_threads(), out,
@@ -1018,7 +1017,7 @@ def _single_boundary(
     sc.opt[_O_R][0], sc.opt[_O_Q][0], sc.opt[_O_VOL][0], sc.opt[_O_T][0] = r, q, vol, t
     _group_boundary(
         1, bool(_uses_fp_a(r, q, vol)),
-        tb.node_s, tb.fp_node, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
+        tb.node_s, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
         scheme.fixed_point_iterations, scheme.tolerance, sc,
     )  # fmt: skip
     _group_premium_terms(1, scheme.chebyshev_nodes, tb.pr_theta, tb.pr_wt, tb.pr_interp, sc)
