@@ -260,7 +260,9 @@ class ChaosResult:
         return (
             f"{s.kills} kills {s.by_role} ({s.chaos_kills} inside the commit protocol), "
             f"{self.trades} trades; positions: {self.positions.summary()}; margins: "
-            f"{self.margins.summary()}, max rel. error {self.margins.max_rel_error:.1e}"
+            f"{self.margins.summary()}, max rel. error {self.margins.max_rel_error:.1e}, "
+            f"{self.margins.versions} published versions recomputed "
+            f"(max rel. error {self.margins.max_version_error:.1e})"
         )
 
 

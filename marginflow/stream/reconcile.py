@@ -10,6 +10,7 @@ one).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -20,9 +21,9 @@ from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import late_start_of_day
-from marginflow.stream.risk_calculator import EngineSpec, build_engine
+from marginflow.stream.risk_calculator import EngineSpec, StreamEngine, build_engine
 from marginflow.stream.sink import Database
-from marginflow.stream.topics import MARKET, POSITIONS, TRADES, Topology
+from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, TRADES, Topology
 
 
 def read_events(
@@ -149,10 +150,13 @@ def _latest_positions(events: list[tuple[int, ev.Event]]) -> dict[str, tuple[int
 @dataclass
 class MarginReport(Report):
     """Margins: ``max_rel_error`` is the largest relative difference from the batch
-    recompute over all accounts (and members)."""
+    recompute over all accounts (and members); ``versions`` counts the distinct published
+    versions recomputed one by one, ``max_version_error`` their largest relative difference."""
 
     max_rel_error: float = 0.0
     members: int = 0
+    versions: int = 0
+    max_version_error: float = 0.0
 
 
 def batch_margins(
@@ -222,6 +226,145 @@ def batch_margins(
     return margins, last, members, last_market
 
 
+VersionKey = tuple[str, int, int]
+"""(account, position version, market offset): what one published margin was computed from."""
+
+
+def positions_at_versions(
+    log: Log, topology: Topology, spec: EngineSpec, wanted: set[tuple[str, int]]
+) -> dict[tuple[str, int], dict[str, int]]:
+    """Each account's holdings (instrument -> quantity, non-zero) right after the trades-topic
+    input at ``offset``, for every ``(account, offset)`` in ``wanted``, replaying the trades
+    topic with the keeper's rules (as :func:`batch_margins` does)."""
+    trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
+    book = build_engine(spec).book
+    accounts, instruments = set(book.positions.accounts), set(book.instruments.ids)
+    out: dict[tuple[str, int], dict[str, int]] = {}
+    for events in trades.values():
+        held: dict[str, dict[str, int]] = defaultdict(dict)
+        trade_time: dict[str, int] = {}
+        for offset, e in events:
+            if isinstance(e, ev.Trade):
+                trade_time[e.account] = max(trade_time.get(e.account, 0), e.event_time)
+            elif not isinstance(e, ev.PositionSnapshot) or late_start_of_day(
+                e, trade_time.get(e.account, 0)
+            ):
+                continue
+            if e.account not in accounts or e.instrument not in instruments:
+                continue
+            h = held[e.account]
+            q = h.get(e.instrument, 0) + e.quantity if isinstance(e, ev.Trade) else e.quantity
+            if q:
+                h[e.instrument] = q
+            else:
+                h.pop(e.instrument, None)
+            if (e.account, offset) in wanted:
+                out[(e.account, offset)] = dict(h)
+    return out
+
+
+def margins_at_versions(
+    spec: EngineSpec,
+    market: Sequence[tuple[int, ev.Event]],
+    positions: Mapping[tuple[str, int], Mapping[str, int]],
+    keys: Iterable[VersionKey],
+) -> dict[VersionKey, float]:
+    """The margin of every ``(account, position version, market offset)`` in ``keys``,
+    recomputed from its inputs alone: the account's holdings at that version
+    (``positions``) under the market events up to and including that offset.
+
+    The order of operations has nothing in common with a calculator's: market events are
+    applied one at a time in log order (a calculator applies the last of each batch), and
+    an account's holdings are set straight to the version's. A published margin must equal
+    this one whatever batching, restarts or rebalances produced it."""
+    engine = build_engine(spec)
+    index = {a: i for i, a in enumerate(engine.book.positions.accounts)}
+    underlyings = set(engine.book.underlyings.ids)
+    now: dict[str, dict[str, int]] = {}
+    out: dict[VersionKey, float] = {}
+    m = 0
+    for mo, group in _by_market_offset(keys):
+        while m < len(market) and market[m][0] <= mo:
+            _apply_market_event(engine, market[m][1], underlyings)
+            m += 1
+        # rounds in which each account appears once, applied as one batch each
+        while group:
+            round_: dict[str, VersionKey] = {}
+            rest: list[VersionKey] = []
+            for key in group:
+                if key[0] in round_:
+                    rest.append(key)
+                else:
+                    round_[key[0]] = key
+            changes: dict[str, dict[str, float]] = {}
+            for account, key in round_.items():
+                want, have = positions[(account, key[1])], now.get(account, {})
+                delta = {
+                    i: float(want.get(i, 0) - have.get(i, 0))
+                    for i in set(want) | set(have)
+                    if want.get(i, 0) != have.get(i, 0)
+                }
+                if delta:
+                    changes[account] = delta
+                now[account] = dict(want)
+            if changes:
+                engine.apply_changes(changes)
+            for account, key in round_.items():
+                out[key] = float(engine.margin[index[account]])
+            group = rest
+    return out
+
+
+def _by_market_offset(keys: Iterable[VersionKey]) -> list[tuple[int, list[VersionKey]]]:
+    groups: dict[int, list[VersionKey]] = defaultdict(list)
+    for key in sorted(set(keys), key=lambda k: (k[2], k[0], k[1])):
+        groups[key[2]].append(key)
+    return sorted(groups.items())
+
+
+def _apply_market_event(engine: StreamEngine, e: ev.Event, underlyings: set[str]) -> None:
+    """One market event as the calculator takes it (the same events refused)."""
+    if not isinstance(e, ev.PriceUpdate | ev.VolUpdate) or e.underlying not in underlyings:
+        return
+    if isinstance(e, ev.PriceUpdate):
+        engine.apply_market(e.underlying, spot=e.price)
+    elif e.expiry is None and e.strike is None and e.vol > 0:
+        engine.apply_market(e.underlying, atm_vol=e.vol)
+
+
+def check_margin_versions(
+    log: Log, topology: Topology, spec: EngineSpec, *, rel_tol: float, abs_tol: float
+) -> tuple[list[str], int, float]:
+    """Recompute every margin published on the margins topic at its own version and
+    compare: the same version published twice (a replay, a restarted or reassigned
+    calculator) must carry the same value. Returns (mismatches, versions, max rel. error)."""
+    published = read_events(log, topology.name(MARGINS), Codec(topology.spec(MARGINS).events))
+    results: dict[VersionKey, set[float]] = defaultdict(set)
+    for events in published.values():
+        for _, e in events:
+            assert isinstance(e, ev.AccountMargin)
+            results[(e.account, e.position_version, e.market_offset)].add(e.margin)
+    market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
+    wanted = {(a, pv) for a, pv, _ in results}
+    positions = positions_at_versions(log, topology, spec, wanted)
+    mismatches = [f"{a}@{pv}: no such input" for a, pv in sorted(wanted - set(positions))]
+    keys = [k for k in results if (k[0], k[1]) in positions]
+    expected = margins_at_versions(spec, market.get(0, []), positions, keys)
+    worst = 0.0
+    for key in keys:
+        want = expected[key]
+        for got in sorted(results[key]):
+            err = abs(got - want)
+            worst = max(worst, err / max(abs(want), 1.0))
+            if err > max(rel_tol * abs(want), abs_tol):
+                mismatches.append(
+                    f"{key[0]}@{key[1]},market {key[2]}: published {got!r}, "
+                    f"recomputed at that version {want!r}"
+                    + (f" ({len(results[key])} values published)" if len(results[key]) > 1 else "")
+                )
+    return mismatches, len(keys), worst
+
+
 def check_margins(
     log: Log,
     topology: Topology,
@@ -232,7 +375,9 @@ def check_margins(
     abs_tol: float = 1e-6,
 ) -> MarginReport:
     """Reconcile the database with a batch recompute: every traded account's latest margin
-    (version and value) and every member's margin.
+    (version and value) and every member's margin; and every margin published on the
+    margins topic with a recompute at its own version (:func:`check_margin_versions`), so
+    one version published with two values is a mismatch even if the database kept one.
 
     Tolerances: the stream sums P&L vectors incrementally in the order changes arrived and
     the batch sums them in one pass; both in float64, so they differ by rounding only:
@@ -271,4 +416,8 @@ def check_margins(
         if err > max(rel_tol * abs(want), abs_tol * 100):
             report.mismatches.append(f"member {member}: stored {got_m!r}, recomputed {want!r}")
     report.max_rel_error = worst
+    mismatches, report.versions, report.max_version_error = check_margin_versions(
+        log, topology, spec, rel_tol=rel_tol, abs_tol=abs_tol
+    )
+    report.mismatches += mismatches
     return report
