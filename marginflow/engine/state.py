@@ -295,6 +295,11 @@ class MarginEngine:
             return 0.0
         j = np.fromiter(pos.keys(), dtype=np.intp, count=len(pos))
         q = np.fromiter(pos.values(), dtype=np.float64, count=len(pos))
+        # Sum in instrument order, not in the order positions arrived: the add-on switches on
+        # at a threshold of the exposure, which must be a function of the holdings alone (a
+        # restored engine and an uninterrupted one must agree).
+        order = np.argsort(j)
+        j, q = j[order], q[order]
         und = self.book.instruments.underlying[j]
         uniq, inv = np.unique(und, return_inverse=True)
         exposure = np.bincount(inv, weights=q * self._delta[j]).astype(np.float64)
