@@ -248,6 +248,19 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 
 
+@njit(cache=True, inline="always")
+def _fmax(a: float, b: float) -> float:
+    """max as a select. The builtin ``max`` can stay an out-of-line call in large kernels
+    (LLVM's inlining budget), and a call in a loop stops its vectorisation."""
+    return a if a > b else b
+
+
+@njit(cache=True, inline="always")
+def _fmin(a: float, b: float) -> float:
+    """min as a select (see ``_fmax``)."""
+    return a if a < b else b
+
+
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_exp(x: float) -> float:
     """exp(x), relative error < 1.5e-15 for x in [-708, 709] (clamped outside), in plain
@@ -257,7 +270,7 @@ def _fast_exp(x: float) -> float:
     are evaluated in Estrin's scheme: short dependency chains matter more than operation
     counts when only one or two SIMD vectors are in flight.
     """
-    x = min(max(x, -708.0), 709.0)
+    x = _fmin(_fmax(x, -708.0), 709.0)
     k = math.floor(x * _LOG2E + 0.5)
     r = x - k * _LN2_HI - k * _LN2_LO  # |r| <= ln(2)/2
     # Degree-10 polynomial fitted at Chebyshev points of |r| <= ln(2)/2 (relative error
@@ -419,7 +432,7 @@ def _u(index: int) -> np.uint64:
 
 @njit(cache=True, inline="always")
 def _intrinsic(is_call: bool, s: float, k: float) -> float:
-    return max(s - k, 0.0) if is_call else max(k - s, 0.0)
+    return _fmax(s - k, 0.0) if is_call else _fmax(k - s, 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -438,12 +451,12 @@ def _deterministic_put(x: float, r: float, q: float, t: float) -> float:
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _deterministic_floor(x: float, r: float, q: float, t: float) -> float:
     """``_deterministic_put`` without branches on the data (vectorises): the ALO floor."""
-    at_expiry = max(1.0 - x, _fast_exp(-r * t) - x * _fast_exp(-q * t), 0.0)
+    at_expiry = _fmax(_fmax(1.0 - x, _fast_exp(-r * t) - x * _fast_exp(-q * t)), 0.0)
     # Interior optimum of K e^{-rt} - S e^{-qt} at t* = ln(r / (q x)) / (r - q), if any.
     ratio = r / (q * x) if (r != q and r * q > 0.0) else 1.0
     t_star = _fast_log(ratio) / (r - q) if ratio > 0.0 else -1.0
     t_star = t_star if (0.0 < t_star < t) else 0.0
-    return max(at_expiry, _fast_exp(-r * t_star) - x * _fast_exp(-q * t_star))
+    return _fmax(at_expiry, _fast_exp(-r * t_star) - x * _fast_exp(-q * t_star))
 
 
 @njit(cache=True, inline="always")
@@ -594,14 +607,14 @@ def _group_qdplus(size: int, n: int, tol: float, sc: _Scratch) -> None:
             gx1 = s * g1
             gx2 = gx1 + s * s * g2
             step = g0 / gx1 / (1.0 - 0.5 * g0 * gx2 / (gx1 * gx1))
-            step = min(max(step, -1.0), 1.0) * on_[lane]
-            x_[lane] = min(x - step, lnx_[lane])
+            step = _fmin(_fmax(step, -1.0), 1.0) * on_[lane]
+            x_[lane] = _fmin(x - step, lnx_[lane])
             step_[lane] = abs(step)
         busy = False
         for g in range(size):
             worst = 0.0
             for i in range(n):
-                worst = max(worst, step_[_u(g * n + i)])
+                worst = _fmax(worst, step_[_u(g * n + i)])
             if worst < tol:
                 sc.opt[_O_QD_ON][g] = 0.0
             else:
@@ -688,9 +701,9 @@ def _group_boundary(
                 h[_u(base + ik)] = 0.0
             for j in range(n):
                 hj = w[_u(g * n + j)] * w[_u(g * n + j)]
-                row = tb_fp_interp[_u(j + 1)]
+                jj = _u(j + 1)
                 for ik in range(nl):
-                    h[_u(base + ik)] += row[ik] * hj
+                    h[_u(base + ik)] += tb_fp_interp[jj, ik] * hj
         # Integrands, summed over the points of each node: ln(B(τ)/B(u)) = sqrt(H(u)) - w_i.
         # The innermost loop runs over the nodes of one point index k: one SIMD vector.
         for lane in range(lanes):
@@ -702,7 +715,7 @@ def _group_boundary(
                 for i in range(n):
                     p = _u(base + k * n + i)
                     li = _u(g * n + i)
-                    dm = (math.sqrt(max(h[p], 0.0)) - w[li]) * inv_sm[p] + c_m[p]
+                    dm = (math.sqrt(_fmax(h[p], 0.0)) - w[li]) * inv_sm[p] + c_m[p]
                     if use_a:
                         cdf_p, pdf_p = _fast_ncdf_npdf(dm + sm_[p])
                         sum_n[li] += c1[p] * _fast_npdf(dm)
@@ -769,7 +782,7 @@ def _group_boundary(
         for g in range(size):
             worst = 0.0
             for i in range(n):
-                worst = max(worst, step_[_u(g * n + i)])
+                worst = _fmax(worst, step_[_u(g * n + i)])
             if worst < tol:
                 opt[_O_FP_ON][g] = 0.0
             elif opt[_O_FP_ON][g] > 0.0:
@@ -803,11 +816,11 @@ def _group_premium_terms(
             c_0[_u(base + p)] = 0.0
         for j in range(n):
             hj = w[_u(g * n + j)] * w[_u(g * n + j)]
-            row = tb_pr_interp[_u(j + 1)]
+            jj = _u(j + 1)
             for p in range(n_p):
-                c_0[_u(base + p)] += row[p] * hj
+                c_0[_u(base + p)] += tb_pr_interp[jj, p] * hj
         for p in range(n_p):
-            ln_b = ln_x - math.sqrt(max(c_0[_u(base + p)], 0.0))
+            ln_b = ln_x - math.sqrt(_fmax(c_0[_u(base + p)], 0.0))
             t = t_exp * tb_pr_theta[p]
             vt = vol * math.sqrt(t)
             c_lnx[_u(base + p)] = 1.0 / vt
@@ -839,7 +852,7 @@ def _group_prices(size: int, n_p: int, sc: _Scratch, out: FloatArray) -> None:
         # Floors: exercising now, and exercising at the best fixed date (worth at least the
         # forward intrinsic value then, by Jensen), bound the price below. The second binds
         # only where the integrands are near steps (vol small against |r - q| T).
-        value = max(european + max(premium, 0.0), _deterministic_floor(x, r, q, t))
+        value = _fmax(european + _fmax(premium, 0.0), _deterministic_floor(x, r, q, t))
         out[g] = value if premium == premium else np.nan
 
 
@@ -1064,7 +1077,7 @@ def _fd_put_grid(
     up = a / (h * h) + b / (2.0 * h)
     payoff = np.empty(nx)
     for j in range(nx):
-        payoff[j] = max(1.0 - math.exp(y_lo + j * h), 0.0)
+        payoff[j] = _fmax(1.0 - math.exp(y_lo + j * h), 0.0)
     v = payoff.copy()
     rhs = np.empty(nx)
     cp = np.empty(nx)
@@ -1224,9 +1237,9 @@ def _spots_alo_kernel(
         for s in range(m):
             scale = spots[lo + s] if is_call else strike
             floor = _deterministic_floor(x[s], r, q, t)
-            value = scale * max(eu[s] + max(pr[s], 0.0), floor)
+            value = scale * _fmax(eu[s] + _fmax(pr[s], 0.0), floor)
             intrinsic = _intrinsic(is_call, spots[lo + s], strike)
-            out[lo + s] = max(value, intrinsic) if pr[s] == pr[s] else np.nan
+            out[lo + s] = _fmax(value, intrinsic) if pr[s] == pr[s] else np.nan
 
 
 @njit(cache=True, parallel=True)
