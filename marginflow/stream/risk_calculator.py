@@ -12,9 +12,19 @@ Every :class:`~marginflow.stream.events.AccountMargin` carries its version: the 
 offset its positions reflect (``position_version``) and the offset of the last market event
 applied (``market_offset``). Results for one account are ordered by that pair
 (lexicographically); the sink keeps the greatest. Replays after a crash publish results
-whose values equal, to float64 rounding, a recompute at their versions (the incremental
-engine sums P&L vectors in the order changes arrive, so two runs batching differently differ
-in the last bits; tests compare with a relative tolerance of 1e-9).
+whose values equal, to float64 rounding, a recompute at their versions: the engine's P&L
+rows are a function of the market alone, bit for bit (any history, any thread count), and
+the incremental engine sums an account's P&L vector in the order changes arrive, so two
+runs batching differently differ in the last bits (measured <= 1.1e-15 relative;
+``tests/stream/test_determinism.py``, and the crash tests recompute every published
+version through :func:`marginflow.stream.reconcile.check_margin_versions`).
+
+That holds between processes running the same code and configuration only: a calculator
+restarted on edited pricing code (or another revaluation setting) publishes other values
+for versions published before (the American pricer's rewrite moved margins of the crash
+test's book by up to 1.4e-7). Restart every calculator of a group together after such a
+change; results published before it carry the old code's values (the snapshots hold only
+holdings and market levels, so they stay valid).
 
 The engine holds every account of the book; accounts on partitions this worker does not
 own are kept flat (zero positions), so their margin is never published from here.

@@ -97,5 +97,12 @@ def test_whole_pipeline_survives_sigkill_on_the_broker(
     assert result.positions.ok, result.positions.mismatches[:5] + result.positions.lost[:5]
     assert result.margins.ok, result.margins.mismatches[:5] + result.margins.lost[:5]
     assert result.margins.keys == SPEC.accounts
+    # Every margin published on the topic, replays included, was recomputed at its own
+    # version; stream and recomputes differ only by float64 rounding of the P&L sums
+    # (measured <= 5e-16): 1e-12 is far tighter than check_margins' 1e-9 and far looser
+    # than rounding, and 2e-7 (engines built from different code) fails it.
+    assert result.margins.versions >= SPEC.accounts
+    assert result.margins.max_version_error < 1e-12
+    assert result.margins.max_rel_error < 1e-12
     assert all(result.supervisor.by_role.values()), result.supervisor.by_role  # all died
     print(result.summary())
