@@ -520,3 +520,20 @@ def test_vectorised_elementary_functions() -> None:
     assert apply(1, near_one) == pytest.approx(np.log(near_one), rel=0.0, abs=1e-15)
     z = np.linspace(-37.0, 37.0, 400_001)
     assert apply(2, z) == pytest.approx(ndtr(z), rel=3e-13, abs=0.0)
+
+
+def test_price_does_not_depend_on_the_rest_of_the_batch() -> None:
+    # Options are solved in groups of 8, but each stops on its own criterion and the lanes
+    # do the same arithmetic: an option's price is bit for bit the same alone, in any
+    # batch and on any number of threads (incremental revaluation relies on it).
+    rng = np.random.default_rng(1)
+    n = 600
+    batch = OptionBatch.of(
+        is_call=rng.random(n) < 0.5, spot=100.0, strike=rng.uniform(50, 150, n),
+        expiry_years=rng.integers(1, 5 * 365, n) / 365, rate=rng.uniform(-0.02, 0.1, n),
+        dividend_yield=rng.uniform(0, 0.1, n), vol=rng.uniform(0.05, 1.0, n),
+    )  # fmt: skip
+    full = american_price(batch)
+    assert np.array_equal(american_price(batch.take(np.arange(0, n, 7))), full[::7])
+    alone = [american_price(batch.take([i]))[0] for i in range(0, n, 50)]
+    assert np.array_equal(alone, full[::50])
