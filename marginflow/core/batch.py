@@ -75,7 +75,8 @@ class OptionBatch:
             np.asarray(is_call, dtype=np.bool_),
             np.asarray(is_american, dtype=np.bool_),
         )
-        s, k, t, r, q, v, c, a = (np.ascontiguousarray(x).ravel() for x in floats)
+        # Copies: a batch never shares memory with the caller's arrays or a broadcast view.
+        s, k, t, r, q, v, c, a = (np.array(x, copy=True).ravel() for x in floats)
         batch = cls(
             is_call=c.astype(np.bool_),
             is_american=a.astype(np.bool_),
