@@ -21,7 +21,12 @@ from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import late_start_of_day
-from marginflow.stream.risk_calculator import EngineSpec, StreamEngine, build_engine
+from marginflow.stream.risk_calculator import (
+    EngineSpec,
+    StreamEngine,
+    build_engine,
+    start_of_day,
+)
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, TRADES, Topology
 
@@ -237,7 +242,7 @@ def positions_at_versions(
     input at ``offset``, for every ``(account, offset)`` in ``wanted``, replaying the trades
     topic with the keeper's rules (as :func:`batch_margins` does)."""
     trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
-    book = build_engine(spec).book
+    book = start_of_day(spec)  # the ids only: no engine to build
     accounts, instruments = set(book.positions.accounts), set(book.instruments.ids)
     out: dict[tuple[str, int], dict[str, int]] = {}
     for events in trades.values():
