@@ -108,7 +108,7 @@ def _show(report: Any) -> None:
 @cluster_app.command("up")
 def cluster_up(
     directory: DirOpt = DEFAULT_DIR,
-    config: Annotated[Path | None, typer.Option(help="TOML file with a [cluster] table")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a \\[cluster] table")] = None,
     log: Annotated[str | None, typer.Option(help="broker | embedded | kafka://host:port")] = None,
     partitions: Annotated[int | None, typer.Option(help="partitions of the keyed topics")] = None,
     keepers: Annotated[int | None, typer.Option(help="position keeper processes")] = None,
