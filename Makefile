@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Tests run the installed console scripts (marginflow) as a user would: put them on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run demo test lint typecheck unit bench clean
+.PHONY: install run demo test lint typecheck unit bench clean clean-numba
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,10 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python -m benchmarks
 
-clean:
+# Numba's on-disk cache does not notice a change in a function inlined from another module:
+# clear it after pulling changes to marginflow/pricing.
+clean-numba:
+	find marginflow -name '*.nbi' -delete -o -name '*.nbc' -delete
+
+clean: clean-numba
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -456,4 +456,8 @@ def _revalue_kernel(
                 for s in range(n_s):
                     price[s] += kk * _eep(b, ln_new[s] - ln_k, v_idx[s], v_frac[s], m0, dm, grid)
             for s in range(n_s):
-                row[s] = (price[s] - p0) * m
+                # A scenario that moves nothing has a P&L of exactly zero. The scalar p0 and
+                # the vectorised scenario loop may round differently (FMA contraction) by
+                # ~1e-16 of the price, so equal inputs are tested, not equal outputs.
+                unmoved = ln_new[s] == ln_s0 and vm[s] == 1.0
+                row[s] = 0.0 if unmoved else (price[s] - p0) * m
