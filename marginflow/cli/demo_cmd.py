@@ -55,7 +55,8 @@ def demo_command(
         [(m["member"], m["accounts"], m["margin"]) for m in stream["members"]]
         + [("firm", stream["accounts"], stream["firm"])],
     )
-    Console().print(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
     table(
         f"3. ISDA SIMM {SIMM_VERSION} (10-day) per portfolio: call = collect, post = post",
         ("portfolio", "side", "regulation", "IM (USD)"),
