@@ -15,7 +15,6 @@ where the table is silent:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -46,17 +45,6 @@ RATE = 0.0525
 SPX_Q = 0.018
 CONTRACTS = 100
 MULT = 100.0
-
-
-def needs_american() -> None:
-    """Skip locally while the pricing core's American pricer is not importable; under CI
-    a missing pricer fails (as missing reference data does), so the skip cannot hide."""
-    try:
-        from marginflow.pricing.api import price  # noqa: F401
-    except ImportError as e:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"American pricer not importable: {e}")
-        pytest.skip(f"American pricer not importable yet: {e}")
 
 
 def implied(batch: OptionBatch, premium: float) -> OptionBatch:
@@ -200,7 +188,6 @@ def test_ibm_protective_put_worst_loss() -> None:
     # (97.73 - 95 + 1.02) x 10,000 = $37,500 from the table's inputs. The table prints
     # $37,538: its premium is rounded to the cent, and half a cent on 10,000 puts is
     # $50, so any figure within $50 of $37,500 is what the table's inputs allow.
-    needs_american()
     put = implied(option(is_call=False, strike=95, spot=IBM, american=True), 1.02)
     margin, b = margin_of([put], [CONTRACTS], rng=EQUITY, shares=10_000)
     # $0.50 on 10,000 puts is 5e-5 per put, inside any American pricer's accuracy.
@@ -215,7 +202,6 @@ def test_ibm_short_put_worst_loss() -> None:
     # Short 100 IBM Apr 100 puts @3.18: at -15% the put is exercised, worth 100 - 83.0705,
     # so the loss is (16.9295 - 3.18) x 10,000 = $137,495 from the table's inputs; the
     # table prints $137,527, again within the $50 that premium rounding allows.
-    needs_american()
     put = implied(option(is_call=False, strike=100, spot=IBM, american=True), 3.18)
     margin, _ = margin_of([put], [-CONTRACTS], rng=EQUITY)
     assert margin == pytest.approx((100 - IBM * 0.85 - 3.18) * 10_000, abs=0.5)
@@ -223,7 +209,6 @@ def test_ibm_short_put_worst_loss() -> None:
 
 
 def test_long_ibm_straddle_is_the_minimum() -> None:
-    needs_american()
     legs = [
         implied(option(is_call=True, strike=100, spot=IBM, american=True), 1.68),
         implied(option(is_call=False, strike=100, spot=IBM, american=True), 3.18),

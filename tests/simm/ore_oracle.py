@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from marginflow.simm.regulations import Side
-from marginflow.simm.synthetic import USD_PER_UNIT
+from marginflow.simm.synthetic import COLUMNS, USD_PER_UNIT
 
 
 def side_of(ore_side: str) -> Side:
@@ -258,19 +258,8 @@ _BUCKETED_RISK_TYPES = {
     "Risk_Commodity": "RiskType_Commodity",
     "Risk_CommodityVol": "RiskType_CommodityVol",
 }
-LOW_LEVEL_COLUMNS = (
-    "TradeID",
-    "PortfolioID",
-    "ProductClass",
-    "RiskType",
-    "Qualifier",
-    "Bucket",
-    "Label1",
-    "Label2",
-    "AmountCurrency",
-    "Amount",
-    "AmountUSD",
-)
+# The lower-level API reads the CRIF columns up to AmountUSD (no regulation columns).
+LOW_LEVEL_COLUMNS = COLUMNS[: COLUMNS.index("AmountUSD") + 1]
 
 
 def run_ore_low_level(
