@@ -13,6 +13,7 @@ from pathlib import Path
 
 from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.engine.book import Book
+from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.aggregator import Aggregator
 from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
@@ -21,7 +22,6 @@ from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.risk_calculator import (
     EngineSpec,
     RiskCalculator,
-    StreamEngine,
     build_engine,
     start_of_day,
 )
@@ -55,7 +55,7 @@ class BatchSettings:
 
 
 def processor_for(
-    role: str, topology: Topology, *, engine: StreamEngine | None = None, db: Database | None = None
+    role: str, topology: Topology, *, engine: MarginEngine | None = None, db: Database | None = None
 ) -> Processor:
     """The processor of one worker role (``engine`` for the calculator, ``db`` for the sink)."""
     if role == "position-keeper":
@@ -79,7 +79,7 @@ class InProcessPipeline:
     topology: Topology
     state_dir: Path
     db: Database
-    engine: StreamEngine
+    engine: MarginEngine
     batches: BatchSettings = field(default_factory=BatchSettings)
     workers: list[MicroBatchWorker] = field(default_factory=list)
 

@@ -23,7 +23,6 @@ from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import late_start_of_day
 from marginflow.stream.risk_calculator import (
     EngineSpec,
-    StreamEngine,
     build_engine,
     start_of_day,
 )
@@ -313,7 +312,7 @@ def margins_at_versions(
                     changes[account] = delta
                 now[account] = dict(want)
             if changes:
-                engine.apply_changes(changes)
+                engine.apply_trades(changes)
             for account, key in round_.items():
                 out[key] = float(engine.margin[index[account]])
             group = rest
@@ -327,7 +326,7 @@ def _by_market_offset(keys: Iterable[VersionKey]) -> list[tuple[int, list[Versio
     return sorted(groups.items())
 
 
-def _apply_market_event(engine: StreamEngine, e: ev.Event, underlyings: set[str]) -> None:
+def _apply_market_event(engine: MarginEngine, e: ev.Event, underlyings: set[str]) -> None:
     """One market event as the calculator takes it (the same events refused)."""
     if not isinstance(e, ev.PriceUpdate | ev.VolUpdate) or e.underlying not in underlyings:
         return

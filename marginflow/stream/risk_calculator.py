@@ -37,11 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
-import numpy as np
 
 from marginflow.core.errors import ValidationError
 from marginflow.core.ids import AccountId, MemberId
-from marginflow.engine.aggregate import add_scaled_row
 from marginflow.engine.book import Book
 from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
@@ -52,42 +50,6 @@ from marginflow.stream.worker import Output, Processor
 
 MSG_UNKNOWN = "unknown {what} {name!r} (not in the engine's reference data)"
 MSG_VOL_POINT = "vol surface points are not supported by the engine; send the ATM level"
-
-
-class StreamEngine(MarginEngine):
-    """The margin engine with one addition the stream needs: apply many position changes
-    and refresh each touched account's margin once (one vectorised tail evaluation for the
-    batch) instead of once per change.
-
-    It follows :meth:`MarginEngine.apply_trade` step for step (positions, holders, P&L row,
-    refresh) and exists only until the engine offers a batched apply itself.
-    """
-
-    def apply_changes(self, changes: dict[str, dict[str, float]]) -> np.ndarray:
-        """Add ``changes[account][instrument]`` (quantity deltas) to the positions and
-        refresh the touched accounts once; returns their indices."""
-        rows: list[int] = []
-        holders = self._holders
-        for account, deltas in changes.items():
-            a = self._account(account)
-            pos = self._positions[a]
-            pnl = self.pnl[a]
-            for instrument, dq in deltas.items():
-                if dq == 0:
-                    continue
-                j = self._instrument(instrument)
-                new = pos.get(j, 0.0) + dq
-                if new == 0.0:
-                    pos.pop(j, None)
-                    holders.get(j, set()).discard(a)
-                else:
-                    pos[j] = new
-                    holders.setdefault(j, set()).add(a)
-                add_scaled_row(pnl, float(dq), self.matrix[j])
-            rows.append(a)
-        touched = np.unique(np.asarray(rows, dtype=np.intp))
-        self._refresh(touched)
-        return touched
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +77,7 @@ class EngineSpec:
             raise ValidationError("confidence", f"must be in (0.5, 1), got {self.confidence}")
 
 
-def build_engine(spec: EngineSpec) -> StreamEngine:
+def build_engine(spec: EngineSpec) -> MarginEngine:
     """The engine for ``spec``'s book with no positions (they arrive on the log)."""
     from marginflow.engine.synthetic_book import generate_book
     from marginflow.margin.es_model import ExpectedShortfallModel
@@ -131,7 +93,7 @@ def build_engine(spec: EngineSpec) -> StreamEngine:
     )
     scenarios = filtered_historical(sb.universe.history, lookback_days=spec.lookback_days)
     model = ExpectedShortfallModel(confidence=spec.confidence)
-    return StreamEngine(sb.book, scenarios, model)
+    return MarginEngine(sb.book, scenarios, model)
 
 
 def start_of_day(spec: EngineSpec) -> Book:
@@ -171,7 +133,7 @@ _decode_market = msgspec.msgpack.Decoder(_MarketState).decode
 class RiskCalculator(Processor):
     """Positions + market data -> account margins."""
 
-    def __init__(self, topology: Topology, engine: StreamEngine) -> None:
+    def __init__(self, topology: Topology, engine: MarginEngine) -> None:
         self.topology = topology
         self.inputs = (topology.name(POSITIONS),)
         self.broadcasts = (topology.name(MARKET),)
@@ -208,7 +170,7 @@ class RiskCalculator(Processor):
             changes[account] = {i: float(q) for i, q in h.quantities.items()}
             self._changed[account] = h.event_time
         if changes:
-            self._engine.apply_changes(changes)
+            self._engine.apply_trades(changes)
 
     def release(self, tp: TP) -> None:
         held = self._parts.pop(tp, {})
@@ -221,7 +183,7 @@ class RiskCalculator(Processor):
                 for i, dq in pending.items():
                     flat[account][i] = flat[account].get(i, 0.0) + dq
         if flat:
-            self._engine.apply_changes(flat)
+            self._engine.apply_trades(flat)
 
     # -- events -----------------------------------------------------------------------------
     def apply(
@@ -313,7 +275,7 @@ class RiskCalculator(Processor):
                     self._changed[name] = self._market.event_time
         self._moves.clear()
         if self._deltas:
-            engine.apply_changes(self._deltas)
+            engine.apply_trades(self._deltas)
             self._deltas = {}
         now = time.time_ns()
         out = []

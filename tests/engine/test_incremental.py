@@ -104,3 +104,57 @@ def test_unknown_ids_are_named(small_case: SmallCase) -> None:
         eng.what_if(small_case.book.positions.accounts[0], [("XYZ", 1.0)])
     with pytest.raises(ValidationError, match="spot"):
         eng.apply_market(small_case.book.underlyings.ids[0], spot=-1.0)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    trades=st.lists(
+        st.tuples(
+            st.integers(0, 29),
+            st.integers(0, 10_000),
+            st.sampled_from([-400.0, -25.0, -1.0, 1.0, 3.0, 50.0, 400.0]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_batched_trades_equal_one_at_a_time(small_case: SmallCase, trades: list) -> None:  # type: ignore[type-arg]
+    b, scen = small_case.book, small_case.scenarios
+    ids = b.instruments.ids
+    one, batched = MarginEngine(b, scen, MODEL), MarginEngine(b, scen, MODEL)
+    changes: dict[str, dict[str, float]] = {}
+    for a, j, q in trades:
+        account, instrument = b.positions.accounts[a], ids[j % len(ids)]
+        one.apply_trade(account, instrument, q)
+        per = changes.setdefault(account, {})
+        per[instrument] = per.get(instrument, 0.0) + q
+    touched = batched.apply_trades(changes)
+    assert sorted(touched.tolist()) == sorted({a for a, _, _ in trades})
+    _assert_same(batched, one)
+
+
+def test_concentration_screen_agrees_with_the_add_on(small_case: SmallCase) -> None:
+    # The batch screen decides which accounts get an add-on; every account it passes over
+    # must have none, and every account with one must have been screened in.
+    eng = MarginEngine(small_case.book, small_case.scenarios, MODEL)
+    rows = np.arange(len(small_case.book.positions.accounts), dtype=np.intp)
+    flagged = set(eng._exposed(rows).tolist())
+    for a in rows.tolist():
+        addon = eng._concentration_of(eng.pnl[a], eng._positions[a])
+        assert (addon > 0) <= (a in flagged)
+    assert flagged, "the case must exercise the add-on"
+
+
+def test_a_bad_batch_changes_nothing(small_case: SmallCase) -> None:
+    b = small_case.book
+    eng = MarginEngine(b, small_case.scenarios, MODEL)
+    pnl, margin = eng.pnl.copy(), eng.margin.copy()
+    good, bad = b.positions.accounts[0], b.positions.accounts[1]
+    with pytest.raises(ValidationError, match="quantity"):
+        eng.apply_trades({good: {b.instruments.ids[0]: 5.0}, bad: {b.instruments.ids[1]: np.nan}})
+    with pytest.raises(ValidationError, match="unknown instrument 'XYZ'"):
+        eng.apply_trades({good: {b.instruments.ids[0]: 5.0, "XYZ": 1.0}})
+    assert np.array_equal(eng.pnl, pnl)
+    assert np.array_equal(eng.margin, margin)

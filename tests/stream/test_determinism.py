@@ -23,6 +23,7 @@ import pytest
 
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.engine.revaluation import RevaluationSettings
+from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.log.embedded import EmbeddedLog
@@ -31,7 +32,6 @@ from marginflow.stream.reconcile import VersionKey, check_margins, margins_at_ve
 from marginflow.stream.risk_calculator import (
     EngineSpec,
     RiskCalculator,
-    StreamEngine,
     build_engine,
     start_of_day,
 )
@@ -121,11 +121,11 @@ def script(seed: int = 5, trades: int = 250, moves: int = 50) -> Script:
 
 
 @cache
-def _pristine() -> StreamEngine:
+def _pristine() -> MarginEngine:
     return build_engine(SPEC)
 
 
-def _fresh_engine() -> StreamEngine:
+def _fresh_engine() -> MarginEngine:
     # A copy of a freshly built engine: building is deterministic (same rows bit for bit in
     # any process and with any thread count), and a copy saves a second per restart.
     return copy.deepcopy(_pristine())
@@ -136,7 +136,7 @@ class Calculator:
     """One calculator process: its engine, the partitions it owns and where it reads."""
 
     parts: tuple[int, ...]
-    engine_factory: Callable[[], StreamEngine] = _fresh_engine
+    engine_factory: Callable[[], MarginEngine] = _fresh_engine
     calc: RiskCalculator = field(init=False)
     cursor: dict[int, int] = field(init=False)
     market_cursor: int = 0
@@ -253,9 +253,9 @@ def test_a_differently_built_engine_is_caught() -> None:
     # What the crash-test incident was: two processes whose engines differ (there, code
     # edited between their starts). A grid one node finer moves float32 rows by an ulp or
     # more; the version check must see it.
-    def other() -> StreamEngine:
+    def other() -> MarginEngine:
         e = _pristine()
-        return StreamEngine(
+        return MarginEngine(
             e.book, e.scenarios, e.model, revaluation=RevaluationSettings(eep_moneyness_points=17)
         )
 
