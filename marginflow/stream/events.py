@@ -292,7 +292,8 @@ class RiskParameterChange(Event, frozen=True, kw_only=True, tag="risk_parameter"
     def __post_init__(self) -> None:
         for name in ("change_id", "model", "parameter", "requested_by", "approved_by"):
             _nonempty(name, getattr(self, name))
-        if self.requested_by == self.approved_by:
+        # four eyes: one person spelled twice ("Alice", "alice ") is still one person
+        if self.requested_by.casefold() == self.approved_by.casefold():
             raise ValidationError("approved_by", "must differ from requested_by (maker-checker)")
         if isinstance(self.value, float):
             _finite("value", self.value)
@@ -303,7 +304,12 @@ class RiskParameterChange(Event, frozen=True, kw_only=True, tag="risk_parameter"
 class CrifRow(msgspec.Struct, frozen=True, kw_only=True):
     """One CRIF sensitivity row (ISDA Common Risk Interchange Format field names, snake_case).
 
-    ``amount`` is in ``amount_currency``; ``amount_usd`` is the same amount in USD."""
+    ``amount`` is in ``amount_currency``; ``amount_usd`` is the same amount in USD. The
+    optional fields (added compatibly, ``""`` when absent) are the CRIF's ``TradeID``,
+    ``EndDate`` (YYYY-MM-DD; both required on Schedule rows) and the regulations a row
+    falls under on each side (``CollectRegulation``/``PostRegulation``, e.g. ``"SEC,CFTC"``).
+    Buckets, tenors and qualifiers are checked against a SIMM calibration by the SIMM
+    worker, not here: which values are valid depends on the calibration version."""
 
     im_model: str = "SIMM"
     product_class: str = ""
@@ -315,6 +321,10 @@ class CrifRow(msgspec.Struct, frozen=True, kw_only=True):
     amount: float
     amount_currency: str = "USD"
     amount_usd: float
+    trade_id: str = ""
+    end_date: str = ""
+    collect_regulation: str = ""
+    post_regulation: str = ""
 
     def __post_init__(self) -> None:
         _one_of("im_model", self.im_model, ("SIMM", "Schedule"))
@@ -329,7 +339,12 @@ class CrifRow(msgspec.Struct, frozen=True, kw_only=True):
 
 @_register
 class CrifSubmission(Event, frozen=True, kw_only=True, tag="crif"):
-    """A firm's CRIF for one portfolio against one counterparty, as of a business date."""
+    """A firm's CRIF for one portfolio against one counterparty, as of a business date.
+
+    The sensitivities are ``party``'s (CRIF sign convention). A later submission of the same
+    party, portfolio and business date replaces an earlier one (the greater offset on the
+    ``crif`` topic wins). ``simm_version`` optionally names the SIMM calibration the
+    sensitivities were produced for (``""``: the SIMM worker's configured one)."""
 
     KEY_FIELD: ClassVar[str | None] = "portfolio"
     submission_id: str
@@ -339,6 +354,7 @@ class CrifSubmission(Event, frozen=True, kw_only=True, tag="crif"):
     business_date: str
     rows: tuple[CrifRow, ...]
     event_time: int
+    simm_version: str = ""
 
     def __post_init__(self) -> None:
         for name in ("submission_id", "party", "counterparty", "portfolio"):
@@ -426,6 +442,78 @@ class MemberMarginPartial(Event, frozen=True, kw_only=True, tag="member_margin_p
         _finite("margin", self.margin)
 
 
+SIMM_SIDES = ("collect", "post")
+
+
+class SimmLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a SIMM result's breakdown, in the calculation currency.
+
+    The columns name a node of the ISDA aggregation tree; the blank ones say its level:
+    ``model`` alone is the model's total (``SIMM``, or ``Schedule`` for Schedule IM),
+    ``+ product_class`` a product class after its multiplier (or an add-on such as
+    ``AddOnNotionalFactor``), ``+ risk_class`` a risk class (``ProductClassMultiplier`` is
+    the multiplier's add-on), ``+ margin_type`` one of Delta, Vega, Curvature, BaseCorr.
+    Margin types add up to their risk class; risk classes combine into a product class with
+    the ISDA correlations (not a plain sum); product classes and add-ons add up to SIMM."""
+
+    side: str
+    model: str
+    product_class: str = ""
+    risk_class: str = ""
+    margin_type: str = ""
+    margin: float
+
+    def __post_init__(self) -> None:
+        _one_of("side", self.side, SIMM_SIDES)
+        _finite("margin", self.margin)
+
+
+@_register
+class SimmResult(Event, frozen=True, kw_only=True, tag="simm_result"):
+    """The SIMM worker's output: the initial margin of one CRIF submission, both ways.
+
+    ``collect_im`` is the IM ``party`` collects from ``counterparty`` (SIMM on the
+    sensitivities as submitted), ``post_im`` the IM it posts (on the negated ones); each
+    under the winning regulation of its side (``collect_regulation``, ``post_regulation``;
+    ``""`` when no calculation applies and the IM is 0). Amounts are in ``currency``, >= 0,
+    computed with SIMM ``simm_version`` at a ``mpor_days``-day margin period of risk.
+
+    Version: ``source_offset`` on ``source_partition`` of the ``crif`` topic. The upsert key
+    is (party, portfolio, business_date); all of a portfolio's submissions share a crif
+    partition, so a greater offset is a later submission and replaces the result, and a
+    replayed result (same offset) changes nothing."""
+
+    KEY_FIELD: ClassVar[str | None] = "portfolio"
+    submission_id: str
+    party: str
+    counterparty: str
+    portfolio: str
+    business_date: str
+    simm_version: str
+    mpor_days: int
+    currency: str
+    collect_im: float
+    post_im: float
+    collect_regulation: str
+    post_regulation: str
+    breakdown: tuple[SimmLine, ...]
+    rows: int
+    source_partition: int
+    source_offset: int
+    event_time: int
+    computed_time: int
+
+    def __post_init__(self) -> None:
+        for name in ("submission_id", "party", "counterparty", "portfolio", "simm_version"):
+            _nonempty(name, getattr(self, name))
+        _iso_date("business_date", self.business_date)
+        _one_of("mpor_days", str(self.mpor_days), ("10", "1"))
+        _nonnegative("collect_im", self.collect_im)
+        _nonnegative("post_im", self.post_im)
+        if self.source_offset < 0 or self.source_partition < 0:
+            raise ValidationError("source_offset", "partition and offset must be >= 0")
+
+
 @_register
 class DeadLetter(Event, frozen=True, kw_only=True, tag="dead_letter"):
     """An input that failed decoding or validation, kept with the reason and its bytes."""
@@ -454,5 +542,6 @@ RESULT_EVENTS: tuple[type[Event], ...] = (
     AccountPositions,
     AccountMargin,
     MemberMarginPartial,
+    SimmResult,
     DeadLetter,
 )

@@ -2,7 +2,9 @@
 
 Partitioned topics (trades, positions, margins) are keyed by account, so every event of
 one account lands on one partition and is read in order by one worker: per-account order
-is guaranteed by partitioning, not by a global sequence. Broadcast topics (market and
+is guaranteed by partitioning, not by a global sequence. CRIF submissions and their SIMM
+results are keyed by portfolio, for the same reason: a portfolio's submissions are read in
+order, so the later one (greater offset) supersedes the earlier. Broadcast topics (market and
 reference data) are read whole by every worker that needs them.
 
 The partition of a key is ``crc32(key as UTF-8) mod partitions``, computed here for both
@@ -54,6 +56,7 @@ CRIF = "crif"
 POSITIONS = "positions"
 MARGINS = "margins"
 MEMBER_MARGINS = "member-margins"
+SIMM_RESULTS = "simm-results"
 DEAD_LETTERS = "dead-letters"
 
 
@@ -81,6 +84,9 @@ class Topology:
             POSITIONS: ((ev.AccountPositions,), by_key, self.partitions),
             MARGINS: ((ev.AccountMargin,), by_key, self.partitions),
             MEMBER_MARGINS: ((ev.MemberMarginPartial,), by_key, self.partitions),
+            # keyed by portfolio like its input, so a submission and its result sit on the
+            # same partition number and a portfolio's results stay in submission order
+            SIMM_RESULTS: ((ev.SimmResult,), by_key, self.partitions),
             DEAD_LETTERS: ((ev.DeadLetter,), by_key, 1),
         }
         try:
@@ -92,7 +98,17 @@ class Topology:
         return TopicSpec(self.prefix + logical, events, dist, parts)
 
     def all(self) -> tuple[TopicSpec, ...]:
-        names = (TRADES, MARKET, REFERENCE, CRIF, POSITIONS, MARGINS, MEMBER_MARGINS, DEAD_LETTERS)
+        names = (
+            TRADES,
+            MARKET,
+            REFERENCE,
+            CRIF,
+            POSITIONS,
+            MARGINS,
+            MEMBER_MARGINS,
+            SIMM_RESULTS,
+            DEAD_LETTERS,
+        )
         return tuple(self.spec(n) for n in names)
 
     def name(self, logical: str) -> str:
