@@ -10,7 +10,18 @@ changes nothing:
 * ``member_margin_partial``: one row per (member, margins partition), replaced only by a
   greater ``source_offset``; a member's margin is the sum over its partitions
   (:meth:`Database.member_margins`), the firm's the sum over members;
-* ``rejects``: every dead letter once, keyed by where it came from, with its raw bytes.
+* ``rejects``: every dead letter once, keyed by where it came from, with its raw bytes;
+* ``simm_result``: the SIMM of each (party, portfolio, business date), replaced only by a
+  result with a greater ``source_offset`` (a later submission: a portfolio's submissions share
+  one crif partition); ``simm_result_history``: every result once, keyed by
+  (party, portfolio, business date, source_offset). The breakdown is a JSON array of
+  :class:`~marginflow.stream.events.SimmLine` objects;
+* ``risk_parameter_audit``: every risk-parameter change once, keyed by ``change_id``, with
+  who requested and who approved it and where on the log it came from. Append-only: the
+  database refuses an UPDATE or DELETE of it (triggers), and the sink refuses, to the dead
+  letters, a change whose ``change_id`` is already recorded with other content (a change is
+  never rewritten; a correction is a new change). The same change published twice (a
+  producer retry) is recorded once.
 
 A batch is written in one transaction before the worker snapshots and commits (step 5 of the
 commit protocol), so a crash replays at most that batch, into upserts that absorb it.
@@ -23,16 +34,26 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection
 from marginflow.stream.log.base import TP
-from marginflow.stream.topics import DEAD_LETTERS, MARGINS, MEMBER_MARGINS, Topology
+from marginflow.stream.topics import (
+    DEAD_LETTERS,
+    MARGINS,
+    MEMBER_MARGINS,
+    REFERENCE,
+    SIMM_RESULTS,
+    Topology,
+)
 from marginflow.stream.worker import Output, Processor
 
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -43,6 +64,55 @@ class MemberMargin:
     member: str
     margin: float
     accounts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedChange:
+    """A risk-parameter change as the sink records it: the event and where it was read."""
+
+    change: ev.RiskParameterChange
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSimm:
+    """A row of ``simm_result`` (amounts in ``currency``; see :class:`ev.SimmResult`)."""
+
+    party: str
+    portfolio: str
+    business_date: str
+    counterparty: str
+    submission_id: str
+    simm_version: str
+    mpor_days: int
+    currency: str
+    collect_im: float
+    post_im: float
+    collect_regulation: str
+    post_regulation: str
+    rows: int
+    breakdown: tuple[ev.SimmLine, ...]
+    source_partition: int
+    source_offset: int
+
+
+MSG_AUDIT_CONFLICT = (
+    "change {change_id!r} is already recorded ({topic} partition {partition} offset {offset}) "
+    "with different content; recorded changes are never rewritten: publish a new change_id"
+)
+AUDIT_COLUMNS = (
+    "change_id, model, parameter, value_number, value_text, requested_by, approved_by, "
+    "effective_time, event_time, source_topic, source_partition, source_offset, recorded_time"
+)
+SIMM_COLUMNS = (
+    "party, portfolio, business_date, counterparty, submission_id, simm_version, mpor_days, "
+    "currency, collect_im, post_im, collect_regulation, post_regulation, rows, breakdown, "
+    "source_partition, source_offset, event_time, computed_time"
+)
+_lines_json = msgspec.json.Encoder()
+_decode_lines = msgspec.json.Decoder(tuple[ev.SimmLine, ...]).decode
 
 
 class Database:
@@ -101,10 +171,59 @@ class Database:
                 source_offset BIGINT NOT NULL, field TEXT NOT NULL, reason TEXT NOT NULL,
                 raw {blob} NOT NULL, event_time BIGINT NOT NULL,
                 PRIMARY KEY (source_topic, source_partition, source_offset))""",
+            *self._simm_schema(),
+            f"""CREATE TABLE IF NOT EXISTS {self._t("risk_parameter_audit")} (
+                change_id TEXT PRIMARY KEY, model TEXT NOT NULL, parameter TEXT NOT NULL,
+                value_number DOUBLE PRECISION, value_text TEXT,
+                requested_by TEXT NOT NULL, approved_by TEXT NOT NULL,
+                effective_time BIGINT NOT NULL, event_time BIGINT NOT NULL,
+                source_topic TEXT NOT NULL, source_partition INTEGER NOT NULL,
+                source_offset BIGINT NOT NULL, recorded_time BIGINT NOT NULL,
+                CHECK (approved_by <> requested_by))""",
         ]
         with self.transaction() as cur:
             for sql in statements:
                 cur.execute(sql)
+            self._append_only(cur, "risk_parameter_audit")
+
+    def _simm_schema(self) -> list[str]:
+        cols = """party TEXT NOT NULL, portfolio TEXT NOT NULL, business_date TEXT NOT NULL,
+                counterparty TEXT NOT NULL, submission_id TEXT NOT NULL,
+                simm_version TEXT NOT NULL, mpor_days INTEGER NOT NULL, currency TEXT NOT NULL,
+                collect_im DOUBLE PRECISION NOT NULL, post_im DOUBLE PRECISION NOT NULL,
+                collect_regulation TEXT NOT NULL, post_regulation TEXT NOT NULL,
+                rows INTEGER NOT NULL, breakdown TEXT NOT NULL,
+                source_partition INTEGER NOT NULL, source_offset BIGINT NOT NULL,
+                event_time BIGINT NOT NULL, computed_time BIGINT NOT NULL"""
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self._t("simm_result")} ({cols},
+                PRIMARY KEY (party, portfolio, business_date))""",
+            f"""CREATE TABLE IF NOT EXISTS {self._t("simm_result_history")} ({cols},
+                PRIMARY KEY (party, portfolio, business_date, source_offset))""",
+        ]
+
+    def _append_only(self, cur: Any, name: str) -> None:
+        """Make table ``name`` refuse UPDATE and DELETE (an audit trail is only added to)."""
+        table = self._t(name)
+        message = f"{table} is append-only"
+        if self.dialect == "sqlite":
+            for op in ("UPDATE", "DELETE"):
+                cur.execute(
+                    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()}
+                    BEFORE {op} ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"""
+                )
+            return
+        cur.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", (f"{table}_append_only",))
+        if cur.fetchone() is not None:
+            return
+        cur.execute(
+            f"""CREATE OR REPLACE FUNCTION {table}_refuse() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$"""
+        )
+        cur.execute(
+            f"""CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE
+            ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_refuse()"""
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -127,6 +246,8 @@ class Database:
         margins: Sequence[ev.AccountMargin],
         partials: Sequence[ev.MemberMarginPartial],
         letters: Sequence[ev.DeadLetter],
+        simm: Sequence[ev.SimmResult] = (),
+        changes: Sequence[AuditedChange] = (),
     ) -> None:
         """Upsert one batch in one transaction (see the module docstring for the keys)."""
         m, t = self._mark, self._t
@@ -209,6 +330,79 @@ class Database:
                         for d in letters
                     ],
                 )
+            if simm:
+                self._write_simm(cur, simm)
+            if changes:
+                self._write_changes(cur, changes)
+
+    def _write_simm(self, cur: Any, results: Sequence[ev.SimmResult]) -> None:
+        t = self._t
+        values = ", ".join([self._mark] * 18)
+        rows = [
+            (
+                r.party,
+                r.portfolio,
+                r.business_date,
+                r.counterparty,
+                r.submission_id,
+                r.simm_version,
+                r.mpor_days,
+                r.currency,
+                r.collect_im,
+                r.post_im,
+                r.collect_regulation,
+                r.post_regulation,
+                r.rows,
+                _lines_json.encode(r.breakdown).decode(),
+                r.source_partition,
+                r.source_offset,
+                r.event_time,
+                r.computed_time,
+            )
+            for r in results
+        ]
+        updates = ", ".join(
+            f"{c} = excluded.{c}"
+            for c in SIMM_COLUMNS.replace(" ", "").split(",")
+            if c not in ("party", "portfolio", "business_date")
+        )
+        cur.executemany(
+            f"""INSERT INTO {t("simm_result")} ({SIMM_COLUMNS}) VALUES ({values})
+            ON CONFLICT (party, portfolio, business_date) DO UPDATE SET {updates}
+            WHERE excluded.source_offset > {t("simm_result")}.source_offset""",
+            rows,
+        )
+        cur.executemany(
+            f"""INSERT INTO {t("simm_result_history")} ({SIMM_COLUMNS}) VALUES ({values})
+            ON CONFLICT (party, portfolio, business_date, source_offset) DO NOTHING""",
+            rows,
+        )
+
+    def _write_changes(self, cur: Any, changes: Sequence[AuditedChange]) -> None:
+        values = ", ".join([self._mark] * 13)
+        now = time.time_ns()
+        cur.executemany(
+            f"""INSERT INTO {self._t("risk_parameter_audit")} ({AUDIT_COLUMNS})
+            VALUES ({values}) ON CONFLICT (change_id) DO NOTHING""",
+            [
+                (
+                    c.change.change_id,
+                    c.change.model,
+                    c.change.parameter,
+                    None if isinstance(c.change.value, str) else c.change.value,
+                    c.change.value if isinstance(c.change.value, str) else None,
+                    c.change.requested_by,
+                    c.change.approved_by,
+                    c.change.effective_time,
+                    c.change.event_time,
+                    c.source_topic,
+                    c.source_partition,
+                    c.source_offset,
+                    now,
+                )
+                for c in changes
+            ],
+        )
 
     # -- reads ------------------------------------------------------------------------------
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -251,6 +445,62 @@ class Database:
         )
         return [(r[0], int(r[1]), int(r[2]), r[3], r[4], bytes(r[5])) for r in rows]
 
+    def simm_results(self) -> dict[tuple[str, str, str], StoredSimm]:
+        """(party, portfolio, business_date) -> the current SIMM result."""
+        rows = self._query(
+            f"SELECT {SIMM_COLUMNS} FROM {self._t('simm_result')} "
+            f"ORDER BY party, portfolio, business_date"
+        )
+        out = {}
+        for r in rows:
+            stored = StoredSimm(
+                party=r[0],
+                portfolio=r[1],
+                business_date=r[2],
+                counterparty=r[3],
+                submission_id=r[4],
+                simm_version=r[5],
+                mpor_days=int(r[6]),
+                currency=r[7],
+                collect_im=float(r[8]),
+                post_im=float(r[9]),
+                collect_regulation=r[10],
+                post_regulation=r[11],
+                rows=int(r[12]),
+                breakdown=_decode_lines(r[13]),
+                source_partition=int(r[14]),
+                source_offset=int(r[15]),
+            )
+            out[(stored.party, stored.portfolio, stored.business_date)] = stored
+        return out
+
+    def simm_history(self) -> list[tuple[str, str, str, int, float, float]]:
+        """Every SIMM result kept: (party, portfolio, business_date, source_offset,
+        collect_im, post_im), in that order."""
+        rows = self._query(
+            f"SELECT party, portfolio, business_date, source_offset, collect_im, post_im "
+            f"FROM {self._t('simm_result_history')} "
+            f"ORDER BY party, portfolio, business_date, source_offset"
+        )
+        return [(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5])) for r in rows]
+
+    def risk_parameter_audit(self) -> list[AuditedChange]:
+        """Every recorded risk-parameter change, in log order."""
+        rows = self._query(
+            f"SELECT {AUDIT_COLUMNS} FROM {self._t('risk_parameter_audit')} "
+            f"ORDER BY source_topic, source_partition, source_offset"
+        )
+        return [_audited(r) for r in rows]
+
+    def audited_change(self, change_id: str) -> AuditedChange | None:
+        """The recorded change ``change_id``, or None."""
+        rows = self._query(
+            f"SELECT {AUDIT_COLUMNS} FROM {self._t('risk_parameter_audit')} "
+            f"WHERE change_id = {self._mark}",
+            (change_id,),
+        )
+        return _audited(rows[0]) if rows else None
+
     def drop(self) -> None:
         """Drop this prefix's tables (tests)."""
         with self.transaction() as cur:
@@ -259,33 +509,60 @@ class Database:
                 "account_margin_history",
                 "member_margin_partial",
                 "rejects",
+                "simm_result",
+                "simm_result_history",
+                "risk_parameter_audit",
             ):
                 cur.execute(f"DROP TABLE IF EXISTS {self._t(name)}")
+            if self.dialect == "postgresql":
+                cur.execute(f"DROP FUNCTION IF EXISTS {self._t('risk_parameter_audit')}_refuse()")
 
     def close(self) -> None:
         self._conn.close()
 
 
+def _audited(r: Sequence[Any]) -> AuditedChange:
+    value: float | str = r[4] if r[3] is None else float(r[3])
+    change = ev.RiskParameterChange(
+        change_id=r[0],
+        model=r[1],
+        parameter=r[2],
+        value=value,
+        requested_by=r[5],
+        approved_by=r[6],
+        effective_time=int(r[7]),
+        event_time=int(r[8]),
+    )
+    return AuditedChange(change, r[9], int(r[10]), int(r[11]))
+
+
 class Sink(Processor):
-    """Margins, member partials and dead letters -> the database."""
+    """Margins, member partials, SIMM results, risk-parameter changes and dead letters ->
+    the database.
+
+    It reads the reference topic whole (one partition: one sink of the group owns it) for
+    the risk-parameter audit; the other reference events are validated (a bad one is
+    dead-lettered, so it is kept) and not stored here."""
 
     def __init__(self, topology: Topology, database: Database) -> None:
         self.db = database
         self._margins = topology.name(MARGINS)
         self._partials = topology.name(MEMBER_MARGINS)
         self._letters = topology.name(DEAD_LETTERS)
-        self.inputs = (self._margins, self._partials, self._letters)
-        self._codecs: dict[str, Codec[ev.Event]] = {
-            name: Codec(topology.spec(logical).events)
-            for name, logical in (
-                (self._margins, MARGINS),
-                (self._partials, MEMBER_MARGINS),
-                (self._letters, DEAD_LETTERS),
-            )
+        self._simm = topology.name(SIMM_RESULTS)
+        self._reference = topology.name(REFERENCE)
+        logical = {
+            self._margins: MARGINS,
+            self._partials: MEMBER_MARGINS,
+            self._letters: DEAD_LETTERS,
+            self._simm: SIMM_RESULTS,
+            self._reference: REFERENCE,
         }
-        self._batch: tuple[
-            list[ev.AccountMargin], list[ev.MemberMarginPartial], list[ev.DeadLetter]
-        ] = ([], [], [])
+        self.inputs = tuple(logical)
+        self._codecs: dict[str, Codec[ev.Event]] = {
+            name: Codec(topology.spec(topic).events) for name, topic in logical.items()
+        }
+        self._batch = _Batch()
 
     def codec(self, topic: str) -> Codec[ev.Event]:
         return self._codecs[topic]
@@ -299,22 +576,61 @@ class Sink(Processor):
     def apply(
         self, tp: TP, events: Sequence[tuple[int, ev.Event]]
     ) -> Sequence[tuple[int, Rejection]]:
-        margins, partials, letters = self._batch
-        for _, e in events:
+        batch = self._batch
+        refused: list[tuple[int, Rejection]] = []
+        for offset, e in events:
             if isinstance(e, ev.AccountMargin):
-                margins.append(e)
+                batch.margins.append(e)
             elif isinstance(e, ev.MemberMarginPartial):
-                partials.append(e)
+                batch.partials.append(e)
             elif isinstance(e, ev.DeadLetter):
-                letters.append(e)
-        return ()
+                batch.letters.append(e)
+            elif isinstance(e, ev.SimmResult):
+                batch.simm.append(e)
+            elif isinstance(e, ev.RiskParameterChange):
+                why = self._audit(AuditedChange(e, tp[0], tp[1], offset))
+                if why is not None:
+                    refused.append((offset, why))
+        return refused
+
+    def _audit(self, change: AuditedChange) -> Rejection | None:
+        """Queue ``change`` for the audit table, or refuse it when its ``change_id`` is
+        recorded with other content. Depends only on the log (the table holds what earlier
+        offsets wrote), so a replay decides the same."""
+        cid = change.change.change_id
+        known = self._batch.changes.get(cid) or self.db.audited_change(cid)
+        if known is None:
+            self._batch.changes[cid] = change
+            return None
+        if known.change == change.change:
+            return None  # the same change again (a replay, or a producer's retry)
+        return Rejection(
+            "change_id",
+            MSG_AUDIT_CONFLICT.format(
+                change_id=cid,
+                topic=known.source_topic,
+                partition=known.source_partition,
+                offset=known.source_offset,
+            ),
+        )
 
     def recompute(self) -> list[Output]:
-        margins, partials, letters = self._batch
-        if margins or partials or letters:
-            self.db.write(margins, partials, letters)
-        self._batch = ([], [], [])
+        b = self._batch
+        if b.margins or b.partials or b.letters or b.simm or b.changes:
+            self.db.write(b.margins, b.partials, b.letters, b.simm, list(b.changes.values()))
+        self._batch = _Batch()
         return []
 
     def snapshot(self, tp: TP) -> bytes:
         return b""
+
+
+@dataclass
+class _Batch:
+    """What the sink writes at the end of one micro-batch, in one transaction."""
+
+    margins: list[ev.AccountMargin] = field(default_factory=list)
+    partials: list[ev.MemberMarginPartial] = field(default_factory=list)
+    letters: list[ev.DeadLetter] = field(default_factory=list)
+    simm: list[ev.SimmResult] = field(default_factory=list)
+    changes: dict[str, AuditedChange] = field(default_factory=dict)
