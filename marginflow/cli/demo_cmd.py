@@ -3,7 +3,9 @@
 1. Prices the bundled sample options (European BSM, American ALO) with Greeks.
 2. Streams a generated book and trading day through the embedded pipeline (durable log,
    position keeper, risk calculator, aggregator, SQLite sink) and shows member margins.
-3. Computes ISDA SIMM on a generated CRIF, per portfolio and side.
+3. Shows the ISDA SIMM the same pipeline's SIMM worker computed for three generated CRIF
+   submissions (one per firm, against the next), both ways, and the risk-parameter changes
+   the sink audited.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import typer
 from rich.console import Console
 
 from marginflow.cli.output import print_json, table
-
-SIMM_VERSION = "2.6"
 
 
 def register(app: typer.Typer) -> None:
@@ -38,8 +38,7 @@ def demo_command(
         pricing = _pricing_rows()
     with console.status(f"streaming {trades:,} trades through the embedded pipeline ..."):
         stream = _stream_margins(directory, trades)
-    with console.status(f"ISDA SIMM {SIMM_VERSION} on a generated CRIF ..."):
-        simm = _simm_rows(directory)
+    simm = stream.pop("simm")
     if as_json:
         print_json({"pricing": pricing, "clearing": stream, "simm": simm})
         return
@@ -57,11 +56,21 @@ def demo_command(
     )
     out = Console(soft_wrap=True, highlight=False)
     out.print(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
+    by_portfolio: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in simm:
+        row = by_portfolio.setdefault((r["party"], r["counterparty"], r["portfolio"]), {})
+        row[r["side"]] = r["im"]
+    version = simm[0]["version"] if simm else "-"
     table(
-        f"3. ISDA SIMM {SIMM_VERSION} (10-day) per portfolio: call = collect, post = post",
-        ("portfolio", "side", "regulation", "IM (USD)"),
-        [(r["portfolio"], r["side"], r["regulation"], r["im"]) for r in simm],
+        f"3. ISDA SIMM {version} (10-day) of the CRIF submissions, from the stream's SIMM "
+        "worker: collect = IM the party collects, post = IM it posts",
+        ("party", "counterparty", "portfolio", "collect (USD)", "post (USD)"),
+        [
+            (*key, sides.get("collect", 0.0), sides.get("post", 0.0))
+            for key, sides in by_portfolio.items()
+        ],
     )
+    out.print(f"risk-parameter changes audited (maker-checker): {stream['audited']}")
 
 
 def _pricing_rows() -> list[dict[str, Any]]:
@@ -111,20 +120,23 @@ def _stream_margins(directory: Path, trades: int) -> dict[str, Any]:
         "firm": result.firm,
         "rejects": result.rejects,
         "database": result.db_url,
+        "audited": result.audited,
+        "simm": [
+            {
+                "party": r.party,
+                "counterparty": r.counterparty,
+                "portfolio": r.portfolio,
+                "business_date": r.business_date,
+                "version": r.simm_version,
+                "side": side,
+                "regulation": regulation,
+                "im": im,
+                "source_offset": r.source_offset,
+            }
+            for r in result.simm
+            for side, regulation, im in (
+                ("collect", r.collect_regulation, r.collect_im),
+                ("post", r.post_regulation, r.post_im),
+            )
+        ],
     }
-
-
-def _simm_rows(directory: Path) -> list[dict[str, Any]]:
-    from marginflow.simm.calibration import load_calibration
-    from marginflow.simm.crif_io import read_crif
-    from marginflow.simm.report import simm_report
-    from marginflow.simm.synthetic import CrifSpec, generate, write_crif_csv
-
-    directory.mkdir(parents=True, exist_ok=True)
-    path = write_crif_csv(
-        generate(CrifSpec(rows=600, portfolios=3, trades=30, seed=11)), directory / "crif.csv"
-    )
-    calibration = load_calibration(SIMM_VERSION, 10)
-    report = simm_report(read_crif(path, calibration=calibration), calibration=calibration)
-    results: list[dict[str, Any]] = report.to_dict()["results"]
-    return [{k: r[k] for k in ("portfolio", "side", "regulation", "im")} for r in results]

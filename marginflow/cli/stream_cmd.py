@@ -115,6 +115,11 @@ def cluster_up(
     calculators: Annotated[int | None, typer.Option(help="risk calculator processes")] = None,
     aggregators: Annotated[int | None, typer.Option(help="aggregator processes")] = None,
     sinks: Annotated[int | None, typer.Option(help="database sink processes")] = None,
+    simm_workers: Annotated[int | None, typer.Option(help="SIMM worker processes")] = None,
+    simm_version: Annotated[
+        str | None, typer.Option(help="SIMM calibration (default: the newest)")
+    ] = None,
+    mpor: Annotated[int | None, typer.Option(help="SIMM margin period of risk: 10 or 1")] = None,
     max_batch: Annotated[int | None, typer.Option(help="micro-batch: records")] = None,
     max_wait: Annotated[float | None, typer.Option(help="micro-batch: seconds")] = None,
     snapshot_interval: Annotated[
@@ -136,7 +141,8 @@ def cluster_up(
         "aggregators": aggregators, "sinks": sinks, "max_batch": max_batch, "max_wait": max_wait,
         "snapshot_interval": snapshot_interval, "accounts": accounts,
         "underlyings": underlyings, "series": series, "lookback": lookback, "trades": trades,
-        "rate": rate, "db": db,
+        "rate": rate, "db": db, "simm_workers": simm_workers, "simm_version": simm_version,
+        "mpor": mpor,
     }  # fmt: skip
     try:
         state = up(ClusterConfig.load(config, overrides), directory)

@@ -36,6 +36,10 @@ class ClusterConfig:
     calculators: int = 1
     aggregators: int = 1
     sinks: int = 1
+    simm_workers: int = 1
+    simm_version: str = ""  # SIMM calibration (ISDA name); "" = the newest shipped
+    mpor: int = 10  # SIMM margin period of risk, days (10 or 1)
+    crif_portfolios: int = 3  # CRIF submissions the load generator sends
     max_batch: int = 10_000
     max_wait: float = 0.02
     snapshot_interval: float = 1.0
@@ -52,9 +56,25 @@ class ClusterConfig:
     prefix: str = "mf."
 
     def __post_init__(self) -> None:
-        for name in ("partitions", "keepers", "calculators", "aggregators", "sinks", "max_batch"):
+        for name in (
+            "partitions",
+            "keepers",
+            "calculators",
+            "aggregators",
+            "simm_workers",
+            "sinks",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mpor not in (10, 1):
+            raise ConfigurationError(f"mpor must be 10 or 1, got {self.mpor}")
+        if self.simm_version:
+            from marginflow.simm.calibration import load_calibration
+
+            load_calibration(self.simm_version, self.mpor)  # names the versions shipped
+        if self.crif_portfolios < 0:
+            raise ConfigurationError("crif_portfolios must be >= 0")
         if self.log not in ("broker", "embedded") and not self.log.startswith("kafka://"):
             raise ConfigurationError(
                 f"log must be 'broker', 'embedded' or kafka://host:port, got {self.log!r}"
@@ -151,15 +171,16 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
         "--partitions", str(config.partitions), "--prefix", config.prefix,
         "--max-batch", str(config.max_batch), "--max-wait", str(config.max_wait),
         "--snapshot-interval", str(config.snapshot_interval), *config.book_args(),
-        "--lookback", str(config.lookback), "--db", db,
+        "--lookback", str(config.lookback), "--db", db, "--mpor", str(config.mpor),
+        *(["--simm-version", config.simm_version] if config.simm_version else []),
     ]  # fmt: skip
-    counts = dict(
-        zip(
-            ROLES,
-            (config.keepers, config.calculators, config.aggregators, config.sinks),
-            strict=True,
-        )
-    )
+    counts = {
+        "position-keeper": config.keepers,
+        "risk-calculator": config.calculators,
+        "aggregator": config.aggregators,
+        "simm": config.simm_workers,
+        "sink": config.sinks,
+    }
     for role in ROLES:
         for i in range(counts[role]):
             log_file = logs / f"{role}-{i}.log"
@@ -172,6 +193,7 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
         "--prefix", config.prefix, "--partitions", str(config.partitions),
         "--trades", str(config.trades), "--rate", str(config.rate),
         "--market-every", str(config.market_every), *config.book_args(),
+        "--crif-portfolios", str(config.crif_portfolios),
     ]  # fmt: skip
     log_file = logs / "loadgen.log"
     started.append(Started("loadgen", _spawn(gen, log_file), str(log_file)))

@@ -1,15 +1,19 @@
 """A load generator: a reproducible stream of trades (and market moves) for tests,
-benchmarks and ``marginflow cluster up``.
+benchmarks and ``marginflow cluster up``, plus a few CRIF submissions and approved
+risk-parameter changes for the bilateral side and the audit trail.
 
 Trades pick an account uniformly and an instrument from the account's own small universe
 (accounts hold a handful of series, as real ones do), with quantities of 1-50 contracts
 either way. Event times advance by a fixed step from ``start_ns``. Same seed, same stream.
+CRIF submissions come from :mod:`marginflow.simm.synthetic` (every risk class and margin
+type), one per portfolio, each firm submitting against the next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +21,7 @@ from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.stream import events as ev
 from marginflow.stream.codec import encode
 from marginflow.stream.log.base import Producer
-from marginflow.stream.topics import MARKET, TRADES, Topology, partition_for
+from marginflow.stream.topics import CRIF, MARKET, REFERENCE, TRADES, Topology, partition_for
 
 START_NS = 1_717_000_000_000_000_000
 
@@ -190,3 +194,110 @@ def replay_day(
             if ahead > 0:
                 time.sleep(ahead)
     return sent
+
+
+def crif_row(row: Mapping[str, Any]) -> ev.CrifRow:
+    """A CRIF row given as canonical columns (as :func:`marginflow.simm.synthetic.generate`
+    and a CRIF file have them) as the event's row."""
+
+    def text(name: str) -> str:
+        value = row.get(name)
+        return "" if value is None else str(value)
+
+    return ev.CrifRow(
+        im_model=text("IMModel") or "SIMM",
+        product_class=text("ProductClass"),
+        risk_type=text("RiskType"),
+        qualifier=text("Qualifier"),
+        bucket=text("Bucket"),
+        label1=text("Label1"),
+        label2=text("Label2"),
+        amount=float(row["Amount"]),
+        amount_currency=text("AmountCurrency") or "USD",
+        amount_usd=float(row["AmountUSD"]),
+        trade_id=text("TradeID"),
+        end_date=text("EndDate"),
+        collect_regulation=text("CollectRegulation"),
+        post_regulation=text("PostRegulation"),
+    )
+
+
+def crif_submissions(
+    portfolios: int = 3,
+    *,
+    rows: int = 300,
+    parties: Sequence[str] = ("BANK-A", "BANK-B", "BANK-C"),
+    business_date: str = "2024-05-31",
+    seed: int = 11,
+    start_ns: int = START_NS,
+) -> list[ev.CrifSubmission]:
+    """One submission per generated portfolio (about ``rows`` rows in all): portfolio ``k``
+    is ``parties[k]``'s against ``parties[k + 1]`` (cyclically), named ``<party>-P<k>``."""
+    from marginflow.simm.synthetic import CrifSpec, generate
+
+    generated = generate(CrifSpec(rows=rows, portfolios=portfolios, trades=30, seed=seed))
+    by_portfolio: dict[str, list[ev.CrifRow]] = {}
+    for row in generated:
+        by_portfolio.setdefault(str(row["PortfolioID"]), []).append(crif_row(row))
+    out = []
+    for k, (name, crif) in enumerate(sorted(by_portfolio.items())):
+        party = parties[k % len(parties)]
+        out.append(
+            ev.CrifSubmission(
+                submission_id=f"CRIF-{business_date}-{name}",
+                party=party,
+                counterparty=parties[(k + 1) % len(parties)],
+                portfolio=f"{party}-{name}",
+                business_date=business_date,
+                rows=tuple(crif),
+                event_time=start_ns + k * 1_000_000,
+            )
+        )
+    return out
+
+
+def risk_parameter_changes(*, start_ns: int = START_NS) -> list[ev.RiskParameterChange]:
+    """Two approved (maker-checker) changes of the expected-shortfall model's settings."""
+    return [
+        ev.RiskParameterChange(
+            change_id="RP-0001",
+            model="es",
+            parameter="confidence",
+            value=0.99,
+            requested_by="risk.analyst",
+            approved_by="risk.head",
+            effective_time=start_ns,
+            event_time=start_ns,
+        ),
+        ev.RiskParameterChange(
+            change_id="RP-0002",
+            model="es",
+            parameter="apc",
+            value="floor-10y",
+            requested_by="risk.analyst",
+            approved_by="cro",
+            effective_time=start_ns + 1_000_000_000,
+            event_time=start_ns + 1_000_000,
+        ),
+    ]
+
+
+def publish_crif(
+    producer: Producer, topology: Topology, submissions: Sequence[ev.CrifSubmission]
+) -> int:
+    """Produce CRIF submissions keyed (and partitioned) by portfolio; returns the count."""
+    topic, parts = topology.name(CRIF), topology.spec(CRIF).partitions
+    for s in submissions:
+        key = s.portfolio
+        producer.produce(topic, encode(s), partition=partition_for(key, parts), key=key.encode())
+    producer.flush()
+    return len(submissions)
+
+
+def publish_reference(producer: Producer, topology: Topology, events: Sequence[ev.Event]) -> int:
+    """Produce reference-data events (risk-parameter changes...) on the broadcast topic."""
+    topic = topology.name(REFERENCE)
+    for e in events:
+        producer.produce(topic, encode(e), partition=0)
+    producer.flush()
+    return len(events)

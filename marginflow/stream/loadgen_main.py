@@ -1,12 +1,20 @@
 """``python -m marginflow.stream.loadgen_main``: publish a book's start-of-day positions and
-a trading day to a log (what ``marginflow cluster up`` runs as its load generator)."""
+a trading day to a log (what ``marginflow cluster up`` runs as its load generator), with a
+few CRIF submissions and approved risk-parameter changes first."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from marginflow.stream.loadgen import publish_trades, replay_day
+from marginflow.stream.loadgen import (
+    crif_submissions,
+    publish_crif,
+    publish_reference,
+    publish_trades,
+    replay_day,
+    risk_parameter_changes,
+)
 from marginflow.stream.log import open_log
 from marginflow.stream.pipeline import sod_positions
 from marginflow.stream.risk_calculator import EngineSpec, start_of_day
@@ -24,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--chunk", type=int, default=1_000, help="trades per flush")
     p.add_argument("--no-sod", action="store_true", help="skip the start-of-day positions")
+    p.add_argument(
+        "--crif-portfolios", type=int, default=3, help="CRIF submissions to send (0: none)"
+    )
     spec = EngineSpec()
     p.add_argument("--members", type=int, default=spec.members)
     p.add_argument("--accounts", type=int, default=spec.accounts)
@@ -46,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     producer = log.producer()
+    if args.crif_portfolios > 0:
+        crif = publish_crif(producer, topology, crif_submissions(args.crif_portfolios))
+        changes = publish_reference(producer, topology, risk_parameter_changes())
+        print(f"published {crif} CRIF submissions, {changes} risk-parameter changes", flush=True)
     if not args.no_sod:
         sod = publish_trades(producer, topology, sod_positions(book))
         print(f"published {sod} start-of-day positions", flush=True)

@@ -1,6 +1,7 @@
-"""The whole pipeline: position keeper -> risk calculator -> aggregator -> sink, either in
-one process (the embedded demo: the workers take turns on one thread) or as one process per
-worker (``marginflow cluster up``, through :mod:`marginflow.stream.runner`).
+"""The whole pipeline: position keeper -> risk calculator -> aggregator -> sink, and CRIF
+submissions -> SIMM worker -> sink beside it, either in one process (the embedded demo: the
+workers take turns on one thread) or as one process per worker (``marginflow cluster up``,
+through :mod:`marginflow.stream.runner`).
 
 Both run the same processors with the same commit protocol; only the scheduling differs.
 """
@@ -16,7 +17,17 @@ from marginflow.engine.book import Book
 from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.aggregator import Aggregator
-from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
+from marginflow.stream.loadgen import (
+    TradeFlow,
+    crif_submissions,
+    price_moves,
+    publish_crif,
+    publish_market,
+    publish_reference,
+    publish_trades,
+    risk_parameter_changes,
+    trades,
+)
 from marginflow.stream.log.base import Log, Producer
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.risk_calculator import (
@@ -25,12 +36,16 @@ from marginflow.stream.risk_calculator import (
     build_engine,
     start_of_day,
 )
-from marginflow.stream.sink import Database, Sink
+from marginflow.stream.simm_worker import SimmSettings, SimmWorker, margin_submission
+from marginflow.stream.sink import Database, Sink, StoredSimm
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
 
-ROLES = ("position-keeper", "risk-calculator", "aggregator", "sink")
+ROLES = ("position-keeper", "risk-calculator", "aggregator", "simm", "sink")
+"""Worker roles in pipeline order (a role's inputs come from roles before it)."""
+MARGIN_ROLES = ("position-keeper", "risk-calculator", "aggregator", "sink")
+"""The roles of the clearing-house margin path alone (what its crash tests need)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +70,15 @@ class BatchSettings:
 
 
 def processor_for(
-    role: str, topology: Topology, *, engine: MarginEngine | None = None, db: Database | None = None
+    role: str,
+    topology: Topology,
+    *,
+    engine: MarginEngine | None = None,
+    db: Database | None = None,
+    simm: SimmSettings | None = None,
 ) -> Processor:
-    """The processor of one worker role (``engine`` for the calculator, ``db`` for the sink)."""
+    """The processor of one worker role (``engine`` for the calculator, ``db`` for the sink,
+    ``simm`` for the SIMM worker: default the newest calibration, 10-day, USD)."""
     if role == "position-keeper":
         return PositionKeeper(topology)
     if role == "risk-calculator":
@@ -65,6 +86,8 @@ def processor_for(
         return RiskCalculator(topology, engine)
     if role == "aggregator":
         return Aggregator(topology)
+    if role == "simm":
+        return SimmWorker(topology, simm)
     if role == "sink":
         assert db is not None
         return Sink(topology, db)
@@ -73,7 +96,7 @@ def processor_for(
 
 @dataclass
 class InProcessPipeline:
-    """All four workers in this process over one log, stepped in turn."""
+    """All the workers in this process over one log, stepped in turn."""
 
     log: Log
     topology: Topology
@@ -81,13 +104,16 @@ class InProcessPipeline:
     db: Database
     engine: MarginEngine
     batches: BatchSettings = field(default_factory=BatchSettings)
+    simm: SimmSettings = field(default_factory=SimmSettings)
     workers: list[MicroBatchWorker] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.log.create_topics(self.topology.all())
         store = FileSnapshotStore(self.state_dir)
         for role in ROLES:
-            proc = processor_for(role, self.topology, engine=self.engine, db=self.db)
+            proc = processor_for(
+                role, self.topology, engine=self.engine, db=self.db, simm=self.simm
+            )
             settings = self.batches.for_group(f"{self.topology.prefix}{role}", in_process=True)
             self.workers.append(
                 MicroBatchWorker(
@@ -169,8 +195,10 @@ def build_pipeline(
     spec: EngineSpec,
     batches: BatchSettings | None = None,
     db_prefix: str = "mf_",
+    simm: SimmSettings | None = None,
 ) -> InProcessPipeline:
-    """An in-process pipeline for ``spec``'s book (builds the engine: a second or two)."""
+    """An in-process pipeline for ``spec``'s book (builds the engine: a second or two);
+    ``simm`` configures the SIMM worker (default: newest calibration, 10-day, USD)."""
     return InProcessPipeline(
         log=log,
         topology=topology,
@@ -178,12 +206,14 @@ def build_pipeline(
         db=Database(db_url, prefix=db_prefix),
         engine=build_engine(spec),
         batches=batches or BatchSettings(),
+        simm=simm or SimmSettings(),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """What the embedded demo did: inputs, throughput, and the margins it stored."""
+    """What the embedded demo did: inputs, throughput, the margins it stored, the SIMM
+    results of the CRIF submissions and the risk-parameter changes audited."""
 
     events: int
     market_events: int
@@ -193,6 +223,8 @@ class DemoResult:
     firm: float
     rejects: int
     db_url: str
+    simm: list[StoredSimm] = field(default_factory=list)
+    audited: int = 0
 
 
 def run_demo(
@@ -212,13 +244,19 @@ def run_demo(
     log = EmbeddedLog(directory / "log")
     topology = Topology(partitions=partitions)
     log.create_topics(topology.all())
+    producer = log.producer()
     n, m = publish_day(
-        log.producer(), topology, spec, trades_count=trades_count, market_moves=market_moves
+        producer, topology, spec, trades_count=trades_count, market_moves=market_moves
     )
+    submissions = crif_submissions()
+    publish_crif(producer, topology, submissions)
+    publish_reference(producer, topology, risk_parameter_changes())
     db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
     pipeline = build_pipeline(
         log=log, topology=topology, state_dir=directory / "state", db_url=db_url, spec=spec
     )
+    # load SIMM's compiled kernels before the clock starts (the rate is the margin path's)
+    margin_submission(submissions[0], pipeline.simm, partition=0, offset=0, computed_time=1)
     t0 = time.perf_counter()
     pipeline.run(idle_exit=0.3)
     seconds = time.perf_counter() - t0 - 0.3
@@ -233,6 +271,8 @@ def run_demo(
         firm=db.firm_margin(),
         rejects=len(db.rejects()),
         db_url=db_url,
+        simm=list(db.simm_results().values()),
+        audited=len(db.risk_parameter_audit()),
     )
     db.close()
     return result

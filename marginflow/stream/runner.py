@@ -17,9 +17,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from marginflow.core.errors import ConfigurationError
 from marginflow.stream.log import open_log
 from marginflow.stream.pipeline import ROLES, processor_for
 from marginflow.stream.risk_calculator import EngineSpec, build_engine
+from marginflow.stream.simm_worker import SimmSettings, newest_version
 from marginflow.stream.sink import Database
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
@@ -38,10 +40,22 @@ def _engine_spec(args: argparse.Namespace) -> EngineSpec:
     )
 
 
+def _simm_settings(args: argparse.Namespace) -> SimmSettings:
+    try:
+        return SimmSettings(
+            version=args.simm_version or newest_version(),
+            mpor_days=args.mpor,
+            currency=args.simm_currency,
+        )
+    except ConfigurationError as exc:
+        raise SystemExit(f"simm: {exc}") from None
+
+
 def _processor(role: str, topology: Topology, args: argparse.Namespace) -> Processor:
     engine = build_engine(_engine_spec(args)) if role == "risk-calculator" else None
     db = Database(args.db, prefix=args.db_prefix) if role == "sink" else None
-    return processor_for(role, topology, engine=engine, db=db)
+    simm = _simm_settings(args) if role == "simm" else None
+    return processor_for(role, topology, engine=engine, db=db, simm=simm)
 
 
 def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
@@ -96,6 +110,17 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--sod-positions", type=int, default=spec.sod_positions)
     book.add_argument("--book-seed", type=int, default=spec.seed)
     book.add_argument("--lookback", type=int, default=spec.lookback_days, help="scenario days")
+    simm = p.add_argument_group("SIMM worker")
+    simm.add_argument(
+        "--simm-version",
+        default=None,
+        help="SIMM calibration by ISDA name (default: the newest shipped, "
+        f"{newest_version()}); a submission may name its own",
+    )
+    simm.add_argument(
+        "--mpor", type=int, default=10, choices=(10, 1), help="margin period of risk, days"
+    )
+    simm.add_argument("--simm-currency", default="USD", help="calculation currency of results")
     sink = p.add_argument_group("sink")
     sink.add_argument(
         "--db", default="sqlite:///marginflow.db", help="sqlite:/// or postgresql:// URL"
