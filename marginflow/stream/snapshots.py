@@ -11,9 +11,12 @@ whichever lands last is as good a starting point as the other.
 from __future__ import annotations
 
 import os
+import queue
 import struct
+import threading
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -93,3 +96,73 @@ class FileSnapshotStore:
         if len(data) != length or zlib.crc32(data) != crc:
             raise SnapshotError(f"{path}: damaged (length or checksum mismatch)")
         return Snapshot(offset, data)
+
+
+class SnapshotWriter:
+    """Saves snapshots on a background thread, in submission order, so a worker's loop does
+    not stall on fsync (tens of milliseconds on a busy disk, once per partition per
+    interval) while results wait behind it.
+
+    The state is encoded to bytes by the caller, at a consistent point of its loop; only
+    the I/O moves here. :meth:`completed` hands back, on the caller's thread, the keys and
+    offsets whose snapshots are durable, so the caller commits offsets only behind a
+    durable snapshot. A failed save is raised to the caller at its next call, never lost.
+    """
+
+    def __init__(self, store: SnapshotStore, *, on_saved: Callable[[], None] | None = None):
+        self.store = store
+        self._on_saved = on_saved
+        self._queue: queue.Queue[tuple[str, TP, Snapshot, object] | None] = queue.Queue()
+        self._done: list[tuple[TP, int, object]] = []
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, group: str, tp: TP, snapshot: Snapshot, tag: object = None) -> None:
+        """Queue ``snapshot`` of ``tp``; ``tag`` comes back with it from :meth:`completed`."""
+        self._raise()
+        self._queue.put((group, tp, snapshot, tag))
+
+    def completed(self) -> list[tuple[TP, int, object]]:
+        """(tp, offset, tag) of the snapshots saved since the last call, in saving order."""
+        self._raise()
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def wait(self) -> list[tuple[TP, int, object]]:
+        """Block until everything submitted is saved; then as :meth:`completed`."""
+        self._queue.join()
+        return self.completed()
+
+    def close(self) -> None:
+        """Save what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise SnapshotError(f"saving a snapshot failed: {self._error}") from self._error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is not None:
+                    continue  # the worker stops at its next call; save nothing after a failure
+                group, tp, snapshot, tag = item
+                try:
+                    self.store.save(group, tp, snapshot)
+                except BaseException as exc:  # handed to the worker's thread, never lost
+                    self._error = exc
+                    continue
+                with self._lock:
+                    self._done.append((tp, snapshot.offset, tag))
+                if self._on_saved is not None:
+                    self._on_saved()
+            finally:
+                self._queue.task_done()

@@ -22,8 +22,11 @@ One step of :meth:`MicroBatchWorker.step`, in this order:
    the log before anything below happens. Downstream upserts them idempotently, keyed by
    what they were computed from, so publishing the same result again is harmless.
 6. **Snapshot** (when ``snapshot_interval`` has passed, on revocation and at close) the
-   state of each owned partition with the offset it reflects, atomically.
-7. **Commit** exactly the offsets saved in those snapshots.
+   state of each owned partition with the offset it reflects: encoded here, between
+   batches, and saved atomically by a background writer so the loop does not wait on
+   fsync (on revocation and at close the worker waits for it).
+7. **Commit** exactly the offsets of snapshots the writer reports durable (at a later
+   step, or at once on revocation and close).
 
 A crash anywhere replays, and never loses or doubles a result:
 
@@ -53,7 +56,7 @@ from marginflow.core.errors import ConfigurationError
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection, dead_letter, encode
 from marginflow.stream.log.base import TP, Consumer, Log, Producer, Record
-from marginflow.stream.snapshots import Snapshot, SnapshotStore
+from marginflow.stream.snapshots import Snapshot, SnapshotStore, SnapshotWriter
 from marginflow.stream.topics import DEAD_LETTERS, Topology, partition_for
 
 Guarantee = Literal["at-least-once delivery, exactly-once results"]
@@ -190,6 +193,7 @@ class MicroBatchWorker:
         self._broadcast_offsets: dict[TP, int] = {}
         self._broadcast_dirty = False
         self._last_snapshot = clock()
+        self._writer = SnapshotWriter(store, on_saved=lambda: self._phase("snapshotted"))
         self._started = False
         self._stopping = False
         self._partitions: dict[str, int] = {}
@@ -253,6 +257,8 @@ class MicroBatchWorker:
         if self._started:
             self._snapshot_and_commit(list(self._owned))
             self._save_broadcast()
+            self._commit_saved(self._writer.wait())
+        self._writer.close()
         self._consumer.close()
         if self._reader is not None:
             self._reader.close()
@@ -424,33 +430,53 @@ class MicroBatchWorker:
 
     def _maybe_snapshot(self, now: float) -> None:
         if now - self._last_snapshot >= self.settings.snapshot_interval:
-            self._snapshot_and_commit(sorted(self._dirty))
+            self._submit_snapshots(sorted(self._dirty))
             self._save_broadcast()
+            self._last_snapshot = self._clock()
+        self._commit_saved(self._writer.completed())
 
     def _snapshot_and_commit(self, tps: Sequence[TP]) -> None:
-        saved: dict[TP, int] = {}
+        """Snapshot ``tps`` and commit behind them before returning (a revocation, a close:
+        the next owner must find the state)."""
+        self._submit_snapshots(tps)
+        self._commit_saved(self._writer.wait())
+        self._last_snapshot = self._clock()
+
+    def _submit_snapshots(self, tps: Sequence[TP]) -> None:
+        # 6: the state is encoded here, between batches, so it is the state at ``offset``;
+        # the writer thread only does the I/O (see SnapshotWriter)
         for tp in tps:
             if tp not in self._owned or tp not in self._dirty:
                 continue
-            offset = self._owned[tp]
-            self.store.save(self.settings.group, tp, Snapshot(offset, self.processor.snapshot(tp)))
-            saved[tp] = offset
+            snapshot = Snapshot(self._owned[tp], self.processor.snapshot(tp))
+            self._writer.submit(self.settings.group, tp, snapshot)
             self._dirty.discard(tp)
-            self._phase("snapshotted")
-        if saved:
-            self._consumer.commit(saved)
-            self.stats.snapshots += len(saved)
+
+    def _commit_saved(self, saved: list[tuple[TP, int, object]]) -> None:
+        """7: commit the offsets of the snapshots now durable (the latest per partition)."""
+        offsets: dict[TP, int] = {}
+        for tp, offset, tag in saved:
+            if isinstance(tag, dict):  # the broadcast snapshot: its topics' offsets
+                if tag and self._reader is not None:  # progress report only
+                    self._reader.commit(tag)
+            else:
+                offsets[tp] = offset
+                self.stats.snapshots += 1
+        if offsets:
+            self._consumer.commit(offsets)
             self._phase("committed")
-        self._last_snapshot = self._clock()
 
     def _save_broadcast(self) -> None:
         if self._reader is None or not self._broadcast_dirty:
             return
         self._broadcast_dirty = False
         data = _join_broadcast(self._broadcast_offsets, self.processor.snapshot_broadcast())
-        self.store.save(self.settings.group, self._broadcast_key(), Snapshot(0, data))
-        if self._broadcast_offsets:  # progress report only: restarts read the snapshot
-            self._reader.commit(self._broadcast_offsets)
+        self._writer.submit(
+            self.settings.group,
+            self._broadcast_key(),
+            Snapshot(0, data),
+            tag=dict(self._broadcast_offsets),
+        )
 
     def owned(self) -> Mapping[TP, int]:
         """Input partitions owned now, with the next offset to apply."""
