@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "dead_letters": st.dead_letters,
         "first_record_ns": st.first_record_ns,
         "last_record_ns": st.last_record_ns,
+        "max_batch_seconds": st.max_batch_seconds,
+        "busy_seconds": st.busy_seconds,
     }
     print(f"{args.role} stopped: {st.records} records", flush=True)
     print("summary " + json.dumps(summary), flush=True)

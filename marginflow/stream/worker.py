@@ -156,6 +156,10 @@ class WorkerStats:
     outputs: int = 0
     snapshots: int = 0
     last_batch_seconds: float = 0.0
+    max_batch_seconds: float = 0.0
+    # seconds spent per step phase (drain includes waiting for the first record), summed
+    # over batches that had records: where a batch's time goes
+    busy_seconds: dict[str, float] = field(default_factory=dict)
     first_record_ns: int = 0  # wall time of the first batch with records
     last_record_ns: int = 0  # wall time the last batch with records was published
     applied: dict[TP, int] = field(default_factory=dict)  # next offset per input partition
@@ -293,18 +297,33 @@ class MicroBatchWorker:
             self._maybe_snapshot(t0)
             return 0
         self._phase("drained")
+        clock, busy = self._clock, self.stats.busy_seconds
+        t1 = clock()
         letters = self._apply_broadcasts(broadcast)
         letters += self._apply(records)  # 2, 3
         self._phase("applied")
+        t2 = clock()
         outputs = self.processor.recompute()  # 4
         self._phase("recomputed")
+        t3 = clock()
         self._publish(outputs, letters)  # 5
         self._phase("published")
+        t4 = clock()
         self._maybe_snapshot(t0)  # 6, 7
+        t5 = clock()
+        for phase, seconds in (
+            ("drain", t1 - t0),
+            ("apply", t2 - t1),
+            ("recompute", t3 - t2),
+            ("publish", t4 - t3),
+            ("snapshot", t5 - t4),
+        ):
+            busy[phase] = busy.get(phase, 0.0) + seconds
         stats = self.stats
         stats.batches += 1
         stats.records += len(records) + len(broadcast)
-        stats.last_batch_seconds = self._clock() - t0
+        stats.last_batch_seconds = t5 - t0
+        stats.max_batch_seconds = max(stats.max_batch_seconds, t5 - t0)
         stats.last_record_ns = time.time_ns()
         if not stats.first_record_ns:
             stats.first_record_ns = stats.last_record_ns - int(stats.last_batch_seconds * 1e9)
