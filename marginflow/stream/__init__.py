@@ -12,8 +12,9 @@ Modules, bottom up (each imports only those above it, plus ``core`` and ``engine
     position_keeper trades -> account positions
     risk_calculator positions + market data -> account margins (incremental engine)
     aggregator      account margins -> member partials
-    sink            SQLite / PostgreSQL upserts keyed by version
-    pipeline        the four workers in one process; the embedded demo
+    simm_worker     CRIF submissions -> SIMM results (marginflow.simm's calculator)
+    sink            SQLite / PostgreSQL upserts keyed by version; risk-parameter audit
+    pipeline        the workers in one process; the embedded demo
     loadgen         generated trades and price moves (and ``loadgen_main``)
     reconcile       published results against a batch recompute
     drift           lag and drift per consumer group; Prometheus gauges
