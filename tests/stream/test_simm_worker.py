@@ -422,3 +422,19 @@ def test_on_the_broker(tmp_path: Path, kafka_log: Log, topology: Topology) -> No
         got = stored[(s.party, s.portfolio, s.business_date)]
         assert (got.collect_im, got.post_im) == (direct.collect_im, direct.post_im)
     db.close()
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_runner_and_cluster_refuse_an_unknown_version_by_name(tmp_path: Path) -> None:
+    from marginflow.stream.cluster import ClusterConfig
+    from marginflow.stream.runner import main
+
+    args = ["simm", "--log", f"embedded://{tmp_path / 'log'}", "--state", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"simm: unknown SIMM version '9\.9'; available: 2\.2"):
+        main([*args, "--simm-version", "9.9"])
+    with pytest.raises(ConfigurationError, match=r"unknown SIMM version '9\.9'"):
+        ClusterConfig.load(None, {"simm_version": "9.9"})
+    with pytest.raises(ConfigurationError, match="mpor must be 10 or 1, got 5"):
+        ClusterConfig.load(None, {"mpor": 5})
