@@ -254,6 +254,10 @@ def _stop(pids: list[int], timeout: float = 10.0) -> None:
     for pid in pids:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: return only once the kernel has ended them
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.01)
 
 
 def down(directory: Path) -> list[dict[str, Any]]:

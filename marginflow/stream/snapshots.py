@@ -116,12 +116,15 @@ class SnapshotWriter:
         self._done: list[tuple[TP, int, object]] = []
         self._lock = threading.Lock()
         self._error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self._thread.start()
 
     def submit(self, group: str, tp: TP, snapshot: Snapshot, tag: object = None) -> None:
         """Queue ``snapshot`` of ``tp``; ``tag`` comes back with it from :meth:`completed`."""
         self._raise()
+        if self._closed:
+            raise SnapshotError("the snapshot writer is closed")
         self._queue.put((group, tp, snapshot, tag))
 
     def completed(self) -> list[tuple[TP, int, object]]:
@@ -138,6 +141,9 @@ class SnapshotWriter:
 
     def close(self) -> None:
         """Save what is queued, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(None)
         self._thread.join()
         self._raise()

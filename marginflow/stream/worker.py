@@ -18,11 +18,12 @@ One step of :meth:`MicroBatchWorker.step`, in this order:
 3. **Apply** the valid events to the state, per partition in offset order.
 4. **Recompute** what the batch changed; every result carries the input offsets (its
    version) it was computed from.
-5. **Publish** results and dead letters, then **flush** the producer: they are durable in
-   the log before anything below happens. Downstream upserts them idempotently, keyed by
-   what they were computed from, so publishing the same result again is harmless.
-6. **Snapshot** (when ``snapshot_interval`` has passed, on revocation and at close) the
-   state of each owned partition with the offset it reflects: encoded here, between
+5. **Publish** results and dead letters and send them on (readers see them as soon as
+   the log has them; the loop does not wait). Downstream upserts them idempotently, keyed
+   by what they were computed from, so publishing the same result again is harmless.
+6. **Snapshot** (when ``snapshot_interval`` has passed, on revocation and at close): first
+   **flush** the producer, so every result published so far is durable in the log; then
+   the state of each owned partition with the offset it reflects, encoded here, between
    batches, and saved atomically by a background writer so the loop does not wait on
    fsync (on revocation and at close the worker waits for it).
 7. **Commit** exactly the offsets of snapshots the writer reports durable (at a later
@@ -30,10 +31,10 @@ One step of :meth:`MicroBatchWorker.step`, in this order:
 
 A crash anywhere replays, and never loses or doubles a result:
 
-* before 5 completes: nothing of the batch is durable, or part of it is; the restarted
-  worker restores the last snapshot and recomputes the same results from the same inputs;
-* between 5 and 6: the results are durable; the replay publishes them again, with the same
-  versions, and the upsert absorbs them;
+* before the flush of 6 completes: results since the last snapshot are durable, or some
+  are, or none; the restarted worker restores the last snapshot, which predates them all,
+  and recomputes the same results from the same inputs (those already in the log arrive
+  twice with the same versions, and the upsert absorbs them);
 * between 6 and 7: the snapshot is ahead of the committed offset; the worker resumes from
   the **snapshot's** offset, never the committed one, so nothing is applied twice (committed
   offsets only report progress to the lag monitor);
@@ -262,11 +263,11 @@ class MicroBatchWorker:
             self._snapshot_and_commit(list(self._owned))
             self._save_broadcast()
             self._commit_saved(self._writer.wait())
-        self._writer.close()
-        self._consumer.close()
+        self._consumer.close()  # leaving the group may call _on_revoke: the writer is still up
         if self._reader is not None:
             self._reader.close()
         self._producer.close()
+        self._writer.close()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current step."""
@@ -437,7 +438,7 @@ class MicroBatchWorker:
         for letter in letters:
             produce(self._dlq, encode(letter), partition=0)
         self._phase("produced")
-        self._producer.flush()
+        self._producer.send()
         self.stats.outputs += len(outputs)
         self.stats.dead_letters += len(letters)
 
@@ -449,6 +450,7 @@ class MicroBatchWorker:
 
     def _maybe_snapshot(self, now: float) -> None:
         if now - self._last_snapshot >= self.settings.snapshot_interval:
+            self._producer.flush()
             self._submit_snapshots(sorted(self._dirty))
             self._save_broadcast()
             self._last_snapshot = self._clock()
@@ -457,6 +459,7 @@ class MicroBatchWorker:
     def _snapshot_and_commit(self, tps: Sequence[TP]) -> None:
         """Snapshot ``tps`` and commit behind them before returning (a revocation, a close:
         the next owner must find the state)."""
+        self._producer.flush()
         self._submit_snapshots(tps)
         self._commit_saved(self._writer.wait())
         self._last_snapshot = self._clock()

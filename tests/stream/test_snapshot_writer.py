@@ -37,3 +37,11 @@ def test_a_failed_save_is_raised_on_the_workers_thread(tmp_path: Path) -> None:
         writer.wait()
     with pytest.raises(SnapshotError):
         writer.submit("g", ("t", 0), Snapshot(2, b""))
+
+
+def test_a_closed_writer_refuses_rather_than_hangs(tmp_path: Path) -> None:
+    writer = SnapshotWriter(FileSnapshotStore(tmp_path))
+    writer.close()
+    writer.close()  # idempotent
+    with pytest.raises(SnapshotError, match="closed"):
+        writer.submit("g", ("t", 0), Snapshot(1, b""))

@@ -62,6 +62,11 @@ class Producer(Protocol):
     ) -> None:
         """Queue one record for ``partition`` of ``topic``."""
 
+    def send(self) -> None:
+        """Hand the queued records to the log without waiting for them; a reader never sees
+        a record a crash could take back (a log with no such lag makes this :meth:`flush`).
+        Failures surface at the next :meth:`flush`."""
+
     def flush(self, timeout: float = 30.0) -> None:
         """Block until every queued record is durable; raise :class:`LogError` otherwise."""
 

@@ -335,6 +335,12 @@ class EmbeddedProducer:
         writer.append(frames, time.time_ns() // 1_000_000)
         self._unsynced.add(tp)
 
+    def send(self) -> None:
+        # A reader of the files sees a record as soon as it is written; written but not yet
+        # fsynced, a machine crash could take it back after a reader acted on it. So here,
+        # sending is flushing.
+        self.flush()
+
     def flush(self, timeout: float = 30.0) -> None:
         for tp in list(self._buffers):
             self._write(tp)

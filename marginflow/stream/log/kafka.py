@@ -76,6 +76,11 @@ class KafkaProducer:
             except ck.KafkaException as exc:
                 raise LogError(f"cannot produce to {topic}[{partition}]: {exc}") from exc
 
+    def send(self) -> None:
+        # librdkafka sends from its own thread after ``linger.ms``; consumers see a record
+        # only once the broker has it (acks=all), so nothing to wait for here
+        self._producer.poll(0)
+
     def flush(self, timeout: float = 30.0) -> None:
         left = self._producer.flush(timeout)
         if left:
@@ -83,10 +88,6 @@ class KafkaProducer:
         if self._errors:
             errors, self._errors = self._errors, []
             raise LogError(f"{len(errors)} records not delivered; first: {errors[0]}")
-
-    def poll(self) -> None:
-        """Serve delivery callbacks without blocking (call now and then between flushes)."""
-        self._producer.poll(0)
 
     def close(self) -> None:
         self.flush()
