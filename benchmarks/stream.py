@@ -39,7 +39,7 @@ from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, pu
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
-from marginflow.stream.pipeline import ROLES, BatchSettings, build_pipeline, sod_positions
+from marginflow.stream.pipeline import MARGIN_ROLES, BatchSettings, build_pipeline, sod_positions
 from marginflow.stream.reconcile import read_events
 from marginflow.stream.risk_calculator import EngineSpec, start_of_day
 from marginflow.stream.topics import MARGINS, TRADES, Topology
@@ -268,7 +268,7 @@ def process_pipeline(n: int, spec: EngineSpec, log: Log, url: str, root: Path) -
     topology = Topology(partitions=4, prefix=f"e2e{time.time_ns() % 10**9}.")
     log.create_topics(topology.all())
     total = _publish_day(log, topology, spec, n)
-    roles = dict.fromkeys(ROLES, 1)
+    roles = dict.fromkeys(MARGIN_ROLES, 1)
     # a long idle exit: downstream stages must outwait the calculator's start (engine
     # build); the figures come from the workers' record timestamps, not from the exit
     with _workers(url, topology, spec, root, roles, "--idle-exit", "20") as procs:
@@ -362,7 +362,7 @@ def broker_latency(
     ]
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, spec, root, dict.fromkeys(ROLES, 1), *extra) as procs:
+    with _workers(url, topology, spec, root, dict.fromkeys(MARGIN_ROLES, 1), *extra) as procs:
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
@@ -430,7 +430,7 @@ def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
     url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, spec, root, dict.fromkeys(ROLES, 1)) as procs:
+    with _workers(url, topology, spec, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,

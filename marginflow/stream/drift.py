@@ -31,11 +31,14 @@ from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import TP, Log
 from marginflow.stream.topics import (
+    CRIF,
     DEAD_LETTERS,
     MARGINS,
     MARKET,
     MEMBER_MARGINS,
     POSITIONS,
+    REFERENCE,
+    SIMM_RESULTS,
     TRADES,
     Topology,
 )
@@ -46,7 +49,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("risk-calculator", (POSITIONS,)),
     ("risk-calculator.broadcast", (MARKET,)),
     ("aggregator", (MARGINS,)),
-    ("sink", (MARGINS, MEMBER_MARGINS, DEAD_LETTERS)),
+    ("simm", (CRIF,)),
+    ("sink", (MARGINS, MEMBER_MARGINS, DEAD_LETTERS, SIMM_RESULTS, REFERENCE)),
 )
 """Each consumer group (by role) and the logical topics it reads, in pipeline order."""
 
@@ -54,6 +58,7 @@ DRIFT_PAIRS = (
     ("position-keeper", "risk-calculator"),
     ("risk-calculator", "aggregator"),
     ("aggregator", "sink"),
+    ("simm", "sink"),
 )
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -161,6 +162,9 @@ class WorkerStats:
     # seconds spent per step phase (drain includes waiting for the first record), summed
     # over batches that had records: where a batch's time goes
     busy_seconds: dict[str, float] = field(default_factory=dict)
+    # per batch, the age (ms) of its first record when drained: the wait between the log
+    # and this worker, for the last 10,000 batches
+    arrival_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     first_record_ns: int = 0  # wall time of the first batch with records
     last_record_ns: int = 0  # wall time the last batch with records was published
     applied: dict[TP, int] = field(default_factory=dict)  # next offset per input partition
@@ -298,6 +302,8 @@ class MicroBatchWorker:
             self._maybe_snapshot(t0)
             return 0
         self._phase("drained")
+        if records:  # how old the batch's oldest record was when drained (log append time)
+            self.stats.arrival_ms.append(time.time_ns() / 1e6 - records[0].timestamp_ms)
         clock, busy = self._clock, self.stats.busy_seconds
         t1 = clock()
         letters = self._apply_broadcasts(broadcast)

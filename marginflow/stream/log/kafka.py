@@ -77,9 +77,10 @@ class KafkaProducer:
                 raise LogError(f"cannot produce to {topic}[{partition}]: {exc}") from exc
 
     def send(self) -> None:
-        # librdkafka sends from its own thread after ``linger.ms``; consumers see a record
-        # only once the broker has it (acks=all), so nothing to wait for here
-        self._producer.poll(0)
+        # a zero-timeout flush wakes librdkafka's sender at once (a micro-batch is whole: no
+        # point lingering for more) and serves delivery reports; it waits for nothing.
+        # Consumers see a record only once the broker has it (acks=all).
+        self._producer.flush(0)
 
     def flush(self, timeout: float = 30.0) -> None:
         left = self._producer.flush(timeout)
