@@ -251,34 +251,53 @@ def _summary(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _wait_assigned(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], timeout: float = 60
+def _wait_output(
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], line: bytes, timeout: float = 60
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(b"assigned" in path.read_bytes() for _, _, path in procs):
+        if all(line in path.read_bytes() for _, _, path in procs):
             return
-        time.sleep(0.1)
-    raise RuntimeError("workers did not get partitions within the timeout")
+        time.sleep(0.02)
+    raise RuntimeError(f"workers did not print {line!r} within the timeout")
+
+
+def _wait_assigned(
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], timeout: float = 60
+) -> None:
+    _wait_output(procs, b"assigned", timeout)
 
 
 def process_pipeline(n: int, spec: EngineSpec, log: Log, url: str, root: Path) -> dict[str, float]:
-    """Pre-load a day, then run one process per role until idle; trades/s from the keeper's
-    first record to the sink's last."""
+    """One process per role on a pre-loaded day: every worker is started, assigned its
+    partitions statically and has built its state (the calculator its engine) before a
+    gate releases them all at once; trades/s runs from the gate to the sink's last record.
+    The publisher is left out (a Python load generator on these 2 cores is slower than the
+    pipeline); ``publish_trades_per_s`` says how fast it went."""
     topology = Topology(partitions=4, prefix=f"e2e{time.time_ns() % 10**9}.")
     log.create_topics(topology.all())
+    t0 = time.perf_counter()
     total = _publish_day(log, topology, spec, n)
+    publish = total / (time.perf_counter() - t0)
+    gate = root / f"gate-{topology.prefix}"
     roles = dict.fromkeys(MARGIN_ROLES, 1)
-    # a long idle exit: downstream stages must outwait the calculator's start (engine
-    # build); the figures come from the workers' record timestamps, not from the exit
-    with _workers(url, topology, spec, root, roles, "--idle-exit", "20") as procs:
+    args = ("--idle-exit", "3", "--assign", ",".join(map(str, range(topology.partitions))))
+    with _workers(url, topology, spec, root, roles, *args, "--gate", str(gate)) as procs:
+        _wait_output(procs, b"ready")
+        released = time.time_ns()
+        gate.touch()
         for _, p, _ in procs:
             p.wait(600)
     s = {role: _summary(path) for role, _, path in procs}
     keeper, sink = s["position-keeper"], s["sink"]
-    e2e = (sink["last_record_ns"] - keeper["first_record_ns"]) / 1e9
+    e2e = (sink["last_record_ns"] - released) / 1e9
     keep = (keeper["last_record_ns"] - keeper["first_record_ns"]) / 1e9
-    return {"trades_per_s": total / e2e, "keeper_trades_per_s": total / keep, "seconds": e2e}
+    return {
+        "trades_per_s": total / e2e,
+        "keeper_trades_per_s": total / keep,
+        "publish_trades_per_s": publish,
+        "seconds": e2e,
+    }
 
 
 class _MarginProbe(threading.Thread):

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--assign", default=None, help="static partitions, e.g. 0,1 (default: group rebalancing)"
     )
+    p.add_argument(
+        "--gate",
+        type=Path,
+        default=None,
+        help="join and build state, print 'ready', then wait for this file to exist before "
+        "consuming (benchmarks release all workers at once)",
+    )
     p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
     p.add_argument("--seed", type=int, default=None)
     book = p.add_argument_group("book (risk calculator; every calculator must agree)")
@@ -167,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     print(f"{args.role} started (pid {os.getpid()})", flush=True)
     try:
+        if args.gate is not None:
+            worker.start()
+            print("ready", flush=True)
+            while not args.gate.exists() and not worker.stopping:
+                time.sleep(0.005)
         worker.run(idle_exit=args.idle_exit)
     finally:
         worker.close()

@@ -52,7 +52,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.stream import events as ev
@@ -277,6 +277,11 @@ class MicroBatchWorker:
         """Ask :meth:`run` to return after the current step."""
         self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
     # -- the loop -----------------------------------------------------------------------
     def run(self, *, idle_exit: float | None = None, max_steps: int | None = None) -> None:
         """Step until :meth:`stop`, ``max_steps`` steps, or ``idle_exit`` seconds without a
@@ -358,50 +363,72 @@ class MicroBatchWorker:
         return self._reader.consume(self.settings.max_batch, 0.0)
 
     def _decode(
-        self, records: Sequence[Record]
+        self, runs: Mapping[TP, list[Record]]
     ) -> tuple[dict[TP, list[tuple[int, ev.Event]]], list[ev.DeadLetter]]:
+        """Step 2 for each partition's run of records: (offset, event) pairs, and a dead
+        letter for each record that does not decode."""
         by_tp: dict[TP, list[tuple[int, ev.Event]]] = {}
         letters: list[ev.DeadLetter] = []
         codecs: dict[str, Codec[ev.Event]] = {}
-        for r in records:
-            codec = codecs.get(r.topic)
+        for tp, run in runs.items():
+            codec = codecs.get(tp[0])
             if codec is None:
-                codec = codecs[r.topic] = self.processor.codec(r.topic)
-            event = codec.try_decode(r.value)
-            tp = (r.topic, r.partition)
-            if isinstance(event, Rejection):
-                letters.append(
-                    dead_letter(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        raw=r.value,
-                        rejection=event,
-                        now_ns=time.time_ns(),
-                    )
+                codec = codecs[tp[0]] = self.processor.codec(tp[0])
+            decoded, clean = codec.decode_many([r.value for r in run])
+            if clean:
+                by_tp[tp] = list(
+                    zip([r.offset for r in run], cast(list[ev.Event], decoded), strict=True)
                 )
-                by_tp.setdefault(tp, [])  # the offset still advances
                 continue
-            by_tp.setdefault(tp, []).append((r.offset, event))
+            events: list[tuple[int, ev.Event]] = []
+            for r, event in zip(run, decoded, strict=True):
+                if isinstance(event, Rejection):
+                    letters.append(
+                        dead_letter(
+                            topic=r.topic,
+                            partition=r.partition,
+                            offset=r.offset,
+                            raw=r.value,
+                            rejection=event,
+                            now_ns=time.time_ns(),
+                        )
+                    )
+                else:
+                    events.append((r.offset, event))
+            by_tp[tp] = events  # possibly empty: the offsets still advance
         return by_tp, letters
 
-    def _apply(self, records: list[Record]) -> list[ev.DeadLetter]:
-        fresh: list[Record] = []
-        last: dict[TP, int] = {}
+    @staticmethod
+    def _runs(records: Sequence[Record]) -> dict[TP, list[Record]]:
+        """``records`` by partition, each run in the order read (offset order)."""
+        runs: dict[TP, list[Record]] = {}
         for r in records:
             tp = (r.topic, r.partition)
+            run = runs.get(tp)
+            if run is None:
+                run = runs[tp] = []
+            run.append(r)
+        return runs
+
+    def _apply(self, records: list[Record]) -> list[ev.DeadLetter]:
+        runs: dict[TP, list[Record]] = {}
+        for tp, run in self._runs(records).items():
             start = self._owned.get(tp)
-            if start is None or r.offset < start:
-                continue  # not ours any more, or already in the restored snapshot
-            fresh.append(r)
-            last[tp] = r.offset
-        by_tp, letters = self._decode(fresh)
+            if start is None:
+                continue  # not ours any more
+            if run[0].offset < start:  # partly in the restored snapshot already
+                run = [r for r in run if r.offset >= start]
+                if not run:
+                    continue
+            runs[tp] = run
+        by_tp, letters = self._decode(runs)
         for tp, events in by_tp.items():
             if events:
                 refused = self.processor.apply(tp, events)
-                letters += self._refused(tp, refused, fresh)
+                letters += self._refused(tp, refused, runs[tp])
                 self.stats.last_event_time[tp] = _event_time(events[-1][1])
-        for tp, off in last.items():
+        for tp, run in runs.items():
+            off = run[-1].offset
             self._owned[tp] = off + 1
             self.stats.applied[tp] = off + 1
             self._dirty.add(tp)
@@ -410,11 +437,12 @@ class MicroBatchWorker:
     def _apply_broadcasts(self, records: list[Record]) -> list[ev.DeadLetter]:
         if not records:
             return []
-        by_tp, letters = self._decode(records)
+        runs = self._runs(records)
+        by_tp, letters = self._decode(runs)
         for tp, events in by_tp.items():
             if events:
                 refused = self.processor.apply(tp, events)
-                letters += self._refused(tp, refused, records)
+                letters += self._refused(tp, refused, runs[tp])
         for r in records:
             self._broadcast_offsets[(r.topic, r.partition)] = r.offset + 1
         self._broadcast_dirty = True
