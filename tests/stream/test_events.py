@@ -216,3 +216,25 @@ def test_deep_nesting_is_rejected(depth: int, opener: bytes) -> None:
     raw = opener * depth + b"\x01"
     result = ALL.try_decode(raw)
     assert isinstance(result, Rejection)
+
+
+_raws = st.lists(
+    st.one_of(
+        st.sampled_from([encode(e) for e in samples().values()]),
+        st.binary(max_size=80),
+        _values.map(msgspec.msgpack.encode),
+        # a newer schema version than this reader knows: valid msgpack, refused on "v"
+        st.just(encode(samples()["trade"]).replace(b"\xa1v\x01", b"\xa1v\x09")),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_raws)
+def test_decoding_a_run_equals_decoding_each_record(raws: list[bytes]) -> None:
+    # the worker's batch path must accept and refuse exactly what one-by-one decoding does
+    one_by_one = [ALL.try_decode(r) for r in raws]
+    many, clean = ALL.decode_many(raws)
+    assert many == one_by_one
+    assert clean == (not any(isinstance(x, Rejection) for x in one_by_one))
