@@ -41,7 +41,7 @@ from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
 from marginflow.stream.pipeline import MARGIN_ROLES, BatchSettings, build_pipeline, sod_positions
 from marginflow.stream.reconcile import read_events
-from marginflow.stream.risk_calculator import EngineSpec, start_of_day
+from marginflow.stream.risk_calculator import EngineSpec, build_engine, start_of_day
 from marginflow.stream.topics import MARGINS, TRADES, Topology
 
 SPEC = EngineSpec(accounts=1_000, underlyings=50, series=2_000, sod_positions=5_000)
@@ -404,40 +404,82 @@ def broker_latency(
     }
 
 
-def scaling(role: str, n: int, spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
-    """One stage's throughput with 1 then 2 processes on the same pre-loaded input."""
+def _warm(spec: EngineSpec) -> None:
+    """Compile (and cache on disk) every kernel a calculator runs, so no timed process pays
+    for compilation: build the engine, apply a trade and a price move."""
+    engine = build_engine(spec)
+    book = start_of_day(spec)
+    engine.apply_trades({book.positions.accounts[0]: {book.instruments.ids[0]: 1.0}})
+    u = book.underlyings.ids[0]
+    engine.apply_market(u, spot=float(engine.book.market.spot[0]) * 1.01)
+
+
+def scaling(
+    role: str, n: int, spec: EngineSpec, log: Log, url: str, root: Path, *, repeats: int = 2
+) -> dict[str, float]:
+    """One stage's throughput with 1 then 2 processes on the same pre-loaded input. Each
+    process owns a static share of the 4 partitions, builds its state, and waits at a gate;
+    the rate runs from the gate to the last record of the last process. Best of
+    ``repeats`` runs per count (the machine is shared: the best run is the least
+    disturbed one, and both counts get the same chance)."""
     topology = Topology(partitions=4, prefix=f"scale{time.time_ns() % 10**9}.")
-    log = KafkaLog(bootstrap)
     log.create_topics(topology.all())
     _publish_day(log, topology, spec, n, market=False)  # market work is not partitioned
-    url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
     if role == "risk-calculator":  # its input is the keeper's output
+        _warm(spec)
+        # small keeper batches: a position event per trade or two, so the calculators
+        # have seconds of work to share (a big batch folds an account's trades into one)
         with _workers(
-            url, topology, spec, root, {"position-keeper": 1}, "--idle-exit", "3"
-        ) as procs:
+            url, topology, spec, root, {"position-keeper": 1}, "--idle-exit", "3",
+            "--max-batch", "500",
+        ) as procs:  # fmt: skip
             for _, p, _ in procs:
                 p.wait(600)
-    rates = {}
-    shares = {1: ["0,1,2,3"], 2: ["0,1", "2,3"]}  # static: no rebalance inside the timing
-    for count in (1, 2):
-        group = f"{topology.prefix}{role}-x{count}"
+    rates: dict[int, float] = {}
+    shares_seen: dict[int, float] = {}
+    shares = {1: ["0,1,2,3"], 2: ["0,1", "2,3"]}
+    for count, rep in ((c, r) for c in (1, 2) for r in range(repeats)):
+        group = f"{topology.prefix}{role}-x{count}-r{rep}"  # a fresh group: no snapshots
+        gate = root / f"gate-{group}"
         runs = []
         for share in shares[count]:
             runs.append(
                 _workers(url, topology, spec, root, {role: 1}, "--idle-exit", "3",
-                         "--group", group, "--assign", share)
+                         "--group", group, "--assign", share, "--gate", str(gate))
             )  # fmt: skip
         procs = [p for ctx in runs for p in ctx.__enter__()]
+        _wait_output(procs, b"ready")
+        released = time.time_ns()
+        gate.touch()
         for _, p, _ in procs:
             p.wait(600)
         for ctx in runs:
             ctx.__exit__(None, None, None)
         s = [_summary(path) for _, _, path in procs]
         records = sum(x["records"] for x in s)
-        span = (max(x["last_record_ns"] for x in s) - min(x["first_record_ns"] for x in s)) / 1e9
-        rates[count] = records / span
-    log.close()
-    return {"one": rates[1], "two": rates[2], "ratio": rates[2] / rates[1]}
+        span = (max(x["last_record_ns"] for x in s) - released) / 1e9
+        rates[count] = max(rates.get(count, 0.0), records / span)  # best of the repeats
+        shares_seen[count] = max(x["records"] for x in s) / records
+    # with the larger share ``L`` of the records, two processes can at best be 1/L times one
+    return {
+        "one": rates[1],
+        "two": rates[2],
+        "ratio": rates[2] / rates[1],
+        "larger_share": shares_seen[2],
+        "bound": 1 / shares_seen[2],
+    }
+
+
+def _scaling_rows(
+    quick: bool, n: int, spec: EngineSpec, log: Log, url: str, root: Path, name: str
+) -> list[list[Any]]:
+    rows = []
+    for role in ("position-keeper",) if quick else ("position-keeper", "risk-calculator"):
+        # the keeper needs more input than the calculator to run for seconds
+        n_role = n * (5 if role == "position-keeper" else 1)
+        r = scaling(role, n_role, spec, log, url, root / f"s{role}")
+        rows.append([role, name, r["one"], r["two"], r["ratio"], r["bound"], 1.8])
+    return rows
 
 
 def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
@@ -568,6 +610,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             results["batching"] = batch_rows
 
+            elog = EmbeddedLog(root / "se" / "log")
+            eurl = f"embedded://{root / 'se' / 'log'}"
+            scale_rows = _scaling_rows(args.quick, n_e2e, spec, elog, eurl, root / "se", "embedded")
+            if broker is not None:
+                klog = KafkaLog(broker.bootstrap)
+                kurl = f"kafka://{broker.bootstrap}?{FAST_FAILOVER}"
+                scale_rows += _scaling_rows(args.quick, n_e2e, spec, klog, kurl, root, "broker")
+                klog.close()
+            print_table(
+                "Scaling one stage from 1 to 2 processes (4 partitions, static shares)",
+                ["stage", "log", "1 process rec/s", "2 processes rec/s", "ratio", "bound", "goal"],
+                scale_rows,
+            )
+            results["scaling"] = scale_rows
+
             if broker is not None:
                 lat_rows = []
                 settings = [(0.005, 0)]
@@ -594,19 +651,6 @@ def main(argv: list[str] | None = None) -> int:
                     lat_rows,
                 )
                 results["latency"] = lat_rows
-
-                scale_rows = []
-                for role in (
-                    ("position-keeper",) if args.quick else ("position-keeper", "risk-calculator")
-                ):
-                    r = scaling(role, n_e2e, spec, broker.bootstrap, root / f"s{role}")
-                    scale_rows.append([role, r["one"], r["two"], r["ratio"], 1.8])
-                print_table(
-                    "Scaling one stage from 1 to 2 processes (4 partitions, broker)",
-                    ["stage", "1 process rec/s", "2 processes rec/s", "ratio", "goal"],
-                    scale_rows,
-                )
-                results["scaling"] = scale_rows
 
                 rec = recovery(spec, broker.bootstrap, root / "r")
                 print_table(
