@@ -195,13 +195,26 @@ class MarginEngine:
     def apply_market(
         self, underlying: str, *, spot: float | None = None, atm_vol: float | None = None
     ) -> IndexArray:
-        """Move one underlying's spot and/or ATM vol; returns the accounts re-margined."""
-        u = self._und_index.get(underlying)
-        if u is None:
-            raise ValidationError("underlying", f"unknown underlying {underlying!r}")
-        market = self.book.market.with_underlying(u, spot=spot, atm_vol=atm_vol)
+        """Move one underlying's spot and/or ATM vol (annualised); returns the accounts
+        re-margined."""
+        return self.apply_moves({underlying: (spot, atm_vol)})
+
+    def apply_moves(self, moves: Mapping[str, tuple[float | None, float | None]]) -> IndexArray:
+        """Move several underlyings at once: ``moves[underlying] = (spot, atm_vol)``, either
+        None to leave it. Their instruments are revalued in one call and every holder is
+        corrected and re-margined once, however many of its underlyings moved. Returns the
+        accounts re-margined. Validated before anything changes."""
+        market = self.book.market
+        moved: list[int] = []
+        for underlying, (spot, atm_vol) in moves.items():
+            u = self._und_index.get(underlying)
+            if u is None:
+                raise ValidationError("underlying", f"unknown underlying {underlying!r}")
+            market = market.with_underlying(u, spot=spot, atm_vol=atm_vol)
+            moved.append(u)
         self.book = replace(self.book, market=market)
-        rows = self._rows_of_underlying[u]
+        parts = [self._rows_of_underlying[u] for u in moved]
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
         if rows.size == 0:
             return np.zeros(0, dtype=np.intp)
         new_rows = revalue(

@@ -262,18 +262,20 @@ class RiskCalculator(Processor):
     # -- results ----------------------------------------------------------------------------
     def recompute(self) -> list[Output]:
         engine = self._engine
-        for underlying, (spot, vol) in self._moves.items():
-            touched = engine.apply_market(underlying, spot=spot, atm_vol=vol)
-            if spot is not None:
-                self._market.spot[underlying] = spot
-            if vol is not None:
-                self._market.vol[underlying] = vol
+        if self._moves:
+            # every moved underlying revalued in one call, every holder refreshed once
+            touched = engine.apply_moves({u: (m[0], m[1]) for u, m in self._moves.items()})
+            for underlying, (spot, vol) in self._moves.items():
+                if spot is not None:
+                    self._market.spot[underlying] = spot
+                if vol is not None:
+                    self._market.vol[underlying] = vol
             accounts = engine.book.positions.accounts
             for a in touched.tolist():
                 name = accounts[a]
                 if name in self._owner and name not in self._changed:
                     self._changed[name] = self._market.event_time
-        self._moves.clear()
+            self._moves.clear()
         if self._deltas:
             engine.apply_trades(self._deltas)
             self._deltas = {}

@@ -158,3 +158,21 @@ def test_a_bad_batch_changes_nothing(small_case: SmallCase) -> None:
         eng.apply_trades({good: {b.instruments.ids[0]: 5.0, "XYZ": 1.0}})
     assert np.array_equal(eng.pnl, pnl)
     assert np.array_equal(eng.margin, margin)
+
+
+def test_several_moves_at_once_equal_one_at_a_time(small_case: SmallCase) -> None:
+    b, scen = small_case.book, small_case.scenarios
+    one, together = MarginEngine(b, scen, MODEL), MarginEngine(b, scen, MODEL)
+    moves = {
+        b.underlyings.ids[0]: (float(b.market.spot[0]) * 1.07, None),
+        b.underlyings.ids[3]: (None, float(b.market.atm_vol[3]) * 1.3),
+        b.underlyings.ids[5]: (float(b.market.spot[5]) * 0.9, float(b.market.atm_vol[5]) * 0.8),
+    }
+    touched: set[int] = set()
+    for u, (spot, vol) in moves.items():
+        touched |= set(one.apply_market(u, spot=spot, atm_vol=vol).tolist())
+    assert set(together.apply_moves(moves).tolist()) == touched
+    _assert_same(together, one)
+    with pytest.raises(ValidationError, match="unknown underlying 'NOPE'"):
+        together.apply_moves({b.underlyings.ids[1]: (1.0, None), "NOPE": (1.0, None)})
+    assert np.array_equal(together.book.market.spot, one.book.market.spot)  # nothing moved
