@@ -367,6 +367,7 @@ def broker_latency(
     root: Path,
     *,
     market_every: int = 0,
+    roles: tuple[str, ...] = MARGIN_ROLES,
     **batch: Any,
 ) -> dict[str, float]:
     topology = Topology(partitions=4, prefix=f"lat{time.time_ns() % 10**9}.")
@@ -381,7 +382,7 @@ def broker_latency(
     ]
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, spec, root, dict.fromkeys(MARGIN_ROLES, 1), *extra) as procs:
+    with _workers(url, topology, spec, root, dict.fromkeys(roles, 1), *extra) as procs:
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
@@ -564,8 +565,12 @@ def main(argv: list[str] | None = None) -> int:
                 n_e2e, spec, elog, f"embedded://{root / 'c' / 'log'}", root / "c"
             )
             e2e_rows.append(
-                ["embedded, 4 processes", emp["trades_per_s"], emp["seconds"], 200_000.0]
+                ["embedded, a process per stage", emp["trades_per_s"], emp["seconds"], 200_000.0]
             )
+            e2e_rows.append(
+                ["  (load generator alone, one Python process)", emp["publish_trades_per_s"],
+                 0.0, 0.0]
+            )  # fmt: skip
             results["embedded_processes"] = emp
             if broker is not None:
                 klog = KafkaLog(broker.bootstrap)
@@ -573,9 +578,13 @@ def main(argv: list[str] | None = None) -> int:
                 brk = process_pipeline(n_e2e, spec, klog, url, root / "d")
                 klog.close()
                 e2e_rows.append(
-                    ["broker, 4 processes", brk["trades_per_s"], brk["seconds"], 50_000.0]
+                    ["broker, a process per stage", brk["trades_per_s"], brk["seconds"], 50_000.0]
                 )
-                e2e_rows.append(["broker, keeper stage only", brk["keeper_trades_per_s"], 0.0, 0.0])
+                e2e_rows.append(["  (keeper stage alone)", brk["keeper_trades_per_s"], 0.0, 0.0])
+                e2e_rows.append(
+                    ["  (load generator alone, one Python process)", brk["publish_trades_per_s"],
+                     0.0, 0.0]
+                )  # fmt: skip
                 results["broker_pipeline"] = brk
             print_table(
                 f"End to end with incremental margin ({n_e2e:,} trades + SOD, {spec.accounts} "
@@ -627,23 +636,33 @@ def main(argv: list[str] | None = None) -> int:
 
             if broker is not None:
                 lat_rows = []
-                settings = [(0.005, 0)]
+                path = ("position-keeper", "risk-calculator")
+                settings = [(0.0, 0, MARGIN_ROLES)]
                 if not args.quick:
-                    settings = [(0.0, 0), (0.005, 0), (0.02, 0), (0.005, 1_000), (0.005, 100)]
-                for max_wait, market_every in settings:
+                    settings = [
+                        (0.0, 0, MARGIN_ROLES),
+                        (0.005, 0, MARGIN_ROLES),
+                        (0.02, 0, MARGIN_ROLES),
+                        (0.0, 0, path),
+                        (0.0, 1_000, MARGIN_ROLES),
+                        (0.0, 100, MARGIN_ROLES),
+                    ]
+                for max_wait, market_every, roles in settings:
                     r = broker_latency(
                         10_000, 5.0 if args.quick else 10.0, spec, broker.bootstrap,
-                        root / f"l{max_wait}-{market_every}", market_every=market_every,
+                        root / f"l{max_wait}-{market_every}-{len(roles)}",
+                        market_every=market_every, roles=roles,
                         max_batch=10_000, max_wait=max_wait,
                     )  # fmt: skip
                     moves = (
-                        f"price move every {market_every} trades"
+                        f"a price move every {market_every} trades"
                         if market_every
                         else "no price moves"
                     )
+                    who = "whole pipeline" if roles == MARGIN_ROLES else "keeper + calculator only"
                     lat_rows.append(
-                        [f"max_wait {max_wait * 1e3:g} ms, {moves}", r["trades"], r["p50_ms"],
-                         r["p99_ms"], r["max_ms"], 50.0]
+                        [f"{who}, max_wait {max_wait * 1e3:g} ms, {moves}", r["trades"],
+                         r["p50_ms"], r["p99_ms"], r["max_ms"], 50.0]
                     )  # fmt: skip
                 print_table(
                     "Trade-to-published-margin latency through the broker at 10,000 trades/s",
