@@ -37,7 +37,6 @@ from marginflow.stream.topics import (
     MARKET,
     MEMBER_MARGINS,
     POSITIONS,
-    REFERENCE,
     SIMM_RESULTS,
     TRADES,
     Topology,
@@ -50,7 +49,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("risk-calculator.broadcast", (MARKET,)),
     ("aggregator", (MARGINS,)),
     ("simm", (CRIF,)),
-    ("sink", (MARGINS, MEMBER_MARGINS, DEAD_LETTERS, SIMM_RESULTS, REFERENCE)),
+    ("sink", (MARGINS, MEMBER_MARGINS, DEAD_LETTERS, SIMM_RESULTS, MARKET)),
 )
 """Each consumer group (by role) and the logical topics it reads, in pipeline order."""
 

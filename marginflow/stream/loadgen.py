@@ -21,7 +21,7 @@ from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.stream import events as ev
 from marginflow.stream.codec import encode
 from marginflow.stream.log.base import Producer
-from marginflow.stream.topics import CRIF, MARKET, REFERENCE, TRADES, Topology, partition_for
+from marginflow.stream.topics import CRIF, MARKET, TRADES, Topology, partition_for
 
 START_NS = 1_717_000_000_000_000_000
 
@@ -273,7 +273,7 @@ def risk_parameter_changes(*, start_ns: int = START_NS) -> list[ev.RiskParameter
             change_id="RP-0002",
             model="es",
             parameter="apc",
-            value="floor-10y",
+            value="buffer",
             requested_by="risk.analyst",
             approved_by="cro",
             effective_time=start_ns + 1_000_000_000,
@@ -294,9 +294,12 @@ def publish_crif(
     return len(submissions)
 
 
-def publish_reference(producer: Producer, topology: Topology, events: Sequence[ev.Event]) -> int:
-    """Produce reference-data events (risk-parameter changes...) on the broadcast topic."""
-    topic = topology.name(REFERENCE)
+def publish_parameter_changes(
+    producer: Producer, topology: Topology, events: Sequence[ev.RiskParameterChange]
+) -> int:
+    """Produce risk-parameter changes on the market topic (the calculators apply them in
+    order with market data, so a margin's market offset versions its parameters too)."""
+    topic = topology.name(MARKET)
     for e in events:
         producer.produce(topic, encode(e), partition=0)
     producer.flush()

@@ -10,7 +10,7 @@ import sys
 from marginflow.stream.loadgen import (
     crif_submissions,
     publish_crif,
-    publish_reference,
+    publish_parameter_changes,
     publish_trades,
     replay_day,
     risk_parameter_changes,
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     producer = log.producer()
     if args.crif_portfolios > 0:
         crif = publish_crif(producer, topology, crif_submissions(args.crif_portfolios))
-        changes = publish_reference(producer, topology, risk_parameter_changes())
+        changes = publish_parameter_changes(producer, topology, risk_parameter_changes())
         print(f"published {crif} CRIF submissions, {changes} risk-parameter changes", flush=True)
     if not args.no_sod:
         sod = publish_trades(producer, topology, sod_positions(book))

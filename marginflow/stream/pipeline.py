@@ -23,7 +23,7 @@ from marginflow.stream.loadgen import (
     price_moves,
     publish_crif,
     publish_market,
-    publish_reference,
+    publish_parameter_changes,
     publish_trades,
     risk_parameter_changes,
     trades,
@@ -250,7 +250,7 @@ def run_demo(
     )
     submissions = crif_submissions()
     publish_crif(producer, topology, submissions)
-    publish_reference(producer, topology, risk_parameter_changes())
+    publish_parameter_changes(producer, topology, risk_parameter_changes())
     db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
     pipeline = build_pipeline(
         log=log, topology=topology, state_dir=directory / "state", db_url=db_url, spec=spec

@@ -23,7 +23,9 @@ from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import late_start_of_day
 from marginflow.stream.risk_calculator import (
     EngineSpec,
+    accept_parameter_change,
     build_engine,
+    model_with,
     start_of_day,
 )
 from marginflow.stream.sink import Database
@@ -212,7 +214,12 @@ def batch_margins(
     matrix.sort_indices()
     mkt = book.market
     last_market = -1
+    params: dict[str, float | str] = {}
+    seen: dict[str, tuple[int, bytes]] = {}
     for offset, e in market.get(0, []):
+        if isinstance(e, ev.RiskParameterChange):
+            accept_parameter_change(engine0, params, seen, offset, e)
+            continue
         u = und_index.get(getattr(e, "underlying", ""))
         if u is None:
             continue
@@ -222,7 +229,8 @@ def batch_margins(
             mkt = mkt.with_underlying(u, atm_vol=e.vol)
         last_market = offset
     full = replace(book, positions=replace(book.positions, matrix=matrix), market=mkt)
-    engine = MarginEngine(full, engine0.scenarios, engine0.model, revaluation=engine0.revaluation)
+    model = model_with(engine0.model, params)
+    engine = MarginEngine(full, engine0.scenarios, model, revaluation=engine0.revaluation)
     members = {
         a: book.positions.members[book.positions.account_member[i]] for a, i in acc_index.items()
     }
@@ -284,12 +292,19 @@ def margins_at_versions(
     engine = build_engine(spec)
     index = {a: i for i, a in enumerate(engine.book.positions.accounts)}
     underlyings = set(engine.book.underlyings.ids)
+    params: dict[str, float | str] = {}
+    seen: dict[str, tuple[int, bytes]] = {}
     now: dict[str, dict[str, int]] = {}
     out: dict[VersionKey, float] = {}
     m = 0
     for mo, group in _by_market_offset(keys):
         while m < len(market) and market[m][0] <= mo:
-            _apply_market_event(engine, market[m][1], underlyings)
+            offset, e = market[m]
+            if isinstance(e, ev.RiskParameterChange):
+                if accept_parameter_change(engine, params, seen, offset, e) is None:
+                    engine.set_model(model_with(engine.model, params))
+            else:
+                _apply_market_event(engine, e, underlyings)
             m += 1
         # rounds in which each account appears once, applied as one batch each
         while group:

@@ -34,14 +34,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import msgspec
+import numpy as np
 
-from marginflow.core.errors import ValidationError
+from marginflow.core.errors import ConfigurationError, ValidationError
 from marginflow.core.ids import AccountId, MemberId
 from marginflow.engine.book import Book
 from marginflow.engine.state import MarginEngine
+from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection
 from marginflow.stream.log.base import TP
@@ -50,6 +53,8 @@ from marginflow.stream.worker import Output, Processor
 
 MSG_UNKNOWN = "unknown {what} {name!r} (not in the engine's reference data)"
 MSG_VOL_POINT = "vol surface points are not supported by the engine; send the ATM level"
+MSG_CHANGE_CONFLICT = "change {id!r} was applied at market offset {offset} with other content"
+_FIRST_ROW = np.zeros(1, dtype=np.intp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,9 @@ class _MarketState(msgspec.Struct, array_like=True):
     event_time: int
     spot: dict[str, float]
     vol: dict[str, float]
+    # risk-parameter changes applied: parameter -> value, and change_id -> its content
+    params: dict[str, float | str] = {}
+    changes: dict[str, tuple[int, bytes]] = {}
 
 
 _decode_market = msgspec.msgpack.Decoder(_MarketState).decode
@@ -156,6 +164,7 @@ class RiskCalculator(Processor):
         self._changed: dict[str, int] = {}  # account -> event time that triggered it
         self._moves: dict[str, list[float | None]] = {}
         self._market = _MarketState(offset=-1, event_time=0, spot={}, vol={})
+        self._params_dirty = False  # parameter changes accepted, not yet in the engine
 
     def codec(self, topic: str) -> Codec[ev.Event]:
         return self._codecs[topic]
@@ -230,38 +239,48 @@ class RiskCalculator(Processor):
         refused = []
         for offset, event in events:
             self._market.offset = offset
-            if (
-                isinstance(event, ev.PriceUpdate | ev.VolUpdate)
-                and event.underlying not in self._underlyings
-            ):
-                refused.append(
-                    (
-                        offset,
-                        Rejection(
-                            "underlying",
-                            MSG_UNKNOWN.format(what="underlying", name=event.underlying),
-                        ),
-                    )
-                )
-                continue
-            if isinstance(event, ev.PriceUpdate):
-                self._moves.setdefault(event.underlying, [None, None])[0] = event.price
-            elif isinstance(event, ev.VolUpdate):
-                if event.expiry is not None or event.strike is not None:
-                    refused.append((offset, Rejection("expiry", MSG_VOL_POINT)))
-                    continue
-                if event.vol <= 0:
-                    refused.append((offset, Rejection("vol", "must be > 0 for the engine")))
-                    continue
-                self._moves.setdefault(event.underlying, [None, None])[1] = event.vol
-            else:
-                continue
-            self._market.event_time = event.event_time
+            why = self._apply_market_event(offset, event)
+            if why is not None:
+                refused.append((offset, why))
         return refused
+
+    def _apply_market_event(self, offset: int, event: ev.Event) -> Rejection | None:
+        if isinstance(event, ev.RiskParameterChange):
+            return self._apply_parameter(offset, event)
+        if not isinstance(event, ev.PriceUpdate | ev.VolUpdate):
+            return None
+        if event.underlying not in self._underlyings:
+            return Rejection(
+                "underlying", MSG_UNKNOWN.format(what="underlying", name=event.underlying)
+            )
+        if isinstance(event, ev.PriceUpdate):
+            self._moves.setdefault(event.underlying, [None, None])[0] = event.price
+        else:
+            if event.expiry is not None or event.strike is not None:
+                return Rejection("expiry", MSG_VOL_POINT)
+            if event.vol <= 0:
+                return Rejection("vol", "must be > 0 for the engine")
+            self._moves.setdefault(event.underlying, [None, None])[1] = event.vol
+        self._market.event_time = event.event_time
+        return None
+
+    def _apply_parameter(self, offset: int, change: ev.RiskParameterChange) -> Rejection | None:
+        why = accept_parameter_change(
+            self._engine, self._market.params, self._market.changes, offset, change
+        )
+        if why is None and change.model == self._engine.model_info.name:
+            self._params_dirty = True
+            self._market.event_time = change.event_time
+        return why
 
     # -- results ----------------------------------------------------------------------------
     def recompute(self) -> list[Output]:
         engine = self._engine
+        if self._params_dirty:
+            self._params_dirty = False
+            engine.set_model(model_with(engine.model, self._market.params))
+            for name in self._owner:  # every owned account: its margin may have moved
+                self._changed.setdefault(name, self._market.event_time)
         if self._moves:
             # every moved underlying revalued in one call, every holder refreshed once
             touched = engine.apply_moves({u: (m[0], m[1]) for u, m in self._moves.items()})
@@ -313,6 +332,60 @@ class RiskCalculator(Processor):
         if data is None:
             return
         market = _decode_market(data)
-        for u in sorted(set(market.spot) | set(market.vol)):
-            self._engine.apply_market(u, spot=market.spot.get(u), atm_vol=market.vol.get(u))
+        moves = {
+            u: (market.spot.get(u), market.vol.get(u))
+            for u in sorted(market.spot.keys() | market.vol.keys())
+        }
+        if moves:
+            self._engine.apply_moves(moves)
+        if market.params:
+            self._engine.set_model(model_with(self._engine.model, market.params))
         self._market = market
+
+
+def model_with(
+    model: ExpectedShortfallModel, params: dict[str, float | str]
+) -> ExpectedShortfallModel:
+    """``model`` with ``params`` (risk-parameter changes: field name -> value) applied."""
+    return replace(model, **{k: _parse_param(k, v) for k, v in params.items()})
+
+
+def accept_parameter_change(
+    engine: MarginEngine,
+    params: dict[str, float | str],
+    changes: dict[str, tuple[int, bytes]],
+    offset: int,
+    change: ev.RiskParameterChange,
+) -> Rejection | None:
+    """Decide an approved change of the margin model's settings against those accepted so
+    far (``params``, and ``changes`` by change id with their market offset and content);
+    accept it into both, or say why not. A change for another model is not the engine's: it
+    passes untouched (the sink audits it all the same). The decision depends on the log
+    alone, so a calculator's replay and a batch recompute decide alike. The change takes
+    effect when read, in market-offset order; ``effective_time`` is the publisher's to honour
+    (publish the change when it is due)."""
+    if change.model != engine.model_info.name:
+        return None
+    content = _encode(change)
+    seen = changes.get(change.change_id)
+    if seen is not None:
+        if seen[1] == content:
+            return None  # the same change again (a producer's retry)
+        return Rejection(
+            "change_id", MSG_CHANGE_CONFLICT.format(id=change.change_id, offset=seen[0])
+        )
+    try:
+        model = model_with(engine.model, {**params, change.parameter: change.value})
+        model.evaluate(engine.pnl[:1], engine.scenarios.group, rows=_FIRST_ROW)
+    except ConfigurationError as exc:
+        field = "parameter" if "unknown parameter" in str(exc) else "value"
+        return Rejection(field, str(exc))
+    params[change.parameter] = change.value
+    changes[change.change_id] = (offset, content)
+    return None
+
+
+def _parse_param(parameter: str, value: float | str) -> Any:
+    """``value`` as the expected-shortfall model's field ``parameter`` holds it."""
+    parsed = ExpectedShortfallModel.from_params({parameter: str(value)})
+    return getattr(parsed, parameter)

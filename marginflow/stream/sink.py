@@ -49,8 +49,8 @@ from marginflow.stream.log.base import TP
 from marginflow.stream.topics import (
     DEAD_LETTERS,
     MARGINS,
+    MARKET,
     MEMBER_MARGINS,
-    REFERENCE,
     SIMM_RESULTS,
     Topology,
 )
@@ -540,9 +540,9 @@ class Sink(Processor):
     """Margins, member partials, SIMM results, risk-parameter changes and dead letters ->
     the database.
 
-    It reads the reference topic whole (one partition: one sink of the group owns it) for
-    the risk-parameter audit; the other reference events are validated (a bad one is
-    dead-lettered, so it is kept) and not stored here."""
+    It reads the market topic whole (one partition: one sink of the group owns it) for the
+    risk-parameter changes it carries, into the audit table; prices and vols are validated
+    (a bad one is dead-lettered, so it is kept) and not stored here."""
 
     def __init__(self, topology: Topology, database: Database) -> None:
         self.db = database
@@ -550,13 +550,13 @@ class Sink(Processor):
         self._partials = topology.name(MEMBER_MARGINS)
         self._letters = topology.name(DEAD_LETTERS)
         self._simm = topology.name(SIMM_RESULTS)
-        self._reference = topology.name(REFERENCE)
+        self._market = topology.name(MARKET)
         logical = {
             self._margins: MARGINS,
             self._partials: MEMBER_MARGINS,
             self._letters: DEAD_LETTERS,
             self._simm: SIMM_RESULTS,
-            self._reference: REFERENCE,
+            self._market: MARKET,  # for its risk-parameter changes: the audit trail
         }
         self.inputs = tuple(logical)
         self._codecs: dict[str, Codec[ev.Event]] = {

@@ -74,12 +74,10 @@ class Topology:
         by_key, broadcast = Distribution.BY_KEY, Distribution.BROADCAST
         table: dict[str, tuple[tuple[type[ev.Event], ...], Distribution, int]] = {
             TRADES: ((ev.Trade, ev.PositionSnapshot), by_key, self.partitions),
-            MARKET: ((ev.PriceUpdate, ev.VolUpdate), broadcast, 1),
-            REFERENCE: (
-                (ev.InstrumentRef, ev.AccountRef, ev.MemberRef, ev.RiskParameterChange),
-                broadcast,
-                1,
-            ),
+            # Everything but positions that a margin depends on, in one ordered stream: its
+            # offset versions a margin, risk-parameter changes included
+            MARKET: ((ev.PriceUpdate, ev.VolUpdate, ev.RiskParameterChange), broadcast, 1),
+            REFERENCE: ((ev.InstrumentRef, ev.AccountRef, ev.MemberRef), broadcast, 1),
             CRIF: ((ev.CrifSubmission,), by_key, self.partitions),
             POSITIONS: ((ev.AccountPositions,), by_key, self.partitions),
             MARGINS: ((ev.AccountMargin,), by_key, self.partitions),

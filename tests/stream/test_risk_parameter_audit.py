@@ -1,4 +1,4 @@
-"""Risk-parameter changes from the reference topic -> the append-only audit table: every
+"""Risk-parameter changes from the market topic -> the append-only audit table: every
 approved change once, with maker and checker; four-eyes violations, missing approvers and
 rewrites of a recorded change are dead-lettered naming the field. SQLite and PostgreSQL."""
 
@@ -16,7 +16,7 @@ from marginflow.stream.codec import encode
 from marginflow.stream.loadgen import risk_parameter_changes
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.sink import AuditedChange, Database, Sink
-from marginflow.stream.topics import REFERENCE, Topology
+from marginflow.stream.topics import MARKET, Topology
 from tests.stream.simm_support import open_database, run_until, worker
 
 T0 = 1_717_000_000_000_000_000
@@ -37,14 +37,14 @@ def change(**fields: Any) -> dict[str, Any]:
 def run_sink(
     tmp_path: Path, topology: Topology, db: Database, raws: list[bytes], *, letters: int = 0
 ) -> None:
-    """Publish ``raws`` on the reference topic and run a sink until it has read them and
+    """Publish ``raws`` on the market topic and run a sink until it has read them and
     the ``letters`` dead letters it refuses them into (they come back to it through the
     dead-letter topic, into the rejects table)."""
     log = EmbeddedLog(tmp_path / "log", fsync="never")
     log.create_topics(topology.all())
     producer = log.producer()
     for raw in raws:
-        producer.produce(topology.name(REFERENCE), raw, partition=0)
+        producer.produce(topology.name(MARKET), raw, partition=0)
     producer.flush()
     sink = worker(Sink(topology, db), log, topology, tmp_path / "state", "sink")
     run_until([sink], records=[len(raws) + letters])
@@ -59,10 +59,10 @@ def test_approved_changes_are_recorded_once_with_maker_and_checker(
     audit = db.risk_parameter_audit()
     assert [a.change for a in audit] == changes
     assert [(a.source_topic, a.source_partition, a.source_offset) for a in audit] == [
-        (topology.name(REFERENCE), 0, 0),
-        (topology.name(REFERENCE), 0, 1),
+        (topology.name(MARKET), 0, 0),
+        (topology.name(MARKET), 0, 1),
     ]
-    assert audit[1].change.value == "floor-10y"
+    assert audit[1].change.value == "buffer"
     assert audit[0].change.value == 0.99
     assert db.rejects() == []
 
