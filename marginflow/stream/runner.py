@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "last_record_ns": st.last_record_ns,
         "max_batch_seconds": st.max_batch_seconds,
         "busy_seconds": st.busy_seconds,
-        "arrival_ms_p50_p99": _percentiles(st.arrival_ms, (50, 99)),
+        "arrival_ms_p50_p90_p99": _percentiles(st.arrival_ms, (50, 90, 99)),
     }
     print(f"{args.role} stopped: {st.records} records", flush=True)
     print("summary " + json.dumps(summary), flush=True)
