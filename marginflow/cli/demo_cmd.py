@@ -49,7 +49,7 @@ def demo_command(
     )
     table(
         f"2. Clearing-house margin after {stream['events']:,} events "
-        f"({stream['events_per_second']:,.0f}/s through the embedded log, 99% ES, 2-day MPOR)",
+        f"({stream['events_per_second']:,.0f}/s through the embedded log, {stream['model']})",
         ("member", "accounts", "margin (USD)"),
         [(m["member"], m["accounts"], m["margin"]) for m in stream["members"]]
         + [("firm", stream["accounts"], stream["firm"])],
@@ -70,7 +70,7 @@ def demo_command(
             for key, sides in by_portfolio.items()
         ],
     )
-    out.print(f"risk-parameter changes audited (maker-checker): {stream['audited']}")
+    out.print(f"risk-parameter changes audited (maker-checker) and applied: {stream['audited']}")
 
 
 def _pricing_rows() -> list[dict[str, Any]]:
@@ -121,6 +121,7 @@ def _stream_margins(directory: Path, trades: int) -> dict[str, Any]:
         "rejects": result.rejects,
         "database": result.db_url,
         "audited": result.audited,
+        "model": result.model,
         "simm": [
             {
                 "party": r.party,

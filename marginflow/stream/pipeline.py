@@ -225,6 +225,22 @@ class DemoResult:
     db_url: str
     simm: list[StoredSimm] = field(default_factory=list)
     audited: int = 0
+    model: str = ""  # the margin model at the end, risk-parameter changes applied
+
+
+def describe_model(engine: MarginEngine) -> str:
+    """The engine's margin model in a few words, e.g. ``99% ES, 2-day MPOR, APC buffer 25%``."""
+    m = engine.model
+    text = (
+        f"{m.confidence:.1%}".replace(".0%", "%") + f" ES, {engine.scenarios.horizon_days}-day MPOR"
+    )
+    if m.apc == "buffer":
+        text += f", APC buffer {m.apc_buffer:.0%}"
+    elif m.apc == "stressed-weight":
+        text += f", APC stressed weight {m.stressed_weight:.0%}"
+    elif m.apc != "none":
+        text += f", APC {m.apc}"
+    return text
 
 
 def run_demo(
@@ -273,6 +289,7 @@ def run_demo(
         db_url=db_url,
         simm=list(db.simm_results().values()),
         audited=len(db.risk_parameter_audit()),
+        model=describe_model(pipeline.engine),
     )
     db.close()
     return result
