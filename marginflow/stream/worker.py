@@ -11,7 +11,9 @@ The commit protocol
 One step of :meth:`MicroBatchWorker.step`, in this order:
 
 1. **Drain** a batch: consume until ``max_batch`` records or ``max_wait`` seconds after the
-   first one, whichever comes first.
+   first one, whichever comes first. A rebalance inside the drain (callbacks run inside
+   ``consume``) drops what was drained of the revoked partitions: a partition handed back
+   is read again from its snapshot's offset.
 2. **Validate**: decode each record; an invalid one becomes a dead letter (reason and
    original bytes), queued for step 5. Records below the state's offset for their
    partition (already reflected in a restored snapshot) are skipped.
@@ -199,6 +201,7 @@ class MicroBatchWorker:
         self._reader: Consumer | None = None
         self._owned: dict[TP, int] = {}  # input partition -> next offset to apply
         self._dirty: set[TP] = set()  # partitions applied to since their last snapshot
+        self._revoked: set[TP] = set()  # partitions revoked during the current drain
         self._broadcast_offsets: dict[TP, int] = {}
         self._broadcast_dirty = False
         self._last_snapshot = clock()
@@ -254,6 +257,7 @@ class MicroBatchWorker:
         return starts
 
     def _on_revoke(self, tps: list[TP]) -> None:
+        self._revoked.update(tps)
         mine = [tp for tp in tps if tp in self._owned]
         self._snapshot_and_commit(mine)
         for tp in mine:
@@ -344,6 +348,7 @@ class MicroBatchWorker:
     def _drain(self) -> list[Record]:
         s = self.settings
         batch = self._consumer.consume(s.max_batch, s.poll_timeout)
+        self._revoked.clear()  # a rebalance inside that call came before all it returned
         if not batch:
             return batch
         deadline = self._clock() + s.max_wait
@@ -352,6 +357,13 @@ class MicroBatchWorker:
             if left <= 0:
                 break
             more = self._consumer.consume(s.max_batch - len(batch), left)
+            if self._revoked:
+                # a rebalance ran inside that call: what was drained before it belongs to an
+                # assignment that has ended. A partition handed straight back was restored
+                # from its snapshot and is read again from there, so its records drained
+                # before would come twice (and be applied twice): drop them.
+                gone, self._revoked = self._revoked, set()
+                batch = [r for r in batch if (r.topic, r.partition) not in gone]
             if not more:
                 break
             batch.extend(more)

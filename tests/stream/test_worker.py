@@ -263,3 +263,84 @@ def test_late_events_policy(setup: tuple[EmbeddedLog, Topology, FileSnapshotStor
     assert letter.field == "event_time"
     assert "start-of-day position is late" in letter.reason
     assert check_positions(log, topology).ok  # the reconciliation applies the same policy
+
+
+def test_partition_lost_and_regained_within_one_drain_is_applied_once(tmp_path: Path) -> None:
+    """A rebalance inside a batch's drain revokes a partition after some of its records were
+    drained, then hands it back (restored from its snapshot, read again from its offset):
+    the records drained before the revocation come again, and must not be applied twice."""
+    log = EmbeddedLog(tmp_path / "log", rebalance_interval=0.3)
+    topology = Topology(partitions=4)
+    log.create_topics(topology.all())
+    store = FileSnapshotStore(tmp_path / "state")
+    publish_trades(log.producer(), topology, trades(FLOW, 2_000))
+    other = log.consumer("keeper")
+    joined: list[str] = []
+
+    def join(phase: str) -> None:  # a second member joins once the first owns everything
+        if phase == "assigned" and not joined:
+            joined.append(phase)
+            other.subscribe([topology.name(TRADES)])
+
+    class Keeper(PositionKeeper):
+        def release(self, tp: tuple[str, int]) -> None:
+            super().release(tp)
+            other.close()  # ...and leaves again: the revoked partitions come straight back
+
+    worker = MicroBatchWorker(
+        Keeper(topology),
+        log=log,
+        store=store,
+        settings=WorkerSettings(group="keeper", max_batch=100_000, max_wait=2.0),
+        topology=topology,
+        on_phase=join,
+    )
+    worker.step()  # drains all, loses two partitions, regains them: one batch
+    assert len(worker.owned()) == 4
+    worker.run(idle_exit=0.2)
+    worker.close()
+    report = check_positions(log, topology)
+    assert report.ok, report.mismatches[:5] + report.lost[:5]
+
+
+def test_partition_lost_and_regained_before_a_drain_returns_keeps_its_records(
+    tmp_path: Path,
+) -> None:
+    """A rebalance inside the first read of a drain revokes a partition and hands it back
+    before anything is returned: what that read returns comes after the rebalance and is
+    all to be applied (dropping it would lose it: the partition reads on past it)."""
+    log = EmbeddedLog(tmp_path / "log", rebalance_interval=0.3)
+    topology = Topology(partitions=4)
+    log.create_topics(topology.all())
+    store = FileSnapshotStore(tmp_path / "state")
+    other = log.consumer("keeper")
+    assigned: list[str] = []
+
+    def on_phase(phase: str) -> None:
+        if phase != "assigned":
+            return
+        assigned.append(phase)
+        if len(assigned) == 1:  # a second member joins once the first owns everything
+            other.subscribe([topology.name(TRADES)])
+        elif len(assigned) == 2:  # the revoked partitions are back: input arrives
+            publish_trades(log.producer(), topology, trades(FLOW, 2_000))
+
+    class Keeper(PositionKeeper):
+        def release(self, tp: tuple[str, int]) -> None:
+            super().release(tp)
+            other.close()  # ...and leaves again
+
+    worker = MicroBatchWorker(
+        Keeper(topology),
+        log=log,
+        store=store,
+        settings=WorkerSettings(group="keeper", max_batch=100_000, poll_timeout=2.0),
+        topology=topology,
+        on_phase=on_phase,
+    )
+    worker.step()  # the first read assigns, revokes, re-assigns, then returns the input
+    assert len(assigned) == 2
+    worker.run(idle_exit=0.2)
+    worker.close()
+    report = check_positions(log, topology)
+    assert report.ok, report.mismatches[:5] + report.lost[:5]
