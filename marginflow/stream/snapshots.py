@@ -163,12 +163,13 @@ class SnapshotWriter:
                 group, tp, snapshot, tag = item
                 try:
                     self.store.save(group, tp, snapshot)
+                    with self._lock:
+                        self._done.append((tp, snapshot.offset, tag))
+                    if self._on_saved is not None:
+                        self._on_saved()
                 except BaseException as exc:  # handed to the worker's thread, never lost
+                    # (a raising callback too: the thread must live on to serve the queue,
+                    # or the next ``wait`` blocks forever)
                     self._error = exc
-                    continue
-                with self._lock:
-                    self._done.append((tp, snapshot.offset, tag))
-                if self._on_saved is not None:
-                    self._on_saved()
             finally:
                 self._queue.task_done()

@@ -45,3 +45,21 @@ def test_a_closed_writer_refuses_rather_than_hangs(tmp_path: Path) -> None:
     writer.close()  # idempotent
     with pytest.raises(SnapshotError, match="closed"):
         writer.submit("g", ("t", 0), Snapshot(1, b""))
+
+
+def test_a_failing_on_saved_callback_is_raised_rather_than_hangs(tmp_path: Path) -> None:
+    """The callback runs on the writer's thread (the worker's phase hook): if it raises, the
+    thread must go on serving the queue and hand the error over, not die silently and leave
+    the next ``wait`` blocked forever."""
+
+    def on_saved() -> None:
+        raise RuntimeError("hook failed")
+
+    writer = SnapshotWriter(FileSnapshotStore(tmp_path), on_saved=on_saved)
+    writer.submit("g", ("t", 0), Snapshot(1, b"a"))
+    with pytest.raises(SnapshotError, match="hook failed"):
+        writer.wait()
+    with pytest.raises(SnapshotError):
+        writer.submit("g", ("t", 0), Snapshot(2, b"b"))
+    with pytest.raises(SnapshotError):
+        writer.close()  # the thread is still there to stop
