@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from marginflow.stream import events as ev
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import EngineSpec
@@ -282,12 +283,14 @@ def pipeline_chaos(
     chaos: float = 0.005,
 ) -> ChaosResult:
     """Run keeper, calculator, aggregator and sink as processes on ``log`` while a feeder
-    publishes ``chunks`` x ``chunk`` trades (and price moves); SIGKILL them ``kills`` times,
-    finish the pipeline, then reconcile positions and the database with a batch recompute."""
+    publishes ``chunks`` x ``chunk`` trades (and price moves, and now and then an approved
+    risk-parameter change); SIGKILL them ``kills`` times, finish the pipeline, then
+    reconcile positions and the database with a batch recompute."""
     from marginflow.stream.loadgen import (
         TradeFlow,
         price_moves,
         publish_market,
+        publish_parameter_changes,
         publish_trades,
         trades,
     )
@@ -310,6 +313,9 @@ def pipeline_chaos(
     def publish(k: int) -> None:
         publish_trades(producer, topology, trades(flow, chunk, first=k * chunk))
         publish_market(producer, topology, moves[k * 10 : (k + 1) * 10])
+        if k % 5 == 4:  # the confidence level stepping between 97.5% and 99.5%
+            level = (0.975, 0.985, 0.995)[(k // 5) % 3]
+            publish_parameter_changes(producer, topology, [_confidence_change(k, level)])
 
     supervisor = Supervisor(commands, workdir / "logs", seed=seed)
     with Feeder(publish, chunks=chunks, interval=interval) as feeder:
@@ -322,3 +328,17 @@ def pipeline_chaos(
     finally:
         db.close()
     return ChaosResult(supervisor, feeder.published * chunk, positions, margins)
+
+
+def _confidence_change(k: int, level: float) -> ev.RiskParameterChange:
+    now = time.time_ns()
+    return ev.RiskParameterChange(
+        change_id=f"CHAOS-{k}",
+        model="es",
+        parameter="confidence",
+        value=level,
+        requested_by="risk.analyst",
+        approved_by="risk.head",
+        effective_time=now,
+        event_time=now,
+    )
