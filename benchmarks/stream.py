@@ -15,6 +15,7 @@ jobs: figures are indicative.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,13 @@ from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, pu
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
-from marginflow.stream.pipeline import MARGIN_ROLES, BatchSettings, build_pipeline, sod_positions
+from marginflow.stream.pipeline import (
+    LATENCY_ROLES,
+    MARGIN_ROLES,
+    BatchSettings,
+    build_pipeline,
+    sod_positions,
+)
 from marginflow.stream.reconcile import read_events
 from marginflow.stream.risk_calculator import EngineSpec, build_engine, start_of_day
 from marginflow.stream.topics import MARGINS, TRADES, Topology
@@ -368,21 +375,32 @@ def broker_latency(
     *,
     market_every: int = 0,
     roles: tuple[str, ...] = MARGIN_ROLES,
+    downstream_max_wait: float = 0.05,
     **batch: Any,
 ) -> dict[str, float]:
+    """Trades at ``rate`` for ``seconds``; latency from each trade's stamp to the first margin
+    read back at a version covering it. The keeper and calculator batch with the row's
+    ``max_wait``; the stages after the margins topic with ``downstream_max_wait`` (as
+    ``cluster up`` runs them)."""
     topology = Topology(partitions=4, prefix=f"lat{time.time_ns() % 10**9}.")
     log = KafkaLog(bootstrap)
     log.create_topics(topology.all())
     url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
-    extra = [
-        "--max-batch",
-        str(batch.get("max_batch", 10_000)),
-        "--max-wait",
-        str(batch.get("max_wait", 0.02)),
-    ]
+    size = ["--max-batch", str(batch.get("max_batch", 10_000))]
+    fast = {r: 1 for r in roles if r in LATENCY_ROLES}
+    slow = {r: 1 for r in roles if r not in LATENCY_ROLES}
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, spec, root, dict.fromkeys(roles, 1), *extra) as procs:
+    with contextlib.ExitStack() as stack:
+        procs = stack.enter_context(
+            _workers(url, topology, spec, root, fast, *size,
+                     "--max-wait", str(batch.get("max_wait", 0.0)))
+        )  # fmt: skip
+        if slow:
+            procs += stack.enter_context(
+                _workers(url, topology, spec, root, slow, *size,
+                         "--max-wait", str(downstream_max_wait))
+            )  # fmt: skip
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
@@ -637,29 +655,32 @@ def main(argv: list[str] | None = None) -> int:
             if broker is not None:
                 lat_rows = []
                 path = ("position-keeper", "risk-calculator")
-                settings = [(0.0, 0, MARGIN_ROLES)]
+                # (max_wait of keeper and calculator, a price move every N trades, roles,
+                # max_wait of the stages after the margins topic)
+                settings = [(0.0, 0, MARGIN_ROLES, 0.05)]
                 if not args.quick:
                     settings = [
-                        (0.0, 0, MARGIN_ROLES),
-                        (0.005, 0, MARGIN_ROLES),
-                        (0.02, 0, MARGIN_ROLES),
-                        (0.0, 0, path),
-                        (0.0, 1_000, MARGIN_ROLES),
-                        (0.0, 100, MARGIN_ROLES),
+                        (0.0, 0, MARGIN_ROLES, 0.05),
+                        (0.0, 0, MARGIN_ROLES, 0.0),
+                        (0.005, 0, MARGIN_ROLES, 0.05),
+                        (0.02, 0, MARGIN_ROLES, 0.05),
+                        (0.0, 0, path, 0.05),
+                        (0.0, 1_000, MARGIN_ROLES, 0.05),
+                        (0.0, 100, MARGIN_ROLES, 0.05),
                     ]
-                for max_wait, market_every, roles in settings:
+                for max_wait, market_every, roles, downstream in settings:
                     r = broker_latency(
                         10_000, 5.0 if args.quick else 10.0, spec, broker.bootstrap,
-                        root / f"l{max_wait}-{market_every}-{len(roles)}",
-                        market_every=market_every, roles=roles,
+                        root / f"l{max_wait}-{market_every}-{len(roles)}-{downstream}",
+                        market_every=market_every, roles=roles, downstream_max_wait=downstream,
                         max_batch=10_000, max_wait=max_wait,
                     )  # fmt: skip
-                    moves = (
-                        f"a price move every {market_every} trades"
-                        if market_every
-                        else "no price moves"
+                    moves = f"a move every {market_every} trades" if market_every else "no moves"
+                    who = (
+                        f"whole pipeline (downstream {downstream * 1e3:g} ms)"
+                        if roles == MARGIN_ROLES
+                        else "keeper + calculator only"
                     )
-                    who = "whole pipeline" if roles == MARGIN_ROLES else "keeper + calculator only"
                     lat_rows.append(
                         [f"{who}, max_wait {max_wait * 1e3:g} ms, {moves}", r["trades"],
                          r["p50_ms"], r["p99_ms"], r["max_ms"], 50.0]

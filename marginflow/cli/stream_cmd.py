@@ -121,7 +121,14 @@ def cluster_up(
     ] = None,
     mpor: Annotated[int | None, typer.Option(help="SIMM margin period of risk: 10 or 1")] = None,
     max_batch: Annotated[int | None, typer.Option(help="micro-batch: records")] = None,
-    max_wait: Annotated[float | None, typer.Option(help="micro-batch: seconds")] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(help="micro-batch wait, seconds, for the keeper and calculator (default 0)"),
+    ] = None,
+    downstream_max_wait: Annotated[
+        float | None,
+        typer.Option(help="micro-batch wait for the aggregator, SIMM worker and sink (0.05)"),
+    ] = None,
     snapshot_interval: Annotated[
         float | None, typer.Option(help="seconds between snapshots")
     ] = None,
@@ -139,7 +146,8 @@ def cluster_up(
     overrides = {
         "log": log, "partitions": partitions, "keepers": keepers, "calculators": calculators,
         "aggregators": aggregators, "sinks": sinks, "max_batch": max_batch, "max_wait": max_wait,
-        "snapshot_interval": snapshot_interval, "accounts": accounts,
+        "downstream_max_wait": downstream_max_wait, "snapshot_interval": snapshot_interval,
+        "accounts": accounts,
         "underlyings": underlyings, "series": series, "lookback": lookback, "trades": trades,
         "rate": rate, "db": db, "simm_workers": simm_workers, "simm_version": simm_version,
         "mpor": mpor,

@@ -21,7 +21,7 @@ from typing import Any
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.stream.broker import broker_binary, free_port, wait_for_port
-from marginflow.stream.pipeline import ROLES
+from marginflow.stream.pipeline import LATENCY_ROLES, ROLES
 
 STATE_FILE = "cluster.json"
 
@@ -41,7 +41,10 @@ class ClusterConfig:
     mpor: int = 10  # SIMM margin period of risk, days (10 or 1)
     crif_portfolios: int = 3  # CRIF submissions the load generator sends
     max_batch: int = 10_000
-    max_wait: float = 0.02
+    max_wait: float = 0.0  # keeper and calculator: a batch is what is there (latency)
+    # aggregator, SIMM worker and sink, after the margins are published: fewer, bigger
+    # batches keep the broker's request rate down, which keeps the margin path fast
+    downstream_max_wait: float = 0.05
     snapshot_interval: float = 1.0
     members: int = 5
     accounts: int = 200
@@ -81,6 +84,8 @@ class ClusterConfig:
             )
         if self.rate < 0 or self.trades < 0:
             raise ConfigurationError("trades and rate must be >= 0")
+        if self.max_wait < 0 or self.downstream_max_wait < 0:
+            raise ConfigurationError("max_wait and downstream_max_wait must be >= 0")
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> ClusterConfig:
@@ -169,7 +174,7 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
     common = [
         "--log", log_url, "--state", str((directory / "state").resolve()),
         "--partitions", str(config.partitions), "--prefix", config.prefix,
-        "--max-batch", str(config.max_batch), "--max-wait", str(config.max_wait),
+        "--max-batch", str(config.max_batch),
         "--snapshot-interval", str(config.snapshot_interval), *config.book_args(),
         "--lookback", str(config.lookback), "--db", db, "--mpor", str(config.mpor),
         *(["--simm-version", config.simm_version] if config.simm_version else []),
@@ -182,11 +187,14 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
         "sink": config.sinks,
     }
     for role in ROLES:
+        wait = config.max_wait if role in LATENCY_ROLES else config.downstream_max_wait
         for i in range(counts[role]):
             log_file = logs / f"{role}-{i}.log"
             pid = _spawn(
-                [sys.executable, "-m", "marginflow.stream.runner", role, *common], log_file
-            )
+                [sys.executable, "-m", "marginflow.stream.runner", role, *common,
+                 "--max-wait", str(wait)],
+                log_file,
+            )  # fmt: skip
             started.append(Started(role, pid, str(log_file)))
     gen = [
         sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", log_url,

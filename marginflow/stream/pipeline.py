@@ -46,6 +46,9 @@ ROLES = ("position-keeper", "risk-calculator", "aggregator", "simm", "sink")
 """Worker roles in pipeline order (a role's inputs come from roles before it)."""
 MARGIN_ROLES = ("position-keeper", "risk-calculator", "aggregator", "sink")
 """The roles of the clearing-house margin path alone (what its crash tests need)."""
+LATENCY_ROLES = ("position-keeper", "risk-calculator")
+"""The roles between a trade and its published margin: they batch for latency (``max_wait``
+0); the others batch for throughput (see ``cluster.ClusterConfig.downstream_max_wait``)."""
 
 
 @dataclass(frozen=True, slots=True)
