@@ -14,7 +14,9 @@ Client settings (each overridable through ``config``):
   on the test broker: one hop p50 2 ms instead of 128 ms);
 * ``enable.auto.commit=false``: offsets are committed by the worker's commit protocol only;
 * ``auto.offset.reset=earliest``: a group with no committed offset reads from the start;
-* ``acks=all`` and ``linger.ms=2`` for producers: durable on acknowledgement, small batches.
+* ``acks=all`` and ``linger.ms=2`` for producers: durable on acknowledgement, small batches
+  (``linger.ms=0`` floods the test broker with requests: trade-to-margin p99 went from
+  ~55 ms to 17 s at 10,000 trades/s).
 
 Nothing here uses transactions or log compaction (see ``docs/stream.md``).
 """
