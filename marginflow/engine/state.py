@@ -251,12 +251,17 @@ class MarginEngine:
         self._refresh(targets)
         return targets
 
+    def check_model(self, model: ExpectedShortfallModel) -> None:
+        """Raise :class:`ConfigurationError` if ``model`` cannot run on this engine's
+        scenarios (an APC floor without a 10-year set, say); change nothing."""
+        model.evaluate(self.pnl[:1], self.scenarios.group, rows=np.zeros(1, dtype=np.intp))
+
     def set_model(self, model: ExpectedShortfallModel) -> None:
         """Margin every account under ``model`` from now on (a risk-parameter change). The
         P&L state does not depend on the model, so only the statistics are recomputed.
         Raises :class:`ConfigurationError` (state unchanged) if the model cannot run on this
         engine's scenarios (an APC floor without a 10-year set, say)."""
-        model.evaluate(self.pnl[:1], self.scenarios.group, rows=np.zeros(1, dtype=np.intp))
+        self.check_model(model)
         self.model = model
         self.model_info = model.info(self.scenarios)
         self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp))

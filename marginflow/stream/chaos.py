@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from marginflow.stream import events as ev
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import EngineSpec
@@ -288,6 +287,7 @@ def pipeline_chaos(
     reconcile positions and the database with a batch recompute."""
     from marginflow.stream.loadgen import (
         TradeFlow,
+        parameter_change,
         price_moves,
         publish_market,
         publish_parameter_changes,
@@ -315,7 +315,8 @@ def pipeline_chaos(
         publish_market(producer, topology, moves[k * 10 : (k + 1) * 10])
         if k % 5 == 4:  # the confidence level stepping between 97.5% and 99.5%
             level = (0.975, 0.985, 0.995)[(k // 5) % 3]
-            publish_parameter_changes(producer, topology, [_confidence_change(k, level)])
+            change = parameter_change(f"CHAOS-{k}", "confidence", level, at_ns=time.time_ns())
+            publish_parameter_changes(producer, topology, [change])
 
     supervisor = Supervisor(commands, workdir / "logs", seed=seed)
     with Feeder(publish, chunks=chunks, interval=interval) as feeder:
@@ -328,17 +329,3 @@ def pipeline_chaos(
     finally:
         db.close()
     return ChaosResult(supervisor, feeder.published * chunk, positions, margins)
-
-
-def _confidence_change(k: int, level: float) -> ev.RiskParameterChange:
-    now = time.time_ns()
-    return ev.RiskParameterChange(
-        change_id=f"CHAOS-{k}",
-        model="es",
-        parameter="confidence",
-        value=level,
-        requested_by="risk.analyst",
-        approved_by="risk.head",
-        effective_time=now,
-        event_time=now,
-    )

@@ -256,28 +256,40 @@ def crif_submissions(
     return out
 
 
+def parameter_change(
+    change_id: str,
+    parameter: str,
+    value: float | str,
+    *,
+    at_ns: int,
+    effective_ns: int | None = None,
+    approved_by: str = "risk.head",
+) -> ev.RiskParameterChange:
+    """An approved (maker-checker) change of one setting of the expected-shortfall model,
+    published at ``at_ns`` and effective at ``effective_ns`` (default: at once)."""
+    return ev.RiskParameterChange(
+        change_id=change_id,
+        model="es",
+        parameter=parameter,
+        value=value,
+        requested_by="risk.analyst",
+        approved_by=approved_by,
+        effective_time=at_ns if effective_ns is None else effective_ns,
+        event_time=at_ns,
+    )
+
+
 def risk_parameter_changes(*, start_ns: int = START_NS) -> list[ev.RiskParameterChange]:
     """Two approved (maker-checker) changes of the expected-shortfall model's settings."""
     return [
-        ev.RiskParameterChange(
-            change_id="RP-0001",
-            model="es",
-            parameter="confidence",
-            value=0.99,
-            requested_by="risk.analyst",
-            approved_by="risk.head",
-            effective_time=start_ns,
-            event_time=start_ns,
-        ),
-        ev.RiskParameterChange(
-            change_id="RP-0002",
-            model="es",
-            parameter="apc",
-            value="buffer",
-            requested_by="risk.analyst",
+        parameter_change("RP-0001", "confidence", 0.99, at_ns=start_ns),
+        parameter_change(
+            "RP-0002",
+            "apc",
+            "buffer",
+            at_ns=start_ns + 1_000_000,
+            effective_ns=start_ns + 1_000_000_000,
             approved_by="cro",
-            effective_time=start_ns + 1_000_000_000,
-            event_time=start_ns + 1_000_000,
         ),
     ]
 

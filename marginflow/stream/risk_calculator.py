@@ -38,7 +38,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from marginflow.core.errors import ConfigurationError, ValidationError
 from marginflow.core.ids import AccountId, MemberId
@@ -54,7 +53,6 @@ from marginflow.stream.worker import Output, Processor
 MSG_UNKNOWN = "unknown {what} {name!r} (not in the engine's reference data)"
 MSG_VOL_POINT = "vol surface points are not supported by the engine; send the ATM level"
 MSG_CHANGE_CONFLICT = "change {id!r} was applied at market offset {offset} with other content"
-_FIRST_ROW = np.zeros(1, dtype=np.intp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,8 +373,7 @@ def accept_parameter_change(
             "change_id", MSG_CHANGE_CONFLICT.format(id=change.change_id, offset=seen[0])
         )
     try:
-        model = model_with(engine.model, {**params, change.parameter: change.value})
-        model.evaluate(engine.pnl[:1], engine.scenarios.group, rows=_FIRST_ROW)
+        engine.check_model(model_with(engine.model, {**params, change.parameter: change.value}))
     except ConfigurationError as exc:
         field = "parameter" if "unknown parameter" in str(exc) else "value"
         return Rejection(field, str(exc))

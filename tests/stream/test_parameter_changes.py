@@ -12,6 +12,7 @@ import pytest
 from marginflow.stream import events as ev
 from marginflow.stream.loadgen import (
     TradeFlow,
+    parameter_change,
     price_moves,
     publish_market,
     publish_parameter_changes,
@@ -19,7 +20,12 @@ from marginflow.stream.loadgen import (
     trades,
 )
 from marginflow.stream.log.embedded import EmbeddedLog
-from marginflow.stream.pipeline import BatchSettings, build_pipeline, sod_positions
+from marginflow.stream.pipeline import (
+    BatchSettings,
+    InProcessPipeline,
+    build_pipeline,
+    sod_positions,
+)
 from marginflow.stream.reconcile import check_margins
 from marginflow.stream.risk_calculator import EngineSpec, start_of_day
 from marginflow.stream.sink import Database
@@ -32,16 +38,23 @@ T = 1_717_000_200_000_000_000
 
 
 def _change(cid: str, parameter: str, value: float | str) -> ev.RiskParameterChange:
-    return ev.RiskParameterChange(
-        change_id=cid,
-        model="es",
-        parameter=parameter,
-        value=value,
-        requested_by="risk.analyst",
-        approved_by="risk.head",
-        effective_time=T,
-        event_time=T,
+    return parameter_change(cid, parameter, value, at_ns=T)
+
+
+def _run_pipeline(log: EmbeddedLog, topology: Topology, tmp_path: Path) -> InProcessPipeline:
+    """The in-process pipeline on ``log`` until idle, state and database under ``tmp_path``
+    (a second call resumes from the first's snapshots)."""
+    pipeline = build_pipeline(
+        log=log,
+        topology=topology,
+        state_dir=tmp_path / "state",
+        db_url=f"sqlite:///{tmp_path / 'm.db'}",
+        spec=SPEC,
+        batches=BatchSettings(max_batch=200),
     )
+    pipeline.run(idle_exit=0.5)
+    pipeline.close()
+    return pipeline
 
 
 def _run(
@@ -60,17 +73,7 @@ def _run(
         publish_trades(producer, topology, trades(flow, 300, first=300 * k))
         publish_market(producer, topology, moves[10 * k : 10 * k + 10])
         publish_parameter_changes(producer, topology, changes[k::4])
-    pipeline = build_pipeline(
-        log=log,
-        topology=topology,
-        state_dir=tmp_path / "state",
-        db_url=f"sqlite:///{tmp_path / 'm.db'}",
-        spec=SPEC,
-        batches=BatchSettings(max_batch=200),
-    )
-    pipeline.run(idle_exit=0.5)
-    pipeline.close()
-    return log, pipeline.db, topology
+    return log, _run_pipeline(log, topology, tmp_path).db, topology
 
 
 APPLIED = [
@@ -132,16 +135,7 @@ def test_a_restarted_calculator_keeps_the_parameters_it_applied(tmp_path: Path) 
     book = start_of_day(SPEC)
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=3)
     publish_trades(producer, topology, trades(flow, 300, first=5_000))
-    pipeline = build_pipeline(
-        log=log,
-        topology=topology,
-        state_dir=tmp_path / "state",
-        db_url=f"sqlite:///{tmp_path / 'm.db'}",
-        spec=SPEC,
-        batches=BatchSettings(max_batch=200),
-    )
-    pipeline.run(idle_exit=0.5)
-    pipeline.close()
+    pipeline = _run_pipeline(log, topology, tmp_path)
     report = check_margins(log, topology, SPEC, pipeline.db)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
     assert pipeline.engine.model.confidence == pytest.approx(0.975)
