@@ -112,7 +112,7 @@ class MarginEngine:
         with self._timed("tail"):
             self._update_tail(np.arange(n, dtype=np.intp))
         with self._timed("concentration"):
-            self._update_concentration(self._flagged_accounts())
+            self._update_concentration(np.arange(n, dtype=np.intp))
         self.margin = np.maximum(self.es, 0.0) + self.concentration
 
     # ---- results ---------------------------------------------------------------------
@@ -360,22 +360,6 @@ class MarginEngine:
         )
         flagged: IndexArray = rows[np.unique(uniq[days > self.scenarios.horizon_days] // n_und)]
         return flagged
-
-    def _flagged_accounts(self) -> IndexArray:
-        """Accounts with an exposure beyond the margin period's liquidation capacity."""
-        if not self.model.concentration:
-            return np.zeros(0, dtype=np.intp)
-        ins = self.book.instruments
-        x = self.book.positions.matrix
-        to_und = sp.csr_matrix(
-            (self._delta, (np.arange(len(ins)), ins.underlying)),
-            shape=(len(ins), len(self.book.underlyings)),
-        )
-        exposure = (x @ to_und).tocoo()
-        days = liquidation_days(
-            exposure.data, self.book.underlyings.adv[exposure.col], self.model.participation
-        )
-        return np.unique(exposure.row[days > self.scenarios.horizon_days]).astype(np.intp)
 
     def _concentration_of(self, pnl: FloatArray, pos: dict[int, float]) -> float:
         if not self.model.concentration or not pos:
