@@ -460,20 +460,33 @@ def scaling(
     for count, rep in ((c, r) for c in (1, 2) for r in range(repeats)):
         group = f"{topology.prefix}{role}-x{count}-r{rep}"  # a fresh group: no snapshots
         gate = root / f"gate-{group}"
-        runs = []
-        for share in shares[count]:
-            runs.append(
-                _workers(url, topology, spec, root, {role: 1}, "--idle-exit", "3",
-                         "--group", group, "--assign", share, "--gate", str(gate))
-            )  # fmt: skip
-        procs = [p for ctx in runs for p in ctx.__enter__()]
-        _wait_output(procs, b"ready")
-        released = time.time_ns()
-        gate.touch()
-        for _, p, _ in procs:
-            p.wait(600)
-        for ctx in runs:
-            ctx.__exit__(None, None, None)
+        with contextlib.ExitStack() as stack:
+            procs = [
+                p
+                for share in shares[count]
+                for p in stack.enter_context(
+                    _workers(
+                        url,
+                        topology,
+                        spec,
+                        root,
+                        {role: 1},
+                        "--idle-exit",
+                        "3",
+                        "--group",
+                        group,
+                        "--assign",
+                        share,
+                        "--gate",
+                        str(gate),
+                    )
+                )
+            ]
+            _wait_output(procs, b"ready")
+            released = time.time_ns()
+            gate.touch()
+            for _, p, _ in procs:
+                p.wait(600)
         s = [_summary(path) for _, _, path in procs]
         records = sum(x["records"] for x in s)
         span = (max(x["last_record_ns"] for x in s) - released) / 1e9
