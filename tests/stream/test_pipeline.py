@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from marginflow.stream.reconcile import check_margins
 from marginflow.stream.risk_calculator import EngineSpec
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
+from tests.stream.simm_support import postgres_or_skip
 
 SPEC = EngineSpec(
     members=3, accounts=40, underlyings=6, series=120, sod_positions=200, lookback_days=250
@@ -87,15 +87,7 @@ def test_unknown_reference_data_is_rejected_and_kept(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_margins_in_postgresql(tmp_path: Path) -> None:
-    dsn = os.environ.get("MARGINFLOW_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        import psycopg
-
-        psycopg.connect(dsn, connect_timeout=3).close()
-    except Exception as exc:  # any failure to connect means no server here
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL not reachable at {dsn}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {dsn}: {exc}")
+    dsn = postgres_or_skip()
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     log, db, topology = _run(tmp_path, dsn, prefix=prefix)
     try:
