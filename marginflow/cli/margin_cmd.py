@@ -17,8 +17,8 @@ import numpy as np
 import typer
 
 from marginflow.cli.output import fail, print_json, report_failures, table
+from marginflow.core.book import Book
 from marginflow.core.errors import ConfigurationError, MarginflowError, RowFailure
-from marginflow.engine.book import Book
 from marginflow.engine.grid_margins import grid_account_margins, grid_margin_book, grid_what_if
 from marginflow.engine.state import MarginEngine, WhatIf
 from marginflow.engine.synthetic_book import generate_book
@@ -69,9 +69,6 @@ def generate_book_command(
         written = write_book(
             out,
             sb.book,
-            history=sb.universe.history,
-            last_close=sb.universe.last_close,
-            account_type=sb.account_type,
             fmt="csv" if fmt == "csv" else "parquet",
         )
     except MarginflowError as exc:
@@ -221,12 +218,12 @@ def _scenarios(
         sf = read_scenario_file(path)
         failures.extend(sf.failures)
         return sf.scenario_set(underlyings=ids, horizon_days=spec.horizon_days)
-    if loaded.history is None:
+    if loaded.book.history is None:
         raise ConfigurationError(
             "no price history in the book folder (history.csv): give --history FILE, "
             "or --scenarios FILE with your own shocks"
         )
-    return build_scenarios(loaded.history, spec, underlyings=ids)
+    return build_scenarios(loaded.book.history, spec, underlyings=ids)
 
 
 def _write_rejects(path: Path, failures: Sequence[RowFailure]) -> None:

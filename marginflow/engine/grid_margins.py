@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from marginflow.core.book import Book, InstrumentKind, Positions
 from marginflow.core.errors import ConfigurationError, ValidationError
-from marginflow.engine.book import Book, InstrumentKind, Positions
 from marginflow.engine.revaluation import option_batch
 from marginflow.margin.base import AccountMargin, Breakdown, Contribution, ModelInfo
 from marginflow.margin.portfolio_margin import (

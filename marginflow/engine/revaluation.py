@@ -49,8 +49,8 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray, OptionBatch
+from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.core.errors import ValidationError
-from marginflow.engine.book import InstrumentKind, Instruments, Market
 from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
 from marginflow.pricing.american import american_price
 from marginflow.pricing.black_scholes import european_price

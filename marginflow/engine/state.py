@@ -27,9 +27,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray
+from marginflow.core.book import Book, Positions
 from marginflow.core.errors import ValidationError
 from marginflow.engine.aggregate import account_pnl, add_row_differences, add_scaled_row
-from marginflow.engine.book import Book, Positions
 from marginflow.engine.revaluation import RevaluationSettings, deltas, revalue
 from marginflow.margin.addons import concentration_addon, liquidation_days
 from marginflow.margin.base import (

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from marginflow.core.errors import ValidationError
-from marginflow.engine.book import (
+from marginflow.core.book import (
     Book,
     InstrumentKind,
     Instruments,
@@ -30,6 +29,7 @@ from marginflow.engine.book import (
     Positions,
     Underlyings,
 )
+from marginflow.core.errors import ValidationError
 from marginflow.scenarios.ewma import ewma_filter
 from marginflow.scenarios.universe import Universe, generate_universe
 
@@ -41,9 +41,10 @@ HOME_SHARE = 0.8
 
 @dataclass(frozen=True, slots=True)
 class SyntheticBook:
+    """The book (with its history and account types) and the universe it was drawn from."""
+
     book: Book
     universe: Universe
-    account_type: tuple[str, ...]
 
 
 def generate_book(
@@ -74,7 +75,7 @@ def generate_book(
         adv=universe.adv,
         high_cap_broad_index=universe.high_cap_broad_index,
     )
-    ins = _instruments(universe, series, rng)
+    ins = _instruments(universe, series, rng, valuation)
     if positions > accounts * len(ins):
         raise ValidationError(
             "positions", f"at most accounts × instruments = {accounts * len(ins)}"
@@ -92,12 +93,16 @@ def generate_book(
             members=tuple(f"M{i:03d}" for i in range(members)),
             account_member=member_of,
             matrix=matrix,
+            account_type=types,
         ),
+        history=universe.history,
     )
-    return SyntheticBook(book, universe, types)
+    return SyntheticBook(book, universe)
 
 
-def _instruments(universe: Universe, n_series: int, rng: np.random.Generator) -> Instruments:
+def _instruments(
+    universe: Universe, n_series: int, rng: np.random.Generator, valuation: dt.date
+) -> Instruments:
     ids = universe.underlyings
     kind = np.array(universe.kind)
     spot = universe.last_close
@@ -133,10 +138,9 @@ def _instruments(universe: Universe, n_series: int, rng: np.random.Generator) ->
     sd = np.asarray(d_parts, dtype=np.int64)
     sk = np.asarray(k_parts, dtype=np.float64)
     sc = np.asarray(c_parts, dtype=bool)
-    valuation = universe.history.dates[-1]
+    day = np.datetime64(valuation, "D")
     series_ids = [
-        f"{ids[u]} {(valuation + np.timedelta64(d, 'D')).astype(dt.date):%y%m%d}"
-        f"{'C' if c else 'P'}{k:g}"
+        f"{ids[u]} {(day + np.timedelta64(d, 'D')).astype(dt.date):%y%m%d}{'C' if c else 'P'}{k:g}"
         for u, d, k, c in zip(su.tolist(), sd.tolist(), sk.tolist(), sc.tolist(), strict=True)
     ]
     n_stock = stock_u.size
@@ -150,9 +154,12 @@ def _instruments(universe: Universe, n_series: int, rng: np.random.Generator) ->
             ]
         ).astype(np.int8),
         strike=np.concatenate([np.zeros(n_stock), sk]),
-        expiry_years=np.concatenate([np.zeros(n_stock), sd / 365.0]),
+        expiry=np.concatenate(
+            [np.full(n_stock, np.datetime64("NaT", "D")), day + sd.astype("timedelta64[D]")]
+        ),
         is_american=np.concatenate([np.zeros(n_stock, bool), kind[su] != "index"]),
         multiplier=np.concatenate([np.ones(n_stock), np.full(su.size, 100.0)]),
+        valuation_date=valuation,
     )
 
 

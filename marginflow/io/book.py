@@ -45,8 +45,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from marginflow.core.book import Book, InstrumentKind, Instruments, Market, Positions, Underlyings
 from marginflow.core.errors import RowFailure, ValidationError
-from marginflow.engine.book import Book, InstrumentKind, Instruments, Market, Positions, Underlyings
+from marginflow.core.history import ReturnHistory
 from marginflow.io.csv_rows import (
     Column,
     FieldError,
@@ -56,7 +57,6 @@ from marginflow.io.csv_rows import (
     positive,
     read_rows,
 )
-from marginflow.scenarios.history import ReturnHistory
 
 Format = Literal["csv", "parquet"]
 FILES = ("market", "underlyings", "members", "accounts", "instruments", "positions", "history")
@@ -128,11 +128,10 @@ POSITION_COLUMNS = (
 
 @dataclass(slots=True)
 class LoadedBook:
-    """A book with what was rejected on the way, the optional history and account types."""
+    """A book (with its price history when the folder has one) and what was rejected on the
+    way."""
 
     book: Book
-    history: ReturnHistory | None
-    account_type: tuple[str, ...]
     failures: list[RowFailure] = field(default_factory=list)
 
 
@@ -189,7 +188,9 @@ def load_book(
     und = _underlyings(folder, und_ids, failures)
     members_path = find_file(folder, "members")
     members = _members(table("members", MEMBER_COLUMNS)) if members_path else None
-    accounts, owner, types, member_ids = _accounts(table("accounts", ACCOUNT_COLUMNS), members)
+    accounts, owner, types, member_ids = _accounts(
+        table("accounts", ACCOUNT_COLUMNS), None if members is None else list(members)
+    )
     instruments = _instruments(
         table("instruments", INSTRUMENT_COLUMNS), und_index, market.valuation_date
     )
@@ -199,13 +200,21 @@ def load_book(
         members=tuple(member_ids),
         account_member=np.asarray(owner, dtype=np.int32),
         matrix=matrix,
+        account_type=tuple(types),
+        member_names=tuple(members[m] if members else "" for m in member_ids),
     )
-    book = Book(underlyings=und, instruments=instruments, market=market, positions=positions)
     hist_path = history_file or find_file(folder, "history")
     history = read_history(hist_path) if hist_path is not None else None
     if history is not None:
         history = history.until(np.datetime64(market.valuation_date, "D"))
-    return LoadedBook(book, history, tuple(types), sorted(failures, key=_order))
+    book = Book(
+        underlyings=und,
+        instruments=instruments,
+        market=market,
+        positions=positions,
+        history=history,
+    )
+    return LoadedBook(book, sorted(failures, key=_order))
 
 
 def _order(f: RowFailure) -> tuple[int, str, int]:
@@ -298,13 +307,14 @@ def _underlyings(folder: Path, ids: list[str], failures: list[RowFailure]) -> Un
     return Underlyings(tuple(ids), tuple(kind), adv, high)
 
 
-def _members(t: _Table) -> list[str]:
+def _members(t: _Table) -> dict[str, str]:
+    """Member id -> name, in file order."""
     seen: dict[str, int] = {}
-    return [
-        t.value("member", i)
+    return {
+        t.value("member", i): t.value("name", i) or ""
         for i in range(len(t))
         if not t.duplicate(seen, t.value("member", i), i, "member", "member")
-    ]
+    }
 
 
 def _accounts(
@@ -340,7 +350,7 @@ def _instruments(t: _Table, und_index: dict[str, int], valuation: dt.date) -> In
     und: list[int] = []
     kind: list[int] = []
     strike: list[float] = []
-    expiry: list[float] = []
+    expiry: list[dt.date | None] = []
     american: list[bool] = []
     mult: list[float] = []
     for i in range(len(t)):
@@ -366,7 +376,7 @@ def _instruments(t: _Table, und_index: dict[str, int], valuation: dt.date) -> In
         und.append(und_index[u])
         kind.append({"stock": 0, "call": 1, "put": 2}[typ])
         strike.append(0.0 if typ == "stock" else float(k))
-        expiry.append(0.0 if typ == "stock" else (e - valuation).days / 365.0)
+        expiry.append(None if typ == "stock" else e)
         american.append(typ != "stock" and t.value("style", i) == "american")
         mult.append(float(m) if m is not None else (1.0 if typ == "stock" else 100.0))
     return Instruments(
@@ -374,9 +384,13 @@ def _instruments(t: _Table, und_index: dict[str, int], valuation: dt.date) -> In
         underlying=np.asarray(und, dtype=np.int32),
         kind=np.asarray(kind, dtype=np.int8),
         strike=np.asarray(strike, dtype=np.float64),
-        expiry_years=np.asarray(expiry, dtype=np.float64),
+        expiry=np.array(
+            [np.datetime64("NaT") if e is None else np.datetime64(e, "D") for e in expiry],
+            dtype="datetime64[D]",
+        ),
         is_american=np.asarray(american, dtype=bool),
         multiplier=np.asarray(mult, dtype=np.float64),
+        valuation_date=valuation,
     )
 
 
@@ -460,12 +474,9 @@ def write_book(
     folder: Path,
     book: Book,
     *,
-    history: ReturnHistory | None = None,
-    last_close: np.ndarray | None = None,
-    account_type: Sequence[str] | None = None,
     fmt: Format = "csv",
 ) -> list[Path]:
-    """Write ``book`` (and its history as closes ending at ``last_close``) into ``folder``."""
+    """Write ``book`` into ``folder``; its history as closes ending at the market's spots."""
     folder.mkdir(parents=True, exist_ok=True)
     u, ins, mk, pos = book.underlyings, book.instruments, book.market, book.positions
     valuation = mk.valuation_date
@@ -485,15 +496,13 @@ def write_book(
             "adv": [None if not np.isfinite(x) else float(x) for x in u.adv],
             "high_cap_broad_index": [bool(x) for x in u.high_cap_broad_index],
         },
-        "members": {"member": list(pos.members)},
+        "members": {"member": list(pos.members), "name": list(pos.member_names)},
         "accounts": {
             "account": list(pos.accounts),
             "member": [pos.members[m] for m in pos.account_member],
-            "type": list(account_type)
-            if account_type is not None
-            else ["house"] * len(pos.accounts),
+            "type": list(pos.account_type),
         },
-        "instruments": _instrument_columns(ins, u.ids, valuation),
+        "instruments": _instrument_columns(ins, u.ids),
     }
     coo = pos.matrix.tocoo()
     order = np.lexsort((coo.col, coo.row))
@@ -503,8 +512,10 @@ def write_book(
         "quantity": coo.data[order],
     }
     written = [_write(folder / f"{name}.{fmt}", cols, fmt) for name, cols in tables.items()]
-    if history is not None and last_close is not None:
-        closes = history.closes(last_close)
+    if book.history is not None:
+        index = u.index()
+        history = book.history.select([x for x in book.history.underlyings if x in index])
+        closes = history.closes(mk.spot[[index[x] for x in history.underlyings]])
         anchor = np.busday_offset(history.dates[0], -1, roll="backward")
         dates = np.concatenate([[anchor], history.dates]).astype("datetime64[D]")
         cols: dict[str, Any] = {"date": [str(d) for d in dates]}
@@ -513,20 +524,14 @@ def write_book(
     return written
 
 
-def _instrument_columns(
-    ins: Instruments, und_ids: tuple[str, ...], valuation: dt.date
-) -> dict[str, Any]:
+def _instrument_columns(ins: Instruments, und_ids: tuple[str, ...]) -> dict[str, Any]:
     opt = ins.kind != InstrumentKind.STOCK
-    days = np.round(ins.expiry_years * 365.0).astype(np.int64)
     return {
         "instrument": list(ins.ids),
         "underlying": [und_ids[k] for k in ins.underlying],
         "type": [("stock", "call", "put")[k] for k in ins.kind],
         "strike": [float(k) if o else None for k, o in zip(ins.strike, opt, strict=True)],
-        "expiry": [
-            (valuation + dt.timedelta(days=int(d))).isoformat() if o else None
-            for d, o in zip(days, opt, strict=True)
-        ],
+        "expiry": [str(d) if o else None for d, o in zip(ins.expiry, opt, strict=True)],
         "style": [
             ("american" if a else "european") if o else None
             for a, o in zip(ins.is_american, opt, strict=True)

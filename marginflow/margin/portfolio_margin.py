@@ -46,8 +46,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from marginflow.core.batch import OptionBatch
+from marginflow.core.book import UnderlyingKind
 from marginflow.core.errors import ValidationError
-from marginflow.core.instruments import UnderlyingKind
 from marginflow.margin.grid import (
     Contributors,
     FloatArray,

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.factors import FactorModel, fit_pca_factor_model
 from marginflow.scenarios.fhs import DEFAULT_STRESS, StressPeriod, filtered_historical
-from marginflow.scenarios.history import ReturnHistory
 from marginflow.scenarios.montecarlo import student_t_copula
 from marginflow.scenarios.scenario_set import ScenarioSet
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from marginflow.core.batch import FloatArray
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import ewma_filter
-from marginflow.scenarios.history import ReturnHistory
 
 
 @dataclass(frozen=True, slots=True)

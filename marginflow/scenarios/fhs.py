@@ -28,8 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import DEFAULT_VOL_RESPONSE, DEFAULT_WARMUP, VolResponse, ewma_filter
-from marginflow.scenarios.history import ReturnHistory
 from marginflow.scenarios.scenario_set import ScenarioGroup, ScenarioSet
 
 IntArray = NDArray[np.intp]

@@ -26,6 +26,7 @@ from scipy.stats import t as student_t
 
 from marginflow.core.batch import FloatArray
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import (
     DEFAULT_VOL_RESPONSE,
     VolResponse,
@@ -33,7 +34,6 @@ from marginflow.scenarios.ewma import (
     ewma_log_change_for_return,
 )
 from marginflow.scenarios.factors import FactorModel
-from marginflow.scenarios.history import ReturnHistory
 from marginflow.scenarios.scenario_set import ScenarioGroup, ScenarioSet
 
 

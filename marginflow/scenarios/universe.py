@@ -29,9 +29,10 @@ from numpy.typing import NDArray
 
 from marginflow.core.batch import BoolArray, FloatArray
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import ewma_filter
 from marginflow.scenarios.factors import FactorModel
-from marginflow.scenarios.history import ReturnHistory, load_arch_series
+from marginflow.scenarios.history import load_arch_series
 
 N_SECTORS = 11
 TECH_SECTOR = 0

@@ -13,7 +13,7 @@ Conventions
 * Quantities are signed integers of contracts (options, futures) or shares (equities):
   positive is long / a buy, negative short / a sell. Integers keep position sums exact, so a
   replay and a batch recompute agree to the last unit.
-* Prices are per unit of the underlying (see :mod:`marginflow.core.instruments`);
+* Prices are per unit of the underlying (see :mod:`marginflow.core.book`);
   volatilities are annualised, of log returns.
 * Results carry the input offsets they were computed from (``source_partition`` and
   ``source_offset``, and ``market_offset`` for market data): the version by which results

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marginflow.core.book import Book
 from marginflow.core.ids import AccountId, InstrumentId
-from marginflow.engine.book import Book
 from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.aggregator import Aggregator

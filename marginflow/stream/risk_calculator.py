@@ -39,9 +39,9 @@ from typing import Any
 
 import msgspec
 
+from marginflow.core.book import Book
 from marginflow.core.errors import ConfigurationError, ValidationError
 from marginflow.core.ids import AccountId, MemberId
-from marginflow.engine.book import Book
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.stream import events as ev

@@ -1,38 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pytest
 
-from marginflow.core.accounts import Account, account_owners
 from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import ValidationError
-from marginflow.core.ids import AccountId, InstrumentId, MemberId, UnderlyingId
-from marginflow.core.instruments import ListedOption, OptionKind
-
-
-def test_option_is_validated_on_construction() -> None:
-    with pytest.raises(ValidationError, match="strike: must be a finite number > 0"):
-        ListedOption(
-            InstrumentId("X"), UnderlyingId("U"), OptionKind.CALL, -1.0, dt.date(2027, 1, 15)
-        )
-
-
-def test_expiry_is_act365_and_never_negative() -> None:
-    opt = ListedOption(
-        InstrumentId("X"), UnderlyingId("U"), OptionKind.PUT, 100.0, dt.date(2027, 1, 1)
-    )
-    assert opt.expiry_years(dt.date(2026, 1, 1)) == pytest.approx(1.0)
-    assert opt.expiry_years(dt.date(2027, 6, 1)) == 0.0
-
-
-def test_an_account_belongs_to_one_member() -> None:
-    a = AccountId("A1")
-    owners = account_owners([Account(a, MemberId("M1")), Account(AccountId("A2"), MemberId("M1"))])
-    assert owners[a] == "M1"
-    with pytest.raises(ValidationError, match="account A1 belongs to M1, cannot also belong to M2"):
-        account_owners([Account(a, MemberId("M1")), Account(a, MemberId("M2"))])
 
 
 def test_batch_broadcasts_and_names_the_bad_field_and_index() -> None:

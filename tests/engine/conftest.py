@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from marginflow.engine.book import Book
+from marginflow.core.book import Book
 from marginflow.engine.synthetic_book import generate_book
 from marginflow.scenarios.fhs import filtered_historical
 from marginflow.scenarios.scenario_set import ScenarioSet

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from marginflow.core.book import Book, Instruments, Market, Positions, Underlyings
 from marginflow.core.errors import ValidationError
-from marginflow.engine.book import Book, Instruments, Market, Positions, Underlyings
 from marginflow.engine.grid_margins import (
     grid_account_margins,
     grid_what_if,
@@ -31,9 +31,10 @@ def _stock_book() -> Book:
             underlying=np.array([0, 1], dtype=np.int32),
             kind=np.array([0, 0], dtype=np.int8),
             strike=np.zeros(2),
-            expiry_years=np.zeros(2),
+            expiry=np.full(2, np.datetime64("NaT", "D")),
             is_american=np.zeros(2, dtype=bool),
             multiplier=np.ones(2),
+            valuation_date=dt.date(2018, 12, 31),
         ),
         market=Market(
             dt.date(2018, 12, 31),

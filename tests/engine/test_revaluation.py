@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import QuantLib as ql
 
+from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.engine import revaluation as rv
 from marginflow.engine.aggregate import account_pnl
-from marginflow.engine.book import InstrumentKind, Instruments, Market
 from marginflow.engine.revaluation import RevaluationSettings, revalue
 from marginflow.margin.expected_shortfall import tail_stats
 from tests.engine.conftest import SmallCase
@@ -28,9 +28,14 @@ def _tiny() -> tuple[Instruments, Market, np.ndarray, np.ndarray]:
         underlying=np.array([0, 1, *list(rng.integers(0, 2, n - 2))], dtype=np.int32),
         kind=kind,
         strike=np.where(kind == 0, 0.0, np.round(rng.uniform(60, 160, n))),
-        expiry_years=days / 365.0,
+        expiry=np.where(
+            kind == 0,
+            np.datetime64("NaT", "D"),
+            np.datetime64("2018-12-31", "D") + days.astype("timedelta64[D]"),
+        ),
         is_american=np.zeros(n, dtype=bool),
         multiplier=np.where(kind == 0, 1.0, 100.0),
+        valuation_date=dt.date(2018, 12, 31),
     )
     market = Market(
         valuation_date=dt.date(2018, 12, 31),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from marginflow.core.book import InstrumentKind
 from marginflow.core.errors import ValidationError
-from marginflow.engine.book import InstrumentKind
 from marginflow.engine.synthetic_book import generate_book
 
 

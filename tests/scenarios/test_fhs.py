@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import VolResponse, ewma_filter
 from marginflow.scenarios.fhs import StressPeriod, filtered_historical
-from marginflow.scenarios.history import ReturnHistory, load_arch_series
+from marginflow.scenarios.history import load_arch_series
 from marginflow.scenarios.scenario_set import ScenarioGroup
 
 NO_VOL = VolResponse(0.0, 0.0)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import ewma_filter
 from marginflow.scenarios.factors import FactorModel, fit_pca_factor_model
-from marginflow.scenarios.history import ReturnHistory, load_arch_series
+from marginflow.scenarios.history import load_arch_series
 from marginflow.scenarios.montecarlo import student_t_copula
 
 

@@ -1,5 +1,13 @@
-"""A clearing book in struct-of-arrays form: underlyings, instruments, market data and the
-sparse accounts × instruments position matrix.
+"""The one model of a clearing book, in struct-of-arrays form: members and their accounts,
+underlyings (with average daily volume), instruments with expiry dates, the market (spot,
+smile, dividend yield and rate per underlying, and the price history) and the sparse
+accounts × instruments position matrix. Immutable value types, validated on construction;
+every layer above (pricing inputs, the engine, the stream, the store, the CLI) uses these.
+
+Dates are resolved to year fractions once per valuation date: an :class:`Instruments` holds
+its expiry dates and the ``valuation_date`` they are resolved against, and derives
+``expiry_years`` (ACT/365 fixed, 0 for stocks) from them; :meth:`Instruments.resolved` and
+:meth:`Book.rolled` move a book to another valuation date.
 
 Instruments are stocks (linear, one unit of the underlying each) and listed options; a
 position's quantity is in contracts for options (a contract is ``multiplier`` units) and in
@@ -14,8 +22,8 @@ scales with the scenario's vol shock (sticky moneyness, see :mod:`.revaluation`)
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
-from enum import IntEnum
+from dataclasses import dataclass, field, replace
+from enum import IntEnum, StrEnum
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,8 +31,18 @@ from numpy.typing import NDArray
 
 from marginflow.core.batch import BoolArray, FloatArray
 from marginflow.core.errors import ValidationError
+from marginflow.core.history import ReturnHistory
 
 IntArray = NDArray[np.int32]
+DayArray = NDArray[np.datetime64]
+NO_EXPIRY = np.datetime64("NaT", "D")
+ACCOUNT_TYPES = ("house", "client")
+
+
+class UnderlyingKind(StrEnum):
+    EQUITY = "equity"
+    ETF = "etf"
+    INDEX = "index"
 
 
 class InstrumentKind(IntEnum):
@@ -52,15 +70,36 @@ class Underlyings:
 
 @dataclass(frozen=True, slots=True)
 class Instruments:
-    """N instruments in parallel arrays; ``strike`` and ``expiry_years`` are 0 for stocks."""
+    """N instruments in parallel arrays: stocks (``strike`` 0, ``expiry`` NaT) and listed
+    options with an expiry date (``datetime64[D]``). ``expiry_years`` is derived: the year
+    fraction ACT/365 fixed from ``valuation_date`` to expiry (0 for stocks)."""
 
     ids: tuple[str, ...]
     underlying: IntArray
     kind: NDArray[np.int8]
     strike: FloatArray
-    expiry_years: FloatArray
+    expiry: DayArray
     is_american: BoolArray
     multiplier: FloatArray
+    valuation_date: dt.date
+    expiry_years: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        expiry = np.asarray(self.expiry, dtype="datetime64[D]")
+        for name in ("underlying", "kind", "strike", "is_american", "multiplier"):
+            if getattr(self, name).shape != (n,):
+                raise ValidationError(name, f"must have one value per instrument ({n})")
+        if expiry.shape != (n,):
+            raise ValidationError("expiry", f"must have one value per instrument ({n})")
+        option = self.kind != InstrumentKind.STOCK
+        if np.any(np.isnat(expiry) & option):
+            i = int(np.flatnonzero(np.isnat(expiry) & option)[0])
+            raise ValidationError("expiry", f"option {self.ids[i]!r} has no expiry date")
+        day = np.datetime64(self.valuation_date, "D")
+        days = np.where(option, (expiry - day).astype(np.int64), 0)
+        object.__setattr__(self, "expiry", expiry)
+        object.__setattr__(self, "expiry_years", np.maximum(days, 0) / 365.0)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -72,6 +111,15 @@ class Instruments:
     def is_option(self) -> BoolArray:
         return np.asarray(self.kind != InstrumentKind.STOCK)
 
+    def expired(self) -> BoolArray:
+        """Options whose expiry is before the valuation date (they leave the book at a roll;
+        an option expiring on the valuation date is still valued, at its intrinsic value)."""
+        return np.asarray(self.is_option & (self.expiry < np.datetime64(self.valuation_date, "D")))
+
+    def resolved(self, valuation_date: dt.date) -> Instruments:
+        """The same instruments with year fractions resolved against ``valuation_date``."""
+        return replace(self, valuation_date=valuation_date)
+
     def take(self, rows: NDArray[np.intp]) -> Instruments:
         """The instruments at ``rows``, in that order."""
         return Instruments(
@@ -79,9 +127,10 @@ class Instruments:
             underlying=self.underlying[rows],
             kind=self.kind[rows],
             strike=self.strike[rows],
-            expiry_years=self.expiry_years[rows],
+            expiry=self.expiry[rows],
             is_american=self.is_american[rows],
             multiplier=self.multiplier[rows],
+            valuation_date=self.valuation_date,
         )
 
 
@@ -116,33 +165,62 @@ class Market:
 
 @dataclass(frozen=True, slots=True)
 class Positions:
-    """Accounts (each owned by one member) and the A × N position matrix (CSR, float64)."""
+    """Members, their accounts (each owned by one member; ``house`` or ``client``) and the
+    A × N position matrix (CSR, float64: contracts for options, shares for stocks, positive
+    long). ``account_type`` defaults to ``house`` and ``member_names`` to blank."""
 
     accounts: tuple[str, ...]
     members: tuple[str, ...]
     account_member: IntArray
     matrix: sp.csr_matrix
+    account_type: tuple[str, ...] = ()
+    member_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.matrix.shape[0] != len(self.accounts):
             raise ValidationError("positions", "matrix rows differ from the account count")
         if self.account_member.shape != (len(self.accounts),):
             raise ValidationError("account_member", "must have one member per account")
+        if not self.account_type:
+            object.__setattr__(self, "account_type", ("house",) * len(self.accounts))
+        if not self.member_names:
+            object.__setattr__(self, "member_names", ("",) * len(self.members))
+        if len(self.account_type) != len(self.accounts):
+            raise ValidationError("account_type", "must have one type per account")
+        bad = sorted(set(self.account_type) - set(ACCOUNT_TYPES))
+        if bad:
+            raise ValidationError("account_type", f"must be house or client, got {bad[0]!r}")
+        if len(self.member_names) != len(self.members):
+            raise ValidationError("member_names", "must have one name per member")
 
     @property
     def nnz(self) -> int:
         return int(self.matrix.nnz)
 
+    def with_matrix(self, matrix: sp.csr_matrix) -> Positions:
+        """The same accounts with other holdings."""
+        return replace(self, matrix=matrix)
+
 
 @dataclass(frozen=True, slots=True)
 class Book:
+    """A clearing book on ``market.valuation_date``; ``history`` (daily closes as returns,
+    ending on or before the valuation date) is what generated scenarios are built from."""
+
     underlyings: Underlyings
     instruments: Instruments
     market: Market
     positions: Positions
+    history: ReturnHistory | None = None
 
     def __post_init__(self) -> None:
         u, n = len(self.underlyings), len(self.instruments)
+        if self.instruments.valuation_date != self.market.valuation_date:
+            raise ValidationError(
+                "instruments",
+                f"resolved for {self.instruments.valuation_date}, the market is of "
+                f"{self.market.valuation_date}",
+            )
         for name in ("spot", "atm_vol", "skew", "dividend_yield", "rate"):
             if getattr(self.market, name).shape != (u,):
                 raise ValidationError(f"market.{name}", f"must have one value per underlying ({u})")
@@ -155,3 +233,7 @@ class Book:
         counts = np.bincount(self.instruments.underlying, minlength=len(self.underlyings))
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
         return order.astype(np.intp), starts
+
+    @property
+    def valuation_date(self) -> dt.date:
+        return self.market.valuation_date

@@ -1,2 +1,0 @@
-"""Market data containers: rate curves, dividends, implied-volatility surfaces.
-May import ``marginflow.core`` only."""
