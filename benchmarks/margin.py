@@ -28,10 +28,10 @@ from benchmarks.common import peak_rss_mb, print_table
 from marginflow.engine import revaluation as rv
 from marginflow.engine.aggregate import account_pnl
 from marginflow.engine.state import MarginEngine
-from marginflow.engine.synthetic_book import generate_book
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.expected_shortfall import tail_stats
 from marginflow.scenarios.montecarlo import student_t_copula
+from marginflow.sim.synthetic_book import generate_book
 
 FULL = {
     "accounts": 10_000,

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyarrow.csv as pv
 
-    from marginflow.simm.synthetic import CrifSpec, generate_table
+    from marginflow.sim.synthetic_crif import CrifSpec, generate_table
 
     sizes = (
         [int(s) for s in args.sizes.split(",")]

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import print_table
+from marginflow.sim.chaos import FAST_FAILOVER, book_args, pipeline_chaos, worker_command
+from marginflow.sim.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
 from marginflow.stream import events as ev
 from marginflow.stream.broker import Broker, start_broker
-from marginflow.stream.chaos import FAST_FAILOVER, book_args, pipeline_chaos, worker_command
 from marginflow.stream.codec import Codec, encode
-from marginflow.stream.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
@@ -403,7 +403,7 @@ def broker_latency(
             )  # fmt: skip
         _wait_assigned(procs)
         gen = [
-            sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
+            sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", url,
             "--prefix", topology.prefix, "--partitions", str(topology.partitions),
             "--trades", str(int(rate * seconds)), "--rate", str(rate),
             "--chunk", str(max(int(rate / 100), 1)), "--market-every", str(market_every),
@@ -526,7 +526,7 @@ def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
     with _workers(url, topology, spec, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
         _wait_assigned(procs)
         gen = [
-            sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", url,
+            sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", url,
             "--prefix", topology.prefix, "--partitions", str(topology.partitions),
             "--trades", "30000", "--rate", "2000", "--chunk", "20", "--no-sod",
             *book_args(spec)[:-2],

@@ -1,4 +1,5 @@
-"""``marginflow generate-book``, ``marginflow margin`` and ``marginflow what-if``.
+"""``marginflow generate-book``, ``marginflow margin`` and ``marginflow what-if``: thin shells
+over :mod:`marginflow.app.margin`.
 
 Input formats: :mod:`marginflow.io.book` (book folder) and :mod:`marginflow.io.scenario_file`
 (user scenarios). Rejected rows are named on standard error (``file:line: field: reason``),
@@ -8,30 +9,20 @@ kept in ``--rejects``, the rest is margined, and the exit status is then 2.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
 
+from marginflow.app.margin import BookMargins, MarginRun, book_margins, margin_book
 from marginflow.cli.output import fail, print_json, report_failures, table
-from marginflow.core.book import Book
-from marginflow.core.errors import ConfigurationError, MarginflowError, RowFailure
-from marginflow.engine.grid_margins import grid_account_margins, grid_margin_book, grid_what_if
-from marginflow.engine.state import MarginEngine, WhatIf
-from marginflow.engine.synthetic_book import generate_book
+from marginflow.core.errors import MarginflowError, RowFailure
+from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook, load_book, write_book
-from marginflow.io.scenario_file import read_scenario_file
-from marginflow.margin.base import AccountMargin, member_totals
-from marginflow.margin.es_model import ExpectedShortfallModel
-from marginflow.margin.models import check_model, parse_params
-from marginflow.margin.portfolio_margin import PortfolioMarginResult
-from marginflow.margin.span import SpanResult
-from marginflow.scenarios.build import ScenarioSpec, build_scenarios
-from marginflow.scenarios.fhs import DEFAULT_STRESS, StressPeriod
-from marginflow.scenarios.scenario_set import ScenarioSet
+from marginflow.sim.synthetic_book import generate_book
 
 BookDir = Annotated[Path, typer.Argument(help="book folder (see generate-book)")]
 
@@ -92,45 +83,11 @@ def generate_book_command(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """A loaded book margined by one model: the ES engine, or a grid model's results."""
-
-    loaded: LoadedBook
-    model: str
-    engine: MarginEngine | None = None
-    grid: SpanResult | PortfolioMarginResult | None = None
-
-    def accounts(self, top: int) -> list[AccountMargin]:
-        if self.engine is not None:
-            return [self.engine.account_margin(a, top=top) for a in self.book.positions.accounts]
-        assert self.grid is not None
-        return grid_account_margins(self.grid, self.book)
-
-    @property
-    def book(self) -> Book:
-        return self.engine.book if self.engine is not None else self.loaded.book
-
-    def title(self) -> str:
-        if self.engine is None:
-            return f"model {self.model} (grid; parameters in docs/margin.md)"
-        mi = self.engine.model_info.params
-        sc = mi["scenarios"]
-        return (
-            f"model es, ES {mi['confidence']:.1%} over {sc['n_scenarios']} {sc['source']} "
-            f"scenarios, {mi['horizon_days']}-day, apc {mi['apc']}"
-        )
-
-    def model_json(self) -> dict[str, Any]:
-        if self.engine is not None:
-            return self.engine.model_info.to_json()
-        assert self.grid is not None
-        return {"name": self.model, "params": self.grid.parameters.to_mapping()}
-
-
-def _scenario_options(
+def _settings(
+    *,
+    confidence: float,
+    apc: str,
     source: str,
-    scenarios_file: Path | None,
     mpor: int,
     lookback: int,
     decay: float,
@@ -138,35 +95,32 @@ def _scenario_options(
     overlapping: bool,
     mc_scenarios: int,
     seed: int,
-    apc: str,
-) -> tuple[ScenarioSpec, Path | None]:
-    if source not in ("fhs", "mc"):
-        fail(f"--source must be fhs or mc, got {source!r}")
-    period: StressPeriod | None
-    if stress == "none":
-        period = None
-    elif stress == "default":
-        period = DEFAULT_STRESS
-    else:
-        start, sep, end = stress.partition(":")
-        if not sep:
-            fail(f"--stress must be START:END (ISO dates), 'default' or 'none', got {stress!r}")
-        try:
-            period = StressPeriod.of(start, end)
-        except (ValueError, MarginflowError) as exc:
-            fail(f"--stress: {exc}")
-    spec = ScenarioSpec(
-        source="fhs" if source == "fhs" else "mc",
-        horizon_days=mpor,
-        lookback_days=lookback,
-        decay=decay,
-        overlapping=overlapping,
-        stress=period if source == "fhs" else None,
-        floor_lookback_days=2520 if apc == "floor-10y" else None,
-        mc_scenarios=mc_scenarios,
-        seed=seed,
-    )
-    return spec, scenarios_file
+    param: Sequence[str] | None,
+) -> MarginSettings:
+    try:
+        return MarginSettings(
+            confidence=confidence,
+            apc=apc,
+            source=source,  # type: ignore[arg-type]  # validated by MarginSettings
+            mpor=mpor,
+            lookback=lookback,
+            decay=decay,
+            stress=stress,
+            overlapping=overlapping,
+            mc_scenarios=mc_scenarios,
+            seed=seed,
+            params=tuple(param or ()),
+        )
+    except MarginflowError as exc:
+        fail(_option_words(str(exc)))
+
+
+_SETTING = re.compile(r"^(source|mpor|lookback|decay|stress|mc_scenarios)\b")
+
+
+def _option_words(text: str) -> str:
+    """A settings error in the CLI's words (``--mpor`` for the setting ``mpor``)."""
+    return _SETTING.sub(lambda m: "--" + m.group(1).replace("_", "-"), text)
 
 
 def _build(
@@ -175,55 +129,23 @@ def _build(
     positions: Path | None,
     market: Path | None,
     history: Path | None,
-    spec: ScenarioSpec,
+    settings: MarginSettings,
     scenarios_file: Path | None,
     model_name: str,
-    params: Sequence[str],
-    user_params: Sequence[str],
     rejects: Path | None,
-    whole_book: bool = True,
-) -> _Run:
+) -> tuple[LoadedBook, MarginRun]:
     try:
-        check_model(model_name)
-        if model_name != "es" and user_params:
-            raise ConfigurationError(
-                f"--param is for model es; {model_name} takes its parameters as documented "
-                "in docs/margin.md"
-            )
-        model = ExpectedShortfallModel.from_params(parse_params(params))
         loaded = load_book(
             book_dir, positions_file=positions, market_file=market, history_file=history
         )
-        failures = list(loaded.failures)
-        if model_name == "es":
-            scen = _scenarios(loaded, spec, scenarios_file, failures)
-            run = _Run(loaded, model_name, engine=MarginEngine(loaded.book, scen, model))
-        elif whole_book:
-            run = _Run(loaded, model_name, grid=grid_margin_book(model_name, loaded.book))
-        else:
-            run = _Run(loaded, model_name)
+        run = margin_book(
+            loaded, model=model_name, settings=settings, scenarios_file=scenarios_file
+        )
     except MarginflowError as exc:
         fail(str(exc))
-    loaded.failures[:] = failures
     if rejects is not None:
-        _write_rejects(rejects, failures)
-    return run
-
-
-def _scenarios(
-    loaded: LoadedBook, spec: ScenarioSpec, path: Path | None, failures: list[RowFailure]
-) -> ScenarioSet:
-    ids = loaded.book.underlyings.ids
-    if path is not None:
-        sf = read_scenario_file(path)
-        failures.extend(sf.failures)
-        return sf.scenario_set(underlyings=ids, horizon_days=spec.horizon_days)
-    if loaded.book.history is None:
-        raise ConfigurationError(
-            "no price history in the book folder (history.csv): give --history FILE, "
-            "or --scenarios FILE with your own shocks"
-        )
-    return build_scenarios(loaded.book.history, spec, underlyings=ids)
+        _write_rejects(rejects, loaded.failures)
+    return loaded, run
 
 
 def _write_rejects(path: Path, failures: Sequence[RowFailure]) -> None:
@@ -234,9 +156,9 @@ def _write_rejects(path: Path, failures: Sequence[RowFailure]) -> None:
             writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
 
 
-def _finish(run: _Run) -> None:
-    if run.loaded.failures:
-        report_failures(run.loaded.failures)
+def _finish(loaded: LoadedBook) -> None:
+    if loaded.failures:
+        report_failures(loaded.failures)
         raise typer.Exit(2)
 
 
@@ -298,56 +220,49 @@ def margin_command(
     historical by default, --source mc for Monte Carlo). P&L is profit-positive; the
     margin is the expected shortfall of the loss (>= 0) plus add-ons.
     """
-    spec, scen_file = _scenario_options(
-        source, scenarios, mpor, lookback, decay, stress, overlapping, mc_scenarios, seed, apc
-    )
-    params = [f"confidence={confidence}", f"apc={apc}", *(param or [])]
-    run = _build(
+    settings = _settings(
+        confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
+        decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
+        seed=seed, param=param,
+    )  # fmt: skip
+    loaded, run = _build(
         book,
         positions=positions,
         market=market,
         history=history,
-        spec=spec,
-        scenarios_file=scen_file,
+        settings=settings,
+        scenarios_file=scenarios,
         model_name=model,
-        params=params,
-        user_params=param or [],
         rejects=rejects,
     )
-    p = run.book.positions
-    results = run.accounts(top)
-    margins = np.array([r.margin for r in results])
-    member_margin = member_totals(margins, p.account_member, len(p.members))
-    n_accounts = np.bincount(p.account_member, minlength=len(p.members))
+    try:
+        result = book_margins(run, top=top)
+    except MarginflowError as exc:
+        fail(str(exc))
     if as_json:
         print_json(
             {
                 "valuation_date": str(run.book.market.valuation_date),
                 "model": run.model_json(),
-                "accounts": [r.to_json() for r in results],
+                "accounts": [r.to_json() for r in result.accounts],
                 "members": [
-                    {"member": m, "margin": float(member_margin[i]), "accounts": int(n_accounts[i])}
-                    for i, m in enumerate(p.members)
+                    {"member": m, "margin": margin, "accounts": n}
+                    for m, margin, n in result.members
                 ],
-                "total": float(member_margin.sum()),
-                "rejected_rows": len(run.loaded.failures),
+                "total": result.total,
+                "rejected_rows": len(loaded.failures),
             }
         )
     else:
-        _print_tables(run, results, member_margin, n_accounts, limit)
-    _finish(run)
+        _print_tables(run, result, limit)
+    _finish(loaded)
 
 
-def _print_tables(
-    run: _Run,
-    results: list[AccountMargin],
-    member_margin: np.ndarray,
-    n_accounts: np.ndarray,
-    limit: int,
-) -> None:
+def _print_tables(run: MarginRun, result: BookMargins, limit: int) -> None:
+    results = result.accounts
     order = sorted(range(len(results)), key=lambda i: -results[i].margin)
     shown = order if limit <= 0 else order[:limit]
-    es = run.engine is not None
+    es = run.model == "es"
     rows = []
     for i in shown:
         r = results[i]
@@ -371,11 +286,10 @@ def _print_tables(
         ("account", "member", "margin", *middle_names, "driving scenario", "top contributor"),
         rows,
     )
-    p = run.book.positions
     table(
         "member margins (sum of their accounts)",
         ("member", "accounts", "margin"),
-        [(m, int(n_accounts[i]), round(float(member_margin[i]))) for i, m in enumerate(p.members)],
+        [(m, n, round(margin)) for m, margin, n in result.members],
     )
 
 
@@ -406,29 +320,23 @@ def what_if_command(
 ) -> None:
     """Margin impact of hypothetical trades on one account; nothing is changed."""
     trades = [_parse_trade(t) for t in trade]
-    spec, scen_file = _scenario_options(
-        source, scenarios, mpor, lookback, decay, stress, overlapping, mc_scenarios, seed, apc
-    )
-    params = [f"confidence={confidence}", f"apc={apc}", *(param or [])]
-    run = _build(
+    settings = _settings(
+        confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
+        decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
+        seed=seed, param=param,
+    )  # fmt: skip
+    loaded, run = _build(
         book,
         positions=positions,
         market=market,
         history=history,
-        spec=spec,
-        scenarios_file=scen_file,
+        settings=settings,
+        scenarios_file=scenarios,
         model_name=model,
-        params=params,
-        user_params=param or [],
         rejects=rejects,
-        whole_book=False,
     )
     try:
-        if run.engine is not None:
-            w = run.engine.what_if(account, trades)
-        else:
-            before, after = grid_what_if(model, run.book, account, trades)
-            w = WhatIf(account, before.member, before.margin, after.margin, after.breakdown)
+        w = run.what_if(account, trades)
     except MarginflowError as exc:
         fail(str(exc))
     if as_json:
@@ -452,10 +360,10 @@ def what_if_command(
         b = w.breakdown_after
         table(
             f"after: driving scenario {b.driving_scenario}, top contributors",
-            ("instrument", "quantity", "contribution" if run.engine else "loss at driver"),
+            ("instrument", "quantity", "contribution" if run.model == "es" else "loss at driver"),
             [(c.instrument, c.quantity, round(c.amount)) for c in b.top_positions],
         )
-    _finish(run)
+    _finish(loaded)
 
 
 def _parse_trade(text: str) -> tuple[str, float]:

@@ -237,3 +237,9 @@ class Book:
     @property
     def valuation_date(self) -> dt.date:
         return self.market.valuation_date
+
+    def without_positions(self) -> Book:
+        """The same reference data and market with every account flat (what a stream's
+        calculator starts from: positions arrive on the log)."""
+        flat = sp.csr_matrix(self.positions.matrix.shape, dtype=np.float64)
+        return replace(self, positions=self.positions.with_matrix(flat))

@@ -197,7 +197,7 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
             )  # fmt: skip
             started.append(Started(role, pid, str(log_file)))
     gen = [
-        sys.executable, "-m", "marginflow.stream.loadgen_main", "--log", log_url,
+        sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", log_url,
         "--prefix", config.prefix, "--partitions", str(config.partitions),
         "--trades", str(config.trades), "--rate", str(config.rate),
         "--market-every", str(config.market_every), *config.book_args(),

@@ -15,9 +15,7 @@ from pathlib import Path
 from marginflow.core.book import Book
 from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.engine.state import MarginEngine
-from marginflow.stream import events as ev
-from marginflow.stream.aggregator import Aggregator
-from marginflow.stream.loadgen import (
+from marginflow.sim.loadgen import (
     TradeFlow,
     crif_submissions,
     price_moves,
@@ -28,6 +26,8 @@ from marginflow.stream.loadgen import (
     risk_parameter_changes,
     trades,
 )
+from marginflow.stream import events as ev
+from marginflow.stream.aggregator import Aggregator
 from marginflow.stream.log.base import Log, Producer
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.risk_calculator import (

@@ -58,7 +58,7 @@ MSG_CHANGE_CONFLICT = "change {id!r} was applied at market offset {offset} with 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
     """The book the calculators margin, generated reproducibly (every calculator of a group
-    must build the same one): see :func:`marginflow.engine.synthetic_book.generate_book`.
+    must build the same one): see :func:`marginflow.sim.synthetic_book.generate_book`.
 
     ``lookback_days`` sets the filtered-historical scenario set (one scenario per day);
     ``sod_positions`` is how many start-of-day positions the load generator publishes.
@@ -82,9 +82,9 @@ class EngineSpec:
 
 def build_engine(spec: EngineSpec) -> MarginEngine:
     """The engine for ``spec``'s book with no positions (they arrive on the log)."""
-    from marginflow.engine.synthetic_book import generate_book
     from marginflow.margin.es_model import ExpectedShortfallModel
     from marginflow.scenarios.fhs import filtered_historical
+    from marginflow.sim.synthetic_book import generate_book
 
     sb = generate_book(
         members=spec.members,
@@ -101,7 +101,7 @@ def build_engine(spec: EngineSpec) -> MarginEngine:
 
 def start_of_day(spec: EngineSpec) -> Book:
     """The book of ``spec`` with its start-of-day positions (what the load generator sends)."""
-    from marginflow.engine.synthetic_book import generate_book
+    from marginflow.sim.synthetic_book import generate_book
 
     return generate_book(
         members=spec.members,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from marginflow.core.book import Book
-from marginflow.engine.synthetic_book import generate_book
 from marginflow.scenarios.fhs import filtered_historical
 from marginflow.scenarios.scenario_set import ScenarioSet
+from marginflow.sim.synthetic_book import generate_book
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ValidationError
-from marginflow.engine.synthetic_book import SyntheticBook, generate_book
 from marginflow.io.book import load_book, write_book
+from marginflow.sim.synthetic_book import SyntheticBook, generate_book
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from marginflow.sim.synthetic_crif import COLUMNS, USD_PER_UNIT
 from marginflow.simm.regulations import Side
-from marginflow.simm.synthetic import COLUMNS, USD_PER_UNIT
 
 
 def side_of(ore_side: str) -> Side:

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from marginflow.sim.synthetic_crif import USD_PER_UNIT, CrifSpec, generate, write_crif_csv
 from marginflow.simm.calculator import SimmRun, run_simm
 from marginflow.simm.calibration import load_calibration
 from marginflow.simm.crif_io import read_crif
 from marginflow.simm.fx import FxRates
 from marginflow.simm.results import Node
-from marginflow.simm.synthetic import USD_PER_UNIT, CrifSpec, generate, write_crif_csv
 
 ORE = pytest.importorskip("ORE", reason="ORE (open-source-risk-engine) is the SIMM oracle")
 from tests.simm.ore_oracle import OreSimm, run_ore, side_of  # noqa: E402

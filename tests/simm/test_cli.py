@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marginflow.simm.synthetic import CrifSpec, generate, write_crif_csv
+from marginflow.sim.synthetic_crif import CrifSpec, generate, write_crif_csv
 from tests.reference import reference_path
 
 EXE = shutil.which("marginflow")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from marginflow.sim.synthetic_crif import USD_PER_UNIT, generate_schedule, write_schedule_csv
 from marginflow.simm.calibration import load_calibration
 from marginflow.simm.crif_io import crif_from_rows, read_crif
 from marginflow.simm.fx import FxRates
 from marginflow.simm.report import simm_report
 from marginflow.simm.risk import ProductClass
 from marginflow.simm.schedule import grid_band, year_fraction_act_act_isda
-from marginflow.simm.synthetic import USD_PER_UNIT, generate_schedule, write_schedule_csv
 
 AS_OF = dt.date(2024, 6, 28)
 

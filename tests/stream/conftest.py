@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from marginflow.sim.chaos import FAST_FAILOVER
 from marginflow.stream.broker import start_broker
-from marginflow.stream.chaos import FAST_FAILOVER
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog

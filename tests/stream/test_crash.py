@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from marginflow.stream.chaos import (
+from marginflow.sim.chaos import (
     FAST_FAILOVER,
     Feeder,
     kill_repeatedly,
@@ -20,7 +20,7 @@ from marginflow.stream.chaos import (
     run_to_completion,
     worker_command,
 )
-from marginflow.stream.loadgen import TradeFlow, publish_trades, trades
+from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog

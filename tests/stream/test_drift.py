@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from marginflow.cli.app import _register_commands, app
+from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
 from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
-from marginflow.stream.loadgen import TradeFlow, publish_trades, trades
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.snapshots import FileSnapshotStore

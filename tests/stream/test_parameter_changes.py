@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marginflow.stream import events as ev
-from marginflow.stream.loadgen import (
+from marginflow.sim.loadgen import (
     TradeFlow,
     parameter_change,
     price_moves,
@@ -19,6 +18,7 @@ from marginflow.stream.loadgen import (
     publish_trades,
     trades,
 )
+from marginflow.stream import events as ev
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import (
     BatchSettings,

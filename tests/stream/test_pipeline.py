@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
+from marginflow.sim.loadgen import publish_market, publish_trades
 from marginflow.stream import events as ev
-from marginflow.stream.loadgen import publish_market, publish_trades
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import BatchSettings, build_pipeline, publish_day
 from marginflow.stream.reconcile import check_margins

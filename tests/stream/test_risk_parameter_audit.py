@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from marginflow.core.errors import ValidationError
+from marginflow.sim.loadgen import risk_parameter_changes
 from marginflow.stream.codec import encode
-from marginflow.stream.loadgen import risk_parameter_changes
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.sink import AuditedChange, Database, Sink
 from marginflow.stream.topics import MARKET, Topology

@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ConfigurationError
+from marginflow.sim.loadgen import crif_row, crif_submissions, publish_crif
+from marginflow.sim.synthetic_crif import CrifSpec, generate, write_crif_csv
 from marginflow.simm.calibration import available_versions, load_calibration
 from marginflow.simm.crif_io import read_crif
 from marginflow.simm.report import simm_report
-from marginflow.simm.synthetic import CrifSpec, generate, write_crif_csv
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Rejection, encode
-from marginflow.stream.loadgen import crif_row, crif_submissions, publish_crif
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.simm_worker import (

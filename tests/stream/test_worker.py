@@ -10,9 +10,9 @@ import pytest
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.core.ids import AccountId, InstrumentId
+from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
-from marginflow.stream.loadgen import TradeFlow, publish_trades, trades
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.reconcile import check_positions, read_events

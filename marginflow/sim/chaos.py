@@ -285,7 +285,7 @@ def pipeline_chaos(
     publishes ``chunks`` x ``chunk`` trades (and price moves, and now and then an approved
     risk-parameter change); SIGKILL them ``kills`` times, finish the pipeline, then
     reconcile positions and the database with a batch recompute."""
-    from marginflow.stream.loadgen import (
+    from marginflow.sim.loadgen import (
         TradeFlow,
         parameter_change,
         price_moves,

@@ -1,6 +1,6 @@
 """A synthetic clearing book of any size, reproducible by seed, over a synthetic universe.
 
-* underlyings: :func:`marginflow.scenarios.universe.generate_universe` (SPX and NDX real,
+* underlyings: :func:`marginflow.sim.universe.generate_universe` (SPX and NDX real,
   the rest from a factor model on their history); valuation date = the history's last day;
 * instruments: one stock per equity/ETF, then option series spread over underlyings by
   liquidity (indices ten times more), expiries from one week to two years (more short
@@ -31,7 +31,7 @@ from marginflow.core.book import (
 )
 from marginflow.core.errors import ValidationError
 from marginflow.scenarios.ewma import ewma_filter
-from marginflow.scenarios.universe import Universe, generate_universe
+from marginflow.sim.universe import Universe, generate_universe
 
 EXPIRY_DAYS = np.array([7, 14, 21, 30, 60, 91, 122, 182, 273, 365, 547, 730])
 RATE = 0.025

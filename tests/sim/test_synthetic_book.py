@@ -7,7 +7,7 @@ import pytest
 
 from marginflow.core.book import InstrumentKind
 from marginflow.core.errors import ValidationError
-from marginflow.engine.synthetic_book import generate_book
+from marginflow.sim.synthetic_book import generate_book
 
 
 def test_sizes_are_exact_and_reproducible() -> None:

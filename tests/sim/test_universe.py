@@ -7,7 +7,7 @@ import pytest
 
 from marginflow.core.errors import ValidationError
 from marginflow.scenarios.history import load_arch_series
-from marginflow.scenarios.universe import generate_universe
+from marginflow.sim.universe import generate_universe
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ risk-parameter changes for the bilateral side and the audit trail.
 Trades pick an account uniformly and an instrument from the account's own small universe
 (accounts hold a handful of series, as real ones do), with quantities of 1-50 contracts
 either way. Event times advance by a fixed step from ``start_ns``. Same seed, same stream.
-CRIF submissions come from :mod:`marginflow.simm.synthetic` (every risk class and margin
+CRIF submissions come from :mod:`marginflow.sim.synthetic_crif` (every risk class and margin
 type), one per portfolio, each firm submitting against the next.
 """
 
@@ -197,7 +197,7 @@ def replay_day(
 
 
 def crif_row(row: Mapping[str, Any]) -> ev.CrifRow:
-    """A CRIF row given as canonical columns (as :func:`marginflow.simm.synthetic.generate`
+    """A CRIF row given as canonical columns (as :func:`marginflow.sim.synthetic_crif.generate`
     and a CRIF file have them) as the event's row."""
 
     def text(name: str) -> str:
@@ -233,7 +233,7 @@ def crif_submissions(
 ) -> list[ev.CrifSubmission]:
     """One submission per generated portfolio (about ``rows`` rows in all): portfolio ``k``
     is ``parties[k]``'s against ``parties[k + 1]`` (cyclically), named ``<party>-P<k>``."""
-    from marginflow.simm.synthetic import CrifSpec, generate
+    from marginflow.sim.synthetic_crif import CrifSpec, generate
 
     generated = generate(CrifSpec(rows=rows, portfolios=portfolios, trades=30, seed=seed))
     by_portfolio: dict[str, list[ev.CrifRow]] = {}

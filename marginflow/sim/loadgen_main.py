@@ -1,4 +1,4 @@
-"""``python -m marginflow.stream.loadgen_main``: publish a book's start-of-day positions and
+"""``python -m marginflow.sim.loadgen_main``: publish a book's start-of-day positions and
 a trading day to a log (what ``marginflow cluster up`` runs as its load generator), with a
 few CRIF submissions and approved risk-parameter changes first."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from marginflow.stream.loadgen import (
+from marginflow.sim.loadgen import (
     crif_submissions,
     publish_crif,
     publish_parameter_changes,
@@ -22,7 +22,7 @@ from marginflow.stream.topics import Topology
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m marginflow.stream.loadgen_main")
+    p = argparse.ArgumentParser(prog="python -m marginflow.sim.loadgen_main")
     p.add_argument("--log", required=True)
     p.add_argument("--prefix", default="mf.")
     p.add_argument("--partitions", type=int, default=4)

@@ -1,0 +1,181 @@
+"""The settings of an expected-shortfall margin: the model (confidence, anti-procyclicality,
+concentration) and the scenario set it runs on (source, margin period of risk, look-back,
+EWMA decay, stress period, seeds). One definition, one set of defaults, for every entry
+point: ``marginflow margin`` and ``what-if``, the stream's risk calculators, ``cluster up``
+and ``demo``, so a batch margin and a streamed one of the same book agree.
+
+Settings travel as a flat JSON object of option names (:meth:`MarginSettings.to_json`):
+``{"confidence": 0.99, "apc": "none", "source": "fhs", "mpor": 2, "lookback": 1250, ...}``;
+unknown keys and values that do not read are refused naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from marginflow.core.book import Book
+from marginflow.core.errors import ConfigurationError, ValidationError
+from marginflow.engine.revaluation import RevaluationSettings
+from marginflow.engine.state import MarginEngine
+from marginflow.margin.es_model import ExpectedShortfallModel
+from marginflow.margin.models import parse_params
+from marginflow.scenarios.build import ScenarioSpec, build_scenarios
+from marginflow.scenarios.fhs import DEFAULT_STRESS, StressPeriod
+from marginflow.scenarios.scenario_set import ScenarioSet
+
+FLOOR_LOOKBACK_DAYS = 2520
+"""Business days of the look-back an APC floor is measured over (ten years)."""
+
+Source = Literal["fhs", "mc"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarginSettings:
+    """Options of an expected-shortfall margin, validated on construction.
+
+    ``confidence`` of the ES (0.99 = 99%); ``apc`` anti-procyclicality: ``none``,
+    ``buffer``, ``stressed-weight`` or ``floor-10y``; ``source`` of generated scenarios:
+    ``fhs`` (filtered historical) or ``mc`` (Monte Carlo); ``mpor`` margin period of risk in
+    business days; ``lookback`` in business days (FHS); ``decay`` the EWMA decay of the
+    volatility filter; ``stress`` ``START:END`` (ISO dates), ``default``
+    (2008-09-01:2009-03-31) or ``none`` (FHS only); ``overlapping`` n-day windows (FHS);
+    ``mc_scenarios`` and ``seed`` (Monte Carlo); ``params`` further ``key=value`` settings
+    of the ES model (``apc_buffer``, ``stressed_weight``, ``concentration``,
+    ``participation``).
+    """
+
+    confidence: float = 0.99
+    apc: str = "none"
+    source: Source = "fhs"
+    mpor: int = 2
+    lookback: int = 1250
+    decay: float = 0.97
+    stress: str = "default"
+    overlapping: bool = True
+    mc_scenarios: int = 10_000
+    seed: int = 0
+    params: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.source not in ("fhs", "mc"):
+            raise ConfigurationError(f"source must be fhs or mc, got {self.source!r}")
+        for name in ("mpor", "lookback", "mc_scenarios"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not 0.0 < self.decay < 1.0:
+            raise ConfigurationError(f"decay must be in (0, 1), got {self.decay!r}")
+        self.stress_period()  # names a bad period
+        extra = parse_params(self.params)
+        for key in ("confidence", "apc"):
+            if key in extra:
+                raise ConfigurationError(
+                    f"{key} is a setting of its own; give it once, not also as a parameter"
+                )
+        self.model()  # names a bad model setting
+
+    def stress_period(self) -> StressPeriod | None:
+        if self.stress == "none":
+            return None
+        if self.stress == "default":
+            return DEFAULT_STRESS
+        start, sep, end = self.stress.partition(":")
+        if not sep:
+            raise ConfigurationError(
+                f"stress must be START:END (ISO dates), 'default' or 'none', got {self.stress!r}"
+            )
+        try:
+            return StressPeriod.of(start, end)
+        except (ValueError, ValidationError) as exc:
+            raise ConfigurationError(f"stress: {exc}") from None
+
+    def model(self) -> ExpectedShortfallModel:
+        """The ES model these settings describe."""
+        values = {"confidence": str(self.confidence), "apc": self.apc, **parse_params(self.params)}
+        return ExpectedShortfallModel.from_params(values)
+
+    def scenario_spec(self) -> ScenarioSpec:
+        """The generated scenario set these settings describe."""
+        return ScenarioSpec(
+            source=self.source,
+            horizon_days=self.mpor,
+            lookback_days=self.lookback,
+            decay=self.decay,
+            overlapping=self.overlapping,
+            stress=self.stress_period() if self.source == "fhs" else None,
+            floor_lookback_days=FLOOR_LOOKBACK_DAYS if self.apc == "floor-10y" else None,
+            mc_scenarios=self.mc_scenarios,
+            seed=self.seed,
+        )
+
+    def scenarios(self, book: Book) -> ScenarioSet:
+        """Scenarios for every underlying of ``book`` from its price history."""
+        if book.history is None:
+            raise ConfigurationError(
+                "the book has no price history (history.csv) to generate scenarios from"
+            )
+        return build_scenarios(book.history, self.scenario_spec(), underlyings=book.underlyings.ids)
+
+    # -- serialised form -------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["params"] = list(self.params)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> MarginSettings:
+        """Settings from :meth:`to_json`'s form; missing keys take their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown margin setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
+        values = dict(doc)
+        if "params" in values:
+            values["params"] = tuple(str(p) for p in values["params"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigurationError(f"margin settings: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> MarginSettings:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read margin settings {path}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConfigurationError(f"{path}: margin settings must be a JSON object")
+        return cls.from_json(doc)
+
+    def describe(self) -> str:
+        """In a few words, e.g. ``99% ES, 2-day MPOR, 1250-day FHS, APC none``."""
+        m = self.model()
+        text = f"{m.confidence:.1%}".replace(".0%", "%") + f" ES, {self.mpor}-day MPOR, "
+        text += f"{self.lookback}-day FHS" if self.source == "fhs" else f"{self.mc_scenarios} MC"
+        if m.apc == "buffer":
+            return text + f", APC buffer {m.apc_buffer:.0%}"
+        if m.apc == "stressed-weight":
+            return text + f", APC stressed weight {m.stressed_weight:.0%}"
+        return text + f", APC {m.apc}"
+
+
+def build_engine(
+    book: Book,
+    settings: MarginSettings,
+    *,
+    scenarios: ScenarioSet | None = None,
+    revaluation: RevaluationSettings | None = None,
+) -> MarginEngine:
+    """The incremental engine for ``book`` under ``settings`` (scenarios generated from the
+    book's history unless given)."""
+    scen = scenarios if scenarios is not None else settings.scenarios(book)
+    return MarginEngine(book, scen, settings.model(), revaluation=revaluation)
