@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from marginflow.cli.output import print_json, table
+from marginflow.cli.output import fail, print_json, report_failures, table
 
 
 def register(app: typer.Typer) -> None:
@@ -29,15 +29,26 @@ def demo_command(
     directory: Annotated[
         Path, typer.Option("--dir", help="where the demo keeps its log, state and database")
     ] = Path("var/demo"),
-    trades: Annotated[int, typer.Option(help="trades in the simulated day", min=1)] = 20_000,
+    book: Annotated[
+        Path | None,
+        typer.Option("--book", help="your book folder (default: a generated one)"),
+    ] = None,
+    trades: Annotated[
+        str, typer.Option(help="trades in the generated day, or a trades file to replay")
+    ] = "20000",
+    market: Annotated[
+        Path | None, typer.Option(help="market file to replay (time,underlying,spot,...)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
 ) -> None:
     """Run the embedded demo: pricing, streaming clearing-house margin, and SIMM."""
     console = Console(stderr=True)
+    count, trades_file = _trades_option(trades)
     with console.status("pricing the sample options ..."):
         pricing = _pricing_rows()
-    with console.status(f"streaming {trades:,} trades through the embedded pipeline ..."):
-        stream = _stream_margins(directory, trades)
+    what = f"{count:,} generated trades" if trades_file is None else f"trades of {trades_file}"
+    with console.status(f"streaming {what} through the embedded pipeline ..."):
+        stream = _stream_margins(directory, book, count, trades_file, market)
     simm = stream.pop("simm")
     if as_json:
         print_json({"pricing": pricing, "clearing": stream, "simm": simm})
@@ -55,6 +66,7 @@ def demo_command(
         + [("firm", stream["accounts"], stream["firm"])],
     )
     out = Console(soft_wrap=True, highlight=False)
+    out.print(f"book: {stream['book']}")
     out.print(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
     by_portfolio: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in simm:
@@ -97,15 +109,47 @@ def _pricing_rows() -> list[dict[str, Any]]:
     ]
 
 
-def _stream_margins(directory: Path, trades: int) -> dict[str, Any]:
+def _trades_option(text: str) -> tuple[int, Path | None]:
+    if text.isdigit() and int(text) > 0:
+        return int(text), None
+    path = Path(text)
+    if not path.is_file():
+        fail(f"--trades must be a number of trades > 0 or a trades file, got {text!r}")
+    return 0, path
+
+
+def _stream_margins(
+    directory: Path,
+    book: Path | None,
+    trades: int,
+    trades_file: Path | None,
+    market_file: Path | None,
+) -> dict[str, Any]:
     import shutil
 
-    from marginflow.stream.pipeline import run_demo
+    from marginflow.core.errors import MarginflowError
+    from marginflow.sim.demo import run_demo
 
     run_dir = directory / "stream"
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh day each run: the log is durable
+    try:  # a fresh day each run: the log is durable, a second day would add to the first
+        shutil.rmtree(run_dir)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        fail(f"cannot clear {run_dir} for a new day: {exc.strerror or exc}")
     t0 = time.perf_counter()
-    result = run_demo(run_dir, trades_count=trades)
+    try:
+        result = run_demo(
+            run_dir,
+            book_dir=book,
+            trades_count=trades,
+            trades_file=trades_file,
+            market_file=market_file,
+        )
+    except MarginflowError as exc:
+        fail(str(exc))
+    if result.rejected_rows:
+        report_failures(result.rejected_rows)
     elapsed = time.perf_counter() - t0
     return {
         "events": result.events,
@@ -120,6 +164,8 @@ def _stream_margins(directory: Path, trades: int) -> dict[str, Any]:
         "firm": result.firm,
         "rejects": result.rejects,
         "database": result.db_url,
+        "book": str(result.book_dir),
+        "rejected_rows": len(result.rejected_rows),
         "audited": result.audited,
         "model": result.model,
         "simm": [

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.output import fail, print_json, stderr, table
+from marginflow.cli.output import fail, print_json, report_failures, stderr, table
 from marginflow.core.errors import MarginflowError
 
 EXIT_ALERT = 3
@@ -132,33 +133,118 @@ def cluster_up(
     snapshot_interval: Annotated[
         float | None, typer.Option(help="seconds between snapshots")
     ] = None,
+    book: Annotated[
+        Path | None, typer.Option(help="your book folder (default: a generated one)")
+    ] = None,
     accounts: Annotated[int | None, typer.Option(help="accounts in the generated book")] = None,
     underlyings: Annotated[int | None, typer.Option(help="underlyings in the book")] = None,
     series: Annotated[int | None, typer.Option(help="option series in the book")] = None,
-    lookback: Annotated[int | None, typer.Option(help="scenarios (historical days)")] = None,
-    trades: Annotated[int | None, typer.Option(help="trades the load generator sends")] = None,
+    lookback: Annotated[
+        int | None, typer.Option(help="look-back of the ES scenarios, business days")
+    ] = None,
+    margin: Annotated[
+        list[str] | None,
+        typer.Option(help="margin setting key=value (repeatable), as marginflow margin's"),
+    ] = None,
+    trades: Annotated[
+        str | None, typer.Option(help="trades to generate, or a trades file to replay")
+    ] = None,
+    market: Annotated[Path | None, typer.Option(help="market file to replay")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="replay files at X times real time (0: at once)")
+    ] = None,
     rate: Annotated[float | None, typer.Option(help="trades per second (0: unlimited)")] = None,
     db: Annotated[str | None, typer.Option(help="sqlite:/// or postgresql:// URL")] = None,
 ) -> None:
-    """Start the broker, the workers and a load generator replaying a generated day."""
+    """Start the broker, the workers and a load generator: a day replayed from files or
+    generated, on your book or a generated one."""
     from marginflow.stream.cluster import ClusterConfig, up
 
+    trades_count, trades_file = _trades_option(trades)
     overrides = {
         "log": log, "partitions": partitions, "keepers": keepers, "calculators": calculators,
         "aggregators": aggregators, "sinks": sinks, "max_batch": max_batch, "max_wait": max_wait,
         "downstream_max_wait": downstream_max_wait, "snapshot_interval": snapshot_interval,
-        "accounts": accounts,
-        "underlyings": underlyings, "series": series, "lookback": lookback, "trades": trades,
+        "accounts": accounts, "underlyings": underlyings, "series": series,
+        "trades": trades_count, "trades_file": trades_file,
+        "market_file": None if market is None else str(market.resolve()), "speed": speed,
         "rate": rate, "db": db, "simm_workers": simm_workers, "simm_version": simm_version,
-        "mpor": mpor,
+        "mpor": mpor, "book": None if book is None else str(book),
+        "margin": _margin_options(margin, lookback),
     }  # fmt: skip
     try:
-        state = up(ClusterConfig.load(config, overrides), directory)
+        cfg = ClusterConfig.load(config, overrides)
+        if not cfg.book:
+            cfg = replace(cfg, book=str(_generated_book(cfg, directory)))
+        _check_book(Path(cfg.book))
+        state = up(cfg, directory)
     except MarginflowError as exc:
         fail(str(exc))
     rows = [(p["role"], p["pid"], p["log_file"]) for p in state["processes"]]
     table(f"Cluster up in {directory} (log {state['log']})", ["process", "pid", "log"], rows)
     stderr.print(f"margins: {state['db']}; watch: marginflow lag --dir {directory} --watch 1")
+
+
+def _trades_option(text: str | None) -> tuple[int | None, str | None]:
+    if text is None:
+        return None, None
+    if text.isdigit():
+        return int(text), None
+    path = Path(text)
+    if not path.is_file():
+        fail(f"--trades must be a number of trades or a trades file, got {text!r}")
+    return None, str(path.resolve())
+
+
+def _margin_options(items: list[str] | None, lookback: int | None) -> dict[str, Any] | None:
+    """``--margin key=value`` and ``--lookback`` as margin settings (JSON form)."""
+    from marginflow.engine.settings import MarginSettings
+
+    out: dict[str, Any] = {}
+    known = {name: type(value) for name, value in MarginSettings().to_json().items()}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known or key == "params":
+            fail(f"--margin must be key=value with key one of {', '.join(sorted(known))}")
+        out[key] = _typed(value, known[key], key)
+    if lookback is not None:
+        out["lookback"] = lookback
+    return out or None
+
+
+def _typed(text: str, kind: type, key: str) -> Any:
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.lower() == "true"
+        return kind(text)
+    except ValueError:
+        fail(f"--margin {key}: cannot read {text!r} as {kind.__name__}")
+
+
+def _generated_book(cfg: Any, directory: Path) -> Path:
+    """Write the generated book of ``cfg``'s sizes into ``directory/book``."""
+    from marginflow.sim.synthetic_book import BookSpec
+
+    spec = BookSpec(
+        members=cfg.members,
+        accounts=cfg.accounts,
+        underlyings=cfg.underlyings,
+        series=cfg.series,
+        sod_positions=cfg.sod_positions,
+    )
+    return spec.write(directory / "book")
+
+
+def _check_book(folder: Path) -> None:
+    """Load the book once here so its rejected rows are named to the user, not only in the
+    workers' logs; a book that cannot be loaded at all stops ``up``."""
+    from marginflow.io.book import load_book
+
+    loaded = load_book(folder)
+    if loaded.failures:
+        report_failures(loaded.failures)
 
 
 @cluster_app.command("down")

@@ -148,10 +148,15 @@ class Market:
     rate: FloatArray
 
     def with_underlying(
-        self, u: int, *, spot: float | None = None, atm_vol: float | None = None
+        self,
+        u: int,
+        *,
+        spot: float | None = None,
+        atm_vol: float | None = None,
+        skew: float | None = None,
     ) -> Market:
-        """A copy with one underlying's spot and/or ATM vol replaced."""
-        new_spot, new_vol = self.spot.copy(), self.atm_vol.copy()
+        """A copy with one underlying's spot, ATM vol and/or smile slope replaced."""
+        new_spot, new_vol, new_skew = self.spot.copy(), self.atm_vol.copy(), self.skew.copy()
         if spot is not None:
             if not (np.isfinite(spot) and spot > 0):
                 raise ValidationError("spot", f"must be a finite number > 0, got {spot!r}")
@@ -160,7 +165,11 @@ class Market:
             if not (np.isfinite(atm_vol) and atm_vol > 0):
                 raise ValidationError("vol", f"must be a finite number > 0, got {atm_vol!r}")
             new_vol[u] = atm_vol
-        return replace(self, spot=new_spot, atm_vol=new_vol)
+        if skew is not None:
+            if not np.isfinite(skew):
+                raise ValidationError("skew", f"must be a finite number, got {skew!r}")
+            new_skew[u] = skew
+        return replace(self, spot=new_spot, atm_vol=new_vol, skew=new_skew)
 
 
 @dataclass(frozen=True, slots=True)

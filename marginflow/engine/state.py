@@ -193,24 +193,30 @@ class MarginEngine:
         return touched
 
     def apply_market(
-        self, underlying: str, *, spot: float | None = None, atm_vol: float | None = None
+        self,
+        underlying: str,
+        *,
+        spot: float | None = None,
+        atm_vol: float | None = None,
+        skew: float | None = None,
     ) -> IndexArray:
-        """Move one underlying's spot and/or ATM vol (annualised); returns the accounts
-        re-margined."""
-        return self.apply_moves({underlying: (spot, atm_vol)})
+        """Move one underlying's spot, ATM vol (annualised) and/or smile slope; returns the
+        accounts re-margined."""
+        return self.apply_moves({underlying: (spot, atm_vol, skew)})
 
-    def apply_moves(self, moves: Mapping[str, tuple[float | None, float | None]]) -> IndexArray:
-        """Move several underlyings at once: ``moves[underlying] = (spot, atm_vol)``, either
-        None to leave it. Their instruments are revalued in one call and every holder is
-        corrected and re-margined once, however many of its underlyings moved. Returns the
-        accounts re-margined. Validated before anything changes."""
+    def apply_moves(self, moves: Mapping[str, Sequence[float | None]]) -> IndexArray:
+        """Move several underlyings at once: ``moves[underlying] = (spot, atm_vol[, skew])``,
+        any of them None to leave it. Their instruments are revalued in one call and every
+        holder is corrected and re-margined once, however many of its underlyings moved.
+        Returns the accounts re-margined. Validated before anything changes."""
         market = self.book.market
         moved: list[int] = []
-        for underlying, (spot, atm_vol) in moves.items():
+        for underlying, move in moves.items():
             u = self._und_index.get(underlying)
             if u is None:
                 raise ValidationError("underlying", f"unknown underlying {underlying!r}")
-            market = market.with_underlying(u, spot=spot, atm_vol=atm_vol)
+            spot, atm_vol, skew = (*move, None, None, None)[:3]
+            market = market.with_underlying(u, spot=spot, atm_vol=atm_vol, skew=skew)
             moved.append(u)
         self.book = replace(self.book, market=market)
         parts = [self._rows_of_underlying[u] for u in moved]

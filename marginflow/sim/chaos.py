@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from marginflow.io.book import write_book
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
-from marginflow.stream.risk_calculator import EngineSpec
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
 
@@ -234,14 +235,17 @@ class Supervisor:
                 self._fail(role, code)
 
 
-def book_args(spec: EngineSpec) -> list[str]:
-    """Runner options that make every calculator build ``spec``'s book."""
-    return [
-        "--members", str(spec.members), "--accounts", str(spec.accounts),
-        "--underlyings", str(spec.underlyings), "--series", str(spec.series),
-        "--sod-positions", str(spec.sod_positions), "--book-seed", str(spec.seed),
-        "--lookback", str(spec.lookback_days),
-    ]  # fmt: skip
+def book_args(setup: MarginSetup, folder: Path) -> tuple[list[str], MarginSetup]:
+    """Write ``setup``'s book folder and margin settings under ``folder``: the runner
+    options that make every calculator margin them, and the setup as the calculators read
+    it back (the history's closes round-trip to rounding, so a batch recompute that is to
+    agree bit for bit reads the same files)."""
+    book_dir, settings = folder / "book", folder / "margin.json"
+    write_book(book_dir, setup.book)
+    setup.settings.save(settings)
+    loaded, failures = MarginSetup.from_folder(book_dir, setup.settings)
+    assert not failures, failures
+    return ["--book", str(book_dir), "--settings", str(settings)], loaded
 
 
 @dataclass
@@ -271,7 +275,7 @@ def pipeline_chaos(
     log: Log,
     log_url: str,
     topology: Topology,
-    spec: EngineSpec,
+    setup: MarginSetup,
     workdir: Path,
     kills: int,
     seed: int = 3,
@@ -285,30 +289,28 @@ def pipeline_chaos(
     publishes ``chunks`` x ``chunk`` trades (and price moves, and now and then an approved
     risk-parameter change); SIGKILL them ``kills`` times, finish the pipeline, then
     reconcile positions and the database with a batch recompute."""
-    from marginflow.sim.loadgen import (
-        TradeFlow,
-        parameter_change,
-        price_moves,
+    from marginflow.sim.loadgen import TradeFlow, book_spots, parameter_change, price_moves, trades
+    from marginflow.stream.pipeline import ROLES
+    from marginflow.stream.publish import (
         publish_market,
         publish_parameter_changes,
         publish_trades,
-        trades,
+        sod_positions,
     )
-    from marginflow.stream.pipeline import ROLES, sod_positions
-    from marginflow.stream.risk_calculator import start_of_day
 
     log.create_topics(topology.all())
     db_url = f"sqlite:///{workdir / 'margins.db'}"
+    args, setup = book_args(setup, workdir)
     common = [
         "--prefix", topology.prefix, "--partitions", str(topology.partitions),
-        "--max-batch", "300", "--snapshot-interval", "0.1", *book_args(spec), "--db", db_url,
+        "--max-batch", "300", "--snapshot-interval", "0.1", *args, "--db", db_url,
     ]  # fmt: skip
     commands = {role: worker_command(role, log_url, workdir / "state", *common) for role in ROLES}
-    book = start_of_day(spec)
+    book = setup.book
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed + 2)
     producer = log.producer()
     publish_trades(producer, topology, sod_positions(book))
-    moves = list(price_moves(book.underlyings.ids, chunks * 10, seed=seed + 2))
+    moves = list(price_moves(book_spots(book), chunks * 10, seed=seed + 2))
 
     def publish(k: int) -> None:
         publish_trades(producer, topology, trades(flow, chunk, first=k * chunk))
@@ -325,7 +327,7 @@ def pipeline_chaos(
     positions = check_positions(log, topology)
     db = Database(db_url)
     try:
-        margins = check_margins(log, topology, spec, db)
+        margins = check_margins(log, topology, setup, db)
     finally:
         db.close()
     return ChaosResult(supervisor, feeder.published * chunk, positions, margins)

@@ -1,4 +1,5 @@
-"""A load generator: a reproducible stream of trades (and market moves) for tests,
+"""A load generator: a reproducible stream of trades (and market moves from a book's own
+spots) for tests,
 benchmarks and ``marginflow cluster up``, plus a few CRIF submissions and approved
 risk-parameter changes for the bilateral side and the audit trail.
 
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from marginflow.core.book import Book
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.stream import events as ev
 from marginflow.stream.codec import encode
 from marginflow.stream.log.base import Producer
-from marginflow.stream.topics import CRIF, MARKET, TRADES, Topology, partition_for
+from marginflow.stream.publish import crif_row
+from marginflow.stream.topics import MARKET, TRADES, Topology, partition_for
 
 START_NS = 1_717_000_000_000_000_000
 
@@ -84,40 +86,19 @@ def trades(flow: TradeFlow, n: int, *, first: int = 0) -> Iterator[ev.Trade]:
             )
 
 
-def publish_trades(
-    producer: Producer,
-    topology: Topology,
-    events: Sequence[ev.Event] | Iterator[ev.Event],
-    *,
-    flush_every: int = 10_000,
-) -> int:
-    """Produce trade-topic events keyed (and partitioned) by account; returns the count."""
-    topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
-    n = 0
-    for event in events:
-        key = event.key()
-        assert key is not None
-        producer.produce(
-            topic, encode(event), partition=partition_for(key, parts), key=key.encode()
-        )
-        n += 1
-        if n % flush_every == 0:
-            producer.flush()
-    producer.flush()
-    return n
-
-
 def price_moves(
-    underlyings: Sequence[str],
+    spots: Mapping[str, float],
     n: int,
     *,
     seed: int = 11,
     start_ns: int = START_NS,
     step_ns: int = 1_000_000,
 ) -> Iterator[ev.PriceUpdate]:
-    """``n`` price updates: a random walk of 10 bp steps on underlyings picked at random."""
+    """``n`` price updates: a random walk of 10 bp steps (log-normal) from each underlying's
+    level in ``spots`` (a book's spots: ``book_spots``), on underlyings picked at random."""
+    underlyings = list(spots)
     rng = np.random.default_rng(seed)
-    level = dict.fromkeys(underlyings, 100.0)
+    level = {u: float(s) for u, s in spots.items()}
     picks = rng.integers(0, len(underlyings), size=n)
     shocks = np.exp(rng.normal(0.0, 0.001, size=n))
     for k in range(n):
@@ -128,26 +109,16 @@ def price_moves(
         )
 
 
-def publish_market(
-    producer: Producer, topology: Topology, events: Iterator[ev.Event] | Sequence[ev.Event]
-) -> int:
-    """Produce market events on the (single-partition) broadcast market topic."""
-    topic = topology.name(MARKET)
-    n = 0
-    for event in events:
-        producer.produce(topic, encode(event), partition=0)
-        n += 1
-    producer.flush()
-    return n
+def book_spots(book: Book) -> dict[str, float]:
+    """Each underlying's spot in ``book``'s market: where generated moves start."""
+    return dict(zip(book.underlyings.ids, book.market.spot.tolist(), strict=True))
 
 
 def replay_day(
     producer: Producer,
     topology: Topology,
     *,
-    book_accounts: Sequence[str],
-    book_instruments: Sequence[str],
-    underlyings: Sequence[str],
+    book: Book,
     trades_count: int,
     rate: float | None,
     market_every: int = 100,
@@ -159,8 +130,8 @@ def replay_day(
     lag in event time reads as real seconds. Returns the number of trades published."""
     import time
 
-    flow = TradeFlow.over(book_accounts, book_instruments, seed=seed)
-    moves = price_moves(underlyings, trades_count // max(market_every, 1) + 1, seed=seed)
+    flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed)
+    moves = price_moves(book_spots(book), trades_count // max(market_every, 1) + 1, seed=seed)
     topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
     market = topology.name(MARKET)
     start = time.monotonic()
@@ -194,32 +165,6 @@ def replay_day(
             if ahead > 0:
                 time.sleep(ahead)
     return sent
-
-
-def crif_row(row: Mapping[str, Any]) -> ev.CrifRow:
-    """A CRIF row given as canonical columns (as :func:`marginflow.sim.synthetic_crif.generate`
-    and a CRIF file have them) as the event's row."""
-
-    def text(name: str) -> str:
-        value = row.get(name)
-        return "" if value is None else str(value)
-
-    return ev.CrifRow(
-        im_model=text("IMModel") or "SIMM",
-        product_class=text("ProductClass"),
-        risk_type=text("RiskType"),
-        qualifier=text("Qualifier"),
-        bucket=text("Bucket"),
-        label1=text("Label1"),
-        label2=text("Label2"),
-        amount=float(row["Amount"]),
-        amount_currency=text("AmountCurrency") or "USD",
-        amount_usd=float(row["AmountUSD"]),
-        trade_id=text("TradeID"),
-        end_date=text("EndDate"),
-        collect_regulation=text("CollectRegulation"),
-        post_regulation=text("PostRegulation"),
-    )
 
 
 def crif_submissions(
@@ -292,27 +237,3 @@ def risk_parameter_changes(*, start_ns: int = START_NS) -> list[ev.RiskParameter
             approved_by="cro",
         ),
     ]
-
-
-def publish_crif(
-    producer: Producer, topology: Topology, submissions: Sequence[ev.CrifSubmission]
-) -> int:
-    """Produce CRIF submissions keyed (and partitioned) by portfolio; returns the count."""
-    topic, parts = topology.name(CRIF), topology.spec(CRIF).partitions
-    for s in submissions:
-        key = s.portfolio
-        producer.produce(topic, encode(s), partition=partition_for(key, parts), key=key.encode())
-    producer.flush()
-    return len(submissions)
-
-
-def publish_parameter_changes(
-    producer: Producer, topology: Topology, events: Sequence[ev.RiskParameterChange]
-) -> int:
-    """Produce risk-parameter changes on the market topic (the calculators apply them in
-    order with market data, so a margin's market offset versions its parameters too)."""
-    topic = topology.name(MARKET)
-    for e in events:
-        producer.produce(topic, encode(e), partition=0)
-    producer.flush()
-    return len(events)

@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +33,7 @@ from marginflow.core.book import (
     Underlyings,
 )
 from marginflow.core.errors import ValidationError
+from marginflow.io.book import write_book
 from marginflow.scenarios.ewma import ewma_filter
 from marginflow.sim.universe import Universe, generate_universe
 
@@ -243,3 +247,38 @@ def _positions(
     )
     matrix.sort_indices()
     return matrix
+
+
+@dataclass(frozen=True, slots=True)
+class BookSpec:
+    """A generated book by size and seed (see :func:`generate_book`): what the demo,
+    ``cluster up`` without ``--book``, the tests and the benchmarks margin. ``sod_positions``
+    is how many start-of-day positions it holds."""
+
+    members: int = 5
+    accounts: int = 200
+    underlyings: int = 20
+    series: int = 600
+    sod_positions: int = 1_000
+    seed: int = 0
+
+    def book(self) -> Book:
+        """The generated book with its start-of-day positions, market and history."""
+        return _generated(self)
+
+    def write(self, folder: Path, *, fmt: Literal["csv", "parquet"] = "csv") -> Path:
+        """Write the book into ``folder`` (the format ``marginflow margin`` reads)."""
+        write_book(folder, self.book(), fmt=fmt)
+        return folder
+
+
+@functools.lru_cache(maxsize=8)
+def _generated(spec: BookSpec) -> Book:
+    return generate_book(
+        members=spec.members,
+        accounts=spec.accounts,
+        underlyings=spec.underlyings,
+        series=spec.series,
+        positions=spec.sod_positions,
+        seed=spec.seed,
+    ).book

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ConfigurationError
+from marginflow.engine.settings import MarginSettings
 from marginflow.stream.broker import broker_binary, free_port, wait_for_port
 from marginflow.stream.pipeline import LATENCY_ROLES, ROLES
 
@@ -46,13 +47,17 @@ class ClusterConfig:
     # batches keep the broker's request rate down, which keeps the margin path fast
     downstream_max_wait: float = 0.05
     snapshot_interval: float = 1.0
-    members: int = 5
+    book: str = ""  # book folder the calculators margin and whose positions start the day
+    margin: dict[str, Any] = field(default_factory=dict)  # MarginSettings, JSON form
+    members: int = 5  # the generated book's sizes (``cluster up`` without --book)
     accounts: int = 200
     underlyings: int = 20
     series: int = 600
     sod_positions: int = 1_000
-    lookback: int = 500  # scenario count (one per historical day)
-    trades: int = 100_000
+    trades: int = 100_000  # generated trades, unless trades_file is given
+    trades_file: str = ""  # trades to replay (time,account,instrument,quantity)
+    market_file: str = ""  # market data to replay (time,underlying,spot[,atm_vol,skew])
+    speed: float = 0.0  # replay files at this many times real time (0: as fast as possible)
     rate: float = 10_000.0  # trades per second; 0 = as fast as possible
     market_every: int = 100
     db: str = ""  # default: sqlite:///<dir>/margins.db
@@ -82,8 +87,9 @@ class ClusterConfig:
             raise ConfigurationError(
                 f"log must be 'broker', 'embedded' or kafka://host:port, got {self.log!r}"
             )
-        if self.rate < 0 or self.trades < 0:
-            raise ConfigurationError("trades and rate must be >= 0")
+        if self.rate < 0 or self.trades < 0 or self.speed < 0:
+            raise ConfigurationError("trades, rate and speed must be >= 0")
+        MarginSettings.from_json(self.margin)  # names a bad margin setting
         if self.max_wait < 0 or self.downstream_max_wait < 0:
             raise ConfigurationError("max_wait and downstream_max_wait must be >= 0")
 
@@ -96,24 +102,35 @@ class ClusterConfig:
                 doc = tomllib.loads(path.read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-            table = doc.get("cluster", doc)
+            table = dict(doc.get("cluster", doc))
+            table.pop("margin", None)
             known = {f.name for f in fields(cls)}
             unknown = sorted(set(table) - known)
             if unknown:
                 raise ConfigurationError(f"{path}: unknown keys {', '.join(unknown)}")
             values.update(table)
+            if isinstance(doc.get("margin"), dict):
+                values["margin"] = dict(doc["margin"])
+        margin = {**values.get("margin", {}), **(overrides.pop("margin", None) or {})}
+        if margin:
+            values["margin"] = margin
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
         except TypeError as exc:
             raise ConfigurationError(str(exc)) from exc
 
-    def book_args(self) -> list[str]:
-        return [
-            "--members", str(self.members), "--accounts", str(self.accounts),
-            "--underlyings", str(self.underlyings), "--series", str(self.series),
-            "--sod-positions", str(self.sod_positions),
-        ]  # fmt: skip
+    def load_args(self) -> list[str]:
+        """The load generator's options for the day: files to replay, or a generated day."""
+        if not (self.trades_file or self.market_file):
+            return ["--trades", str(self.trades), "--rate", str(self.rate),
+                    "--market-every", str(self.market_every)]  # fmt: skip
+        out = ["--trades", self.trades_file or "0"]
+        if self.market_file:
+            out += ["--market", self.market_file]
+        if self.speed:
+            out += ["--speed", str(self.speed)]
+        return out
 
 
 @dataclass
@@ -171,12 +188,17 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
     else:
         log_url = config.log
     db = config.db or f"sqlite:///{(directory / 'margins.db').resolve()}"
+    if not config.book:
+        raise ConfigurationError("no book folder: give --book DIR")
+    book = str(Path(config.book).resolve())
+    settings_file = directory / "margin.json"
+    MarginSettings.from_json(config.margin).save(settings_file)
     common = [
         "--log", log_url, "--state", str((directory / "state").resolve()),
         "--partitions", str(config.partitions), "--prefix", config.prefix,
         "--max-batch", str(config.max_batch),
-        "--snapshot-interval", str(config.snapshot_interval), *config.book_args(),
-        "--lookback", str(config.lookback), "--db", db, "--mpor", str(config.mpor),
+        "--snapshot-interval", str(config.snapshot_interval), "--book", book,
+        "--settings", str(settings_file.resolve()), "--db", db, "--mpor", str(config.mpor),
         *(["--simm-version", config.simm_version] if config.simm_version else []),
     ]  # fmt: skip
     counts = {
@@ -199,9 +221,7 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
     gen = [
         sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", log_url,
         "--prefix", config.prefix, "--partitions", str(config.partitions),
-        "--trades", str(config.trades), "--rate", str(config.rate),
-        "--market-every", str(config.market_every), *config.book_args(),
-        "--crif-portfolios", str(config.crif_portfolios),
+        "--book", book, *config.load_args(), "--crif-portfolios", str(config.crif_portfolios),
     ]  # fmt: skip
     log_file = logs / "loadgen.log"
     started.append(Started("loadgen", _spawn(gen, log_file), str(log_file)))

@@ -183,23 +183,34 @@ class PriceUpdate(Event, frozen=True, kw_only=True, tag="price"):
 
 @_register
 class VolUpdate(Event, frozen=True, kw_only=True, tag="vol"):
-    """A new implied volatility (annualised) for an underlying.
+    """A new implied volatility (annualised) for an underlying, and/or a new smile slope.
 
     With ``expiry`` and ``strike`` absent it is the level of the whole surface (an ATM
-    level that the engine applies to every series of the underlying); with them, one point.
+    level that the engine applies to every series of the underlying) and ``skew`` its slope
+    (vol per unit of ln K/S); with them, one point. ``vol`` or ``skew`` None leaves it as it
+    was; one of them is given.
     """
 
     underlying: UnderlyingId
-    vol: float
+    vol: float | None
     event_time: int
     expiry: str | None = None
     strike: float | None = None
+    skew: float | None = None
 
     def __post_init__(self) -> None:
         _nonempty("underlying", self.underlying)
-        _nonnegative("vol", self.vol)
-        if self.vol > 10.0:
-            raise ValidationError("vol", f"must be <= 10 (1000% annualised), got {self.vol!r}")
+        if self.vol is None and self.skew is None:
+            raise ValidationError("vol", "a vol update moves the vol, the skew or both")
+        if self.vol is not None:
+            _nonnegative("vol", self.vol)
+            if self.vol > 10.0:
+                raise ValidationError("vol", f"must be <= 10 (1000% annualised), got {self.vol!r}")
+        if self.skew is not None:
+            if not (math.isfinite(self.skew) and -5.0 <= self.skew <= 5.0):
+                raise ValidationError("skew", f"must be within [-5, 5], got {self.skew!r}")
+            if self.expiry is not None or self.strike is not None:
+                raise ValidationError("skew", "is a property of the whole smile, not of a point")
         if self.expiry is not None:
             _iso_date("expiry", self.expiry)
         if self.strike is not None:

@@ -12,32 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marginflow.core.book import Book
-from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.engine.state import MarginEngine
-from marginflow.sim.loadgen import (
-    TradeFlow,
-    crif_submissions,
-    price_moves,
-    publish_crif,
-    publish_market,
-    publish_parameter_changes,
-    publish_trades,
-    risk_parameter_changes,
-    trades,
-)
-from marginflow.stream import events as ev
 from marginflow.stream.aggregator import Aggregator
-from marginflow.stream.log.base import Log, Producer
+from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import PositionKeeper
-from marginflow.stream.risk_calculator import (
-    EngineSpec,
-    RiskCalculator,
-    build_engine,
-    start_of_day,
-)
-from marginflow.stream.simm_worker import SimmSettings, SimmWorker, margin_submission
-from marginflow.stream.sink import Database, Sink, StoredSimm
+from marginflow.stream.risk_calculator import MarginSetup, RiskCalculator
+from marginflow.stream.simm_worker import SimmSettings, SimmWorker
+from marginflow.stream.sink import Database, Sink
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
@@ -145,154 +126,25 @@ class InProcessPipeline:
             w.close()
 
 
-def publish_day(
-    producer: Producer,
-    topology: Topology,
-    spec: EngineSpec,
-    *,
-    trades_count: int,
-    market_moves: int,
-    seed: int = 7,
-) -> tuple[int, int]:
-    """Publish a trading day for ``spec``'s book: its start-of-day positions, then
-    ``trades_count`` trades and ``market_moves`` price updates. Returns (trades-topic
-    events, market events)."""
-    book = start_of_day(spec)
-    sod = sod_positions(book)
-    n = publish_trades(producer, topology, sod)
-    flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed)
-    n += publish_trades(producer, topology, trades(flow, trades_count))
-    m = publish_market(
-        producer, topology, price_moves(book.underlyings.ids, market_moves, seed=seed)
-    )
-    return n, m
-
-
-def sod_positions(book: Book) -> list[ev.PositionSnapshot]:
-    """A book's positions as start-of-day events (integer quantities)."""
-    x = book.positions.matrix.tocoo()
-    accounts, ids = book.positions.accounts, book.instruments.ids
-    date = book.market.valuation_date.isoformat()
-    out = []
-    for a, j, q in zip(x.row.tolist(), x.col.tolist(), x.data.tolist(), strict=True):
-        qty = round(q)
-        if qty:
-            out.append(
-                ev.PositionSnapshot(
-                    account=AccountId(accounts[a]),
-                    instrument=InstrumentId(ids[j]),
-                    quantity=qty,
-                    business_date=date,
-                    event_time=1_717_000_000_000_000_000,
-                )
-            )
-    return out
-
-
 def build_pipeline(
     *,
     log: Log,
     topology: Topology,
     state_dir: Path,
     db_url: str,
-    spec: EngineSpec,
+    setup: MarginSetup,
     batches: BatchSettings | None = None,
     db_prefix: str = "mf_",
     simm: SimmSettings | None = None,
 ) -> InProcessPipeline:
-    """An in-process pipeline for ``spec``'s book (builds the engine: a second or two);
-    ``simm`` configures the SIMM worker (default: newest calibration, 10-day, USD)."""
+    """An in-process pipeline margining ``setup``'s book (builds the engine: a second or
+    two); ``simm`` configures the SIMM worker (default: newest calibration, 10-day, USD)."""
     return InProcessPipeline(
         log=log,
         topology=topology,
         state_dir=state_dir,
         db=Database(db_url, prefix=db_prefix),
-        engine=build_engine(spec),
+        engine=setup.engine(),
         batches=batches or BatchSettings(),
         simm=simm or SimmSettings(),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class DemoResult:
-    """What the embedded demo did: inputs, throughput, the margins it stored, the SIMM
-    results of the CRIF submissions and the risk-parameter changes audited."""
-
-    events: int
-    market_events: int
-    seconds: float
-    accounts: int
-    members: list[tuple[str, float, int]]
-    firm: float
-    rejects: int
-    db_url: str
-    simm: list[StoredSimm] = field(default_factory=list)
-    audited: int = 0
-    model: str = ""  # the margin model at the end, risk-parameter changes applied
-
-
-def describe_model(engine: MarginEngine) -> str:
-    """The engine's margin model in a few words, e.g. ``99% ES, 2-day MPOR, APC buffer 25%``."""
-    m = engine.model
-    text = (
-        f"{m.confidence:.1%}".replace(".0%", "%") + f" ES, {engine.scenarios.horizon_days}-day MPOR"
-    )
-    if m.apc == "buffer":
-        text += f", APC buffer {m.apc_buffer:.0%}"
-    elif m.apc == "stressed-weight":
-        text += f", APC stressed weight {m.stressed_weight:.0%}"
-    elif m.apc != "none":
-        text += f", APC {m.apc}"
-    return text
-
-
-def run_demo(
-    directory: Path,
-    *,
-    spec: EngineSpec | None = None,
-    trades_count: int = 20_000,
-    market_moves: int = 200,
-    partitions: int = 4,
-) -> DemoResult:
-    """The embedded demo: a generated book and trading day through the whole pipeline in
-    this process (embedded log and SQLite under ``directory``, no servers)."""
-    spec = spec or EngineSpec()
-    directory.mkdir(parents=True, exist_ok=True)
-    from marginflow.stream.log.embedded import EmbeddedLog
-
-    log = EmbeddedLog(directory / "log")
-    topology = Topology(partitions=partitions)
-    log.create_topics(topology.all())
-    producer = log.producer()
-    n, m = publish_day(
-        producer, topology, spec, trades_count=trades_count, market_moves=market_moves
-    )
-    submissions = crif_submissions()
-    publish_crif(producer, topology, submissions)
-    publish_parameter_changes(producer, topology, risk_parameter_changes())
-    db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
-    pipeline = build_pipeline(
-        log=log, topology=topology, state_dir=directory / "state", db_url=db_url, spec=spec
-    )
-    # load SIMM's compiled kernels before the clock starts (the rate is the margin path's)
-    margin_submission(submissions[0], pipeline.simm, partition=0, offset=0, computed_time=1)
-    t0 = time.perf_counter()
-    pipeline.run(idle_exit=0.3)
-    seconds = time.perf_counter() - t0 - 0.3
-    pipeline.close()
-    db = pipeline.db
-    result = DemoResult(
-        events=n,
-        market_events=m,
-        seconds=seconds,
-        accounts=len(db.account_margins()),
-        members=[(x.member, x.margin, x.accounts) for x in db.member_margins()],
-        firm=db.firm_margin(),
-        rejects=len(db.rejects()),
-        db_url=db_url,
-        simm=list(db.simm_results().values()),
-        audited=len(db.risk_parameter_audit()),
-        model=describe_model(pipeline.engine),
-    )
-    db.close()
-    return result

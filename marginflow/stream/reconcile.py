@@ -22,11 +22,9 @@ from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import late_start_of_day
 from marginflow.stream.risk_calculator import (
-    EngineSpec,
+    MarginSetup,
     accept_parameter_change,
-    build_engine,
     model_with,
-    start_of_day,
 )
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, TRADES, Topology
@@ -166,7 +164,7 @@ class MarginReport(Report):
 
 
 def batch_margins(
-    log: Log, topology: Topology, spec: EngineSpec
+    log: Log, topology: Topology, setup: MarginSetup
 ) -> tuple[dict[str, float], dict[str, int], dict[str, str], int]:
     """The batch recompute: every account's margin from all trades and all market data on
     the log, by a fresh engine (full revaluation and aggregation, no incremental path).
@@ -176,7 +174,7 @@ def batch_margins(
 
     trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
     market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
-    engine0 = build_engine(spec)
+    engine0 = setup.engine()
     book = engine0.book
     acc_index = {a: i for i, a in enumerate(book.positions.accounts)}
     ins_index = book.instruments.index()
@@ -225,8 +223,8 @@ def batch_margins(
             continue
         if isinstance(e, ev.PriceUpdate):
             mkt = mkt.with_underlying(u, spot=e.price)
-        elif isinstance(e, ev.VolUpdate) and e.expiry is None and e.strike is None and e.vol > 0:
-            mkt = mkt.with_underlying(u, atm_vol=e.vol)
+        elif isinstance(e, ev.VolUpdate) and _surface_move(e):
+            mkt = mkt.with_underlying(u, atm_vol=e.vol, skew=e.skew)
         last_market = offset
     full = replace(book, positions=replace(book.positions, matrix=matrix), market=mkt)
     model = model_with(engine0.model, params)
@@ -243,13 +241,13 @@ VersionKey = tuple[str, int, int]
 
 
 def positions_at_versions(
-    log: Log, topology: Topology, spec: EngineSpec, wanted: set[tuple[str, int]]
+    log: Log, topology: Topology, setup: MarginSetup, wanted: set[tuple[str, int]]
 ) -> dict[tuple[str, int], dict[str, int]]:
     """Each account's holdings (instrument -> quantity, non-zero) right after the trades-topic
     input at ``offset``, for every ``(account, offset)`` in ``wanted``, replaying the trades
     topic with the keeper's rules (as :func:`batch_margins` does)."""
     trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
-    book = start_of_day(spec)  # the ids only: no engine to build
+    book = setup.book  # the ids only: no engine to build
     accounts, instruments = set(book.positions.accounts), set(book.instruments.ids)
     out: dict[tuple[str, int], dict[str, int]] = {}
     for events in trades.values():
@@ -276,7 +274,7 @@ def positions_at_versions(
 
 
 def margins_at_versions(
-    spec: EngineSpec,
+    setup: MarginSetup,
     market: Sequence[tuple[int, ev.Event]],
     positions: Mapping[tuple[str, int], Mapping[str, int]],
     keys: Iterable[VersionKey],
@@ -289,7 +287,7 @@ def margins_at_versions(
     applied one at a time in log order (a calculator applies the last of each batch), and
     an account's holdings are set straight to the version's. A published margin must equal
     this one whatever batching, restarts or rebalances produced it."""
-    engine = build_engine(spec)
+    engine = setup.engine()
     index = {a: i for i, a in enumerate(engine.book.positions.accounts)}
     underlyings = set(engine.book.underlyings.ids)
     params: dict[str, float | str] = {}
@@ -347,12 +345,17 @@ def _apply_market_event(engine: MarginEngine, e: ev.Event, underlyings: set[str]
         return
     if isinstance(e, ev.PriceUpdate):
         engine.apply_market(e.underlying, spot=e.price)
-    elif e.expiry is None and e.strike is None and e.vol > 0:
-        engine.apply_market(e.underlying, atm_vol=e.vol)
+    elif _surface_move(e):
+        engine.apply_market(e.underlying, atm_vol=e.vol, skew=e.skew)
+
+
+def _surface_move(e: ev.VolUpdate) -> bool:
+    """A vol update the calculator applies (it refuses points and non-positive levels)."""
+    return e.expiry is None and e.strike is None and (e.vol is None or e.vol > 0)
 
 
 def check_margin_versions(
-    log: Log, topology: Topology, spec: EngineSpec, *, rel_tol: float, abs_tol: float
+    log: Log, topology: Topology, setup: MarginSetup, *, rel_tol: float, abs_tol: float
 ) -> tuple[list[str], int, float]:
     """Recompute every margin published on the margins topic at its own version and
     compare: the same version published twice (a replay, a restarted or reassigned
@@ -365,10 +368,10 @@ def check_margin_versions(
             results[(e.account, e.position_version, e.market_offset)].add(e.margin)
     market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
     wanted = {(a, pv) for a, pv, _ in results}
-    positions = positions_at_versions(log, topology, spec, wanted)
+    positions = positions_at_versions(log, topology, setup, wanted)
     mismatches = [f"{a}@{pv}: no such input" for a, pv in sorted(wanted - set(positions))]
     keys = [k for k in results if (k[0], k[1]) in positions]
-    expected = margins_at_versions(spec, market.get(0, []), positions, keys)
+    expected = margins_at_versions(setup, market.get(0, []), positions, keys)
     worst = 0.0
     for key in keys:
         want = expected[key]
@@ -387,7 +390,7 @@ def check_margin_versions(
 def check_margins(
     log: Log,
     topology: Topology,
-    spec: EngineSpec,
+    setup: MarginSetup,
     db: Database,
     *,
     rel_tol: float = 1e-9,
@@ -401,7 +404,7 @@ def check_margins(
     Tolerances: the stream sums P&L vectors incrementally in the order changes arrived and
     the batch sums them in one pass; both in float64, so they differ by rounding only:
     ``rel_tol`` 1e-9 of the margin, or ``abs_tol`` 1e-6 currency units near zero."""
-    expected, last, members, _ = batch_margins(log, topology, spec)
+    expected, last, members, _ = batch_margins(log, topology, setup)
     stored = db.account_margins()
     report = MarginReport(keys=len(expected))
     report.results = db.history_count()
@@ -436,7 +439,7 @@ def check_margins(
             report.mismatches.append(f"member {member}: stored {got_m!r}, recomputed {want!r}")
     report.max_rel_error = worst
     mismatches, report.versions, report.max_version_error = check_margin_versions(
-        log, topology, spec, rel_tol=rel_tol, abs_tol=abs_tol
+        log, topology, setup, rel_tol=rel_tol, abs_tol=abs_tol
     )
     report.mismatches += mismatches
     return report

@@ -34,15 +34,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from marginflow.core.book import Book
-from marginflow.core.errors import ConfigurationError, ValidationError
+from marginflow.core.errors import ConfigurationError, RowFailure
 from marginflow.core.ids import AccountId, MemberId
+from marginflow.engine.settings import MarginSettings, build_engine
 from marginflow.engine.state import MarginEngine
+from marginflow.io.book import load_book
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection
@@ -56,61 +59,26 @@ MSG_CHANGE_CONFLICT = "change {id!r} was applied at market offset {offset} with 
 
 
 @dataclass(frozen=True, slots=True)
-class EngineSpec:
-    """The book the calculators margin, generated reproducibly (every calculator of a group
-    must build the same one): see :func:`marginflow.sim.synthetic_book.generate_book`.
+class MarginSetup:
+    """What the risk calculators margin: a book's reference data and market (its positions
+    are not used: they arrive on the log as start-of-day snapshots and trades) and the
+    margin settings. Every calculator of a group must be given the same."""
 
-    ``lookback_days`` sets the filtered-historical scenario set (one scenario per day);
-    ``sod_positions`` is how many start-of-day positions the load generator publishes.
-    """
+    book: Book
+    settings: MarginSettings = field(default_factory=MarginSettings)
 
-    members: int = 5
-    accounts: int = 200
-    underlyings: int = 20
-    series: int = 600
-    sod_positions: int = 1_000
-    seed: int = 0
-    lookback_days: int = 500
-    confidence: float = 0.99
+    @classmethod
+    def from_folder(
+        cls, folder: Path, settings: MarginSettings | None = None
+    ) -> tuple[MarginSetup, list[RowFailure]]:
+        """The setup of a book folder (the format ``marginflow margin`` reads), and the rows
+        of its files that were rejected."""
+        loaded = load_book(folder)
+        return cls(loaded.book, settings or MarginSettings()), loaded.failures
 
-    def __post_init__(self) -> None:
-        if self.lookback_days < 50:
-            raise ValidationError("lookback_days", f"must be >= 50, got {self.lookback_days}")
-        if not 0.5 < self.confidence < 1:
-            raise ValidationError("confidence", f"must be in (0.5, 1), got {self.confidence}")
-
-
-def build_engine(spec: EngineSpec) -> MarginEngine:
-    """The engine for ``spec``'s book with no positions (they arrive on the log)."""
-    from marginflow.margin.es_model import ExpectedShortfallModel
-    from marginflow.scenarios.fhs import filtered_historical
-    from marginflow.sim.synthetic_book import generate_book
-
-    sb = generate_book(
-        members=spec.members,
-        accounts=spec.accounts,
-        underlyings=spec.underlyings,
-        series=spec.series,
-        positions=0,
-        seed=spec.seed,
-    )
-    scenarios = filtered_historical(sb.universe.history, lookback_days=spec.lookback_days)
-    model = ExpectedShortfallModel(confidence=spec.confidence)
-    return MarginEngine(sb.book, scenarios, model)
-
-
-def start_of_day(spec: EngineSpec) -> Book:
-    """The book of ``spec`` with its start-of-day positions (what the load generator sends)."""
-    from marginflow.sim.synthetic_book import generate_book
-
-    return generate_book(
-        members=spec.members,
-        accounts=spec.accounts,
-        underlyings=spec.underlyings,
-        series=spec.series,
-        positions=spec.sod_positions,
-        seed=spec.seed,
-    ).book
+    def engine(self) -> MarginEngine:
+        """The engine for this book with every account flat."""
+        return build_engine(self.book.without_positions(), self.settings)
 
 
 class _Held(msgspec.Struct, array_like=True):
@@ -131,6 +99,7 @@ class _MarketState(msgspec.Struct, array_like=True):
     # risk-parameter changes applied: parameter -> value, and change_id -> its content
     params: dict[str, float | str] = {}
     changes: dict[str, tuple[int, bytes]] = {}
+    skew: dict[str, float] = {}
 
 
 _decode_market = msgspec.msgpack.Decoder(_MarketState).decode
@@ -251,14 +220,19 @@ class RiskCalculator(Processor):
             return Rejection(
                 "underlying", MSG_UNKNOWN.format(what="underlying", name=event.underlying)
             )
-        if isinstance(event, ev.PriceUpdate):
-            self._moves.setdefault(event.underlying, [None, None])[0] = event.price
-        else:
+        if isinstance(event, ev.VolUpdate):
             if event.expiry is not None or event.strike is not None:
                 return Rejection("expiry", MSG_VOL_POINT)
-            if event.vol <= 0:
+            if event.vol is not None and event.vol <= 0:
                 return Rejection("vol", "must be > 0 for the engine")
-            self._moves.setdefault(event.underlying, [None, None])[1] = event.vol
+        move = self._moves.setdefault(event.underlying, [None, None, None])
+        if isinstance(event, ev.PriceUpdate):
+            move[0] = event.price
+        else:
+            if event.vol is not None:
+                move[1] = event.vol
+            if event.skew is not None:
+                move[2] = event.skew
         self._market.event_time = event.event_time
         return None
 
@@ -281,12 +255,14 @@ class RiskCalculator(Processor):
                 self._changed.setdefault(name, self._market.event_time)
         if self._moves:
             # every moved underlying revalued in one call, every holder refreshed once
-            touched = engine.apply_moves({u: (m[0], m[1]) for u, m in self._moves.items()})
-            for underlying, (spot, vol) in self._moves.items():
+            touched = engine.apply_moves(self._moves)
+            for underlying, (spot, vol, skew) in self._moves.items():
                 if spot is not None:
                     self._market.spot[underlying] = spot
                 if vol is not None:
                     self._market.vol[underlying] = vol
+                if skew is not None:
+                    self._market.skew[underlying] = skew
             accounts = engine.book.positions.accounts
             for a in touched.tolist():
                 name = accounts[a]
@@ -331,8 +307,8 @@ class RiskCalculator(Processor):
             return
         market = _decode_market(data)
         moves = {
-            u: (market.spot.get(u), market.vol.get(u))
-            for u in sorted(market.spot.keys() | market.vol.keys())
+            u: (market.spot.get(u), market.vol.get(u), market.skew.get(u))
+            for u in sorted(market.spot.keys() | market.vol.keys() | market.skew.keys())
         }
         if moves:
             self._engine.apply_moves(moves)

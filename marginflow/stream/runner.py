@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from marginflow.core.errors import ConfigurationError
+from marginflow.core.errors import ConfigurationError, MarginflowError
+from marginflow.engine.settings import MarginSettings
+from marginflow.engine.state import MarginEngine
 from marginflow.stream.log import open_log
 from marginflow.stream.pipeline import ROLES, processor_for
-from marginflow.stream.risk_calculator import EngineSpec, build_engine
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.simm_worker import SimmSettings, newest_version
 from marginflow.stream.sink import Database
 from marginflow.stream.snapshots import FileSnapshotStore
@@ -32,16 +34,19 @@ from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
 
 
-def _engine_spec(args: argparse.Namespace) -> EngineSpec:
-    return EngineSpec(
-        members=args.members,
-        accounts=args.accounts,
-        underlyings=args.underlyings,
-        series=args.series,
-        sod_positions=args.sod_positions,
-        seed=args.book_seed,
-        lookback_days=args.lookback,
-    )
+def _engine(args: argparse.Namespace) -> MarginEngine:
+    """The calculator's engine for ``--book`` under ``--settings``; the book's rejected rows
+    are named in this worker's log (``cluster up`` and ``demo`` name them to the user)."""
+    if args.book is None:
+        raise SystemExit("risk-calculator: --book DIR is required (a book folder)")
+    try:
+        settings = MarginSettings.load(args.settings) if args.settings else MarginSettings()
+        setup, failures = MarginSetup.from_folder(args.book, settings)
+        for f in failures:
+            print(f"book: {f}", flush=True)
+        return setup.engine()
+    except MarginflowError as exc:
+        raise SystemExit(f"risk-calculator: {exc}") from None
 
 
 def _simm_settings(args: argparse.Namespace) -> SimmSettings:
@@ -56,7 +61,7 @@ def _simm_settings(args: argparse.Namespace) -> SimmSettings:
 
 
 def _processor(role: str, topology: Topology, args: argparse.Namespace) -> Processor:
-    engine = build_engine(_engine_spec(args)) if role == "risk-calculator" else None
+    engine = _engine(args) if role == "risk-calculator" else None
     db = Database(args.db, prefix=args.db_prefix) if role == "sink" else None
     simm = _simm_settings(args) if role == "simm" else None
     return processor_for(role, topology, engine=engine, db=db, simm=simm)
@@ -113,14 +118,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
     p.add_argument("--seed", type=int, default=None)
     book = p.add_argument_group("book (risk calculator; every calculator must agree)")
-    spec = EngineSpec()
-    book.add_argument("--members", type=int, default=spec.members)
-    book.add_argument("--accounts", type=int, default=spec.accounts)
-    book.add_argument("--underlyings", type=int, default=spec.underlyings)
-    book.add_argument("--series", type=int, default=spec.series)
-    book.add_argument("--sod-positions", type=int, default=spec.sod_positions)
-    book.add_argument("--book-seed", type=int, default=spec.seed)
-    book.add_argument("--lookback", type=int, default=spec.lookback_days, help="scenario days")
+    book.add_argument(
+        "--book", type=Path, default=None, help="book folder (reference data, market, history)"
+    )
+    book.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        help="margin settings, a JSON file (default: the defaults of marginflow margin)",
+    )
     simm = p.add_argument_group("SIMM worker")
     simm.add_argument(
         "--simm-version",

@@ -184,6 +184,17 @@ def test_grid_models_from_the_command_line(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["margin_after"] == 0.0
-    res = run("margin", str(tmp_path), "--model", "pm", "--param", "confidence=0.9")
+    res = run("margin", str(tmp_path), "--model", "pm", "--param", "participation=0.2")
     assert res.returncode == 2
-    assert "--param is for model es" in res.stderr
+    assert "--param is a setting of model es; pm takes its parameters" in res.stderr
+    # options that would do nothing are refused, naming them
+    for args, message in (
+        (("--model", "span", "--apc", "buffer"), "--apc is a setting of model es"),
+        (("--model", "pm", "--confidence", "0.95"), "--confidence is a setting of model es"),
+        (("--confidence", "0.9", "--param", "confidence=0.95"), "give it once"),
+        (("--source", "mc", "--scenarios", str(tmp_path / "s.csv")), "--source does not apply"),
+    ):
+        (tmp_path / "s.csv").write_text("scenario,underlying,spot_shock,vol_shock\nx,*,-0.1,0\n")
+        res = run("margin", str(tmp_path), *args)
+        assert res.returncode == 2, args
+        assert message in res.stderr, (args, res.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from marginflow.engine.settings import MarginSettings
 from marginflow.sim.chaos import (
     FAST_FAILOVER,
     Feeder,
@@ -20,12 +21,14 @@ from marginflow.sim.chaos import (
     run_to_completion,
     worker_command,
 )
-from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
+from marginflow.sim.loadgen import TradeFlow, trades
+from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
+from marginflow.stream.publish import publish_trades
 from marginflow.stream.reconcile import check_positions
-from marginflow.stream.risk_calculator import EngineSpec
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.topics import Topology
 
 FLOW = TradeFlow(accounts=300, instruments=500, per_account=6)
@@ -73,9 +76,8 @@ def test_position_keeper_survives_sigkill_on_the_embedded_log(tmp_path: Path) ->
     _keeper_crash_test(log, f"embedded://{tmp_path / 'log'}", Topology(4), tmp_path / "state", 1)
 
 
-SPEC = EngineSpec(
-    members=3, accounts=60, underlyings=6, series=150, sod_positions=300, lookback_days=250
-)
+BOOK = BookSpec(members=3, accounts=60, underlyings=6, series=150, sod_positions=300)
+SETUP = MarginSetup(BOOK.book(), MarginSettings(lookback=250))
 PIPELINE_KILLS = 10
 
 
@@ -89,19 +91,19 @@ def test_whole_pipeline_survives_sigkill_on_the_broker(
         log=log,
         log_url=f"kafka://{broker_bootstrap}?{FAST_FAILOVER}",
         topology=topology,
-        spec=SPEC,
+        setup=SETUP,
         workdir=tmp_path,
         kills=PIPELINE_KILLS,
     )
     log.close()
     assert result.positions.ok, result.positions.mismatches[:5] + result.positions.lost[:5]
     assert result.margins.ok, result.margins.mismatches[:5] + result.margins.lost[:5]
-    assert result.margins.keys == SPEC.accounts
+    assert result.margins.keys == BOOK.accounts
     # Every margin published on the topic, replays included, was recomputed at its own
     # version; stream and recomputes differ only by float64 rounding of the P&L sums
     # (measured <= 5e-16): 1e-12 is far tighter than check_margins' 1e-9 and far looser
     # than rounding, and 2e-7 (engines built from different code) fails it.
-    assert result.margins.versions >= SPEC.accounts
+    assert result.margins.versions >= BOOK.accounts
     assert result.margins.max_version_error < 1e-12
     assert result.margins.max_rel_error < 1e-12
     assert all(result.supervisor.by_role.values()), result.supervisor.by_role  # all died

@@ -23,23 +23,20 @@ import pytest
 
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.engine.revaluation import RevaluationSettings
+from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
+from marginflow.sim.demo import publish_generated_day
+from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.log.embedded import EmbeddedLog
-from marginflow.stream.pipeline import BatchSettings, build_pipeline, publish_day
+from marginflow.stream.pipeline import BatchSettings, build_pipeline
 from marginflow.stream.reconcile import VersionKey, check_margins, margins_at_versions
-from marginflow.stream.risk_calculator import (
-    EngineSpec,
-    RiskCalculator,
-    build_engine,
-    start_of_day,
-)
+from marginflow.stream.risk_calculator import MarginSetup, RiskCalculator
 from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, Topology, partition_for
 
-SPEC = EngineSpec(
-    members=3, accounts=40, underlyings=6, series=150, sod_positions=200, lookback_days=250
-)
+BOOK = BookSpec(members=3, accounts=40, underlyings=6, series=150, sod_positions=200)
+SETUP = MarginSetup(BOOK.book(), MarginSettings(lookback=250))
 TOPO = Topology(partitions=4)
 POS, MKT = TOPO.name(POSITIONS), TOPO.name(MARKET)
 T0 = 1_717_000_000_000_000_000
@@ -64,7 +61,7 @@ class Script:
 
 @cache
 def script(seed: int = 5, trades: int = 250, moves: int = 50) -> Script:
-    book = start_of_day(SPEC)
+    book = BOOK.book()
     rng = np.random.default_rng(seed)
     accounts, ids = book.positions.accounts, book.instruments.ids
     held: dict[str, dict[str, int]] = defaultdict(dict)
@@ -122,7 +119,7 @@ def script(seed: int = 5, trades: int = 250, moves: int = 50) -> Script:
 
 @cache
 def _pristine() -> MarginEngine:
-    return build_engine(SPEC)
+    return SETUP.engine()
 
 
 def _fresh_engine() -> MarginEngine:
@@ -219,7 +216,7 @@ def versions(results: Iterable[ev.AccountMargin]) -> dict[VersionKey, set[float]
 
 def errors(published: dict[VersionKey, set[float]]) -> tuple[float, list[str]]:
     s = script()
-    expected = margins_at_versions(SPEC, list(enumerate(s.market)), s.holdings, published)
+    expected = margins_at_versions(SETUP, list(enumerate(s.market)), s.holdings, published)
     worst, bad = 0.0, []
     for key, values in published.items():
         for got in values:
@@ -269,16 +266,16 @@ def test_check_margins_flags_a_version_published_with_two_values(tmp_path: Path)
     log = EmbeddedLog(tmp_path / "log")
     log.create_topics(TOPO.all())
     producer = log.producer()
-    publish_day(producer, TOPO, SPEC, trades_count=1_000, market_moves=20)
+    publish_generated_day(producer, TOPO, BOOK.book(), trades_count=1_000, market_moves=20)
     producer.flush()
     db_url = f"sqlite:///{tmp_path / 'm.db'}"
     pipe = build_pipeline(
-        log=log, topology=TOPO, state_dir=tmp_path / "s", db_url=db_url, spec=SPEC,
+        log=log, topology=TOPO, state_dir=tmp_path / "s", db_url=db_url, setup=SETUP,
         batches=BatchSettings(max_batch=100),
     )  # fmt: skip
     pipe.run(idle_exit=0.3)
     pipe.close()
-    assert check_margins(log, TOPO, SPEC, pipe.db).ok
+    assert check_margins(log, TOPO, SETUP, pipe.db).ok
     # an earlier version (the database keeps only the latest) again, 2e-7 off
     reader = log.consumer()
     reader.assign({(TOPO.name(MARGINS), p): 0 for p in range(TOPO.partitions)})
@@ -289,6 +286,6 @@ def test_check_margins_flags_a_version_published_with_two_values(tmp_path: Path)
     twin = msgspec.structs.replace(e, margin=e.margin * (1 + 2e-7))
     producer.produce(TOPO.name(MARGINS), encode(twin), partition=first.partition)
     producer.flush()
-    report = check_margins(log, TOPO, SPEC, pipe.db)
+    report = check_margins(log, TOPO, SETUP, pipe.db)
     assert any("recomputed at that version" in m for m in report.mismatches), report.mismatches
     pipe.db.close()

@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from marginflow.cli.app import _register_commands, app
-from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
+from marginflow.sim.loadgen import TradeFlow, trades
 from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.position_keeper import PositionKeeper
+from marginflow.stream.publish import publish_trades
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, WorkerSettings

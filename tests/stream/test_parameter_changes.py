@@ -9,31 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from marginflow.sim.loadgen import (
-    TradeFlow,
-    parameter_change,
-    price_moves,
+from marginflow.engine.settings import MarginSettings
+from marginflow.sim.loadgen import TradeFlow, book_spots, parameter_change, price_moves, trades
+from marginflow.sim.synthetic_book import BookSpec
+from marginflow.stream import events as ev
+from marginflow.stream.log.embedded import EmbeddedLog
+from marginflow.stream.pipeline import BatchSettings, InProcessPipeline, build_pipeline
+from marginflow.stream.publish import (
     publish_market,
     publish_parameter_changes,
     publish_trades,
-    trades,
-)
-from marginflow.stream import events as ev
-from marginflow.stream.log.embedded import EmbeddedLog
-from marginflow.stream.pipeline import (
-    BatchSettings,
-    InProcessPipeline,
-    build_pipeline,
     sod_positions,
 )
 from marginflow.stream.reconcile import check_margins
-from marginflow.stream.risk_calculator import EngineSpec, start_of_day
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARKET, Topology
 
-SPEC = EngineSpec(
-    members=3, accounts=30, underlyings=5, series=100, sod_positions=150, lookback_days=250
-)
+BOOK = BookSpec(members=3, accounts=30, underlyings=5, series=100, sod_positions=150)
+SETUP = MarginSetup(BOOK.book(), MarginSettings(lookback=250))
 T = 1_717_000_200_000_000_000
 
 
@@ -49,7 +43,7 @@ def _run_pipeline(log: EmbeddedLog, topology: Topology, tmp_path: Path) -> InPro
         topology=topology,
         state_dir=tmp_path / "state",
         db_url=f"sqlite:///{tmp_path / 'm.db'}",
-        spec=SPEC,
+        setup=SETUP,
         batches=BatchSettings(max_batch=200),
     )
     pipeline.run(idle_exit=0.5)
@@ -64,10 +58,10 @@ def _run(
     topology = Topology(partitions=2)
     log.create_topics(topology.all())
     producer = log.producer()
-    book = start_of_day(SPEC)
+    book = BOOK.book()
     publish_trades(producer, topology, sod_positions(book))
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=3)
-    moves = list(price_moves(book.underlyings.ids, 40, seed=3))
+    moves = list(price_moves(book_spots(book), 40, seed=3))
     # trades, moves and changes interleaved: a change lands between market events
     for k in range(4):
         publish_trades(producer, topology, trades(flow, 300, first=300 * k))
@@ -86,9 +80,9 @@ APPLIED = [
 
 def test_changes_re_margin_every_account_as_a_batch_recompute_does(tmp_path: Path) -> None:
     log, db, topology = _run(tmp_path / "with", APPLIED)
-    report = check_margins(log, topology, SPEC, db)
+    report = check_margins(log, topology, SETUP, db)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
-    assert report.keys == SPEC.accounts
+    assert report.keys == BOOK.accounts
     _, plain, _ = _run(tmp_path / "without", [])
     with_changes = {a: m for a, (m, _, _) in db.account_margins().items()}
     without = {a: m for a, (m, _, _) in plain.account_margins().items()}
@@ -123,7 +117,7 @@ def test_changes_it_cannot_apply_are_dead_lettered_naming_the_field(tmp_path: Pa
     assert any(f == "change_id" and "'RP-1' was applied" in why for f, why in reasons)
     assert len(rejects) == 3
     # what was refused changes nothing: the margins are those under RP-1 alone
-    report = check_margins(log, topology, SPEC, db)
+    report = check_margins(log, topology, SETUP, db)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
 
 
@@ -132,11 +126,11 @@ def test_a_restarted_calculator_keeps_the_parameters_it_applied(tmp_path: Path) 
     # under them, and margins published after the restart still equal the batch recompute
     log, _, topology = _run(tmp_path, APPLIED[:2])
     producer = log.producer()
-    book = start_of_day(SPEC)
+    book = BOOK.book()
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=3)
     publish_trades(producer, topology, trades(flow, 300, first=5_000))
     pipeline = _run_pipeline(log, topology, tmp_path)
-    report = check_margins(log, topology, SPEC, pipeline.db)
+    report = check_margins(log, topology, SETUP, pipeline.db)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
     assert pipeline.engine.model.confidence == pytest.approx(0.975)
     assert pipeline.engine.model.participation == pytest.approx(0.02)

@@ -10,19 +10,21 @@ from pathlib import Path
 import pytest
 
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
-from marginflow.sim.loadgen import publish_market, publish_trades
+from marginflow.engine.settings import MarginSettings
+from marginflow.sim.demo import publish_generated_day
+from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream import events as ev
 from marginflow.stream.log.embedded import EmbeddedLog
-from marginflow.stream.pipeline import BatchSettings, build_pipeline, publish_day
+from marginflow.stream.pipeline import BatchSettings, build_pipeline
+from marginflow.stream.publish import publish_market, publish_trades
 from marginflow.stream.reconcile import check_margins
-from marginflow.stream.risk_calculator import EngineSpec
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
 from tests.stream.simm_support import postgres_or_skip
 
-SPEC = EngineSpec(
-    members=3, accounts=40, underlyings=6, series=120, sod_positions=200, lookback_days=250
-)
+BOOK = BookSpec(members=3, accounts=40, underlyings=6, series=120, sod_positions=200)
+SETUP = MarginSetup(BOOK.book(), MarginSettings(lookback=250))
 T = 1_717_000_100_000_000_000
 
 
@@ -33,7 +35,7 @@ def _run(
     topology = Topology(partitions=3)
     log.create_topics(topology.all())
     producer = log.producer()
-    publish_day(producer, topology, SPEC, trades_count=3_000, market_moves=60)
+    publish_generated_day(producer, topology, BOOK.book(), trades_count=3_000, market_moves=60)
     bad = [
         ev.Trade(
             trade_id="X1",
@@ -55,7 +57,7 @@ def _run(
         topology=topology,
         state_dir=tmp_path / "state",
         db_url=db_url,
-        spec=SPEC,
+        setup=SETUP,
         batches=BatchSettings(**batch),  # type: ignore[arg-type]
         db_prefix=prefix,
     )
@@ -67,10 +69,10 @@ def _run(
 @pytest.mark.parametrize("max_batch", [50, 10_000])
 def test_margins_equal_a_batch_recompute(tmp_path: Path, max_batch: int) -> None:
     log, db, topology = _run(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", max_batch=max_batch)
-    report = check_margins(log, topology, SPEC, db)
+    report = check_margins(log, topology, SETUP, db)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
-    assert report.keys == SPEC.accounts
-    assert report.members == SPEC.members
+    assert report.keys == BOOK.accounts
+    assert report.members == BOOK.members
     assert report.max_rel_error < 1e-9
     assert db.firm_margin() == pytest.approx(sum(m.margin for m in db.member_margins()), rel=1e-12)
 
@@ -91,19 +93,9 @@ def test_margins_in_postgresql(tmp_path: Path) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     log, db, topology = _run(tmp_path, dsn, prefix=prefix)
     try:
-        report = check_margins(log, topology, SPEC, db)
+        report = check_margins(log, topology, SETUP, db)
         assert report.ok, report.mismatches[:5] + report.lost[:5]
         assert len(db.rejects()) == 2
     finally:
         db.drop()
         db.close()
-
-
-def test_run_demo_stores_margins(tmp_path: Path) -> None:
-    from marginflow.stream.pipeline import run_demo
-
-    result = run_demo(tmp_path / "demo", spec=SPEC, trades_count=2_000, market_moves=20)
-    assert result.accounts == SPEC.accounts
-    assert len(result.members) == SPEC.members
-    assert result.firm == pytest.approx(sum(m for _, m, _ in result.members), rel=1e-12)
-    assert result.rejects == 0

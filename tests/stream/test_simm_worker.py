@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ConfigurationError
-from marginflow.sim.loadgen import crif_row, crif_submissions, publish_crif
+from marginflow.sim.loadgen import crif_submissions
 from marginflow.sim.synthetic_crif import CrifSpec, generate, write_crif_csv
 from marginflow.simm.calibration import available_versions, load_calibration
 from marginflow.simm.crif_io import read_crif
@@ -25,6 +25,7 @@ from marginflow.stream import events as ev
 from marginflow.stream.codec import Rejection, encode
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
+from marginflow.stream.publish import crif_row, publish_crif
 from marginflow.stream.simm_worker import (
     SimmSettings,
     SimmWorker,

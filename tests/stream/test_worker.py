@@ -10,11 +10,12 @@ import pytest
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.core.ids import AccountId, InstrumentId
-from marginflow.sim.loadgen import TradeFlow, publish_trades, trades
+from marginflow.sim.loadgen import TradeFlow, trades
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.position_keeper import PositionKeeper
+from marginflow.stream.publish import publish_trades
 from marginflow.stream.reconcile import check_positions, read_events
 from marginflow.stream.snapshots import FileSnapshotStore, Snapshot, SnapshotError
 from marginflow.stream.topics import DEAD_LETTERS, TRADES, Topology, partition_for
