@@ -17,9 +17,16 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from marginflow.cli import demo_cmd, margin_cmd, price_cmd, simm_cmd, stream_cmd
+    from marginflow.cli import (
+        demo_cmd,
+        margin_cmd,
+        price_cmd,
+        publish_cmd,
+        simm_cmd,
+        stream_cmd,
+    )
 
-    for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd):
+    for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd):
         module.register(app)
 
 

@@ -8,7 +8,6 @@ kept in ``--rejects``, the rest is margined, and the exit status is then 2.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy as np
 import typer
 
 from marginflow.app.margin import BookMargins, MarginRun, book_margins, margin_book
-from marginflow.cli.output import fail, print_json, report_failures, table
-from marginflow.core.errors import MarginflowError, RowFailure
+from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
+from marginflow.core.errors import MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook, load_book, write_book
 from marginflow.sim.synthetic_book import generate_book
@@ -144,16 +143,8 @@ def _build(
     except MarginflowError as exc:
         fail(str(exc))
     if rejects is not None:
-        _write_rejects(rejects, loaded.failures)
+        write_rejects(rejects, loaded.failures)
     return loaded, run
-
-
-def _write_rejects(path: Path, failures: Sequence[RowFailure]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["source", "line", "field", "reason", "raw"])
-        for f in failures:
-            writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
 
 
 def _finish(loaded: LoadedBook) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marginflow.core.errors import RowFailure
@@ -20,16 +23,28 @@ EXIT_BAD_INPUT = 2
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on standard error and exit with status 2."""
-    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def report_failures(failures: Sequence[RowFailure], *, limit: int = 50) -> None:
     """Name each rejected row on standard error: ``source:line: field: reason``."""
     for f in failures[:limit]:
-        stderr.print(f"[yellow]rejected[/] {f}", soft_wrap=True, markup=True, highlight=False)
+        stderr.print(f"[yellow]rejected[/] {escape(str(f))}", soft_wrap=True, highlight=False)
     if len(failures) > limit:
         stderr.print(f"... and {len(failures) - limit} more rejected rows")
+
+
+def write_rejects(path: Path, failures: Iterable[RowFailure]) -> None:
+    """Keep rejected rows with their reasons: CSV ``source,line,field,reason,raw``."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["source", "line", "field", "reason", "raw"])
+            for f in failures:
+                writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
+    except OSError as exc:
+        fail(f"--rejects {path}: {exc.strerror or exc}")
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

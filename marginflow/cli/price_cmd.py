@@ -11,7 +11,7 @@ from typing import Annotated, TextIO
 import numpy as np
 import typer
 
-from marginflow.cli.output import fail, report_failures
+from marginflow.cli.output import fail, report_failures, write_rejects
 from marginflow.core.errors import ValidationError
 from marginflow.io.option_csv import OptionFile, read_option_csv
 from marginflow.pricing.api import greeks, price
@@ -52,7 +52,7 @@ def price_command(
         sys.stderr.close()
         return
     if rejects is not None:
-        _write_rejects(rejects, options)
+        write_rejects(rejects, options.failures)
     if options.failures:
         report_failures(options.failures)
         raise typer.Exit(2)
@@ -98,11 +98,3 @@ def _write_json_lines(out: TextIO, options: OptionFile, cols: dict[str, np.ndarr
         record["line"] = options.rows.lines[i]
         record.update({name: float(values[i]) for name, values in cols.items()})
         out.write(json.dumps(record, allow_nan=False) + "\n")
-
-
-def _write_rejects(path: Path, options: OptionFile) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["source", "line", "field", "reason", "raw"])
-        for f in options.failures:
-            writer.writerow([f.source, f.line, f.field, f.reason, f.raw])

@@ -10,7 +10,6 @@ computed and the exit status is then 2.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marginflow.cli.output import fail, print_json, report_failures, stderr
-from marginflow.core.errors import MarginflowError, RowFailure
+from marginflow.cli.output import fail, print_json, report_failures, stderr, write_rejects
+from marginflow.core.errors import MarginflowError
 from marginflow.simm.calibration import available_versions, load_calibration
 from marginflow.simm.crif_io import read_crif
 from marginflow.simm.fx import read_fx_rates
@@ -102,7 +101,7 @@ def simm_command(
     except MarginflowError as exc:
         fail(str(exc))
     if rejects is not None:
-        _write_rejects(rejects, load.failures)
+        write_rejects(rejects, load.failures)
     if as_json:
         document = report.to_dict()
         document["source"] = str(crif_file)
@@ -135,14 +134,6 @@ def _models(specs: list[str]) -> dict[str, Model]:
             fail(f"--model must be PORTFOLIO=simm|schedule|mixed, got {spec!r}")
         out[portfolio] = next(m for m in MODELS if m == name.lower())
     return out
-
-
-def _write_rejects(path: Path, failures: tuple[RowFailure, ...]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["source", "line", "field", "reason", "raw"])
-        for f in failures:
-            writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
 
 
 def _print_report(report: SimmReport, depth: int) -> None:

@@ -1,0 +1,218 @@
+"""``marginflow publish KIND FILE``: send a file of inputs to a running platform's log.
+
+=============  ===========================================================================
+``trades``     trades to replay (:mod:`marginflow.stream.sources`), ``--speed`` to pace them
+``market``     market data to replay (spot, ATM vol, smile slope), ``--speed`` likewise
+``positions``  a book folder's positions as start-of-day snapshots (before the day's trades)
+``crif``       a CRIF file as one submission per portfolio (``PortfolioID`` column, or
+               ``--portfolio``), by ``--party`` against ``--counterparty`` on
+               ``--business-date``
+=============  ===========================================================================
+
+The platform is found by its cluster directory (``--dir``, as ``cluster up`` made it) or by
+``--log URL`` (``embedded:///path`` or ``kafka://host:port``) and ``--prefix``. Rows that
+cannot be used are named (``file:line: field: reason``), kept with ``--rejects FILE``, the
+rest is published, and the exit status is then 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
+from marginflow.core.errors import MarginflowError, RowFailure
+
+KINDS = ("trades", "market", "positions", "crif")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish_command)
+
+
+def publish_command(
+    kind: Annotated[str, typer.Argument(help="trades, market, positions or crif")],
+    path: Annotated[Path, typer.Argument(help="the file (a book folder for positions)")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="cluster directory of the running platform")
+    ] = Path(".marginflow/cluster"),
+    log: Annotated[str | None, typer.Option(help="log URL instead of --dir's cluster")] = None,
+    prefix: Annotated[str, typer.Option(help="topic prefix (with --log)")] = "mf.",
+    partitions: Annotated[int, typer.Option(help="partitions of keyed topics (with --log)")] = 4,
+    speed: Annotated[
+        float | None, typer.Option(help="replay at X times real time (default: at once)")
+    ] = None,
+    party: Annotated[str, typer.Option(help="crif: the submitting party")] = "",
+    counterparty: Annotated[str, typer.Option(help="crif: the counterparty")] = "",
+    portfolio: Annotated[str, typer.Option(help="crif: portfolio when no PortfolioID")] = "",
+    business_date: Annotated[
+        str, typer.Option(help="crif: business date (ISO; default today)")
+    ] = "",
+    rejects: Annotated[Path | None, typer.Option(help="write rejected rows here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+) -> None:
+    """Publish a file of trades, market data, start-of-day positions or a CRIF."""
+    from marginflow.stream.log import open_log
+
+    if kind not in KINDS:
+        fail(f"KIND must be one of {', '.join(KINDS)}, got {kind!r}")
+    log_url, topology = _target(directory, log, prefix, partitions)
+    try:
+        events, failures, publish = _read(kind, path, party, counterparty, portfolio, business_date)
+    except MarginflowError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror or exc}")
+    the_log = open_log(log_url)
+    t0 = time.monotonic()
+    try:
+        the_log.create_topics(topology.all())  # a no-op where they exist
+        producer = the_log.producer()
+        counts = publish(producer, topology, events, speed)
+        producer.close()
+    except MarginflowError as exc:
+        fail(str(exc))
+    finally:
+        the_log.close()
+    seconds = time.monotonic() - t0
+    if rejects is not None:
+        write_rejects(rejects, failures)
+    if as_json:
+        print_json({"kind": kind, "log": log_url, **counts, "rejected_rows": len(failures),
+                    "seconds": seconds})  # fmt: skip
+    else:
+        table(
+            f"published {path} to {log_url} ({seconds:.1f} s)",
+            ("events", "count"),
+            [*counts.items(), ("rejected rows", len(failures))],
+        )
+    if failures:
+        report_failures(failures)
+        raise typer.Exit(2)
+
+
+def _target(directory: Path, log: str | None, prefix: str, partitions: int) -> tuple[str, Any]:
+    from marginflow.stream.topics import Topology
+
+    if log is not None:
+        return log, Topology(partitions=partitions, prefix=prefix)
+    from marginflow.stream.cluster import read_state
+
+    try:
+        state = read_state(directory)
+    except MarginflowError as exc:
+        fail(f"{exc} (give --dir of a running cluster, or --log URL)")
+    cfg = state["config"]
+    return state["log"], Topology(partitions=int(cfg["partitions"]), prefix=str(cfg["prefix"]))
+
+
+Publisher = Any
+
+
+def _read(
+    kind: str, path: Path, party: str, counterparty: str, portfolio: str, business_date: str
+) -> tuple[list[Any], list[RowFailure], Publisher]:
+    from marginflow.stream import publish as pub
+    from marginflow.stream.sources import read_market, read_trades, replay
+
+    if kind in ("trades", "market"):
+        if path.is_dir():
+            fail(f"{path} is a folder; give the {kind} file")
+        r = read_trades(path) if kind == "trades" else read_market(path)
+
+        def send_replay(
+            producer: Any, topology: Any, events: list[Any], speed: Any
+        ) -> dict[str, int]:
+            trades = events if kind == "trades" else []
+            market = events if kind == "market" else []
+            stats = replay(producer, topology, trades=trades, market=market, speed=speed)
+            return {"trades": stats.trades, "market events": stats.market}
+
+        return (r.trades if kind == "trades" else r.market), r.failures, send_replay
+    if kind == "positions":
+        from marginflow.io.book import load_book
+
+        loaded = load_book(path)
+        events = list(pub.sod_positions(loaded.book))
+
+        def send_sod(producer: Any, topology: Any, events: list[Any], speed: Any) -> dict[str, int]:
+            return {"start-of-day positions": pub.publish_trades(producer, topology, events)}
+
+        return events, list(loaded.failures), send_sod
+    subs, failures = _crif_submissions(path, party, counterparty, portfolio, business_date)
+
+    def send_crif(producer: Any, topology: Any, events: list[Any], speed: Any) -> dict[str, int]:
+        return {"CRIF submissions": pub.publish_crif(producer, topology, events)}
+
+    return subs, failures, send_crif
+
+
+def _crif_submissions(
+    path: Path, party: str, counterparty: str, portfolio: str, business_date: str
+) -> tuple[list[Any], list[RowFailure]]:
+    """One submission per portfolio of the CRIF at ``path`` (CSV). Rows are checked here
+    only for what the event needs (numbers); the SIMM worker validates the rest and refuses
+    a submission naming ``rows[i].<field>``."""
+    from marginflow.simm.crif import canonical_column
+    from marginflow.stream import events as ev
+    from marginflow.stream.publish import crif_row
+
+    if not party or not counterparty:
+        fail("crif: give --party and --counterparty")
+    day = business_date or dt.date.today().isoformat()
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        fail(f"--business-date must be an ISO date, got {business_date!r}")
+    if path.is_dir():
+        fail(f"{path} is a folder; give the CRIF file")
+    failures: list[RowFailure] = []
+    by_portfolio: dict[str, list[ev.CrifRow]] = {}
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            fail(f"{path}: the file is empty (no header line)")
+        names = [canonical_column(h) or h for h in header]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            fail(f"{path}:1: {dup[0]}: the column appears twice in the header")
+        for line, cells in enumerate(reader, start=2):
+            row = dict(zip(names, cells, strict=False))
+            try:
+                event_row = crif_row(row)
+            except (KeyError, ValueError) as exc:
+                failures.append(RowFailure(str(path), line, "Amount", f"{exc}", ",".join(cells)))
+                continue
+            name = row.get("PortfolioID") or portfolio
+            if not name:
+                failures.append(
+                    RowFailure(
+                        str(path),
+                        line,
+                        "PortfolioID",
+                        "is missing (or give --portfolio)",
+                        ",".join(cells),
+                    )
+                )
+                continue
+            by_portfolio.setdefault(name, []).append(event_row)
+    now = time.time_ns()
+    subs = [
+        ev.CrifSubmission(
+            submission_id=f"{party}-{name}-{day}-{path.name}",
+            party=party,
+            counterparty=counterparty,
+            portfolio=name,
+            business_date=day,
+            rows=tuple(rows),
+            event_time=now,
+        )
+        for name, rows in sorted(by_portfolio.items())
+    ]
+    return subs, failures
