@@ -120,6 +120,21 @@ class Instruments:
         """The same instruments with year fractions resolved against ``valuation_date``."""
         return replace(self, valuation_date=valuation_date)
 
+    def extended(self, more: Instruments) -> Instruments:
+        """These instruments followed by ``more`` (resolved on the same date)."""
+        if more.valuation_date != self.valuation_date:
+            raise ValidationError("valuation_date", "instruments resolved on different dates")
+        return Instruments(
+            ids=self.ids + more.ids,
+            underlying=np.concatenate([self.underlying, more.underlying]),
+            kind=np.concatenate([self.kind, more.kind]),
+            strike=np.concatenate([self.strike, more.strike]),
+            expiry=np.concatenate([self.expiry, more.expiry]),
+            is_american=np.concatenate([self.is_american, more.is_american]),
+            multiplier=np.concatenate([self.multiplier, more.multiplier]),
+            valuation_date=self.valuation_date,
+        )
+
     def take(self, rows: NDArray[np.intp]) -> Instruments:
         """The instruments at ``rows``, in that order."""
         return Instruments(

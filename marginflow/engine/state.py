@@ -18,6 +18,7 @@ the final book to float64 rounding (tested with random sequences in
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray
-from marginflow.core.book import Book, Positions
+from marginflow.core.book import Book, Instruments, Positions
 from marginflow.core.errors import ValidationError
 from marginflow.engine.aggregate import account_pnl, add_row_differences, add_scaled_row
 from marginflow.engine.revaluation import RevaluationSettings, deltas, revalue
@@ -81,10 +82,8 @@ class MarginEngine:
         self._acc_index = {a: i for i, a in enumerate(book.positions.accounts)}
         self._ins_index = book.instruments.index()
         self._und_index = book.underlyings.index()
-        order, starts = book.instruments_by_underlying()
-        self._rows_of_underlying = [
-            order[starts[u] : starts[u + 1]] for u in range(len(starts) - 1)
-        ]
+        self._index_underlyings()
+        self._expired = book.instruments.expired()
 
         with self._timed("revaluation"):
             self.matrix = revalue(
@@ -219,6 +218,12 @@ class MarginEngine:
             market = market.with_underlying(u, spot=spot, atm_vol=atm_vol, skew=skew)
             moved.append(u)
         self.book = replace(self.book, market=market)
+        return self._revalue_underlyings(moved)
+
+    def _revalue_underlyings(self, moved: Sequence[int]) -> IndexArray:
+        """Revalue every instrument of underlyings ``moved`` under the current market and
+        correct and re-margin every holder once; returns the accounts re-margined."""
+        market = self.book.market
         parts = [self._rows_of_underlying[u] for u in moved]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
         if rows.size == 0:
@@ -231,6 +236,7 @@ class MarginEngine:
             settings=self.revaluation,
             rows=rows,
         )
+        new_rows[self._expired[rows]] = 0.0  # an expired series is worth nothing more
         affected = sorted(set().union(*(self._holders.get(int(j), set()) for j in rows)))
         targets = np.asarray(affected, dtype=np.intp)
         if targets.size:
@@ -256,6 +262,118 @@ class MarginEngine:
         self._delta[rows] = deltas(self.book.instruments, market, self.revaluation.vol_floor, rows)
         self._refresh(targets)
         return targets
+
+    # ---- reference data ---------------------------------------------------------------
+
+    def list_instruments(self, new: Instruments) -> IndexArray:
+        """Add newly listed series (``new.underlying`` indexes this book's underlyings; resolved
+        on this book's valuation date). They join the P&L matrix, revalued together with the
+        other instruments of their underlyings (a premium grid spans its expiry's strikes),
+        without a rebuild. Returns the accounts re-margined. Validated before anything
+        changes: a known id or an unknown underlying is refused, naming it."""
+        for i in new.ids:
+            if i in self._ins_index:
+                raise ValidationError("id", f"instrument {i!r} is already listed")
+        if new.underlying.size and not (
+            0 <= int(new.underlying.max()) < len(self.book.underlyings)
+        ):
+            raise ValidationError("underlying", "names an underlying this book does not have")
+        n0, n_s = len(self.book.instruments), self.matrix.shape[1]
+        ins = self.book.instruments.extended(new)
+        p = self.book.positions
+        widened = sp.csr_matrix(
+            (p.matrix.data, p.matrix.indices, p.matrix.indptr), shape=(p.matrix.shape[0], len(ins))
+        )
+        self.book = replace(self.book, instruments=ins, positions=p.with_matrix(widened))
+        self.matrix = np.vstack([self.matrix, np.zeros((len(new), n_s), dtype=self.matrix.dtype)])
+        self._delta = np.concatenate([self._delta, np.zeros(len(new))])
+        self._expired = np.concatenate([self._expired, new.expired()])
+        self._ins_index.update({i: n0 + k for k, i in enumerate(new.ids)})
+        self._index_underlyings()
+        return self._revalue_underlyings(sorted(set(new.underlying.tolist())))
+
+    def open_accounts(self, accounts: Sequence[tuple[str, str, str]]) -> None:
+        """Open flat accounts ``(account, member, type)``; a new member joins with its first
+        account. A known account is refused, naming it."""
+        p = self.book.positions
+        members = list(p.members)
+        member_index = {m: k for k, m in enumerate(members)}
+        owner, types, names = list(p.account_member), list(p.account_type), list(p.member_names)
+        ids = list(p.accounts)
+        for account, member, kind in accounts:
+            if account in self._acc_index or account in ids[len(p.accounts) :]:
+                raise ValidationError("id", f"account {account!r} is already open")
+            if member not in member_index:
+                member_index[member] = len(members)
+                members.append(member)
+                names.append("")
+            ids.append(account)
+            owner.append(member_index[member])
+            types.append(kind)
+        added = len(ids) - len(p.accounts)
+        if not added:
+            return
+        m = p.matrix
+        taller = sp.csr_matrix(
+            (m.data, m.indices, np.concatenate([m.indptr, np.full(added, m.indptr[-1])])),
+            shape=(len(ids), m.shape[1]),
+        )
+        self.book = replace(
+            self.book,
+            positions=replace(
+                p,
+                accounts=tuple(ids),
+                members=tuple(members),
+                account_member=np.asarray(owner, dtype=np.int32),
+                matrix=taller,
+                account_type=tuple(types),
+                member_names=tuple(names),
+            ),
+        )
+        n0 = self.pnl.shape[0]
+        self.pnl = np.vstack([self.pnl, np.zeros((added, self.pnl.shape[1]))])
+        for name in ("es", "es_base", "apc", "var", "concentration", "margin"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(added)]))
+        self.worst = np.concatenate([self.worst, np.zeros(added, dtype=self.worst.dtype)])
+        self._positions.extend({} for _ in range(added))
+        self._acc_index.update({a: n0 + k for k, a in enumerate(ids[n0:])})
+
+    def roll(self, valuation_date: dt.date) -> list[str]:
+        """Move to ``valuation_date``: every instrument is resolved and revalued for the new
+        times to expiry (the market's levels and the scenario set stay: a new day's closes
+        and scenarios come with its start-of-day load), series that expired before it leave
+        the book (their rows are zero and positions in them are dropped), and every account
+        is recomputed from its positions. Returns the series that left."""
+        if valuation_date < self.book.market.valuation_date:
+            raise ValidationError(
+                "business_date",
+                f"{valuation_date} is before the valuation date {self.book.market.valuation_date}",
+            )
+        ins = self.book.instruments.resolved(valuation_date)
+        market = replace(self.book.market, valuation_date=valuation_date)
+        self.book = replace(self.book, instruments=ins, market=market)
+        newly = ins.expired() & ~self._expired
+        self._expired = ins.expired()
+        left = [ins.ids[j] for j in np.flatnonzero(newly)]
+        for j in np.flatnonzero(newly).tolist():
+            for a in self._holders.pop(j, set()):
+                self._positions[a].pop(j, None)
+        self.matrix = revalue(
+            instruments=ins,
+            market=market,
+            spot_shock=self._spot_shock,
+            vol_shock=self._vol_shock,
+            settings=self.revaluation,
+        )
+        self.matrix[self._expired] = 0.0
+        self._delta = deltas(ins, market, self.revaluation.vol_floor)
+        self.pnl = account_pnl(self._positions_csr(), self.matrix)
+        self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp))
+        return left
+
+    def is_expired(self, instrument: str) -> bool:
+        j = self._ins_index.get(instrument)
+        return j is not None and bool(self._expired[j])
 
     def check_model(self, model: ExpectedShortfallModel) -> None:
         """Raise :class:`ConfigurationError` if ``model`` cannot run on this engine's
@@ -293,7 +411,19 @@ class MarginEngine:
 
     def current_book(self) -> Book:
         """The book as the state now holds it (for a full recompute or to save)."""
-        n = len(self.book.instruments)
+        positions = replace(self.book.positions, matrix=self._positions_csr())
+        return replace(self.book, positions=positions)
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _index_underlyings(self) -> None:
+        order, starts = self.book.instruments_by_underlying()
+        self._rows_of_underlying = [
+            order[starts[u] : starts[u + 1]] for u in range(len(starts) - 1)
+        ]
+
+    def _positions_csr(self) -> sp.csr_matrix:
+        """The positions as the state holds them (accounts × instruments)."""
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
@@ -303,13 +433,10 @@ class MarginEngine:
             vals.extend(pos.values())
         matrix = sp.csr_matrix(
             (np.asarray(vals, dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
-            shape=(len(self._positions), n),
+            shape=(len(self._positions), len(self.book.instruments)),
         )
         matrix.sort_indices()
-        positions = replace(self.book.positions, matrix=matrix)
-        return replace(self.book, positions=positions)
-
-    # ---- internals --------------------------------------------------------------------
+        return matrix
 
     def _refresh(self, rows: IndexArray) -> None:
         if rows.size == 0:

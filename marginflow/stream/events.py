@@ -287,6 +287,19 @@ class MemberRef(Event, frozen=True, kw_only=True, tag="member"):
 
 
 @_register
+class DateRoll(Event, frozen=True, kw_only=True, tag="date_roll"):
+    """The valuation date moves to ``business_date``: every series is revalued for the
+    shorter time to expiry and the series that expired before it leave the book."""
+
+    business_date: str
+    event_time: int
+
+    def __post_init__(self) -> None:
+        _iso_date("business_date", self.business_date)
+        _time("event_time", self.event_time)
+
+
+@_register
 class RiskParameterChange(Event, frozen=True, kw_only=True, tag="risk_parameter"):
     """An approved change of one risk parameter of a margin model (maker-checker: the
     approver must differ from the requester). ``value`` is a number or a string."""
@@ -546,6 +559,7 @@ INPUT_EVENTS: tuple[type[Event], ...] = (
     InstrumentRef,
     AccountRef,
     MemberRef,
+    DateRoll,
     RiskParameterChange,
     CrifSubmission,
 )

@@ -9,6 +9,7 @@ one).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
+from marginflow.core.errors import ValidationError
 from marginflow.engine.state import MarginEngine
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
@@ -24,6 +26,7 @@ from marginflow.stream.position_keeper import late_start_of_day
 from marginflow.stream.risk_calculator import (
     MarginSetup,
     accept_parameter_change,
+    listing,
     model_with,
 )
 from marginflow.stream.sink import Database
@@ -175,6 +178,8 @@ def batch_margins(
     trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
     market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
     engine0 = setup.engine()
+    for _, e in market.get(0, []):
+        apply_reference(engine0, e)
     book = engine0.book
     acc_index = {a: i for i, a in enumerate(book.positions.accounts)}
     ins_index = book.instruments.index()
@@ -193,6 +198,9 @@ def batch_margins(
             a, j = acc_index.get(e.account), ins_index.get(e.instrument)
             if a is None or j is None:
                 continue  # the calculator dead-letters these too
+            if engine0.is_expired(e.instrument):
+                last[e.account] = offset
+                continue  # an expired series left the book
             if isinstance(e, ev.Trade):
                 held[(a, j)] += e.quantity
             else:
@@ -249,6 +257,12 @@ def positions_at_versions(
     trades = read_events(log, topology.name(TRADES), Codec(topology.spec(TRADES).events))
     book = setup.book  # the ids only: no engine to build
     accounts, instruments = set(book.positions.accounts), set(book.instruments.ids)
+    market = read_events(log, topology.name(MARKET), Codec(topology.spec(MARKET).events))
+    for _, e in market.get(0, []):  # reference data listed during the day
+        if isinstance(e, ev.AccountRef):
+            accounts.add(e.id)
+        elif isinstance(e, ev.InstrumentRef):
+            instruments.add(e.id)
     out: dict[tuple[str, int], dict[str, int]] = {}
     for events in trades.values():
         held: dict[str, dict[str, int]] = defaultdict(dict)
@@ -303,6 +317,13 @@ def margins_at_versions(
                     engine.set_model(model_with(engine.model, params))
             else:
                 _apply_market_event(engine, e, underlyings)
+                if isinstance(e, ev.AccountRef):
+                    index = {a: i for i, a in enumerate(engine.book.positions.accounts)}
+                if isinstance(e, ev.DateRoll):  # positions in expired series left the engine
+                    now = {
+                        a: {i: q for i, q in h.items() if not engine.is_expired(i)}
+                        for a, h in now.items()
+                    }
             m += 1
         # rounds in which each account appears once, applied as one batch each
         while group:
@@ -315,7 +336,12 @@ def margins_at_versions(
                     round_[key[0]] = key
             changes: dict[str, dict[str, float]] = {}
             for account, key in round_.items():
-                want, have = positions[(account, key[1])], now.get(account, {})
+                want = {
+                    i: q
+                    for i, q in positions[(account, key[1])].items()
+                    if not engine.is_expired(i)
+                }
+                have = now.get(account, {})
                 delta = {
                     i: float(want.get(i, 0) - have.get(i, 0))
                     for i in set(want) | set(have)
@@ -339,8 +365,33 @@ def _by_market_offset(keys: Iterable[VersionKey]) -> list[tuple[int, list[Versio
     return sorted(groups.items())
 
 
+def apply_reference(engine: MarginEngine, e: ev.Event) -> bool:
+    """Reference data as the calculator takes it (the same events refused); True if ``e``
+    was reference data."""
+    if isinstance(e, ev.AccountRef):
+        if e.id not in set(engine.book.positions.accounts):
+            engine.open_accounts([(e.id, e.member, e.account_type)])
+        return True
+    if isinstance(e, ev.InstrumentRef):
+        if e.id not in engine.book.instruments.index():
+            try:
+                new = listing(engine.book, e)
+            except ValidationError:
+                return True
+            engine.list_instruments(new)
+        return True
+    if isinstance(e, ev.DateRoll):
+        day = dt.date.fromisoformat(e.business_date)
+        if day > engine.book.market.valuation_date:
+            engine.roll(day)
+        return True
+    return isinstance(e, ev.MemberRef)
+
+
 def _apply_market_event(engine: MarginEngine, e: ev.Event, underlyings: set[str]) -> None:
     """One market event as the calculator takes it (the same events refused)."""
+    if apply_reference(engine, e):
+        return
     if not isinstance(e, ev.PriceUpdate | ev.VolUpdate) or e.underlying not in underlyings:
         return
     if isinstance(e, ev.PriceUpdate):

@@ -32,6 +32,7 @@ own are kept flat (zero positions), so their margin is never published from here
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -39,21 +40,38 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
-from marginflow.core.book import Book
-from marginflow.core.errors import ConfigurationError, RowFailure
+from marginflow.core.book import Book, InstrumentKind, Instruments
+from marginflow.core.errors import ConfigurationError, RowFailure, ValidationError
 from marginflow.core.ids import AccountId, MemberId
 from marginflow.engine.settings import MarginSettings, build_engine
 from marginflow.engine.state import MarginEngine
 from marginflow.io.book import load_book
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.stream import events as ev
-from marginflow.stream.codec import Codec, Rejection
+from marginflow.stream.codec import Codec, Rejection, dead_letter, encode
 from marginflow.stream.log.base import TP
-from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, Topology
+from marginflow.stream.topics import DEAD_LETTERS, MARGINS, MARKET, POSITIONS, Topology
 from marginflow.stream.worker import Output, Processor
 
 MSG_UNKNOWN = "unknown {what} {name!r} (not in the engine's reference data)"
+MSG_HELD_TOO_LONG = (
+    "unknown {what} {name!r}: its reference data did not arrive within {seconds:g} s of "
+    "market time (held since offset {offset})"
+)
+MSG_LISTED = "instrument {id!r} is already listed with other terms"
+MSG_MOVED = "account {id!r} belongs to {member!r}; an account does not move between members"
+MSG_NEW_UNDERLYING = (
+    "underlying {name!r} is not in the start-of-day book: new underlyings join at a "
+    "start-of-day load (the scenario set spans its universe)"
+)
+MSG_ROLL_BACK = "{date} is before the valuation date {current}"
+HOLD_SECONDS = 60.0
+"""How long (in market event time) a positions event naming an unknown account or
+instrument waits for its reference data before it is dead-lettered."""
+HOLD_MAX = 1_000
+"""Positions events one account may have waiting; beyond, the oldest is dead-lettered."""
 MSG_VOL_POINT = "vol surface points are not supported by the engine; send the ATM level"
 MSG_CHANGE_CONFLICT = "change {id!r} was applied at market offset {offset} with other content"
 
@@ -85,6 +103,9 @@ class _Held(msgspec.Struct, array_like=True):
     version: int  # trades offset of the last change applied
     event_time: int  # event time of that change
     quantities: dict[str, int]
+    # positions events waiting for reference data, in order:
+    # (trades offset it reflects, its offset on the positions topic, its bytes)
+    pending: list[tuple[int, int, bytes]] = []
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -100,9 +121,18 @@ class _MarketState(msgspec.Struct, array_like=True):
     params: dict[str, float | str] = {}
     changes: dict[str, tuple[int, bytes]] = {}
     skew: dict[str, float] = {}
+    # reference data applied, in order: listings (id -> event bytes), accounts opened
+    # (account, member, type), member names, and the valuation date after a roll
+    listings: dict[str, bytes] = {}
+    accounts: list[tuple[str, str, str]] = []
+    members: dict[str, str] = {}
+    business_date: str = ""
 
 
 _decode_market = msgspec.msgpack.Decoder(_MarketState).decode
+_decode_positions = msgspec.msgpack.Decoder(ev.AccountPositions).decode
+_decode_listing = msgspec.msgpack.Decoder(ev.InstrumentRef).decode
+_encode_event = msgspec.msgpack.Encoder().encode
 
 
 class RiskCalculator(Processor):
@@ -132,6 +162,9 @@ class RiskCalculator(Processor):
         self._moves: dict[str, list[float | None]] = {}
         self._market = _MarketState(offset=-1, event_time=0, spot={}, vol={})
         self._params_dirty = False  # parameter changes accepted, not yet in the engine
+        self._waiting: set[tuple[TP, str]] = set()  # accounts with positions events held
+        self._dead = topology.name(DEAD_LETTERS)
+        self._hold_ns = int(HOLD_SECONDS * 1e9)
 
     def codec(self, topic: str) -> Codec[ev.Event]:
         return self._codecs[topic]
@@ -143,17 +176,25 @@ class RiskCalculator(Processor):
         changes: dict[str, dict[str, float]] = {}
         for account, h in held.items():
             self._owner[account] = tp
-            changes[account] = {i: float(q) for i, q in h.quantities.items()}
+            if h.quantities:
+                changes[account] = {i: float(q) for i, q in h.quantities.items()}
             self._changed[account] = h.event_time
+            if h.pending:
+                self._waiting.add((tp, account))
         if changes:
             self._engine.apply_trades(changes)
 
     def release(self, tp: TP) -> None:
         held = self._parts.pop(tp, {})
-        flat = {a: {i: -float(q) for i, q in h.quantities.items()} for a, h in held.items()}
+        flat = {
+            a: {i: -float(q) for i, q in h.quantities.items()}
+            for a, h in held.items()
+            if a in self._index  # an account whose first positions are held has none here
+        }
         for account in held:
             self._owner.pop(account, None)
             self._changed.pop(account, None)
+            self._waiting.discard((tp, account))
             pending = self._deltas.pop(account, None)
             if pending:  # not yet in the engine: undo only what it holds
                 for i, dq in pending.items():
@@ -167,40 +208,95 @@ class RiskCalculator(Processor):
     ) -> Sequence[tuple[int, Rejection]]:
         if tp[0] == self._market_topic:
             return self._apply_market(events)
-        held, refused = self._parts[tp], []
+        held = self._parts[tp]
         for offset, event in events:
             assert isinstance(event, ev.AccountPositions)
-            why = self._check(event)
-            if why is not None:
-                refused.append((offset, why))
-                continue
             account = event.account
             h = held.get(account)
             if h is None:
                 h = held[account] = _Held(-1, 0, {})
                 self._owner[account] = tp
-            if event.source_offset <= h.version:
-                continue  # a replayed result of the keeper: already applied
-            deltas = self._deltas.setdefault(account, {})
-            for instrument, q in zip(event.instruments, event.quantities, strict=True):
-                dq = q - h.quantities.get(instrument, 0)
-                if dq:
-                    deltas[instrument] = deltas.get(instrument, 0.0) + dq
-                if q:
-                    h.quantities[instrument] = q
-                else:
-                    h.quantities.pop(instrument, None)
-            h.version, h.event_time = event.source_offset, event.event_time
-            self._changed[account] = event.event_time
-        return refused
+            if event.source_offset <= h.version or (
+                h.pending and event.source_offset <= h.pending[-1][0]
+            ):
+                continue  # a replayed result of the keeper: already applied or held
+            if h.pending or self._missing(event) is not None:
+                # held (in order) until its reference data arrives: see recompute
+                h.pending.append((event.source_offset, offset, encode(event)))
+                self._waiting.add((tp, account))
+                continue
+            self._take(h, event)
+        return ()
 
-    def _check(self, event: ev.AccountPositions) -> Rejection | None:
+    def _take(self, h: _Held, event: ev.AccountPositions) -> None:
+        """Apply an account's absolute holdings (deltas go to the engine at recompute);
+        holdings of expired series are not the engine's any more and are left out."""
+        account = event.account
+        deltas = self._deltas.setdefault(account, {})
+        engine = self._engine
+        for instrument, q in zip(event.instruments, event.quantities, strict=True):
+            if engine.is_expired(instrument):
+                continue
+            dq = q - h.quantities.get(instrument, 0)
+            if dq:
+                deltas[instrument] = deltas.get(instrument, 0.0) + dq
+            if q:
+                h.quantities[instrument] = q
+            else:
+                h.quantities.pop(instrument, None)
+        h.version, h.event_time = event.source_offset, event.event_time
+        self._changed[account] = event.event_time
+
+    def _missing(self, event: ev.AccountPositions) -> Rejection | None:
+        """The reference data ``event`` names that the engine does not have yet."""
         if event.account not in self._index:
             return Rejection("account", MSG_UNKNOWN.format(what="account", name=event.account))
         for i in event.instruments:
             if i not in self._instruments:
                 return Rejection("instruments", MSG_UNKNOWN.format(what="instrument", name=i))
         return None
+
+    def _release_held(self) -> list[Output]:
+        """Apply the held positions events whose reference data has arrived, in order per
+        account; dead-letter those that waited longer than ``HOLD_SECONDS`` of market time
+        (or beyond ``HOLD_MAX`` per account), naming the field."""
+        out: list[Output] = []
+        now = time.time_ns()
+        for tp, account in sorted(self._waiting):
+            h = self._parts[tp][account]
+            while h.pending:
+                _, offset, raw = h.pending[0]
+                event = _decode_positions(raw)
+                why = self._missing(event)
+                if why is None:
+                    h.pending.pop(0)
+                    if event.source_offset > h.version:
+                        self._take(h, event)
+                    continue
+                waited = self._market.event_time - event.event_time
+                if waited <= self._hold_ns and len(h.pending) <= HOLD_MAX:
+                    break
+                h.pending.pop(0)
+                what, name = (
+                    ("account", account)
+                    if why.field == "account"
+                    else ("instrument", why.reason.split("'")[1])
+                )
+                reason = MSG_HELD_TOO_LONG.format(
+                    what=what, name=name, seconds=HOLD_SECONDS, offset=offset
+                )
+                letter = dead_letter(
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=offset,
+                    raw=raw,
+                    rejection=Rejection(why.field, reason),
+                    now_ns=now,
+                )
+                out.append(Output(self._dead, letter))
+            if not h.pending:
+                self._waiting.discard((tp, account))
+        return out
 
     def _apply_market(self, events: Sequence[tuple[int, ev.Event]]) -> list[tuple[int, Rejection]]:
         refused = []
@@ -214,6 +310,11 @@ class RiskCalculator(Processor):
     def _apply_market_event(self, offset: int, event: ev.Event) -> Rejection | None:
         if isinstance(event, ev.RiskParameterChange):
             return self._apply_parameter(offset, event)
+        if isinstance(event, ev.InstrumentRef | ev.AccountRef | ev.MemberRef | ev.DateRoll):
+            why = self._apply_reference(event)
+            if why is None:
+                self._market.event_time = max(self._market.event_time, event.event_time)
+            return why
         if not isinstance(event, ev.PriceUpdate | ev.VolUpdate):
             return None
         if event.underlying not in self._underlyings:
@@ -235,6 +336,79 @@ class RiskCalculator(Processor):
                 move[2] = event.skew
         self._market.event_time = event.event_time
         return None
+
+    def _apply_reference(
+        self, event: ev.InstrumentRef | ev.AccountRef | ev.MemberRef | ev.DateRoll
+    ) -> Rejection | None:
+        """Reference data, applied to the engine as it is read (it is rare, and positions
+        events of the same batch may need it). The decision depends on the log alone."""
+        m = self._market
+        if isinstance(event, ev.MemberRef):
+            m.members[event.id] = event.name
+            return None
+        if isinstance(event, ev.AccountRef):
+            a = self._index.get(event.id)
+            if a is not None:
+                if self._member[a] != event.member:
+                    return Rejection(
+                        "member", MSG_MOVED.format(id=event.id, member=self._member[a])
+                    )
+                return None
+            self._open((event.id, event.member, event.account_type))
+            m.accounts.append((event.id, event.member, event.account_type))
+            return None
+        if isinstance(event, ev.DateRoll):
+            return self._roll(event.business_date)
+        return self._list(event)
+
+    def _open(self, account: tuple[str, str, str]) -> None:
+        self._engine.open_accounts([account])
+        self._index[account[0]] = len(self._member)
+        self._member.append(MemberId(account[1]))
+
+    def _list(self, event: ev.InstrumentRef) -> Rejection | None:
+        content = _listing_content(event)
+        seen = self._market.listings.get(event.id)
+        if seen is not None:
+            return None if seen == content else Rejection("id", MSG_LISTED.format(id=event.id))
+        if event.id in self._instruments:  # in the start-of-day book
+            return None
+        try:
+            new = listing(self._engine.book, event)
+        except ValidationError as exc:
+            return Rejection(exc.field, exc.reason)
+        touched = self._engine.list_instruments(new)
+        self._instruments.add(event.id)
+        self._market.listings[event.id] = content
+        self._mark(touched)
+        return None
+
+    def _roll(self, business_date: str) -> Rejection | None:
+        day = dt.date.fromisoformat(business_date)
+        current = self._engine.book.market.valuation_date
+        if day < current:
+            return Rejection("business_date", MSG_ROLL_BACK.format(date=day, current=current))
+        if day == current:
+            return None
+        left = set(self._engine.roll(day))
+        self._market.business_date = business_date
+        for part in self._parts.values():  # positions in expired series are not held any more
+            for h in part.values():
+                for i in left & h.quantities.keys():
+                    del h.quantities[i]
+        for deltas in self._deltas.values():
+            for i in left & deltas.keys():
+                del deltas[i]
+        for name in self._owner:
+            self._changed.setdefault(name, self._market.event_time)
+        return None
+
+    def _mark(self, touched: Any) -> None:
+        accounts = self._engine.book.positions.accounts
+        for a in touched.tolist():
+            name = accounts[a]
+            if name in self._owner and name not in self._changed:
+                self._changed[name] = self._market.event_time
 
     def _apply_parameter(self, offset: int, change: ev.RiskParameterChange) -> Rejection | None:
         why = accept_parameter_change(
@@ -269,16 +443,19 @@ class RiskCalculator(Processor):
                 if name in self._owner and name not in self._changed:
                     self._changed[name] = self._market.event_time
             self._moves.clear()
+        out: list[Output] = self._release_held() if self._waiting else []
         if self._deltas:
             engine.apply_trades(self._deltas)
             self._deltas = {}
         now = time.time_ns()
-        out = []
         margin = engine.margin
         for account, event_time in self._changed.items():
             tp = self._owner.get(account)
             if tp is None:
                 continue
+            version = self._parts[tp][account].version
+            if version < 0:
+                continue  # nothing of it applied yet (its first positions are held)
             a = self._index[account]
             result = ev.AccountMargin(
                 account=AccountId(account),
@@ -286,7 +463,7 @@ class RiskCalculator(Processor):
                 margin=float(margin[a]),
                 model=self._model,
                 source_partition=tp[1],
-                position_version=self._parts[tp][account].version,
+                position_version=version,
                 market_offset=self._market.offset,
                 event_time=event_time,
                 computed_time=now,
@@ -306,6 +483,16 @@ class RiskCalculator(Processor):
         if data is None:
             return
         market = _decode_market(data)
+        for account in market.accounts:
+            if account[0] not in self._index:
+                self._open(account)
+        for raw in market.listings.values():
+            event = _decode_listing(raw)
+            if event.id not in self._instruments:
+                self._engine.list_instruments(listing(self._engine.book, event))
+                self._instruments.add(event.id)
+        if market.business_date:
+            self._engine.roll(dt.date.fromisoformat(market.business_date))
         moves = {
             u: (market.spot.get(u), market.vol.get(u), market.skew.get(u))
             for u in sorted(market.spot.keys() | market.vol.keys() | market.skew.keys())
@@ -315,6 +502,45 @@ class RiskCalculator(Processor):
         if market.params:
             self._engine.set_model(model_with(self._engine.model, market.params))
         self._market = market
+
+
+def listing(book: Book, event: ev.InstrumentRef) -> Instruments:
+    """A listed series as one instrument of ``book`` (resolved on its valuation date);
+    raises :class:`ValidationError` naming the field the engine cannot take."""
+    u = book.underlyings.index().get(event.underlying)
+    if u is None:
+        raise ValidationError("underlying", MSG_NEW_UNDERLYING.format(name=event.underlying))
+    if event.kind == "future":
+        raise ValidationError("kind", "futures are not in the engine's model (stocks and options)")
+    option = event.kind in ("call", "put")
+    expiry = np.datetime64(event.expiry, "D") if option and event.expiry else np.datetime64("NaT")
+    new = Instruments(
+        ids=(event.id,),
+        underlying=np.array([u], dtype=np.int32),
+        kind=np.array(
+            [
+                {"equity": InstrumentKind.STOCK, "call": InstrumentKind.CALL}.get(
+                    event.kind, InstrumentKind.PUT
+                )
+            ],
+            dtype=np.int8,
+        ),
+        strike=np.array([float(event.strike or 0.0) if option else 0.0]),
+        expiry=np.array([expiry], dtype="datetime64[D]"),
+        is_american=np.array([option and event.style == "american"]),
+        multiplier=np.array([event.multiplier]),
+        valuation_date=book.market.valuation_date,
+    )
+    if new.expired()[0]:
+        raise ValidationError(
+            "expiry", f"{event.expiry} is before the valuation date {book.market.valuation_date}"
+        )
+    return new
+
+
+def _listing_content(event: ev.InstrumentRef) -> bytes:
+    """A listing's terms (not when it was sent): a producer's retry is the same listing."""
+    return _encode_event(msgspec.structs.replace(event, event_time=1))
 
 
 def model_with(

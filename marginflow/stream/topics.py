@@ -4,8 +4,13 @@ Partitioned topics (trades, positions, margins) are keyed by account, so every e
 one account lands on one partition and is read in order by one worker: per-account order
 is guaranteed by partitioning, not by a global sequence. CRIF submissions and their SIMM
 results are keyed by portfolio, for the same reason: a portfolio's submissions are read in
-order, so the later one (greater offset) supersedes the earlier. Broadcast topics (market and
-reference data) are read whole by every worker that needs them.
+order, so the later one (greater offset) supersedes the earlier. The broadcast market topic
+is read whole by every worker that needs it. It carries everything but positions that a
+margin depends on, in one order: prices, vols, risk-parameter changes and reference data
+(listings of series, accounts and members, the date roll). One ordered stream is what lets a
+margin's version (position version, market offset) name all of its inputs; reference data on
+a topic of its own would have no order relative to the prices and parameters it combines
+with.
 
 The partition of a key is ``crc32(key as UTF-8) mod partitions``, computed here for both
 log implementations (the Kafka producer is always given an explicit partition), so the
@@ -51,7 +56,6 @@ def partition_for(key: str | bytes, partitions: int) -> int:
 
 TRADES = "trades"
 MARKET = "market"
-REFERENCE = "reference"
 CRIF = "crif"
 POSITIONS = "positions"
 MARGINS = "margins"
@@ -75,9 +79,20 @@ class Topology:
         table: dict[str, tuple[tuple[type[ev.Event], ...], Distribution, int]] = {
             TRADES: ((ev.Trade, ev.PositionSnapshot), by_key, self.partitions),
             # Everything but positions that a margin depends on, in one ordered stream: its
-            # offset versions a margin, risk-parameter changes included
-            MARKET: ((ev.PriceUpdate, ev.VolUpdate, ev.RiskParameterChange), broadcast, 1),
-            REFERENCE: ((ev.InstrumentRef, ev.AccountRef, ev.MemberRef), broadcast, 1),
+            # offset versions a margin, risk-parameter changes and reference data included
+            MARKET: (
+                (
+                    ev.PriceUpdate,
+                    ev.VolUpdate,
+                    ev.RiskParameterChange,
+                    ev.InstrumentRef,
+                    ev.AccountRef,
+                    ev.MemberRef,
+                    ev.DateRoll,
+                ),
+                broadcast,
+                1,
+            ),
             CRIF: ((ev.CrifSubmission,), by_key, self.partitions),
             POSITIONS: ((ev.AccountPositions,), by_key, self.partitions),
             MARGINS: ((ev.AccountMargin,), by_key, self.partitions),
@@ -99,7 +114,6 @@ class Topology:
         names = (
             TRADES,
             MARKET,
-            REFERENCE,
             CRIF,
             POSITIONS,
             MARGINS,

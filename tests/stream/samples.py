@@ -37,6 +37,7 @@ def samples() -> dict[str, ev.Event]:
         ),
         "account": ev.AccountRef(id=acc, member=mem, account_type="client", event_time=T0),
         "member": ev.MemberRef(id=mem, name="Example Clearing LLC", event_time=T0),
+        "date_roll": ev.DateRoll(business_date="2024-05-30", event_time=T0),
         "risk_parameter": ev.RiskParameterChange(
             change_id="RP-7",
             model="es",

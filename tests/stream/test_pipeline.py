@@ -18,7 +18,7 @@ from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import BatchSettings, build_pipeline
 from marginflow.stream.publish import publish_market, publish_trades
 from marginflow.stream.reconcile import check_margins
-from marginflow.stream.risk_calculator import MarginSetup
+from marginflow.stream.risk_calculator import HOLD_SECONDS, MarginSetup
 from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
 from tests.stream.simm_support import postgres_or_skip
@@ -47,10 +47,19 @@ def _run(
         )
     ]
     publish_trades(producer, topology, bad)
+    book = BOOK.book()
     publish_market(
         producer,
         topology,
-        [ev.PriceUpdate(underlying=UnderlyingId("ZZZ"), price=1.0, event_time=T)],
+        [
+            ev.PriceUpdate(underlying=UnderlyingId("ZZZ"), price=1.0, event_time=T),
+            # market time passes the hold: the unknown account's positions are dead-lettered
+            ev.PriceUpdate(
+                underlying=UnderlyingId(book.underlyings.ids[0]),
+                price=float(book.market.spot[0]) * 1.002,
+                event_time=T + int((HOLD_SECONDS + 1) * 1e9),
+            ),
+        ],
     )
     pipeline = build_pipeline(
         log=log,
