@@ -11,9 +11,10 @@ unknown keys and values that do not read are refused naming the key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,3 +180,24 @@ def build_engine(
     book's history unless given)."""
     scen = scenarios if scenarios is not None else settings.scenarios(book)
     return MarginEngine(book, scen, settings.model(), revaluation=revaluation)
+
+
+def identity(engine: MarginEngine) -> dict[str, Any]:
+    """Everything that shapes an engine's margins besides its book and market: the model's
+    parameters in force, the scenario set's (source, count, horizon, look-back, decay, stress
+    period, seeds), the revaluation method and the engine's version."""
+    from marginflow import __version__
+
+    return {
+        "model": engine.model_info.to_json(),
+        "revaluation": asdict(engine.revaluation),
+        "engine_version": __version__,
+    }
+
+
+def fingerprint(doc: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of ``doc`` as canonical JSON: keys sorted, no blanks, floats by their
+    shortest round-trip text. Equal documents give equal fingerprints, whatever the order
+    of their keys."""
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -429,7 +429,13 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     """The margin of one account, computed from its positions at ``position_version`` (the
     trades-topic offset on ``source_partition``) and market data at ``market_offset`` (the
     number of market events applied; -1 for none). ``margin`` is in the account's currency,
-    >= 0. The triple (account, position_version, market_offset) is the upsert key."""
+    >= 0. The triple (account, position_version, market_offset) is the upsert key.
+
+    Its breakdown (absent in events written before it existed): ``es`` the expected
+    shortfall before add-ons, ``apc`` the anti-procyclicality add-on, ``concentration`` the
+    concentration add-on, ``var`` the value at risk at the same confidence, ``driver`` the
+    label of the scenario with the worst loss; ``settings`` the fingerprint of the model and
+    scenario set (:func:`marginflow.engine.settings.fingerprint`)."""
 
     KEY_FIELD: ClassVar[str | None] = "account"
     account: AccountId
@@ -441,6 +447,12 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     market_offset: int
     event_time: int
     computed_time: int
+    es: float | None = None
+    apc: float | None = None
+    concentration: float | None = None
+    var: float | None = None
+    driver: str = ""
+    settings: str = ""
 
     def __post_init__(self) -> None:
         _nonempty("account", self.account)

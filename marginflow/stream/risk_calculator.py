@@ -45,7 +45,7 @@ import numpy as np
 from marginflow.core.book import Book, InstrumentKind, Instruments
 from marginflow.core.errors import ConfigurationError, RowFailure, ValidationError
 from marginflow.core.ids import AccountId, MemberId
-from marginflow.engine.settings import MarginSettings, build_engine
+from marginflow.engine.settings import MarginSettings, build_engine, fingerprint, identity
 from marginflow.engine.state import MarginEngine
 from marginflow.io.book import load_book
 from marginflow.margin.es_model import ExpectedShortfallModel
@@ -163,6 +163,8 @@ class RiskCalculator(Processor):
         self._market = _MarketState(offset=-1, event_time=0, spot={}, vol={})
         self._params_dirty = False  # parameter changes accepted, not yet in the engine
         self._waiting: set[tuple[TP, str]] = set()  # accounts with positions events held
+        self._fingerprint = ""  # of the model in force
+        self._fingerprint_of: ExpectedShortfallModel | None = None
         self._dead = topology.name(DEAD_LETTERS)
         self._hold_ns = int(HOLD_SECONDS * 1e9)
 
@@ -448,7 +450,10 @@ class RiskCalculator(Processor):
             engine.apply_trades(self._deltas)
             self._deltas = {}
         now = time.time_ns()
-        margin = engine.margin
+        margin, labels = engine.margin, engine.scenarios.labels
+        if self._fingerprint_of is not engine.model:
+            self._fingerprint = fingerprint(identity(engine))
+            self._fingerprint_of = engine.model
         for account, event_time in self._changed.items():
             tp = self._owner.get(account)
             if tp is None:
@@ -467,6 +472,12 @@ class RiskCalculator(Processor):
                 market_offset=self._market.offset,
                 event_time=event_time,
                 computed_time=now,
+                es=float(engine.es_base[a]),
+                apc=float(engine.apc[a]),
+                concentration=float(engine.concentration[a]),
+                var=float(engine.var[a]),
+                driver=labels[int(engine.worst[a])],
+                settings=self._fingerprint,
             )
             out.append(Output(self._out, result))
         self._changed.clear()

@@ -87,6 +87,12 @@ def samples() -> dict[str, ev.Event]:
             market_offset=77,
             event_time=T0,
             computed_time=T0 + 3_000_000,
+            es=17100.5,
+            apc=0.0,
+            concentration=1150.25,
+            var=15020.0,
+            driver="2008-10-15",
+            settings="9f2c" * 16,
         ),
         "member_margin_partial": ev.MemberMarginPartial(
             member=mem,
