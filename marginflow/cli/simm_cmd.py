@@ -19,12 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from marginflow.app.simm import simm_of_crif
 from marginflow.cli.output import fail, print_json, report_failures, stderr, write_rejects
 from marginflow.core.errors import MarginflowError
-from marginflow.simm.calibration import available_versions, load_calibration
-from marginflow.simm.crif_io import read_crif
-from marginflow.simm.fx import read_fx_rates
-from marginflow.simm.report import MODELS, Model, simm_report
+from marginflow.simm.calibration import available_versions
+from marginflow.simm.report import MODELS, Model
 from marginflow.simm.results import SimmReport
 
 EXIT_REJECTED = 2
@@ -83,35 +82,32 @@ def simm_command(
         fail(f"--mpor must be 10 or 1, got {mpor}")
     as_of_date = _as_of(as_of)
     try:
-        calibration = load_calibration(version, mpor)
-        load = read_crif(crif_file, calibration=calibration)
-        rates = read_fx_rates(fx_rates) if fx_rates else None
-        models = _models(model or [])
-        report = simm_report(
-            load,
-            calibration=calibration,
+        run = simm_of_crif(
+            crif_file,
+            version=version,
+            mpor=mpor,
             currency=currency,
-            fx=rates,
-            enforce_regulations=regulations,
+            fx_rates=fx_rates,
+            regulations=regulations,
             detail=detail,
             as_of=as_of_date,
-            models=models,
+            models=_models(model or []),
             contributions=contributions,
         )
     except MarginflowError as exc:
         fail(str(exc))
     if rejects is not None:
-        write_rejects(rejects, load.failures)
+        write_rejects(rejects, run.failures)
     if as_json:
-        document = report.to_dict()
+        document = run.report.to_dict()
         document["source"] = str(crif_file)
         print_json(document)
     else:
-        _print_report(report, depth)
-    if load.failures:
-        report_failures(load.failures)
+        _print_report(run.report, depth)
+    if run.failures:
+        report_failures(run.failures)
         stderr.print(
-            f"{load.rejected_lines} rejected row(s); {len(load.crif)} valid rows computed",
+            f"{run.rejected_lines} rejected row(s); {run.valid_rows} valid rows computed",
             highlight=False,
         )
         raise typer.Exit(EXIT_REJECTED)
