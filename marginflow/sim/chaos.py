@@ -13,15 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from marginflow.io.book import write_book
+from marginflow.stream import events as ev
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.sink import Database
+from marginflow.stream.sources import merge_by_time
 from marginflow.stream.topics import Topology
 
 FAST_FAILOVER = "session.timeout.ms=1000&heartbeat.interval.ms=300&max.poll.interval.ms=3000"
@@ -284,11 +286,19 @@ def pipeline_chaos(
     interval: float = 0.3,
     max_gap: float = 1.5,
     chaos: float = 0.005,
+    day: tuple[Sequence[ev.Trade], Sequence[ev.Event]] | None = None,
+    db_url: str | None = None,
+    db_prefix: str = "mf_",
 ) -> ChaosResult:
     """Run keeper, calculator, aggregator and sink as processes on ``log`` while a feeder
     publishes ``chunks`` x ``chunk`` trades (and price moves, and now and then an approved
     risk-parameter change); SIGKILL them ``kills`` times, finish the pipeline, then
-    reconcile positions and the database with a batch recompute."""
+    reconcile positions and the database with a batch recompute.
+
+    ``day`` replaces the generated input by a day of trades and market events (from files:
+    :mod:`marginflow.stream.sources`), published in time order in ``chunks`` parts, every
+    part of it even if the kills end first, with no parameter changes. ``db_url`` is the
+    sink's database (default SQLite in ``workdir``)."""
     from marginflow.sim.loadgen import TradeFlow, book_spots, parameter_change, price_moves, trades
     from marginflow.stream.pipeline import ROLES
     from marginflow.stream.publish import (
@@ -299,11 +309,12 @@ def pipeline_chaos(
     )
 
     log.create_topics(topology.all())
-    db_url = f"sqlite:///{workdir / 'margins.db'}"
+    db_url = db_url or f"sqlite:///{workdir / 'margins.db'}"
     args, setup = book_args(setup, workdir)
     common = [
         "--prefix", topology.prefix, "--partitions", str(topology.partitions),
         "--max-batch", "300", "--snapshot-interval", "0.1", *args, "--db", db_url,
+        "--db-prefix", db_prefix,
     ]  # fmt: skip
     commands = {role: worker_command(role, log_url, workdir / "state", *common) for role in ROLES}
     book = setup.book
@@ -312,7 +323,18 @@ def pipeline_chaos(
     publish_trades(producer, topology, sod_positions(book))
     moves = list(price_moves(book_spots(book), chunks * 10, seed=seed + 2))
 
+    merged = merge_by_time(*day) if day is not None else []
+    part = -(-len(merged) // chunks) if merged else 0
+
+    def publish_day(k: int) -> None:
+        events = merged[k * part : (k + 1) * part]
+        publish_trades(producer, topology, [e for e in events if isinstance(e, ev.Trade)])
+        publish_market(producer, topology, [e for e in events if not isinstance(e, ev.Trade)])
+
     def publish(k: int) -> None:
+        if day is not None:
+            publish_day(k)
+            return
         publish_trades(producer, topology, trades(flow, chunk, first=k * chunk))
         publish_market(producer, topology, moves[k * 10 : (k + 1) * 10])
         if k % 5 == 4:  # the confidence level stepping between 97.5% and 99.5%
@@ -323,9 +345,12 @@ def pipeline_chaos(
     supervisor = Supervisor(commands, workdir / "logs", seed=seed)
     with Feeder(publish, chunks=chunks, interval=interval) as feeder:
         supervisor.kill_until(kills, chaos=chaos, max_gap=max_gap)
+    if day is not None:  # the whole day, whenever the kills ended
+        for k in range(feeder.published, chunks):
+            publish_day(k)
     supervisor.finish(list(ROLES))
     positions = check_positions(log, topology)
-    db = Database(db_url)
+    db = Database(db_url, prefix=db_prefix)
     try:
         margins = check_margins(log, topology, setup, db)
     finally:

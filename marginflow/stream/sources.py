@@ -199,7 +199,7 @@ def replay(
     spacing divided by X. ``progress(sent, total)`` is called after each flush."""
     if speed is not None and not speed > 0:
         raise ValidationError("speed", f"must be > 0, got {speed!r}")
-    merged = _merge(trades, market)
+    merged = merge_by_time(trades, market)
     total = len(merged)
     t_topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
     m_topic = topology.name(MARKET)
@@ -234,7 +234,8 @@ def replay(
     return ReplayStats(n_trades, n_market, time.monotonic() - mono0)
 
 
-def _merge(trades: Iterable[ev.Trade], market: Iterable[ev.Event]) -> list[ev.Event]:
+def merge_by_time(trades: Iterable[ev.Trade], market: Iterable[ev.Event]) -> list[ev.Event]:
+    """Trades and market events in one time order (market first at equal times)."""
     # market first at equal times: a trade at the same instant is margined at the new price
     tagged = [(_time_of(e), 0, i, e) for i, e in enumerate(market)]
     tagged += [(t.event_time, 1, i, t) for i, t in enumerate(trades)]

@@ -8,6 +8,10 @@ on the broker (every role at least once); ``python -m benchmarks.stream --soak``
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,11 @@ from marginflow.stream.log.kafka import KafkaLog
 from marginflow.stream.publish import publish_trades
 from marginflow.stream.reconcile import check_positions
 from marginflow.stream.risk_calculator import MarginSetup
+from marginflow.stream.sink import Database
+from marginflow.stream.sources import read_market, read_trades
 from marginflow.stream.topics import Topology
+from tests.sim.day_files import day_files, end_of_day_files
+from tests.stream.simm_support import postgres_or_skip
 
 FLOW = TradeFlow(accounts=300, instruments=500, per_account=6)
 CHUNK = 3_000
@@ -107,4 +115,60 @@ def test_whole_pipeline_survives_sigkill_on_the_broker(
     assert result.margins.max_version_error < 1e-12
     assert result.margins.max_rel_error < 1e-12
     assert all(result.supervisor.by_role.values()), result.supervisor.by_role  # all died
+    print(result.summary())
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_a_replayed_day_under_sigkill_stores_the_batch_margins_in_postgresql(
+    tmp_path: Path, broker_bootstrap: str, topology: Topology
+) -> None:
+    """The issue's goal: a book folder and a day replayed from files, workers SIGKILLed at
+    random, results in PostgreSQL; the stored margins are the batch ``marginflow margin``
+    of the book at the end of the day, to the bit."""
+    dsn = postgres_or_skip()
+    book_dir = BOOK.write(tmp_path / "user-book")
+    trades_path, market_path, net, last = day_files(tmp_path, book_dir, n_trades=6_000)
+    day = read_trades(trades_path), read_market(market_path)
+    setup, failures = MarginSetup.from_folder(book_dir, SETUP.settings)
+    assert not failures
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    log = KafkaLog(broker_bootstrap)
+    result = pipeline_chaos(
+        log=log,
+        log_url=f"kafka://{broker_bootstrap}?{FAST_FAILOVER}",
+        topology=topology,
+        setup=setup,
+        workdir=tmp_path / "run",
+        kills=6,
+        chunks=12,
+        day=(day[0].trades, day[1].market),
+        db_url=dsn,
+        db_prefix=prefix,
+    )
+    log.close()
+    db = Database(dsn, prefix=prefix)
+    try:
+        assert result.positions.ok, result.positions.mismatches[:5] + result.positions.lost[:5]
+        assert result.margins.ok, result.margins.mismatches[:5] + result.margins.lost[:5]
+        # accounts are compared to the bit below; a member's margin is a sum over partitions,
+        # added in another order than the batch's: rounding only
+        assert result.margins.max_rel_error < 1e-12
+        assert result.margins.max_version_error == 0.0  # every published version, exactly
+        positions, market = end_of_day_files(tmp_path, book_dir, net, last)
+        batch = subprocess.run(
+            [sys.executable, "-m", "marginflow", "margin", str(book_dir), "--positions",
+             str(positions), "--market", str(market), "--lookback", "250", "--json"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert batch.returncode == 0, batch.stderr
+        want = {r["account"]: r["margin"] for r in json.loads(batch.stdout)["accounts"]}
+        got = {a: m for a, (m, *_) in db.account_margins().items()}
+        assert got
+        for account, margin in want.items():
+            assert got.get(account, 0.0) == margin, account
+    finally:
+        db.drop()
+        db.close()
     print(result.summary())
