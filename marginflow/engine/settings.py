@@ -11,7 +11,6 @@ unknown keys and values that do not read are refused naming the key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 from marginflow.core.book import Book
 from marginflow.core.errors import ConfigurationError, ValidationError
+from marginflow.core.fingerprint import fingerprint
 from marginflow.engine.revaluation import RevaluationSettings
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
@@ -195,9 +195,10 @@ def identity(engine: MarginEngine) -> dict[str, Any]:
     }
 
 
-def fingerprint(doc: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of ``doc`` as canonical JSON: keys sorted, no blanks, floats by their
-    shortest round-trip text. Equal documents give equal fingerprints, whatever the order
-    of their keys."""
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+__all__ = [
+    "FLOOR_LOOKBACK_DAYS",
+    "MarginSettings",
+    "build_engine",
+    "fingerprint",
+    "identity",
+]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,7 @@ import scipy.sparse as sp
 
 from marginflow.core.book import Book, InstrumentKind, Instruments, Market, Positions, Underlyings
 from marginflow.core.errors import RowFailure, ValidationError
+from marginflow.core.fingerprint import files_fingerprint, fingerprint
 from marginflow.core.history import ReturnHistory
 from marginflow.io.csv_rows import (
     Column,
@@ -141,6 +142,41 @@ def find_file(folder: Path, name: str) -> Path | None:
         if path.exists():
             return path
     return None
+
+
+REFERENCE_FILES = tuple(name for name in FILES if name != "positions")
+"""The files of a book folder a risk calculator reads: reference data, market and history
+(positions reach it on the log)."""
+
+
+def reference_files(folder: Path) -> dict[str, bytes]:
+    """The reference files of a book folder as they are on disk (file name -> bytes)."""
+    out = {}
+    for name in REFERENCE_FILES:
+        path = find_file(folder, name)
+        if path is not None:
+            out[path.name] = path.read_bytes()
+    return out
+
+
+def load_id(files: Mapping[str, bytes], settings: Mapping[str, Any]) -> tuple[str, str]:
+    """The fingerprints ``(load, book)`` of a start-of-day load: ``book`` of the reference
+    files, ``load`` of those files and the margin settings (JSON form) together."""
+    book = files_fingerprint(files)
+    return fingerprint({"book": book, "settings": dict(settings)}), book
+
+
+def load_reference(files: Mapping[str, bytes], folder: Path) -> LoadedBook:
+    """The book of stored reference files (see :func:`reference_files`), with no positions:
+    the files are written to ``folder`` (a scratch directory) and read as a book folder is,
+    so the book is the one the calculators read, to the bit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if Path(name).name != name or Path(name).stem not in REFERENCE_FILES:
+            raise ValidationError("file", f"{name!r} is not a book reference file")
+        (folder / name).write_bytes(content)
+    (folder / "positions.csv").write_text("account,instrument,quantity\n", encoding="utf-8")
+    return load_book(folder)
 
 
 def read_table(path: Path, columns: Sequence[Column]) -> ParsedRows:

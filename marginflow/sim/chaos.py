@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marginflow.io.book import write_book
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import MarginSetup
-from marginflow.stream.sink import Database
 from marginflow.stream.sources import merge_by_time
 from marginflow.stream.topics import Topology
 

@@ -28,6 +28,7 @@ from marginflow.sim.loadgen import (
     trades,
 )
 from marginflow.sim.synthetic_book import BookSpec
+from marginflow.store import StoredSimm
 from marginflow.stream.log.base import Producer
 from marginflow.stream.pipeline import build_pipeline
 from marginflow.stream.publish import (
@@ -39,7 +40,6 @@ from marginflow.stream.publish import (
 )
 from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.simm_worker import margin_submission
-from marginflow.stream.sink import StoredSimm
 from marginflow.stream.sources import Replay, read_market, read_trades, replay
 from marginflow.stream.topics import Topology
 

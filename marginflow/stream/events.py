@@ -435,7 +435,9 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     shortfall before add-ons, ``apc`` the anti-procyclicality add-on, ``concentration`` the
     concentration add-on, ``var`` the value at risk at the same confidence, ``driver`` the
     label of the scenario with the worst loss; ``settings`` the fingerprint of the model and
-    scenario set (:func:`marginflow.engine.settings.fingerprint`)."""
+    scenario set (:func:`marginflow.engine.settings.fingerprint`); ``book_load`` the id of
+    the start-of-day load the calculator started from (:func:`marginflow.io.book.load_id`;
+    empty for a book given in memory) and ``business_date`` the valuation date (ISO)."""
 
     KEY_FIELD: ClassVar[str | None] = "account"
     account: AccountId
@@ -453,6 +455,8 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     var: float | None = None
     driver: str = ""
     settings: str = ""
+    book_load: str = ""
+    business_date: str = ""
 
     def __post_init__(self) -> None:
         _nonempty("account", self.account)

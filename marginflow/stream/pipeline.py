@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marginflow.engine.state import MarginEngine
+from marginflow.store import Database
 from marginflow.stream.aggregator import Aggregator
 from marginflow.stream.log.base import Log
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.risk_calculator import MarginSetup, RiskCalculator
 from marginflow.stream.simm_worker import SimmSettings, SimmWorker
-from marginflow.stream.sink import Database, Sink
+from marginflow.stream.sink import Sink
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
@@ -60,14 +61,16 @@ def processor_for(
     engine: MarginEngine | None = None,
     db: Database | None = None,
     simm: SimmSettings | None = None,
+    book_load: str = "",
 ) -> Processor:
     """The processor of one worker role (``engine`` for the calculator, ``db`` for the sink,
-    ``simm`` for the SIMM worker: default the newest calibration, 10-day, USD)."""
+    ``simm`` for the SIMM worker: default the newest calibration, 10-day, USD; ``book_load``
+    the id of the calculator's start-of-day load, named in each margin)."""
     if role == "position-keeper":
         return PositionKeeper(topology)
     if role == "risk-calculator":
         assert engine is not None
-        return RiskCalculator(topology, engine)
+        return RiskCalculator(topology, engine, book_load=book_load)
     if role == "aggregator":
         return Aggregator(topology)
     if role == "simm":
@@ -90,13 +93,19 @@ class InProcessPipeline:
     batches: BatchSettings = field(default_factory=BatchSettings)
     simm: SimmSettings = field(default_factory=SimmSettings)
     workers: list[MicroBatchWorker] = field(default_factory=list)
+    book_load: str = ""
 
     def __post_init__(self) -> None:
         self.log.create_topics(self.topology.all())
         store = FileSnapshotStore(self.state_dir)
         for role in ROLES:
             proc = processor_for(
-                role, self.topology, engine=self.engine, db=self.db, simm=self.simm
+                role,
+                self.topology,
+                engine=self.engine,
+                db=self.db,
+                simm=self.simm,
+                book_load=self.book_load,
             )
             settings = self.batches.for_group(f"{self.topology.prefix}{role}", in_process=True)
             self.workers.append(
@@ -145,6 +154,7 @@ def build_pipeline(
         state_dir=state_dir,
         db=Database(db_url, prefix=db_prefix),
         engine=setup.engine(),
+        book_load=setup.load,
         batches=batches or BatchSettings(),
         simm=simm or SimmSettings(),
     )

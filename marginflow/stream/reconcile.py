@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from marginflow.core.errors import ValidationError
 from marginflow.engine.state import MarginEngine
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import Log
@@ -29,7 +30,6 @@ from marginflow.stream.risk_calculator import (
     listing,
     model_with,
 )
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARGINS, MARKET, POSITIONS, TRADES, Topology
 
 
@@ -466,7 +466,7 @@ def check_margins(
         if got is None:
             report.lost.append(f"{account}: no margin stored")
             continue
-        margin, version, _ = got
+        margin, version = got.margin, got.position_version
         if version != last[account]:
             report.lost.append(f"{account}: stored version {version}, last input {last[account]}")
             continue

@@ -47,7 +47,7 @@ from marginflow.core.errors import ConfigurationError, RowFailure, ValidationErr
 from marginflow.core.ids import AccountId, MemberId
 from marginflow.engine.settings import MarginSettings, build_engine, fingerprint, identity
 from marginflow.engine.state import MarginEngine
-from marginflow.io.book import load_book
+from marginflow.io.book import load_book, load_id, reference_files
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection, dead_letter, encode
@@ -84,6 +84,10 @@ class MarginSetup:
 
     book: Book
     settings: MarginSettings = field(default_factory=MarginSettings)
+    load: str = ""
+    """The start-of-day load's id (:func:`marginflow.io.book.load_id`: the book folder's
+    reference files and the settings), named by every margin; empty for a book given in
+    memory, whose margins cannot be reproduced from the store."""
 
     @classmethod
     def from_folder(
@@ -91,8 +95,10 @@ class MarginSetup:
     ) -> tuple[MarginSetup, list[RowFailure]]:
         """The setup of a book folder (the format ``marginflow margin`` reads), and the rows
         of its files that were rejected."""
+        settings = settings or MarginSettings()
         loaded = load_book(folder)
-        return cls(loaded.book, settings or MarginSettings()), loaded.failures
+        load, _ = load_id(reference_files(folder), settings.to_json())
+        return cls(loaded.book, settings, load), loaded.failures
 
     def engine(self) -> MarginEngine:
         """The engine for this book with every account flat."""
@@ -138,8 +144,9 @@ _encode_event = msgspec.msgpack.Encoder().encode
 class RiskCalculator(Processor):
     """Positions + market data -> account margins."""
 
-    def __init__(self, topology: Topology, engine: MarginEngine) -> None:
+    def __init__(self, topology: Topology, engine: MarginEngine, *, book_load: str = "") -> None:
         self.topology = topology
+        self._book_load = book_load
         self.inputs = (topology.name(POSITIONS),)
         self.broadcasts = (topology.name(MARKET),)
         self._market_topic = topology.name(MARKET)
@@ -478,6 +485,8 @@ class RiskCalculator(Processor):
                 var=float(engine.var[a]),
                 driver=labels[int(engine.worst[a])],
                 settings=self._fingerprint,
+                book_load=self._book_load,
+                business_date=engine.book.market.valuation_date.isoformat(),
             )
             out.append(Output(self._out, result))
         self._changed.clear()

@@ -24,19 +24,20 @@ import numpy as np
 from marginflow.core.errors import ConfigurationError, MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
+from marginflow.store import Database
 from marginflow.stream.log import open_log
 from marginflow.stream.pipeline import ROLES, processor_for
 from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.simm_worker import SimmSettings, newest_version
-from marginflow.stream.sink import Database
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
 
 
-def _engine(args: argparse.Namespace) -> MarginEngine:
+def _engine(args: argparse.Namespace) -> tuple[MarginEngine, str]:
     """The calculator's engine for ``--book`` under ``--settings``; the book's rejected rows
-    are named in this worker's log (``cluster up`` and ``demo`` name them to the user)."""
+    are named in this worker's log (``cluster up`` and ``demo`` name them to the user); and
+    the id of the start-of-day load, which every margin names."""
     if args.book is None:
         raise SystemExit("risk-calculator: --book DIR is required (a book folder)")
     try:
@@ -44,7 +45,7 @@ def _engine(args: argparse.Namespace) -> MarginEngine:
         setup, failures = MarginSetup.from_folder(args.book, settings)
         for f in failures:
             print(f"book: {f}", flush=True)
-        return setup.engine()
+        return setup.engine(), setup.load
     except MarginflowError as exc:
         raise SystemExit(f"risk-calculator: {exc}") from None
 
@@ -61,10 +62,10 @@ def _simm_settings(args: argparse.Namespace) -> SimmSettings:
 
 
 def _processor(role: str, topology: Topology, args: argparse.Namespace) -> Processor:
-    engine = _engine(args) if role == "risk-calculator" else None
+    engine, load = _engine(args) if role == "risk-calculator" else (None, "")
     db = Database(args.db, prefix=args.db_prefix) if role == "sink" else None
     simm = _simm_settings(args) if role == "simm" else None
-    return processor_for(role, topology, engine=engine, db=db, simm=simm)
+    return processor_for(role, topology, engine=engine, db=db, simm=simm, book_load=load)
 
 
 def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:

@@ -3,37 +3,20 @@ worker and sink run over a log until they have read everything."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import pytest
-
+from marginflow.store import Database
 from marginflow.stream.log.base import Log
 from marginflow.stream.simm_worker import SimmSettings, SimmWorker
-from marginflow.stream.sink import Database, Sink
+from marginflow.stream.sink import Sink
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, Processor, WorkerSettings
+from tests.postgres import postgres_or_skip
 
-POSTGRES_DSN = os.environ.get(
-    "MARGINFLOW_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 MAX_STEPS = 5_000  # a bound on the loop, not a clock: a broken worker fails, never hangs
-
-
-def postgres_or_skip() -> str:
-    """The PostgreSQL DSN, or a skip (a failure under CI) when no server answers."""
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_DSN, connect_timeout=3).close()
-    except Exception as exc:  # any failure to connect means no server here
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL not reachable at {POSTGRES_DSN}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_DSN}: {exc}")
-    return POSTGRES_DSN
 
 
 def open_database(kind: str, tmp_path: Path) -> Iterator[Database]:

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from marginflow.cli.app import _register_commands, app
 from marginflow.core.errors import ConfigurationError
+from marginflow.store import Database, StoredMargin
 from marginflow.stream.cluster import ClusterConfig, alive, read_state
 from marginflow.stream.drift import DriftMonitor
 from marginflow.stream.log import open_log
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
 
 
@@ -60,7 +60,7 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
     try:
         monitor = DriftMonitor(open_log(state["log"]), Topology(prefix="mf."))
         deadline = time.monotonic() + 120
-        stored: dict[str, tuple[float, int, int]] = {}
+        stored: dict[str, StoredMargin] = {}
         while time.monotonic() < deadline:
             time.sleep(1.0)
             status = runner.invoke(app, ["cluster", "status", "--dir", str(directory), "--json"])

@@ -27,17 +27,17 @@ from marginflow.sim.chaos import (
 )
 from marginflow.sim.loadgen import TradeFlow, trades
 from marginflow.sim.synthetic_book import BookSpec
+from marginflow.store import Database
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
 from marginflow.stream.publish import publish_trades
 from marginflow.stream.reconcile import check_positions
 from marginflow.stream.risk_calculator import MarginSetup
-from marginflow.stream.sink import Database
 from marginflow.stream.sources import read_market, read_trades
 from marginflow.stream.topics import Topology
+from tests.postgres import postgres_or_skip
 from tests.sim.day_files import day_files, end_of_day_files
-from tests.stream.simm_support import postgres_or_skip
 
 FLOW = TradeFlow(accounts=300, instruments=500, per_account=6)
 CHUNK = 3_000
@@ -164,7 +164,7 @@ def test_a_replayed_day_under_sigkill_stores_the_batch_margins_in_postgresql(
         )  # fmt: skip
         assert batch.returncode == 0, batch.stderr
         want = {r["account"]: r["margin"] for r in json.loads(batch.stdout)["accounts"]}
-        got = {a: m for a, (m, *_) in db.account_margins().items()}
+        got = {a: m.margin for a, m in db.account_margins().items()}
         assert got
         for account, margin in want.items():
             assert got.get(account, 0.0) == margin, account

@@ -12,6 +12,7 @@ import pytest
 from marginflow.engine.settings import MarginSettings
 from marginflow.sim.loadgen import TradeFlow, book_spots, parameter_change, price_moves, trades
 from marginflow.sim.synthetic_book import BookSpec
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import BatchSettings, InProcessPipeline, build_pipeline
@@ -23,7 +24,6 @@ from marginflow.stream.publish import (
 )
 from marginflow.stream.reconcile import check_margins
 from marginflow.stream.risk_calculator import MarginSetup
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARKET, Topology
 
 BOOK = BookSpec(members=3, accounts=30, underlyings=5, series=100, sod_positions=150)
@@ -84,12 +84,12 @@ def test_changes_re_margin_every_account_as_a_batch_recompute_does(tmp_path: Pat
     assert report.ok, report.mismatches[:5] + report.lost[:5]
     assert report.keys == BOOK.accounts
     _, plain, _ = _run(tmp_path / "without", [])
-    with_changes = {a: m for a, (m, _, _) in db.account_margins().items()}
-    without = {a: m for a, (m, _, _) in plain.account_margins().items()}
+    with_changes = {a: m.margin for a, m in db.account_margins().items()}
+    without = {a: m.margin for a, m in plain.account_margins().items()}
     assert with_changes.keys() == without.keys()
     # the changes matter: a lower confidence and an APC buffer move every margin
     assert sum(abs(with_changes[a] - without[a]) > 1e-6 for a in without) > len(without) // 2
-    assert [a.change.change_id for a in db.risk_parameter_audit()] == [
+    assert [a.change_id for a in db.risk_parameter_audit()] == [
         "RP-1",
         "RP-2",
         "RP-3",
@@ -106,7 +106,9 @@ def test_changes_it_cannot_apply_are_dead_lettered_naming_the_field(tmp_path: Pa
     ]
     log, db, topology = _run(tmp_path, bad)
     market = topology.name(MARKET)
-    rejects = {r[2]: (r[3], r[4]) for r in db.rejects() if r[0] == market}
+    rejects = {
+        r.source_offset: (r.field, r.reason) for r in db.rejects() if r.source_topic == market
+    }
     reasons = sorted(rejects.values())
     assert (
         "parameter",

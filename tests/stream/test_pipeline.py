@@ -13,15 +13,15 @@ from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
 from marginflow.engine.settings import MarginSettings
 from marginflow.sim.demo import publish_generated_day
 from marginflow.sim.synthetic_book import BookSpec
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import BatchSettings, build_pipeline
 from marginflow.stream.publish import publish_market, publish_trades
 from marginflow.stream.reconcile import check_margins
 from marginflow.stream.risk_calculator import HOLD_SECONDS, MarginSetup
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import Topology
-from tests.stream.simm_support import postgres_or_skip
+from tests.postgres import postgres_or_skip
 
 BOOK = BookSpec(members=3, accounts=40, underlyings=6, series=120, sod_positions=200)
 SETUP = MarginSetup(BOOK.book(), MarginSettings(lookback=250))
@@ -88,12 +88,12 @@ def test_margins_equal_a_batch_recompute(tmp_path: Path, max_batch: int) -> None
 
 def test_unknown_reference_data_is_rejected_and_kept(tmp_path: Path) -> None:
     _, db, topology = _run(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
-    rejects = {(r[0], r[3]): r for r in db.rejects()}
+    rejects = {(r.source_topic, r.field): r for r in db.rejects()}
     positions = rejects[(topology.name("positions"), "account")]
-    assert "unknown account 'NOBODY'" in positions[4]
+    assert "unknown account 'NOBODY'" in positions.reason
     market = rejects[(topology.name("market"), "underlying")]
-    assert "unknown underlying 'ZZZ'" in market[4]
-    assert market[5]  # the original bytes
+    assert "unknown underlying 'ZZZ'" in market.reason
+    assert market.raw  # the original bytes
 
 
 @pytest.mark.postgres

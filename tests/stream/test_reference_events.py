@@ -126,12 +126,12 @@ def test_reference_data_during_the_day(tmp_path: Path) -> None:
     db = pipeline.db
     letters = db.rejects()
     assert len(letters) == 1, letters
-    ((_, _, _, field, reason, _),) = letters
-    assert field == "instruments"
-    assert "unknown instrument 'NEVER 1'" in reason
-    assert f"within {HOLD_SECONDS:g} s of market time" in reason
+    (letter,) = letters
+    assert letter.field == "instruments"
+    assert "unknown instrument 'NEVER 1'" in letter.reason
+    assert f"within {HOLD_SECONDS:g} s of market time" in letter.reason
     stored = db.account_margins()
-    assert stored["N-1"][0] > 0  # the new account, margined
+    assert stored["N-1"].margin > 0  # the new account, margined
     report = check_margins(log, topology, SETUP, db)
     assert report.ok, report.summary()
     assert report.versions > 0

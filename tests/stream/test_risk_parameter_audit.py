@@ -10,12 +10,14 @@ from typing import Any
 
 import msgspec
 import pytest
+import sqlalchemy as sa
 
 from marginflow.core.errors import ValidationError
 from marginflow.sim.loadgen import risk_parameter_changes
+from marginflow.store import Database
 from marginflow.stream.codec import encode
 from marginflow.stream.log.embedded import EmbeddedLog
-from marginflow.stream.sink import AuditedChange, Database, Sink
+from marginflow.stream.sink import Sink, audited
 from marginflow.stream.topics import MARKET, Topology
 from tests.stream.simm_support import open_database, run_until, worker
 
@@ -57,13 +59,14 @@ def test_approved_changes_are_recorded_once_with_maker_and_checker(
     raws = [encode(c) for c in changes] + [encode(changes[0])]  # a producer's retry
     run_sink(tmp_path, topology, db, raws)
     audit = db.risk_parameter_audit()
-    assert [a.change for a in audit] == changes
+    market = (topology.name(MARKET), 0)
+    assert audit == [audited(c, market, k) for k, c in enumerate(changes)]
     assert [(a.source_topic, a.source_partition, a.source_offset) for a in audit] == [
         (topology.name(MARKET), 0, 0),
         (topology.name(MARKET), 0, 1),
     ]
-    assert audit[1].change.value == "buffer"
-    assert audit[0].change.value == 0.99
+    assert audit[1].value == "buffer"
+    assert audit[0].value == 0.99
     assert db.rejects() == []
 
 
@@ -90,12 +93,12 @@ def test_four_eyes_and_missing_approver_are_dead_lettered(
     del missing["approved_by"]
     good = encode(risk_parameter_changes(start_ns=T0)[1])
     run_sink(tmp_path, topology, db, [bad, msgspec.msgpack.encode(missing), good], letters=2)
-    rejects = {r[2]: r for r in db.rejects()}
-    assert rejects[0][3] == field, rejects[0]
-    assert reason in rejects[0][4], rejects[0]
-    assert rejects[0][5] == bad  # kept as sent
-    assert rejects[1][3:5] == ("approved_by", "is missing")
-    assert [a.change.change_id for a in db.risk_parameter_audit()] == ["RP-0002"]
+    rejects = {r.source_offset: r for r in db.rejects()}
+    assert rejects[0].field == field, rejects[0]
+    assert reason in rejects[0].reason, rejects[0]
+    assert rejects[0].raw == bad  # kept as sent
+    assert (rejects[1].field, rejects[1].reason) == ("approved_by", "is missing")
+    assert [a.change_id for a in db.risk_parameter_audit()] == ["RP-0002"]
 
 
 def test_a_recorded_change_is_never_rewritten(
@@ -104,21 +107,25 @@ def test_a_recorded_change_is_never_rewritten(
     first = risk_parameter_changes(start_ns=T0)[0]
     rewrite = msgspec.structs.replace(first, value=0.975)
     run_sink(tmp_path, topology, db, [encode(first), encode(rewrite), encode(rewrite)], letters=2)
-    assert [a.change for a in db.risk_parameter_audit()] == [first]
+    assert [a.content() for a in db.risk_parameter_audit()] == [
+        audited(first, ("mf.market", 0), 0).content()
+    ]
     rejects = db.rejects()
-    assert [(r[2], r[3]) for r in rejects] == [(1, "change_id"), (2, "change_id")]
-    assert "already recorded" in rejects[0][4]
-    assert "publish a new change_id" in rejects[0][4]
+    assert [(r.source_offset, r.field) for r in rejects] == [(1, "change_id"), (2, "change_id")]
+    assert "already recorded" in rejects[0].reason
+    assert "publish a new change_id" in rejects[0].reason
 
 
 def test_the_audit_table_refuses_update_and_delete(db: Database) -> None:
     c = risk_parameter_changes(start_ns=T0)[0]
-    db.write([], [], [], changes=[AuditedChange(c, "mf.reference", 0, 0)])
-    table = db._t("risk_parameter_audit")
+    db.write(changes=[audited(c, ("mf.market", 0), 0)])
+    table = db.t.risk_parameter_audit.name
     for sql in (f"UPDATE {table} SET value_number = 0.5", f"DELETE FROM {table}"):
-        with pytest.raises(Exception, match="append-only"), db.transaction() as cur:
-            cur.execute(sql)
-    assert [a.change for a in db.risk_parameter_audit()] == [c]
+        with pytest.raises(Exception, match="append-only"), db.transaction() as conn:
+            conn.execute(sa.text(sql))
+    assert [a.content() for a in db.risk_parameter_audit()] == [
+        audited(c, ("mf.market", 0), 0).content()
+    ]
 
 
 def test_construction_refuses_four_eyes_too() -> None:

@@ -21,6 +21,7 @@ from marginflow.sim.synthetic_crif import CrifSpec, generate, write_crif_csv
 from marginflow.simm.calibration import available_versions, load_calibration
 from marginflow.simm.crif_io import read_crif
 from marginflow.simm.report import simm_report
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Rejection, encode
 from marginflow.stream.log.base import Log
@@ -32,7 +33,6 @@ from marginflow.stream.simm_worker import (
     breakdown_lines,
     margin_submission,
 )
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import CRIF, SIMM_RESULTS, Topology
 from tests.stream.simm_support import open_database, run_until, simm_and_sink
 
@@ -101,14 +101,10 @@ def run(
 
 def dump(db: Database) -> tuple[Any, ...]:
     """Everything the sink stored for SIMM, computed_time included (a rewrite would show)."""
-    t = db._t
     return (
-        db._query(f"SELECT * FROM {t('simm_result')} ORDER BY party, portfolio, business_date"),
-        db._query(
-            f"SELECT * FROM {t('simm_result_history')} "
-            "ORDER BY party, portfolio, business_date, source_offset"
-        ),
-        db._query(f"SELECT source_offset, field, reason FROM {t('rejects')} ORDER BY 1"),
+        db.simm_results(),
+        db.simm_history(),
+        [(r.source_offset, r.field, r.reason) for r in db.rejects()],
     )
 
 
@@ -252,7 +248,7 @@ def test_a_later_submission_supersedes_and_history_keeps_both(
     assert current[("BANK-A", "PF-1", DATE)].source_offset == 1
     # same portfolio name from another firm: its own row, not a supersession
     assert current[("BANK-C", "PF-1", DATE)].submission_id == "S-X"
-    assert [h[3] for h in db.simm_history() if h[0] == "BANK-A"] == [0, 1]
+    assert [h.source_offset for h in db.simm_history() if h.party == "BANK-A"] == [0, 1]
 
 
 def test_an_older_version_arriving_late_does_not_overwrite(db: Database) -> None:
@@ -269,7 +265,7 @@ def test_an_older_version_arriving_late_does_not_overwrite(db: Database) -> None
     db.write([], [], [], [old])
     db.write([], [], [], [new, old])  # a duplicated batch
     assert db.simm_results()[("BANK-A", "PF-1", DATE)].submission_id == "new"
-    assert [h[3] for h in db.simm_history()] == [5, 9]
+    assert [h.source_offset for h in db.simm_history()] == [5, 9]
 
 
 # --- hostile input -------------------------------------------------------------------------
@@ -395,7 +391,7 @@ def test_the_worker_keeps_going_and_keeps_every_bad_record(
         producer.produce(topic, raw, partition=part, key=b"PF-1")
     producer.flush()
     run(elog, topology, db, tmp_path / "state", crif=5, sink=5)
-    rejects = {r[2]: (r[3], r[4], r[5]) for r in db.rejects()}
+    rejects = {r.source_offset: (r.field, r.reason, r.raw) for r in db.rejects()}
     assert sorted(rejects) == [0, 1, 3]
     assert rejects[0][0] == "$"
     assert rejects[0][2] == records[0]

@@ -1,0 +1,504 @@
+"""The store: SQLAlchemy over SQLite (the embedded default, ``sqlite:///path.db``) or
+PostgreSQL (``postgresql://user@host:port/db``), its schema kept by Alembic migrations.
+
+Every write is an upsert keyed by what the row was computed from, so a replayed batch
+changes nothing:
+
+* ``account_margin``: one row per account, replaced only by a result with a greater
+  ``(position_version, market_offset)``; ``account_margin_history``: every distinct result
+  once, keyed by ``(account, position_version, market_offset)``, with its breakdown and the
+  fingerprints of the settings and start-of-day load it used;
+* ``member_margin_partial``: one row per (member, margins partition), replaced only by a
+  greater ``source_offset``; a member's margin is the sum over its partitions;
+* ``rejects``: every dead letter once, keyed by where it came from, with its raw bytes;
+* ``simm_result`` (latest per party, portfolio and business date, by ``source_offset``)
+  and ``simm_result_history`` (every result once);
+* ``risk_parameter_audit``: every risk-parameter change once, keyed by ``change_id``;
+  append-only (database triggers refuse UPDATE and DELETE);
+* ``position``: each account's changed quantities at each version;
+* ``market_event``: every market-topic event, by offset, as its wire bytes;
+* ``book_load`` and ``book_file``: each start-of-day load (the files the calculators read,
+  and the settings) that a margin names.
+
+``prefix`` namespaces the tables (and the migrations' version table), so several platforms
+or tests share one database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from marginflow.core.errors import ConfigurationError
+from marginflow.store.rows import (
+    AuditedChange,
+    BookLoad,
+    MarketRecord,
+    MemberMargin,
+    MemberPartial,
+    PositionChange,
+    Reject,
+    SimmLine,
+    StoredMargin,
+    StoredSimm,
+)
+from marginflow.store.schema import Tables, tables
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+HEAD = "0002"
+"""The newest migration: the schema :mod:`marginflow.store.schema` describes."""
+_PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+_lines = msgspec.json.Encoder()
+_decode_lines = msgspec.json.Decoder(tuple[SimmLine, ...]).decode
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it is a safe table-name prefix (lower-case letters, digits, ``_``, not
+    starting with a digit), else :class:`ConfigurationError`."""
+    if not prefix or not set(prefix) <= _PREFIX_CHARS or prefix[0].isdigit():
+        raise ConfigurationError(
+            f"table prefix must be lower-case letters, digits and _, got {prefix!r}"
+        )
+    return prefix
+
+
+def engine_for(url: str) -> sa.Engine:
+    """A SQLAlchemy engine for a store URL. SQLite writers take the database lock when
+    their transaction starts (``BEGIN IMMEDIATE``), so two sinks never deadlock upgrading
+    a read lock; its journal is a WAL synced on every commit."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return sa.create_engine(
+            "postgresql+psycopg://" + url.split("://", 1)[1], pool_pre_ping=True
+        )
+    if not (url.startswith("sqlite:///") or url == "sqlite://:memory:"):
+        raise ConfigurationError(
+            f"database URL must start with sqlite:/// or postgresql://, got {url!r}"
+        )
+    memory = url == "sqlite://:memory:"
+    engine = sa.create_engine(
+        "sqlite://" if memory else url,
+        connect_args={"timeout": 30.0},
+        poolclass=sa.pool.StaticPool if memory else sa.pool.QueuePool,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi: Any, _record: Any) -> None:
+        dbapi.isolation_level = None  # transactions are begun below, not by the driver
+        dbapi.execute("PRAGMA journal_mode=WAL")
+        dbapi.execute("PRAGMA synchronous=FULL")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def migrate(engine: sa.Engine, prefix: str) -> None:
+    """Bring ``prefix``'s tables to :data:`HEAD`, in one transaction that holds the
+    database's write lock (SQLite) or an advisory lock (PostgreSQL), so processes opening
+    the store together upgrade it once. Tables made before migrations existed (no version
+    table) are taken as revision 0001 and upgraded from there."""
+    from alembic import command
+    from alembic.config import Config
+
+    writer = engine.execution_options(immediate=True)
+    with writer.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            key = zlib.crc32(f"marginflow-store:{prefix}".encode())
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        inspector = sa.inspect(conn)
+        names = set(inspector.get_table_names())
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes.update(connection=conn, prefix=prefix)
+        if f"{prefix}account_margin" in names and f"{prefix}alembic_version" not in names:
+            command.stamp(cfg, "0001")
+        command.upgrade(cfg, "head")
+
+
+def revision(engine: sa.Engine, prefix: str) -> str | None:
+    """The migration ``prefix``'s tables are at, or None before any."""
+    with engine.connect() as conn:
+        if f"{prefix}alembic_version" not in sa.inspect(conn).get_table_names():
+            return None
+        row = conn.execute(sa.text(f"SELECT version_num FROM {prefix}alembic_version")).first()
+        return None if row is None else str(row[0])
+
+
+class Database:
+    """The store of one platform (one table prefix); opening it migrates the schema."""
+
+    def __init__(self, url: str, *, prefix: str = "mf_", upgrade: bool = True) -> None:
+        self.url, self.prefix = url, check_prefix(prefix)
+        self.engine = engine_for(url)
+        self.dialect = self.engine.dialect.name
+        self._writer = self.engine.execution_options(immediate=True)
+        self.t: Tables = tables(prefix)
+        if upgrade:
+            migrate(self.engine, prefix)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One write transaction (committed on success, rolled back on error)."""
+        with self._writer.begin() as conn:
+            yield conn
+
+    def _rows(self, query: sa.Executable, args: Mapping[str, Any] | None = None) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query, dict(args or {})).all())
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- writes -----------------------------------------------------------------------------
+    def write(
+        self,
+        margins: Sequence[StoredMargin] = (),
+        partials: Sequence[MemberPartial] = (),
+        letters: Sequence[Reject] = (),
+        simm: Sequence[StoredSimm] = (),
+        changes: Sequence[AuditedChange] = (),
+        positions: Sequence[PositionChange] = (),
+        market: Sequence[MarketRecord] = (),
+    ) -> None:
+        """Upsert one batch in one transaction (see the module docstring for the keys)."""
+        with self.transaction() as conn:
+            if margins:
+                self._write_margins(conn, margins)
+            if partials:
+                self._write_partials(conn, partials)
+            if letters:
+                stmt = self._insert(self.t.rejects).on_conflict_do_nothing()
+                conn.execute(stmt, [_fields(r) for r in letters])
+            if simm:
+                self._write_simm(conn, simm)
+            if changes:
+                self._write_changes(conn, changes)
+            if positions:
+                rows = [
+                    {
+                        "account": p.account,
+                        "version": p.version,
+                        "instrument": i,
+                        "quantity": q,
+                        "source_partition": p.source_partition,
+                        "event_time": p.event_time,
+                    }
+                    for p in positions
+                    for i, q in zip(p.instruments, p.quantities, strict=True)
+                ]
+                if rows:
+                    conn.execute(self._insert(self.t.position).on_conflict_do_nothing(), rows)
+            if market:
+                stmt = self._insert(self.t.market_event).on_conflict_do_nothing()
+                conn.execute(stmt, [_fields(r) for r in market])
+
+    def _write_margins(self, conn: sa.Connection, margins: Sequence[StoredMargin]) -> None:
+        rows = [_fields(m) for m in margins]
+        t = self.t.account_margin
+        stmt = self._insert(t)
+        newer = sa.tuple_(stmt.excluded.position_version, stmt.excluded.market_offset) > (
+            sa.tuple_(t.c.position_version, t.c.market_offset)
+        )
+        update = {c: stmt.excluded[c] for c in rows[0] if c != "account"}
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["account"], set_=update, where=newer),
+            rows,
+        )
+        conn.execute(self._insert(self.t.account_margin_history).on_conflict_do_nothing(), rows)
+
+    def _write_partials(self, conn: sa.Connection, partials: Sequence[MemberPartial]) -> None:
+        t = self.t.member_margin_partial
+        stmt = self._insert(t)
+        update = {
+            c: stmt.excluded[c] for c in ("margin", "accounts", "source_offset", "event_time")
+        }
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["member", "source_partition"],
+                set_=update,
+                where=stmt.excluded.source_offset > t.c.source_offset,
+            ),
+            [_fields(p) for p in partials],
+        )
+
+    def _write_simm(self, conn: sa.Connection, results: Sequence[StoredSimm]) -> None:
+        rows = []
+        for r in results:
+            row = _fields(r)
+            row["breakdown"] = _lines.encode(r.breakdown).decode()
+            rows.append(row)
+        t = self.t.simm_result
+        stmt = self._insert(t)
+        key = ("party", "portfolio", "business_date")
+        update = {c: stmt.excluded[c] for c in rows[0] if c not in key}
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(key),
+                set_=update,
+                where=stmt.excluded.source_offset > t.c.source_offset,
+            ),
+            rows,
+        )
+        conn.execute(self._insert(self.t.simm_result_history).on_conflict_do_nothing(), rows)
+
+    def _write_changes(self, conn: sa.Connection, changes: Sequence[AuditedChange]) -> None:
+        now = time.time_ns()
+        rows = []
+        for c in changes:
+            row = _fields(c)
+            value = row.pop("value")
+            row["value_number"] = None if isinstance(value, str) else value
+            row["value_text"] = value if isinstance(value, str) else None
+            row["recorded_time"] = now
+            rows.append(row)
+        conn.execute(self._insert(self.t.risk_parameter_audit).on_conflict_do_nothing(), rows)
+
+    def write_book_load(self, load: BookLoad, files: Mapping[str, bytes]) -> None:
+        """Record a start-of-day load and its files (idempotent: a load or a file already
+        stored is kept as it is; equal ids mean equal content)."""
+        with self.transaction() as conn:
+            row = _fields(load)
+            row["settings"] = json.dumps(load.settings, sort_keys=True)
+            conn.execute(self._insert(self.t.book_load).on_conflict_do_nothing(), [row])
+            conn.execute(
+                self._insert(self.t.book_file).on_conflict_do_nothing(),
+                [{"book": load.book, "name": n, "content": c} for n, c in sorted(files.items())],
+            )
+
+    # -- margins ----------------------------------------------------------------------------
+    def account_margins(self) -> dict[str, StoredMargin]:
+        """account -> its latest margin."""
+        return {m.account: m for m in self._margins(sa.select(self.t.account_margin))}
+
+    def _margins(self, query: sa.Select[Any]) -> list[StoredMargin]:
+        return [StoredMargin(**row._mapping) for row in self._rows(query)]
+
+    def margin(
+        self, account: str, *, version: int | None = None, at: int | None = None
+    ) -> StoredMargin | None:
+        """A stored margin of ``account``: the last computed at position ``version``, or
+        the one in force at ``at`` (ns: the latest with ``event_time <= at``), or the
+        latest; None if there is none."""
+        h = self.t.account_margin_history
+        query = sa.select(h).where(h.c.account == account)
+        if version is not None:
+            query = query.where(h.c.position_version == version)
+        if at is not None:
+            query = query.where(h.c.event_time <= at)
+        query = query.order_by(
+            h.c.position_version.desc(), h.c.market_offset.desc(), h.c.event_time.desc()
+        ).limit(1)
+        if at is not None:
+            query = query.order_by(None).order_by(
+                h.c.event_time.desc(), h.c.position_version.desc(), h.c.market_offset.desc()
+            )
+        found = self._margins(query)
+        return found[0] if found else None
+
+    def margin_history(
+        self,
+        *,
+        account: str | None = None,
+        member: str | None = None,
+        business_date: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[StoredMargin]:
+        """Every stored margin matching the filters (times in ns, ``start <= event_time <=
+        end``), in event-time order."""
+        h = self.t.account_margin_history
+        query = sa.select(h)
+        for column, value in (
+            (h.c.account, account),
+            (h.c.member, member),
+            (h.c.business_date, business_date),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if start is not None:
+            query = query.where(h.c.event_time >= start)
+        if end is not None:
+            query = query.where(h.c.event_time <= end)
+        return self._margins(
+            query.order_by(h.c.event_time, h.c.account, h.c.position_version, h.c.market_offset)
+        )
+
+    def member_margin_at(self, member: str, at: int) -> tuple[float, list[StoredMargin]]:
+        """A member's margin in force at ``at`` (ns): the sum of each of its accounts' latest
+        margin by then, and those margins."""
+        latest: dict[str, StoredMargin] = {}
+        for m in self.margin_history(member=member, end=at):
+            latest[m.account] = m
+        found = sorted(latest.values(), key=lambda m: m.account)
+        return sum(m.margin for m in found), found
+
+    def history_count(self) -> int:
+        h = self.t.account_margin_history
+        return int(self._rows(sa.select(sa.func.count()).select_from(h))[0][0])
+
+    def member_margins(self) -> list[MemberMargin]:
+        """Each member's margin: the sum of its partials over the margins partitions."""
+        p = self.t.member_margin_partial
+        query = (
+            sa.select(p.c.member, sa.func.sum(p.c.margin), sa.func.sum(p.c.accounts))
+            .group_by(p.c.member)
+            .order_by(p.c.member)
+        )
+        return [MemberMargin(r[0], float(r[1]), int(r[2])) for r in self._rows(query)]
+
+    def firm_margin(self) -> float:
+        p = self.t.member_margin_partial
+        return float(self._rows(sa.select(sa.func.sum(p.c.margin)))[0][0] or 0.0)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def positions(self, account: str, version: int) -> dict[str, int]:
+        """``account``'s quantities at ``version`` (instrument -> quantity, flat ones left
+        out): each instrument's latest change at or before ``version``."""
+        p = self.t.position
+        query = (
+            sa.select(p.c.instrument, p.c.quantity)
+            .where(p.c.account == account, p.c.version <= version)
+            .order_by(p.c.version)
+        )
+        held: dict[str, int] = {}
+        for instrument, quantity in self._rows(query):
+            held[instrument] = int(quantity)
+        return {i: q for i, q in held.items() if q != 0}
+
+    def position_versions(self, account: str) -> list[int]:
+        p = self.t.position
+        query = sa.select(p.c.version).where(p.c.account == account).distinct()
+        return sorted(int(r[0]) for r in self._rows(query))
+
+    def market_events(self, *, after: int = -1, upto: int | None = None) -> list[MarketRecord]:
+        """Market-topic events with ``after < offset <= upto``, in log order."""
+        m = self.t.market_event
+        query = sa.select(m).where(m.c.offset > after)
+        if upto is not None:
+            query = query.where(m.c.offset <= upto)
+        return [
+            MarketRecord(int(r.offset), r.kind, r.underlying, int(r.event_time), bytes(r.payload))
+            for r in self._rows(query.order_by(m.c.offset))
+        ]
+
+    def book_load(self, load_id: str) -> BookLoad | None:
+        b = self.t.book_load
+        rows = self._rows(sa.select(b).where(b.c.id == load_id))
+        if not rows:
+            return None
+        r = rows[0]
+        return BookLoad(
+            r.id, r.book, json.loads(r.settings), r.valuation_date, r.source, int(r.loaded_time)
+        )
+
+    def book_loads(self) -> list[BookLoad]:
+        b = self.t.book_load
+        ids = [r[0] for r in self._rows(sa.select(b.c.id).order_by(b.c.loaded_time))]
+        return [load for i in ids if (load := self.book_load(i)) is not None]
+
+    def book_files(self, book: str) -> dict[str, bytes]:
+        """The files of a stored book (name -> content), by the book's fingerprint."""
+        f = self.t.book_file
+        rows = self._rows(sa.select(f.c.name, f.c.content).where(f.c.book == book))
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    # -- dead letters, SIMM, audit ----------------------------------------------------------
+    def rejects(self) -> list[Reject]:
+        r = self.t.rejects
+        query = sa.select(r).order_by(r.c.source_topic, r.c.source_partition, r.c.source_offset)
+        out = []
+        for row in self._rows(query):
+            values = dict(row._mapping)
+            values["raw"] = bytes(values["raw"])
+            out.append(Reject(**values))
+        return out
+
+    def simm_results(self) -> dict[tuple[str, str, str], StoredSimm]:
+        """(party, portfolio, business_date) -> the current SIMM result."""
+        s = self.t.simm_result
+        query = sa.select(s).order_by(s.c.party, s.c.portfolio, s.c.business_date)
+        out = {}
+        for row in self._rows(query):
+            stored = _simm(row)
+            out[(stored.party, stored.portfolio, stored.business_date)] = stored
+        return out
+
+    def simm_history(self) -> list[StoredSimm]:
+        """Every SIMM result kept, by party, portfolio, business date and log offset."""
+        s = self.t.simm_result_history
+        query = sa.select(s).order_by(
+            s.c.party, s.c.portfolio, s.c.business_date, s.c.source_offset
+        )
+        return [_simm(row) for row in self._rows(query)]
+
+    def risk_parameter_audit(self) -> list[AuditedChange]:
+        """Every recorded risk-parameter change, in log order."""
+        a = self.t.risk_parameter_audit
+        query = sa.select(a).order_by(a.c.source_topic, a.c.source_partition, a.c.source_offset)
+        return [_audited(r) for r in self._rows(query)]
+
+    def audited_change(self, change_id: str) -> AuditedChange | None:
+        """The recorded change ``change_id``, or None."""
+        a = self.t.risk_parameter_audit
+        rows = self._rows(sa.select(a).where(a.c.change_id == change_id))
+        return _audited(rows[0]) if rows else None
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def drop(self) -> None:
+        """Drop this prefix's tables and its migrations' record (tests)."""
+        with self.transaction() as conn:
+            self.t.metadata.drop_all(conn)
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.prefix}alembic_version"))
+            if self.dialect == "postgresql":
+                audit = self.t.risk_parameter_audit.name
+                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {audit}_refuse()"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in row.__slots__}
+
+
+def _simm(row: Any) -> StoredSimm:
+    values = dict(row._mapping)
+    values["breakdown"] = _decode_lines(values["breakdown"])
+    return StoredSimm(**values)
+
+
+def _audited(row: Any) -> AuditedChange:
+    v = row._mapping
+    value: float | str = v["value_text"] if v["value_number"] is None else v["value_number"]
+    return AuditedChange(
+        change_id=v["change_id"],
+        model=v["model"],
+        parameter=v["parameter"],
+        value=value,
+        requested_by=v["requested_by"],
+        approved_by=v["approved_by"],
+        effective_time=int(v["effective_time"]),
+        event_time=int(v["event_time"]),
+        source_topic=v["source_topic"],
+        source_partition=int(v["source_partition"]),
+        source_offset=int(v["source_offset"]),
+    )
+
+
+def utc_ns(moment: dt.datetime) -> int:
+    """An aware datetime as UTC nanoseconds since the epoch."""
+    return int(moment.timestamp() * 1_000_000) * 1000
