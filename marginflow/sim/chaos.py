@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from marginflow.app.reproduce import Reproduction, reproduce_sample
 from marginflow.io.book import write_book
 from marginflow.store import Database
+from marginflow.store.loads import record_book_load
 from marginflow.stream import events as ev
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
@@ -256,10 +258,11 @@ class ChaosResult:
     trades: int
     positions: Report
     margins: MarginReport
+    reproduced: list[Reproduction]  # stored margins picked at random, from the store alone
 
     @property
     def ok(self) -> bool:
-        return self.positions.ok and self.margins.ok
+        return self.positions.ok and self.margins.ok and all(r.ok for r in self.reproduced)
 
     def summary(self) -> str:
         s = self.supervisor
@@ -267,7 +270,9 @@ class ChaosResult:
             f"{s.kills} kills {s.by_role} ({s.chaos_kills} inside the commit protocol), "
             f"{self.trades} trades; positions: {self.positions.summary()}; margins: "
             f"{self.margins.summary()}, max rel. error {self.margins.max_rel_error:.1e}, "
-            f"{self.margins.versions} published versions recomputed "
+            f"{self.margins.versions} published versions recomputed; "
+            f"{sum(r.ok for r in self.reproduced)}/{len(self.reproduced)} stored margins "
+            "reproduced from the store "
             f"(max rel. error {self.margins.max_version_error:.1e})"
         )
 
@@ -311,6 +316,9 @@ def pipeline_chaos(
     log.create_topics(topology.all())
     db_url = db_url or f"sqlite:///{workdir / 'margins.db'}"
     args, setup = book_args(setup, workdir)
+    db = Database(db_url, prefix=db_prefix)
+    record_book_load(db, Path(args[1]), setup.settings.to_json())
+    db.close()
     common = [
         "--prefix", topology.prefix, "--partitions", str(topology.partitions),
         "--max-batch", "300", "--snapshot-interval", "0.1", *args, "--db", db_url,
@@ -353,6 +361,7 @@ def pipeline_chaos(
     db = Database(db_url, prefix=db_prefix)
     try:
         margins = check_margins(log, topology, setup, db)
+        reproduced = reproduce_sample(db, 25, seed=seed)
     finally:
         db.close()
-    return ChaosResult(supervisor, feeder.published * chunk, positions, margins)
+    return ChaosResult(supervisor, feeder.published * chunk, positions, margins, reproduced)

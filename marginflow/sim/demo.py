@@ -18,7 +18,7 @@ from marginflow.core.book import Book
 from marginflow.core.errors import RowFailure
 from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
-from marginflow.io.book import load_book
+from marginflow.io.book import load_book, load_id, reference_files
 from marginflow.sim.loadgen import (
     TradeFlow,
     book_spots,
@@ -29,6 +29,7 @@ from marginflow.sim.loadgen import (
 )
 from marginflow.sim.synthetic_book import BookSpec
 from marginflow.store import StoredSimm
+from marginflow.store.loads import record_book_load
 from marginflow.stream.log.base import Producer
 from marginflow.stream.pipeline import build_pipeline
 from marginflow.stream.publish import (
@@ -141,10 +142,12 @@ def run_demo(
     publish_crif(producer, topology, submissions)
     publish_parameter_changes(producer, topology, risk_parameter_changes())
     db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
-    setup = MarginSetup(book, settings or MarginSettings())
+    settings = settings or MarginSettings()
+    setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])
     pipeline = build_pipeline(
         log=log, topology=topology, state_dir=directory / "state", db_url=db_url, setup=setup
     )
+    record_book_load(pipeline.db, book_dir, settings.to_json())
     # load SIMM's compiled kernels before the clock starts (the rate is the margin path's)
     margin_submission(submissions[0], pipeline.simm, partition=0, offset=0, computed_time=1)
     t0 = time.perf_counter()

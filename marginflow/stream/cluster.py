@@ -21,6 +21,8 @@ from typing import Any
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.engine.settings import MarginSettings
+from marginflow.store import Database
+from marginflow.store.loads import record_book_load
 from marginflow.stream.broker import broker_binary, free_port, wait_for_port
 from marginflow.stream.pipeline import LATENCY_ROLES, ROLES
 
@@ -192,7 +194,12 @@ def up(config: ClusterConfig, directory: Path) -> dict[str, Any]:
         raise ConfigurationError("no book folder: give --book DIR")
     book = str(Path(config.book).resolve())
     settings_file = directory / "margin.json"
-    MarginSettings.from_json(config.margin).save(settings_file)
+    settings = MarginSettings.from_json(config.margin)
+    settings.save(settings_file)
+    # the store keeps the book the calculators start from, so their margins reproduce
+    store = Database(db)
+    record_book_load(store, Path(book), settings.to_json())
+    store.close()
     common = [
         "--log", log_url, "--state", str((directory / "state").resolve()),
         "--partitions", str(config.partitions), "--prefix", config.prefix,

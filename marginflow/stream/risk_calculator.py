@@ -429,7 +429,16 @@ class RiskCalculator(Processor):
         return why
 
     # -- results ----------------------------------------------------------------------------
-    def recompute(self) -> list[Output]:
+    def replay_market(self, events: Sequence[tuple[int, ev.Event]]) -> list[tuple[int, Rejection]]:
+        """Apply market-topic events (offset, event) as one batch would and bring the engine
+        up to them: how a stored margin's market is rebuilt from the store's copy of the
+        topic. Returns the events refused, as the stream dead-lettered them."""
+        refused = self._apply_market(events)
+        self._settle()
+        return refused
+
+    def _settle(self) -> None:
+        """Parameter changes and coalesced moves read so far, into the engine."""
         engine = self._engine
         if self._params_dirty:
             self._params_dirty = False
@@ -452,6 +461,10 @@ class RiskCalculator(Processor):
                 if name in self._owner and name not in self._changed:
                     self._changed[name] = self._market.event_time
             self._moves.clear()
+
+    def recompute(self) -> list[Output]:
+        self._settle()
+        engine = self._engine
         out: list[Output] = self._release_held() if self._waiting else []
         if self._deltas:
             engine.apply_trades(self._deltas)

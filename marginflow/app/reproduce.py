@@ -1,0 +1,255 @@
+"""Reproduce a stored margin from the store alone: the start-of-day load it names (the
+book files the calculators read and the settings), the market topic's events up to the
+margin's market offset, and the account's positions at its version, all read back from the
+store, through the calculator's own code; the broker and the log are not needed.
+
+A margin is a function of the account's holdings, the market and the settings, to the bit
+(the engine sums an account's P&L afresh from its holdings in instrument order), so the
+recomputed margin equals the stored one exactly, or something differs and is named.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marginflow.core.errors import ValidationError
+from marginflow.engine.settings import MarginSettings, fingerprint, identity
+from marginflow.engine.state import MarginEngine
+from marginflow.store import Database, StoredMargin
+from marginflow.store.loads import stored_book
+from marginflow.stream import events as ev
+from marginflow.stream.codec import Codec
+from marginflow.stream.risk_calculator import MarginSetup, RiskCalculator
+from marginflow.stream.topics import MARKET, Topology
+
+PARAMETER_KIND = "risk_parameter"
+"""The market-topic events that are risk-parameter changes (the other events are the
+market: prices, vols and reference data)."""
+
+
+@dataclass
+class Recomputed:
+    """A margin recomputed from stored inputs, with its breakdown."""
+
+    margin: float
+    es: float
+    var: float
+    apc: float
+    concentration: float
+    driver: str
+    settings: str
+
+
+@dataclass
+class Reproduction:
+    """A stored margin and the same margin recomputed from the store's inputs."""
+
+    stored: StoredMargin
+    recomputed: Recomputed
+    positions: dict[str, int]
+    market_events: int
+    differences: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        s, r = self.stored, self.recomputed
+        return {
+            "account": s.account,
+            "member": s.member,
+            "ok": self.ok,
+            "differences": self.differences,
+            "position_version": s.position_version,
+            "market_offset": s.market_offset,
+            "business_date": s.business_date,
+            "book_load": s.book_load,
+            "settings": s.settings,
+            "stored": {
+                "margin": s.margin,
+                "es": s.es,
+                "var": s.var,
+                "apc": s.apc,
+                "concentration": s.concentration,
+                "driver": s.driver,
+            },
+            "recomputed": {
+                "margin": r.margin,
+                "es": r.es,
+                "var": r.var,
+                "apc": r.apc,
+                "concentration": r.concentration,
+                "driver": r.driver,
+                "settings": r.settings,
+            },
+            "positions": self.positions,
+            "market_events": self.market_events,
+            "seconds": self.seconds,
+        }
+
+
+class StoredInputs:
+    """The inputs the store holds for margins of one start-of-day load: builds an engine at
+    any (market offset, parameters offset) and margins positions on it. Engines are kept
+    per pair of offsets, so an attribution that evaluates four states builds each once."""
+
+    def __init__(self, db: Database, book_load: str) -> None:
+        self.db = db
+        with tempfile.TemporaryDirectory(prefix="marginflow-reproduce-") as scratch:
+            self.load, loaded = stored_book(db, book_load, Path(scratch))
+        self.setup = MarginSetup(
+            loaded.book, MarginSettings.from_json(self.load.settings), self.load.id
+        )
+        self._codec: Codec[ev.Event] = Codec(Topology().spec(MARKET).events)
+        self._engines: dict[tuple[int, int], MarginEngine] = {}
+        self.events_applied: dict[tuple[int, int], int] = {}
+
+    def engine(self, market: int, parameters: int | None = None) -> MarginEngine:
+        """The engine with every account flat, after the market-topic events up to offset
+        ``market`` but with risk-parameter changes only up to ``parameters`` (default: the
+        same offset), applied by the calculator's code."""
+        key = (market, market if parameters is None else parameters)
+        engine = self._engines.get(key)
+        if engine is not None:
+            return engine
+        engine = self.setup.engine()
+        records = self.db.market_events(upto=max(key))
+        events = []
+        for r in records:
+            cutoff = key[1] if r.kind == PARAMETER_KIND else key[0]
+            if r.offset <= cutoff:
+                events.append((r.offset, self._codec.decode(r.payload)))
+        RiskCalculator(Topology(), engine, book_load=self.load.id).replay_market(events)
+        self.events_applied[key] = len(events)
+        self._engines[key] = engine
+        return engine
+
+    def margin(
+        self, positions: Mapping[str, Mapping[str, int]], market: int, parameters: int | None
+    ) -> dict[str, Recomputed]:
+        """Each account's margin with ``positions`` (account -> instrument -> quantity) at
+        the engine of ``(market, parameters)``; the accounts are flat again afterwards."""
+        engine = self.engine(market, parameters)
+        held = {a: {i: float(q) for i, q in p.items()} for a, p in positions.items() if p}
+        engine.apply_trades(held)
+        try:
+            out = {a: _recomputed(engine, a) for a in positions}
+        finally:
+            engine.apply_trades({a: {i: -q for i, q in p.items()} for a, p in held.items()})
+        return out
+
+
+def _recomputed(engine: MarginEngine, account: str) -> Recomputed:
+    a = engine.book.positions.accounts.index(account)
+    return Recomputed(
+        margin=float(engine.margin[a]),
+        es=float(engine.es_base[a]),
+        var=float(engine.var[a]),
+        apc=float(engine.apc[a]),
+        concentration=float(engine.concentration[a]),
+        driver=engine.scenarios.labels[int(engine.worst[a])],
+        settings=fingerprint(identity(engine)),
+    )
+
+
+def find_margin(
+    db: Database, account: str, *, version: int | None = None, at: int | None = None
+) -> StoredMargin:
+    """The stored margin ``reproduce`` is asked for, or :class:`ValidationError` naming
+    what is missing."""
+    stored = db.margin(account, version=version, at=at)
+    if stored is not None:
+        return stored
+    if not db.margin_history(account=account):
+        raise ValidationError("account", f"no margin of {account!r} is stored")
+    what = f"at version {version}" if version is not None else f"at or before {at} ns"
+    raise ValidationError("version" if version is not None else "at", f"no margin {what}")
+
+
+def reproduce(
+    db: Database,
+    account: str,
+    *,
+    version: int | None = None,
+    at: int | None = None,
+    inputs: StoredInputs | None = None,
+) -> Reproduction:
+    """Recompute ``account``'s stored margin (the latest, the last at position ``version``
+    or the one in force at ``at``, ns) from the store and compare it, bit for bit, with the
+    stored one: margin, breakdown, driving scenario and settings fingerprint."""
+    t0 = time.perf_counter()
+    stored = find_margin(db, account, version=version, at=at)
+    result = reproduce_margin(db, stored, inputs)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def reproduce_margin(
+    db: Database, stored: StoredMargin, inputs: StoredInputs | None = None
+) -> Reproduction:
+    """Recompute ``stored`` from the store's inputs (see :func:`reproduce`)."""
+    t0 = time.perf_counter()
+    account = stored.account
+    if not stored.book_load:
+        raise ValidationError(
+            "book_load",
+            f"the margin of {account!r} names no start-of-day load (computed from a book given "
+            "in memory): it cannot be reproduced from the store",
+        )
+    if inputs is None or inputs.load.id != stored.book_load:
+        inputs = StoredInputs(db, stored.book_load)
+    positions = db.positions(account, stored.position_version)
+    engine = inputs.engine(stored.market_offset)
+    gone = sorted(i for i in positions if i not in engine.book.instruments.index())
+    gone += sorted(i for i in positions if i not in gone and engine.is_expired(i))
+    held = {i: q for i, q in positions.items() if i not in gone}
+    got = inputs.margin({account: held}, stored.market_offset, None)[account]
+    result = Reproduction(
+        stored,
+        got,
+        positions,
+        inputs.events_applied[(stored.market_offset, stored.market_offset)],
+    )
+    result.differences = _differences(stored, got)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _differences(stored: StoredMargin, got: Recomputed) -> list[str]:
+    out = []
+    for name in ("margin", "es", "var", "apc", "concentration"):
+        want = getattr(stored, name)
+        have = getattr(got, name)
+        if want is not None and want != have:
+            out.append(f"{name}: stored {want!r}, recomputed {have!r} ({have - want:+.6g})")
+    if stored.driver and stored.driver != got.driver:
+        out.append(f"driver: stored {stored.driver!r}, recomputed {got.driver!r}")
+    if stored.settings and stored.settings != got.settings:
+        out.append(
+            f"settings: stored fingerprint {stored.settings[:12]}, "
+            f"recomputed {got.settings[:12]} (the model or scenario set differs)"
+        )
+    return out
+
+
+def reproduce_sample(db: Database, n: int, *, seed: int = 0) -> list[Reproduction]:
+    """Reproduce ``n`` stored margins picked at random (with ``seed``) from the history,
+    sharing the stored inputs' engines between them."""
+    import random
+
+    history = [m for m in db.margin_history() if m.book_load]
+    picked = random.Random(seed).sample(history, min(n, len(history)))
+    inputs: StoredInputs | None = None
+    out = []
+    for m in sorted(picked, key=lambda m: (m.book_load, m.market_offset)):
+        if inputs is None or inputs.load.id != m.book_load:
+            inputs = StoredInputs(db, m.book_load)
+        out.append(reproduce_margin(db, m, inputs))
+    return out
