@@ -138,12 +138,17 @@ class StoredInputs:
         the engine of ``(market, parameters)``; the accounts are flat again afterwards."""
         engine = self.engine(market, parameters)
         held = {a: {i: float(q) for i, q in p.items()} for a, p in positions.items() if p}
+        known = set(engine.book.positions.accounts)
         engine.apply_trades(held)
         try:
-            out = {a: _recomputed(engine, a) for a in positions}
+            # an account not yet opened at that market offset holds nothing: margin 0
+            out = {a: _recomputed(engine, a) if a in known else _FLAT for a in positions}
         finally:
             engine.apply_trades({a: {i: -q for i, q in p.items()} for a, p in held.items()})
         return out
+
+
+_FLAT = Recomputed(0.0, 0.0, 0.0, 0.0, 0.0, "", "")
 
 
 def _recomputed(engine: MarginEngine, account: str) -> Recomputed:

@@ -24,9 +24,10 @@ def _register_commands() -> None:
         publish_cmd,
         simm_cmd,
         stream_cmd,
+        trace_cmd,
     )
 
-    for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd):
+    for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd, trace_cmd):
         module.register(app)
 
 
