@@ -42,7 +42,7 @@ def test_the_newest_migration_builds_the_tables_the_code_uses(db: Database) -> N
                 "include_name": lambda name, kind, _: (
                     kind != "table" or str(name).startswith(db.prefix)
                 )
-            },  # fmt: skip
+            },
         )
         diff = [
             d for d in compare_metadata(context, db.t.metadata) if "alembic_version" not in str(d)
