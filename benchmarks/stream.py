@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,18 +23,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import print_table
+from benchmarks.workers import Bench, Proc, summary, wait_output, workers
 from marginflow.core.book import Book
 from marginflow.engine.settings import MarginSettings
-from marginflow.sim.chaos import FAST_FAILOVER, book_args, pipeline_chaos, worker_command
+from marginflow.sim.chaos import FAST_FAILOVER, pipeline_chaos
 from marginflow.sim.loadgen import TradeFlow, book_spots, price_moves, trades
 from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream import events as ev
@@ -57,31 +54,6 @@ SETTINGS = MarginSettings(lookback=500)
 of benchmarks/README.md were measured on this set since the first run."""
 SOAK_BOOK = BookSpec(members=3, accounts=60, underlyings=6, series=150, sod_positions=300)
 SOAK_SETTINGS = MarginSettings(lookback=250)
-
-
-@dataclass(frozen=True, slots=True)
-class Bench:
-    """The book every row margins: its setup as the calculators read it back from the book
-    folder, and the runner options (``--book DIR --settings FILE``) that make a worker
-    process margin the same."""
-
-    setup: MarginSetup
-    args: tuple[str, ...]
-
-    @classmethod
-    def write(cls, spec: BookSpec, settings: MarginSettings, folder: Path) -> Bench:
-        args, setup = book_args(MarginSetup(spec.book(), settings), folder)
-        return cls(setup, tuple(args))
-
-    @property
-    def book(self) -> Book:
-        return self.setup.book
-
-    @property
-    def book_folder(self) -> tuple[str, ...]:
-        """``--book DIR`` alone: what the load generator takes."""
-        i = self.args.index("--book")
-        return self.args[i : i + 2]
 
 
 # --- log throughput ------------------------------------------------------------------------
@@ -238,67 +210,8 @@ def embedded_pipeline(n: int, bench: Bench, root: Path, **batch: Any) -> dict[st
     }
 
 
-@contextmanager
-def _workers(
-    url: str,
-    topology: Topology,
-    bench: Bench,
-    root: Path,
-    roles: dict[str, int],
-    *extra: str,
-) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
-    """Start worker processes (``roles``: role -> count); SIGTERM them on exit."""
-    common = [
-        "--prefix", topology.prefix, "--partitions", str(topology.partitions),
-        *bench.args, "--db", f"sqlite:///{root / 'm.db'}", *extra,
-    ]  # fmt: skip
-    procs = []
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    for role, count in roles.items():
-        for i in range(count):
-            path = root / "logs" / f"{role}-{i}-{time.time_ns()}.log"
-            with open(path, "wb") as out:
-                cmd = worker_command(role, url, root / "state", *common)
-                procs.append(
-                    (role, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT), path)
-                )
-    try:
-        yield procs
-    finally:
-        for _, p, _ in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for _, p, _ in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def _summary(path: Path) -> dict[str, Any]:
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("summary "):
-            result: dict[str, Any] = json.loads(line.removeprefix("summary "))
-            return result
-    return {}
-
-
-def _wait_output(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], line: bytes, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(line in path.read_bytes() for _, _, path in procs):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"workers did not print {line!r} within the timeout")
-
-
-def _wait_assigned(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], timeout: float = 60
-) -> None:
-    _wait_output(procs, b"assigned", timeout)
+def _wait_assigned(procs: list[Proc], timeout: float = 60) -> None:
+    wait_output(procs, b"assigned", timeout)
 
 
 def process_pipeline(n: int, bench: Bench, log: Log, url: str, root: Path) -> dict[str, float]:
@@ -315,13 +228,13 @@ def process_pipeline(n: int, bench: Bench, log: Log, url: str, root: Path) -> di
     gate = root / f"gate-{topology.prefix}"
     roles = dict.fromkeys(MARGIN_ROLES, 1)
     args = ("--idle-exit", "3", "--assign", ",".join(map(str, range(topology.partitions))))
-    with _workers(url, topology, bench, root, roles, *args, "--gate", str(gate)) as procs:
-        _wait_output(procs, b"ready")
+    with workers(url, topology, bench, root, roles, *args, "--gate", str(gate)) as procs:
+        wait_output(procs, b"ready")
         released = time.time_ns()
         gate.touch()
         for _, p, _ in procs:
             p.wait(600)
-    s = {role: _summary(path) for role, _, path in procs}
+    s = {role: summary(path) for role, _, path in procs}
     keeper, sink = s["position-keeper"], s["sink"]
     e2e = (sink["last_record_ns"] - released) / 1e9
     keep = (keeper["last_record_ns"] - keeper["first_record_ns"]) / 1e9
@@ -419,12 +332,12 @@ def broker_latency(
     probe.start()
     with contextlib.ExitStack() as stack:
         procs = stack.enter_context(
-            _workers(url, topology, bench, root, fast, *size,
+            workers(url, topology, bench, root, fast, *size,
                      "--max-wait", str(batch.get("max_wait", 0.0)))
         )  # fmt: skip
         if slow:
             procs += stack.enter_context(
-                _workers(url, topology, bench, root, slow, *size,
+                workers(url, topology, bench, root, slow, *size,
                          "--max-wait", str(downstream_max_wait))
             )  # fmt: skip
         _wait_assigned(procs)
@@ -474,7 +387,7 @@ def scaling(
         _warm(bench)
         # small keeper batches: a position event per trade or two, so the calculators
         # have seconds of work to share (a big batch folds an account's trades into one)
-        with _workers(
+        with workers(
             url, topology, bench, root, {"position-keeper": 1}, "--idle-exit", "3",
             "--max-batch", "500",
         ) as procs:  # fmt: skip
@@ -491,7 +404,7 @@ def scaling(
                 p
                 for share in shares[count]
                 for p in stack.enter_context(
-                    _workers(
+                    workers(
                         url,
                         topology,
                         bench,
@@ -508,12 +421,12 @@ def scaling(
                     )
                 )
             ]
-            _wait_output(procs, b"ready")
+            wait_output(procs, b"ready")
             released = time.time_ns()
             gate.touch()
             for _, p, _ in procs:
                 p.wait(600)
-        s = [_summary(path) for _, _, path in procs]
+        s = [summary(path) for _, _, path in procs]
         records = sum(x["records"] for x in s)
         span = (max(x["last_record_ns"] for x in s) - released) / 1e9
         rates[count] = max(rates.get(count, 0.0), records / span)  # best of the repeats
@@ -549,7 +462,7 @@ def recovery(bench: Bench, bootstrap: str, root: Path) -> dict[str, float]:
     url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, bench, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
+    with workers(url, topology, bench, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", url,
@@ -563,7 +476,7 @@ def recovery(bench: Bench, bootstrap: str, root: Path) -> dict[str, float]:
         calc.send_signal(signal.SIGKILL)
         calc.wait()
         killed = time.time_ns()
-        with _workers(url, topology, bench, root, {"risk-calculator": 1}):
+        with workers(url, topology, bench, root, {"risk-calculator": 1}):
             deadline = time.monotonic() + 120
             first = caught = 0
             while time.monotonic() < deadline and not caught:
