@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "simm", "stream")
+MODULES = ("pricing", "margin", "simm", "stream", "sod_load")
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
     "simm": ["--quick"],
     "stream": ["--quick"],
+    "sod_load": ["--quick"],
 }
 
 

@@ -42,6 +42,8 @@ def print_json(payload: object) -> None:
 
 
 def _fmt(x: Any) -> str:
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
     if isinstance(x, float):
         if x == 0 or 1e-3 <= abs(x) < 1e7:
             return f"{x:,.4g}" if abs(x) < 100 else f"{x:,.0f}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,35 +23,37 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import print_table
-from marginflow.sim.chaos import FAST_FAILOVER, book_args, pipeline_chaos, worker_command
-from marginflow.sim.loadgen import TradeFlow, price_moves, publish_market, publish_trades, trades
+from benchmarks.workers import Bench, Proc, summary, wait_output, workers
+from marginflow.core.book import Book
+from marginflow.engine.settings import MarginSettings
+from marginflow.sim.chaos import FAST_FAILOVER, pipeline_chaos
+from marginflow.sim.loadgen import TradeFlow, book_spots, price_moves, trades
+from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream import events as ev
 from marginflow.stream.broker import Broker, start_broker
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.log.kafka import KafkaLog
-from marginflow.stream.pipeline import (
-    LATENCY_ROLES,
-    MARGIN_ROLES,
-    BatchSettings,
-    build_pipeline,
-    sod_positions,
-)
+from marginflow.stream.pipeline import LATENCY_ROLES, MARGIN_ROLES, BatchSettings, build_pipeline
+from marginflow.stream.publish import publish_market, publish_trades, sod_positions
 from marginflow.stream.reconcile import read_events
-from marginflow.stream.risk_calculator import EngineSpec, build_engine, start_of_day
+from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.topics import MARGINS, TRADES, Topology
 
-SPEC = EngineSpec(accounts=1_000, underlyings=50, series=2_000, sod_positions=5_000)
-QUICK_SPEC = EngineSpec(accounts=200, underlyings=20, series=600, sod_positions=1_000)
+BOOK = BookSpec(accounts=1_000, underlyings=50, series=2_000, sod_positions=5_000)
+QUICK_BOOK = BookSpec(accounts=200, underlyings=20, series=600, sod_positions=1_000)
+SETTINGS = MarginSettings(lookback=500)
+"""500 days of filtered-historical scenarios (and the default stress period): the figures
+of benchmarks/README.md were measured on this set since the first run."""
+SOAK_BOOK = BookSpec(members=3, accounts=60, underlyings=6, series=150, sod_positions=300)
+SOAK_SETTINGS = MarginSettings(lookback=250)
 
 
 # --- log throughput ------------------------------------------------------------------------
@@ -171,15 +172,12 @@ def broker_log(n: int, bootstrap: str) -> list[list[Any]]:
 # --- end to end ----------------------------------------------------------------------------
 
 
-def _publish_day(
-    log: Log, topology: Topology, spec: EngineSpec, n: int, *, market: bool = True
-) -> int:
+def _publish_day(log: Log, topology: Topology, book: Book, n: int, *, market: bool = True) -> int:
     """SOD positions, then ``n`` trades with a price move every 100 trades (if ``market``)."""
-    book = start_of_day(spec)
     producer = log.producer()
     sod = publish_trades(producer, topology, sod_positions(book))
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids)
-    moves = list(price_moves(book.underlyings.ids, n // 100 + 1))
+    moves = list(price_moves(book_spots(book), n // 100 + 1))
     for k in range(0, n, 10_000):
         publish_trades(producer, topology, trades(flow, min(10_000, n - k), first=k))
         if market:
@@ -187,17 +185,17 @@ def _publish_day(
     return sod + n
 
 
-def embedded_pipeline(n: int, spec: EngineSpec, root: Path, **batch: Any) -> dict[str, float]:
+def embedded_pipeline(n: int, bench: Bench, root: Path, **batch: Any) -> dict[str, float]:
     log = EmbeddedLog(root / "log")
     topology = Topology(partitions=batch.pop("partitions", 4))
     log.create_topics(topology.all())
-    total = _publish_day(log, topology, spec, n)
+    total = _publish_day(log, topology, bench.book, n)
     pipeline = build_pipeline(
         log=log,
         topology=topology,
         state_dir=root / "state",
         db_url=f"sqlite:///{root / 'm.db'}",
-        spec=spec,
+        setup=bench.setup,
         batches=BatchSettings(**batch),
     )
     t0 = time.perf_counter()
@@ -212,70 +210,11 @@ def embedded_pipeline(n: int, spec: EngineSpec, root: Path, **batch: Any) -> dic
     }
 
 
-@contextmanager
-def _workers(
-    url: str,
-    topology: Topology,
-    spec: EngineSpec,
-    root: Path,
-    roles: dict[str, int],
-    *extra: str,
-) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
-    """Start worker processes (``roles``: role -> count); SIGTERM them on exit."""
-    common = [
-        "--prefix", topology.prefix, "--partitions", str(topology.partitions),
-        *book_args(spec), "--db", f"sqlite:///{root / 'm.db'}", *extra,
-    ]  # fmt: skip
-    procs = []
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    for role, count in roles.items():
-        for i in range(count):
-            path = root / "logs" / f"{role}-{i}-{time.time_ns()}.log"
-            with open(path, "wb") as out:
-                cmd = worker_command(role, url, root / "state", *common)
-                procs.append(
-                    (role, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT), path)
-                )
-    try:
-        yield procs
-    finally:
-        for _, p, _ in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for _, p, _ in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+def _wait_assigned(procs: list[Proc], timeout: float = 60) -> None:
+    wait_output(procs, b"assigned", timeout)
 
 
-def _summary(path: Path) -> dict[str, Any]:
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("summary "):
-            result: dict[str, Any] = json.loads(line.removeprefix("summary "))
-            return result
-    return {}
-
-
-def _wait_output(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], line: bytes, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(line in path.read_bytes() for _, _, path in procs):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"workers did not print {line!r} within the timeout")
-
-
-def _wait_assigned(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], timeout: float = 60
-) -> None:
-    _wait_output(procs, b"assigned", timeout)
-
-
-def process_pipeline(n: int, spec: EngineSpec, log: Log, url: str, root: Path) -> dict[str, float]:
+def process_pipeline(n: int, bench: Bench, log: Log, url: str, root: Path) -> dict[str, float]:
     """One process per role on a pre-loaded day: every worker is started, assigned its
     partitions statically and has built its state (the calculator its engine) before a
     gate releases them all at once; trades/s runs from the gate to the sink's last record.
@@ -284,18 +223,18 @@ def process_pipeline(n: int, spec: EngineSpec, log: Log, url: str, root: Path) -
     topology = Topology(partitions=4, prefix=f"e2e{time.time_ns() % 10**9}.")
     log.create_topics(topology.all())
     t0 = time.perf_counter()
-    total = _publish_day(log, topology, spec, n)
+    total = _publish_day(log, topology, bench.book, n)
     publish = total / (time.perf_counter() - t0)
     gate = root / f"gate-{topology.prefix}"
     roles = dict.fromkeys(MARGIN_ROLES, 1)
     args = ("--idle-exit", "3", "--assign", ",".join(map(str, range(topology.partitions))))
-    with _workers(url, topology, spec, root, roles, *args, "--gate", str(gate)) as procs:
-        _wait_output(procs, b"ready")
+    with workers(url, topology, bench, root, roles, *args, "--gate", str(gate)) as procs:
+        wait_output(procs, b"ready")
         released = time.time_ns()
         gate.touch()
         for _, p, _ in procs:
             p.wait(600)
-    s = {role: _summary(path) for role, _, path in procs}
+    s = {role: summary(path) for role, _, path in procs}
     keeper, sink = s["position-keeper"], s["sink"]
     e2e = (sink["last_record_ns"] - released) / 1e9
     keep = (keeper["last_record_ns"] - keeper["first_record_ns"]) / 1e9
@@ -369,7 +308,7 @@ def trade_latencies(
 def broker_latency(
     rate: float,
     seconds: float,
-    spec: EngineSpec,
+    bench: Bench,
     bootstrap: str,
     root: Path,
     *,
@@ -393,12 +332,12 @@ def broker_latency(
     probe.start()
     with contextlib.ExitStack() as stack:
         procs = stack.enter_context(
-            _workers(url, topology, spec, root, fast, *size,
+            workers(url, topology, bench, root, fast, *size,
                      "--max-wait", str(batch.get("max_wait", 0.0)))
         )  # fmt: skip
         if slow:
             procs += stack.enter_context(
-                _workers(url, topology, spec, root, slow, *size,
+                workers(url, topology, bench, root, slow, *size,
                          "--max-wait", str(downstream_max_wait))
             )  # fmt: skip
         _wait_assigned(procs)
@@ -407,7 +346,7 @@ def broker_latency(
             "--prefix", topology.prefix, "--partitions", str(topology.partitions),
             "--trades", str(int(rate * seconds)), "--rate", str(rate),
             "--chunk", str(max(int(rate / 100), 1)), "--market-every", str(market_every),
-            "--no-sod", *book_args(spec)[:-2],
+            "--no-sod", *bench.book_folder,
         ]  # fmt: skip
         subprocess.run(gen, check=True, capture_output=True)
         time.sleep(3.0)
@@ -423,18 +362,18 @@ def broker_latency(
     }
 
 
-def _warm(spec: EngineSpec) -> None:
+def _warm(bench: Bench) -> None:
     """Compile (and cache on disk) every kernel a calculator runs, so no timed process pays
     for compilation: build the engine, apply a trade and a price move."""
-    engine = build_engine(spec)
-    book = start_of_day(spec)
+    engine = bench.setup.engine()
+    book = bench.book
     engine.apply_trades({book.positions.accounts[0]: {book.instruments.ids[0]: 1.0}})
     u = book.underlyings.ids[0]
     engine.apply_market(u, spot=float(engine.book.market.spot[0]) * 1.01)
 
 
 def scaling(
-    role: str, n: int, spec: EngineSpec, log: Log, url: str, root: Path, *, repeats: int = 2
+    role: str, n: int, bench: Bench, log: Log, url: str, root: Path, *, repeats: int = 2
 ) -> dict[str, float]:
     """One stage's throughput with 1 then 2 processes on the same pre-loaded input. Each
     process owns a static share of the 4 partitions, builds its state, and waits at a gate;
@@ -443,13 +382,13 @@ def scaling(
     disturbed one, and both counts get the same chance)."""
     topology = Topology(partitions=4, prefix=f"scale{time.time_ns() % 10**9}.")
     log.create_topics(topology.all())
-    _publish_day(log, topology, spec, n, market=False)  # market work is not partitioned
+    _publish_day(log, topology, bench.book, n, market=False)  # market work is not partitioned
     if role == "risk-calculator":  # its input is the keeper's output
-        _warm(spec)
+        _warm(bench)
         # small keeper batches: a position event per trade or two, so the calculators
         # have seconds of work to share (a big batch folds an account's trades into one)
-        with _workers(
-            url, topology, spec, root, {"position-keeper": 1}, "--idle-exit", "3",
+        with workers(
+            url, topology, bench, root, {"position-keeper": 1}, "--idle-exit", "3",
             "--max-batch", "500",
         ) as procs:  # fmt: skip
             for _, p, _ in procs:
@@ -465,10 +404,10 @@ def scaling(
                 p
                 for share in shares[count]
                 for p in stack.enter_context(
-                    _workers(
+                    workers(
                         url,
                         topology,
-                        spec,
+                        bench,
                         root,
                         {role: 1},
                         "--idle-exit",
@@ -482,12 +421,12 @@ def scaling(
                     )
                 )
             ]
-            _wait_output(procs, b"ready")
+            wait_output(procs, b"ready")
             released = time.time_ns()
             gate.touch()
             for _, p, _ in procs:
                 p.wait(600)
-        s = [_summary(path) for _, _, path in procs]
+        s = [summary(path) for _, _, path in procs]
         records = sum(x["records"] for x in s)
         span = (max(x["last_record_ns"] for x in s) - released) / 1e9
         rates[count] = max(rates.get(count, 0.0), records / span)  # best of the repeats
@@ -503,18 +442,18 @@ def scaling(
 
 
 def _scaling_rows(
-    quick: bool, n: int, spec: EngineSpec, log: Log, url: str, root: Path, name: str
+    quick: bool, n: int, bench: Bench, log: Log, url: str, root: Path, name: str
 ) -> list[list[Any]]:
     rows = []
     for role in ("position-keeper",) if quick else ("position-keeper", "risk-calculator"):
         # the keeper needs more input than the calculator to run for seconds
         n_role = n * (5 if role == "position-keeper" else 1)
-        r = scaling(role, n_role, spec, log, url, root / f"s{role}")
+        r = scaling(role, n_role, bench, log, url, root / f"s{role}")
         rows.append([role, name, r["one"], r["two"], r["ratio"], r["bound"], 1.8])
     return rows
 
 
-def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
+def recovery(bench: Bench, bootstrap: str, root: Path) -> dict[str, float]:
     """Kill the risk calculator under 2,000 trades/s; time until a new one publishes, and
     until margins again follow trades within a second."""
     topology = Topology(partitions=4, prefix=f"rec{time.time_ns() % 10**9}.")
@@ -523,13 +462,13 @@ def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
     url = f"kafka://{bootstrap}?{FAST_FAILOVER}"
     probe = _MarginProbe(log, topology)
     probe.start()
-    with _workers(url, topology, spec, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
+    with workers(url, topology, bench, root, dict.fromkeys(MARGIN_ROLES, 1)) as procs:
         _wait_assigned(procs)
         gen = [
             sys.executable, "-m", "marginflow.sim.loadgen_main", "--log", url,
             "--prefix", topology.prefix, "--partitions", str(topology.partitions),
             "--trades", "30000", "--rate", "2000", "--chunk", "20", "--no-sod",
-            *book_args(spec)[:-2],
+            *bench.book_folder,
         ]  # fmt: skip
         loadgen = subprocess.Popen(gen, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(5.0)
@@ -537,7 +476,7 @@ def recovery(spec: EngineSpec, bootstrap: str, root: Path) -> dict[str, float]:
         calc.send_signal(signal.SIGKILL)
         calc.wait()
         killed = time.time_ns()
-        with _workers(url, topology, spec, root, {"risk-calculator": 1}):
+        with workers(url, topology, bench, root, {"risk-calculator": 1}):
             deadline = time.monotonic() + 120
             first = caught = 0
             while time.monotonic() < deadline and not caught:
@@ -567,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-broker", action="store_true")
     parser.add_argument("--kills", type=int, default=100)
     args = parser.parse_args(argv)
-    spec = QUICK_SPEC if args.quick else SPEC
+    spec = QUICK_BOOK if args.quick else BOOK
     n_log = 100_000 if args.quick else 300_000
     n_e2e = 50_000 if args.quick else 200_000
     results: dict[str, Any] = {}
@@ -575,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
+            bench = Bench.write(spec, SETTINGS, root / "book")
             rows = embedded_log(n_log, root / "a")
             if broker is not None:
                 rows += broker_log(n_log, broker.bootstrap)
@@ -586,14 +526,14 @@ def main(argv: list[str] | None = None) -> int:
             results["log"] = rows
 
             e2e_rows = []
-            emb = embedded_pipeline(n_e2e, spec, root / "b", max_batch=10_000)
+            emb = embedded_pipeline(n_e2e, bench, root / "b", max_batch=10_000)
             e2e_rows.append(
                 ["embedded, in-process", emb["trades_per_s"], emb["seconds"], 200_000.0]
             )
             results["embedded_pipeline"] = emb
             elog = EmbeddedLog(root / "c" / "log")
             emp = process_pipeline(
-                n_e2e, spec, elog, f"embedded://{root / 'c' / 'log'}", root / "c"
+                n_e2e, bench, elog, f"embedded://{root / 'c' / 'log'}", root / "c"
             )
             e2e_rows.append(
                 ["embedded, a process per stage", emp["trades_per_s"], emp["seconds"], 200_000.0]
@@ -606,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             if broker is not None:
                 klog = KafkaLog(broker.bootstrap)
                 url = f"kafka://{broker.bootstrap}?{FAST_FAILOVER}"
-                brk = process_pipeline(n_e2e, spec, klog, url, root / "d")
+                brk = process_pipeline(n_e2e, bench, klog, url, root / "d")
                 klog.close()
                 e2e_rows.append(
                     ["broker, a process per stage", brk["trades_per_s"], brk["seconds"], 50_000.0]
@@ -619,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["broker_pipeline"] = brk
             print_table(
                 f"End to end with incremental margin ({n_e2e:,} trades + SOD, {spec.accounts} "
-                f"accounts, {spec.series} series, {spec.lookback_days} scenarios)",
+                f"accounts, {spec.series} series, {bench.setup.settings.describe()})",
                 ["path", "trades/s", "seconds", "goal trades/s"],
                 e2e_rows,
             )
@@ -631,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             for max_batch, parts in variants:
                 r = embedded_pipeline(
                     n_e2e // 2,
-                    spec,
+                    bench,
                     root / f"v{max_batch}-{parts}",
                     max_batch=max_batch,
                     partitions=parts,
@@ -652,11 +592,13 @@ def main(argv: list[str] | None = None) -> int:
 
             elog = EmbeddedLog(root / "se" / "log")
             eurl = f"embedded://{root / 'se' / 'log'}"
-            scale_rows = _scaling_rows(args.quick, n_e2e, spec, elog, eurl, root / "se", "embedded")
+            scale_rows = _scaling_rows(
+                args.quick, n_e2e, bench, elog, eurl, root / "se", "embedded"
+            )
             if broker is not None:
                 klog = KafkaLog(broker.bootstrap)
                 kurl = f"kafka://{broker.bootstrap}?{FAST_FAILOVER}"
-                scale_rows += _scaling_rows(args.quick, n_e2e, spec, klog, kurl, root, "broker")
+                scale_rows += _scaling_rows(args.quick, n_e2e, bench, klog, kurl, root, "broker")
                 klog.close()
             print_table(
                 "Scaling one stage from 1 to 2 processes (4 partitions, static shares)",
@@ -667,9 +609,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if broker is not None:
                 lat_rows = []
-                path = ("position-keeper", "risk-calculator")
+                path = LATENCY_ROLES
                 # (max_wait of keeper and calculator, a price move every N trades, roles,
                 # max_wait of the stages after the margins topic)
+                settings: list[tuple[float, int, tuple[str, ...], float]]
                 settings = [(0.0, 0, MARGIN_ROLES, 0.05)]
                 if not args.quick:
                     settings = [
@@ -683,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 for max_wait, market_every, roles, downstream in settings:
                     r = broker_latency(
-                        10_000, 5.0 if args.quick else 10.0, spec, broker.bootstrap,
+                        10_000, 5.0 if args.quick else 10.0, bench, broker.bootstrap,
                         root / f"l{max_wait}-{market_every}-{len(roles)}-{downstream}",
                         market_every=market_every, roles=roles, downstream_max_wait=downstream,
                         max_batch=10_000, max_wait=max_wait,
@@ -705,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 results["latency"] = lat_rows
 
-                rec = recovery(spec, broker.bootstrap, root / "r")
+                rec = recovery(bench, broker.bootstrap, root / "r")
                 print_table(
                     "Recovery after SIGKILL of the risk calculator (new process started at once)",
                     ["measure", "seconds"],
@@ -717,21 +660,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["recovery"] = rec
 
                 if args.soak:
-                    soak_spec = EngineSpec(
-                        members=3,
-                        accounts=60,
-                        underlyings=6,
-                        series=150,
-                        sod_positions=300,
-                        lookback_days=250,
-                    )
                     log = KafkaLog(broker.bootstrap)
                     t0 = time.perf_counter()
                     chaos = pipeline_chaos(
                         log=log,
                         log_url=f"kafka://{broker.bootstrap}?{FAST_FAILOVER}",
                         topology=Topology(partitions=3, prefix=f"soak{os.getpid()}."),
-                        spec=soak_spec,
+                        setup=MarginSetup(SOAK_BOOK.book(), SOAK_SETTINGS),
                         workdir=root / "soak",
                         kills=args.kills,
                         chunks=200,
