@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ValidationError
-from marginflow.engine.settings import MarginSettings, fingerprint, identity
+from marginflow.engine.settings import MarginSettings, build_engine, fingerprint, identity
 from marginflow.engine.state import MarginEngine
+from marginflow.scenarios.scenario_set import ScenarioSet
 from marginflow.store import Database, StoredMargin
 from marginflow.store.loads import stored_book
 from marginflow.stream import events as ev
@@ -97,8 +98,13 @@ class Reproduction:
 
 class StoredInputs:
     """The inputs the store holds for margins of one start-of-day load: builds an engine at
-    any (market offset, parameters offset) and margins positions on it. Engines are kept
-    per pair of offsets, so an attribution that evaluates four states builds each once."""
+    any (market offset, parameters offset) and margins positions on it.
+
+    The engine covers only the underlyings the positions are in (every series on them, the
+    whole book's scenario set): an account's margin depends on nothing else, so it is the
+    stream's to the bit at a fraction of the cost of the whole book. Engines are kept per
+    offsets and underlyings, so an attribution that evaluates four states builds each once.
+    """
 
     def __init__(self, db: Database, book_load: str) -> None:
         self.db = db
@@ -107,44 +113,77 @@ class StoredInputs:
         self.setup = MarginSetup(
             loaded.book, MarginSettings.from_json(self.load.settings), self.load.id
         )
+        self._book = loaded.book.without_positions()
+        self._scenarios: ScenarioSet | None = None
         self._codec: Codec[ev.Event] = Codec(Topology().spec(MARKET).events)
-        self._engines: dict[tuple[int, int], MarginEngine] = {}
+        self._engines: dict[tuple[int, int, frozenset[str]], MarginEngine] = {}
         self.events_applied: dict[tuple[int, int], int] = {}
+        book = self._book
+        self._underlying_of = {
+            i: book.underlyings.ids[u]
+            for i, u in zip(book.instruments.ids, book.instruments.underlying.tolist(), strict=True)
+        }
 
-    def engine(self, market: int, parameters: int | None = None) -> MarginEngine:
-        """The engine with every account flat, after the market-topic events up to offset
-        ``market`` but with risk-parameter changes only up to ``parameters`` (default: the
-        same offset), applied by the calculator's code."""
-        key = (market, market if parameters is None else parameters)
+    def events(self, market: int, parameters: int) -> list[tuple[int, ev.Event]]:
+        """The stored market-topic events up to offset ``market``, risk-parameter changes
+        up to ``parameters``, decoded, in log order (the series they list become known)."""
+        events = []
+        for r in self.db.market_events(upto=max(market, parameters)):
+            if r.offset <= (parameters if r.kind == PARAMETER_KIND else market):
+                event = self._codec.decode(r.payload)
+                if isinstance(event, ev.InstrumentRef):  # listed during the day
+                    self._underlying_of.setdefault(event.id, event.underlying)
+                events.append((r.offset, event))
+        self.events_applied[(market, parameters)] = len(events)
+        return events
+
+    def engine(
+        self, market: int, parameters: int | None = None, underlyings: frozenset[str] = frozenset()
+    ) -> MarginEngine:
+        """The engine with every account flat over ``underlyings`` (default: the whole
+        book), after the market-topic events up to offset ``market`` but with risk-parameter
+        changes only up to ``parameters`` (default: the same offset), applied by the
+        calculator's code."""
+        p = market if parameters is None else parameters
+        key = (market, p, underlyings)
         engine = self._engines.get(key)
         if engine is not None:
             return engine
-        engine = self.setup.engine()
-        records = self.db.market_events(upto=max(key))
-        events = []
-        for r in records:
-            cutoff = key[1] if r.kind == PARAMETER_KIND else key[0]
-            if r.offset <= cutoff:
-                events.append((r.offset, self._codec.decode(r.payload)))
+        events = self.events(market, p)
+        if self._scenarios is None:
+            self._scenarios = self.setup.settings.scenarios(self._book)
+        book = self._book.restricted(underlyings) if underlyings else self._book
+        engine = build_engine(book, self.setup.settings, scenarios=self._scenarios)
         RiskCalculator(Topology(), engine, book_load=self.load.id).replay_market(events)
-        self.events_applied[key] = len(events)
         self._engines[key] = engine
         return engine
+
+    def underlyings(self, positions: Mapping[str, Mapping[str, int]]) -> frozenset[str]:
+        """The underlyings of ``positions`` (at least one, so a flat account has an engine)."""
+        found = {
+            self._underlying_of[i]
+            for p in positions.values()
+            for i in p
+            if i in self._underlying_of
+        }
+        return frozenset(found or {self._book.underlyings.ids[0]})
 
     def margin(
         self, positions: Mapping[str, Mapping[str, int]], market: int, parameters: int | None
     ) -> dict[str, Recomputed]:
         """Each account's margin with ``positions`` (account -> instrument -> quantity) at
         the engine of ``(market, parameters)``; the accounts are flat again afterwards."""
-        engine = self.engine(market, parameters)
-        held = {a: {i: float(q) for i, q in p.items()} for a, p in positions.items() if p}
+        p = market if parameters is None else parameters
+        self.events(market, p)  # listings first: they name the underlyings of new series
+        engine = self.engine(market, p, self.underlyings(positions))
+        held = {a: {i: float(q) for i, q in pos.items()} for a, pos in positions.items() if pos}
         known = set(engine.book.positions.accounts)
         engine.apply_trades(held)
         try:
             # an account not yet opened at that market offset holds nothing: margin 0
             out = {a: _recomputed(engine, a) if a in known else _FLAT for a in positions}
         finally:
-            engine.apply_trades({a: {i: -q for i, q in p.items()} for a, p in held.items()})
+            engine.apply_trades({a: {i: -q for i, q in pos.items()} for a, pos in held.items()})
         return out
 
 
@@ -211,9 +250,11 @@ def reproduce_margin(
     if inputs is None or inputs.load.id != stored.book_load:
         inputs = StoredInputs(db, stored.book_load)
     positions = db.positions(account, stored.position_version)
-    engine = inputs.engine(stored.market_offset)
-    gone = sorted(i for i in positions if i not in engine.book.instruments.index())
-    gone += sorted(i for i in positions if i not in gone and engine.is_expired(i))
+    inputs.events(stored.market_offset, stored.market_offset)  # series listed by then
+    engine = inputs.engine(stored.market_offset, None, inputs.underlyings({account: positions}))
+    # series that expired at a date roll left the calculator's holdings with the engine
+    gone = {i for i in positions if i not in engine.book.instruments.index()}
+    gone |= {i for i in positions if i not in gone and engine.is_expired(i)}
     held = {i: q for i, q in positions.items() if i not in gone}
     got = inputs.margin({account: held}, stored.market_offset, None)[account]
     result = Reproduction(

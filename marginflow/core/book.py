@@ -22,6 +22,7 @@ scales with the scenario's vol shock (sticky moneyness, see :mod:`.revaluation`)
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
@@ -261,6 +262,39 @@ class Book:
     @property
     def valuation_date(self) -> dt.date:
         return self.market.valuation_date
+
+    def restricted(self, underlyings: Iterable[str]) -> Book:
+        """The book of ``underlyings`` only: their market, history and every instrument on
+        them (all of them, in this book's order, since an instrument's revaluation may
+        depend on its siblings), with every account kept; their positions in other
+        underlyings are dropped."""
+        wanted = set(underlyings)
+        keep_u = np.array([u in wanted for u in self.underlyings.ids], dtype=bool)
+        new_index = np.cumsum(keep_u) - 1
+        rows = np.flatnonzero(keep_u[self.instruments.underlying]).astype(np.intp)
+        taken = self.instruments.take(rows)
+        u = self.underlyings
+        ids = tuple(x for x, k in zip(u.ids, keep_u, strict=True) if k)
+        m = self.market
+        return Book(
+            underlyings=Underlyings(
+                ids,
+                tuple(k for k, f in zip(u.kind, keep_u, strict=True) if f),
+                u.adv[keep_u],
+                u.high_cap_broad_index[keep_u],
+            ),
+            instruments=replace(taken, underlying=new_index[taken.underlying].astype(np.int32)),
+            market=replace(
+                m,
+                spot=m.spot[keep_u],
+                atm_vol=m.atm_vol[keep_u],
+                skew=m.skew[keep_u],
+                dividend_yield=m.dividend_yield[keep_u],
+                rate=m.rate[keep_u],
+            ),
+            positions=self.positions.with_matrix(sp.csr_matrix(self.positions.matrix[:, rows])),
+            history=None if self.history is None else self.history.select(ids),
+        )
 
     def without_positions(self) -> Book:
         """The same reference data and market with every account flat (what a stream's

@@ -86,3 +86,28 @@ def test_accounts_are_house_by_default_and_types_are_checked() -> None:
     assert _positions(("client", "house")).account_type == ("client", "house")
     with pytest.raises(ValidationError, match="account_type: must be house or client"):
         _positions(("house", "omnibus"))
+
+
+def test_a_book_restricted_to_some_underlyings_margins_their_holders_as_the_whole_book() -> None:
+    """Reproduce margins one account on the book of its underlyings only: every series on
+    them, the whole book's scenario set. The margins must be the whole book's to the bit."""
+    from marginflow.engine.settings import MarginSettings, build_engine
+    from marginflow.sim.synthetic_book import BookSpec
+
+    book = BookSpec(
+        members=2, accounts=12, underlyings=6, series=90, sod_positions=80, seed=5
+    ).book()
+    settings = MarginSettings(lookback=250)
+    scenarios = settings.scenarios(book)
+    whole = build_engine(book, settings, scenarios=scenarios)
+    matrix = book.positions.matrix.tocsr()
+    for a, account in enumerate(book.positions.accounts):
+        held = matrix.indices[matrix.indptr[a] : matrix.indptr[a + 1]]
+        names = {book.underlyings.ids[u] for u in book.instruments.underlying[held]}
+        sub = book.restricted(names or {book.underlyings.ids[0]})
+        assert set(sub.instruments.ids) == {
+            i for i, u in zip(book.instruments.ids, book.instruments.underlying, strict=True)
+            if book.underlyings.ids[u] in sub.underlyings.ids
+        }  # fmt: skip
+        engine = build_engine(sub, settings, scenarios=scenarios)
+        assert float(engine.margin[a]) == float(whole.margin[a]), account
