@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "simm", "stream", "sod_load")
+MODULES = ("pricing", "margin", "simm", "stream", "sod_load", "reproduce")
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
     "simm": ["--quick"],
     "stream": ["--quick"],
     "sod_load": ["--quick"],
+    "reproduce": ["--quick"],
 }
 
 
