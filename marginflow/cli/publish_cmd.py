@@ -7,6 +7,11 @@
 ``crif``       a CRIF file as one submission per portfolio (``PortfolioID`` column, or
                ``--portfolio``), by ``--party`` against ``--counterparty`` on
                ``--business-date``
+``reference``  reference data in the book-folder formats (``members``, ``accounts``,
+               ``instruments`` files): a folder holding any of them, or one of them;
+               new members, accounts and listed series, on the market topic
+``roll``       the date roll to a business date (``PATH`` is the ISO date): series expired
+               by then leave the calculators' books
 =============  ===========================================================================
 
 The platform is found by its cluster directory (``--dir``, as ``cluster up`` made it) or by
@@ -28,7 +33,8 @@ import typer
 from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
 from marginflow.core.errors import MarginflowError, RowFailure
 
-KINDS = ("trades", "market", "positions", "crif")
+KINDS = ("trades", "market", "positions", "crif", "reference", "roll")
+REFERENCE_KINDS = ("members", "accounts", "instruments")
 
 
 def register(app: typer.Typer) -> None:
@@ -36,8 +42,11 @@ def register(app: typer.Typer) -> None:
 
 
 def publish_command(
-    kind: Annotated[str, typer.Argument(help="trades, market, positions or crif")],
-    path: Annotated[Path, typer.Argument(help="the file (a book folder for positions)")],
+    kind: Annotated[str, typer.Argument(help="trades, market, positions, crif, reference or roll")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="the file (a book folder for positions or reference; a date for roll)"),
+    ],
     directory: Annotated[
         Path, typer.Option("--dir", help="cluster directory of the running platform")
     ] = Path(".marginflow/cluster"),
@@ -56,7 +65,8 @@ def publish_command(
     rejects: Annotated[Path | None, typer.Option(help="write rejected rows here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
 ) -> None:
-    """Publish a file of trades, market data, start-of-day positions or a CRIF."""
+    """Publish a file of trades, market data, start-of-day positions, a CRIF, reference
+    data or a date roll."""
     from marginflow.stream.log import open_log
 
     if kind not in KINDS:
@@ -134,6 +144,20 @@ def _read(
             return {"trades": stats.trades, "market events": stats.market}
 
         return (r.trades if kind == "trades" else r.market), r.failures, send_replay
+    if kind in ("reference", "roll"):
+        market = _reference(path) if kind == "reference" else _roll(str(path))
+
+        def send_market(
+            producer: Any, topology: Any, events: list[Any], speed: Any
+        ) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for e in events:
+                name = f"{type(e).__struct_config__.tag} events"
+                counts[name] = counts.get(name, 0) + 1
+            pub.publish_market(producer, topology, events)
+            return counts
+
+        return market[0], market[1], send_market
     if kind == "positions":
         from marginflow.io.book import load_book
 
@@ -216,3 +240,81 @@ def _crif_submissions(
         for name, rows in sorted(by_portfolio.items())
     ]
     return subs, failures
+
+
+def _roll(text: str) -> tuple[list[Any], list[RowFailure]]:
+    from marginflow.stream import events as ev
+
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        fail(f"roll: give the business date as an ISO date, got {text!r}")
+    return [ev.DateRoll(business_date=day.isoformat(), event_time=time.time_ns())], []
+
+
+def _reference(path: Path) -> tuple[list[Any], list[RowFailure]]:
+    """Members, then accounts, then instruments (so an account's member and a series'
+    terms arrive before anything naming them), from a folder or one file."""
+    from marginflow.io.book import (
+        ACCOUNT_COLUMNS,
+        INSTRUMENT_COLUMNS,
+        MEMBER_COLUMNS,
+        find_file,
+        read_table,
+    )
+    from marginflow.stream import events as ev
+
+    columns = {"members": MEMBER_COLUMNS, "accounts": ACCOUNT_COLUMNS,
+               "instruments": INSTRUMENT_COLUMNS}  # fmt: skip
+    if path.is_dir():
+        files = {k: f for k in REFERENCE_KINDS if (f := find_file(path, k)) is not None}
+        if not files:
+            fail(f"{path} holds no members, accounts or instruments file (.csv or .parquet)")
+    elif path.stem in REFERENCE_KINDS:
+        files = {path.stem: path}
+    else:
+        fail(f"{path}: a reference file is named members, accounts or instruments (.csv)")
+    now = time.time_ns()
+    events: list[Any] = []
+    failures: list[RowFailure] = []
+    for kind in REFERENCE_KINDS:
+        if kind not in files:
+            continue
+        rows = read_table(files[kind], columns[kind])
+        failures += rows.failures
+        v = rows.values
+        for i, line in enumerate(rows.lines):
+            try:
+                if kind == "members":
+                    name = v["name"][i] or ""
+                    events.append(ev.MemberRef(id=v["member"][i], name=name, event_time=now))
+                elif kind == "accounts":
+                    events.append(
+                        ev.AccountRef(
+                            id=v["account"][i],
+                            member=v["member"][i],
+                            account_type=v["type"][i],
+                            event_time=now,
+                        )
+                    )
+                else:
+                    option = v["type"][i] in ("call", "put")
+                    expiry = v["expiry"][i]
+                    events.append(
+                        ev.InstrumentRef(
+                            id=v["instrument"][i],
+                            underlying=v["underlying"][i],
+                            kind=v["type"][i] if option else "equity",
+                            multiplier=v["multiplier"][i] or (100.0 if option else 1.0),
+                            strike=v["strike"][i],
+                            expiry=None if expiry is None else expiry.isoformat(),
+                            style=v["style"][i],
+                            event_time=now,
+                        )
+                    )
+            except MarginflowError as exc:
+                field = getattr(exc, "field", "$")
+                reason = getattr(exc, "reason", str(exc))
+                raw = ",".join(str(x) for x in rows.raw[i].values()) if rows.raw else ""
+                failures.append(RowFailure(str(files[kind]), line, field, reason, raw))
+    return events, failures

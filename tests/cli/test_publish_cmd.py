@@ -140,3 +140,45 @@ def test_publish_names_what_is_wrong_with_the_command(tmp_path: Path) -> None:
     res = run("publish", "trades", str(tmp_path / "none.csv"), "--dir", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "give --dir of a running cluster, or --log URL" in res.stderr
+
+
+def test_reference_data_and_the_date_roll_reach_the_market_topic(tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "members.csv").write_text("member,name\nM009,Ninth Clearing LLC\n")
+    (ref / "accounts.csv").write_text("account,member,type\nN-1,M009,client\nN-2,M009,bogus\n")
+    (ref / "instruments.csv").write_text(
+        "instrument,underlying,type,strike,expiry,style\n"
+        "XYZ 190315C50,XYZ,call,50,2019-03-15,american\n"
+        "XYZ,XYZ,stock,,,\n"
+        "XYZ 190315P0,XYZ,put,-5,2019-03-15,european\n"
+    )
+    url = f"embedded://{tmp_path / 'log'}"
+    common = ("--log", url, "--partitions", "2")
+    kept = tmp_path / "rejects.csv"
+    res = run("publish", "reference", str(ref), *common, "--rejects", str(kept), "--json")
+    assert res.returncode == 2, res.stderr  # two bad rows, named, the rest published
+    assert json.loads(res.stdout)["rejected_rows"] == 2
+    assert "accounts.csv:3: type" in res.stderr
+    assert "instruments.csv:4: strike" in res.stderr
+    assert len(list(csv.reader(kept.open()))) == 3
+    res = run("publish", "roll", "2019-01-02", *common)
+    assert res.returncode == 0, res.stderr
+    events = events_of(tmp_path / "log", MARKET)
+    assert [type(e).__name__ for e in events] == [
+        "MemberRef", "AccountRef", "InstrumentRef", "InstrumentRef", "DateRoll"
+    ]  # fmt: skip
+    member, account, call, stock, roll = events
+    assert isinstance(member, ev.MemberRef)
+    assert member.name == "Ninth Clearing LLC"
+    assert isinstance(account, ev.AccountRef)
+    assert account.account_type == "client"
+    assert isinstance(call, ev.InstrumentRef)
+    assert (call.kind, call.strike, call.expiry, call.multiplier) == ("call", 50, "2019-03-15", 100)
+    assert isinstance(stock, ev.InstrumentRef)
+    assert (stock.kind, stock.multiplier) == ("equity", 1)
+    assert isinstance(roll, ev.DateRoll)
+    assert roll.business_date == "2019-01-02"
+    bad = run("publish", "roll", "tomorrow", *common)
+    assert bad.returncode == 2
+    assert "ISO date" in bad.stderr
