@@ -22,7 +22,7 @@ from marginflow.engine.settings import MarginSettings, build_engine, fingerprint
 from marginflow.engine.state import MarginEngine
 from marginflow.scenarios.scenario_set import ScenarioSet
 from marginflow.store import Database, StoredMargin
-from marginflow.store.loads import stored_book
+from marginflow.store.loads import stored_book, stored_instruments
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.risk_calculator import MarginSetup, RiskCalculator
@@ -106,10 +106,18 @@ class StoredInputs:
     offsets and underlyings, so an attribution that evaluates four states builds each once.
     """
 
-    def __init__(self, db: Database, book_load: str) -> None:
+    def __init__(self, db: Database, book_load: str, *, only: frozenset[str] | None = None) -> None:
+        """``only``: the underlyings every margin asked of these inputs is on. With
+        filtered historical scenarios, which are generated underlying by underlying, the
+        book is then read and its scenarios generated for those alone (the whole book's to
+        the bit; tested); Monte Carlo scenarios are joint, so they need the whole book."""
         self.db = db
+        load = db.book_load(book_load)
+        if only is not None and (load is None or load.settings.get("source", "fhs") != "fhs"):
+            only = None
+        self.only = only
         with tempfile.TemporaryDirectory(prefix="marginflow-reproduce-") as scratch:
-            self.load, loaded = stored_book(db, book_load, Path(scratch))
+            self.load, loaded = stored_book(db, book_load, Path(scratch), only)
         self.setup = MarginSetup(
             loaded.book, MarginSettings.from_json(self.load.settings), self.load.id
         )
@@ -247,9 +255,9 @@ def reproduce_margin(
             f"the margin of {account!r} names no start-of-day load (computed from a book given "
             "in memory): it cannot be reproduced from the store",
         )
-    if inputs is None or inputs.load.id != stored.book_load:
-        inputs = StoredInputs(db, stored.book_load)
     positions = db.positions(account, stored.position_version)
+    if inputs is None or inputs.load.id != stored.book_load:
+        inputs = StoredInputs(db, stored.book_load, only=_underlyings_of(db, stored, positions))
     inputs.events(stored.market_offset, stored.market_offset)  # series listed by then
     engine = inputs.engine(stored.market_offset, None, inputs.underlyings({account: positions}))
     # series that expired at a date roll left the calculator's holdings with the engine
@@ -266,6 +274,29 @@ def reproduce_margin(
     result.differences = _differences(stored, got)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _underlyings_of(
+    db: Database, stored: StoredMargin, positions: Mapping[str, int]
+) -> frozenset[str] | None:
+    """The underlyings of ``positions``, from the stored load's instruments and the series
+    listed on the market topic by the margin's offset; None if one is not found."""
+    load = db.book_load(stored.book_load)
+    if load is None:
+        return None
+    of = stored_instruments(db, load)
+    missing = [i for i in positions if i not in of]
+    if missing:
+        codec: Codec[ev.Event] = Codec(Topology().spec(MARKET).events)
+        for r in db.market_events(upto=stored.market_offset):
+            if r.kind == "instrument":
+                event = codec.decode(r.payload)
+                if isinstance(event, ev.InstrumentRef):
+                    of.setdefault(event.id, event.underlying)
+    if any(i not in of for i in positions):
+        return None
+    found = frozenset(of[i] for i in positions)
+    return found or None
 
 
 def _differences(stored: StoredMargin, got: Recomputed) -> list[str]:

@@ -34,13 +34,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import scipy.sparse as sp
@@ -164,6 +165,83 @@ def load_id(files: Mapping[str, bytes], settings: Mapping[str, Any]) -> tuple[st
     files, ``load`` of those files and the margin settings (JSON form) together."""
     book = files_fingerprint(files)
     return fingerprint({"book": book, "settings": dict(settings)}), book
+
+
+def restricted_files(files: Mapping[str, bytes], underlyings: Iterable[str]) -> dict[str, bytes]:
+    """Reference files (see :func:`reference_files`) cut to ``underlyings``: the market,
+    underlyings and instruments rows on them and the history's ``date`` and their columns;
+    members and accounts whole. Values keep their text (CSV) or their type (Parquet), so the
+    book read from the result is the whole book's :meth:`Book.restricted` to the bit, read
+    in a fraction of the time."""
+    keep = set(underlyings)
+    out = {}
+    for name, content in files.items():
+        stem, parquet = Path(name).stem, name.endswith(".parquet")
+        if stem in ("market", "underlyings", "instruments"):
+            out[name] = _rows_on(content, keep, parquet)
+        elif stem == "history":
+            out[name] = _columns_of(content, keep, parquet)
+        else:
+            out[name] = content
+    return out
+
+
+def _rows_on(content: bytes, keep: set[str], parquet: bool) -> bytes:
+    if parquet:
+        table = pq.read_table(pa.BufferReader(content))
+        mask = pa.compute.is_in(table["underlying"], value_set=pa.array(sorted(keep)))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.filter(mask), sink)
+        return bytes(sink.getvalue().to_pybytes())
+    lines = io.StringIO(content.decode("utf-8-sig"), newline="")
+    reader = csv.reader(lines)
+    header = next(reader, [])
+    col = [h.strip() for h in header].index("underlying") if "underlying" in header else -1
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    for row in reader:
+        # a row too short to name an underlying is kept: the reader names its fault
+        if col < 0 or len(row) <= col or row[col].strip() in keep:
+            writer.writerow(row)
+    return text.getvalue().encode()
+
+
+def _columns_of(content: bytes, keep: set[str], parquet: bool) -> bytes:
+    if parquet:
+        table = pq.read_table(pa.BufferReader(content))
+        table = table.select([n for n in table.column_names if n == "date" or n in keep])
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return bytes(sink.getvalue().to_pybytes())
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
+    if not rows:
+        return content
+    cols = [k for k, h in enumerate(rows[0]) if h == "date" or h in keep]
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    for row in rows:
+        writer.writerow([row[k] if k < len(row) else "" for k in cols])
+    return text.getvalue().encode()
+
+
+def instrument_underlyings(files: Mapping[str, bytes]) -> dict[str, str]:
+    """Each instrument's underlying, read from the stored instruments file's two columns
+    (no other parsing: a lookup before the book is read)."""
+    for name, content in files.items():
+        if Path(name).stem != "instruments":
+            continue
+        if name.endswith(".parquet"):
+            table = pq.read_table(pa.BufferReader(content), columns=["instrument", "underlying"])
+        else:
+            opts = pacsv.ConvertOptions(
+                include_columns=["instrument", "underlying"],
+                column_types={"instrument": pa.string(), "underlying": pa.string()},
+            )
+            table = pacsv.read_csv(pa.BufferReader(content), convert_options=opts)
+        ids, unds = table["instrument"].to_pylist(), table["underlying"].to_pylist()
+        return {str(i).strip(): str(u).strip() for i, u in zip(ids, unds, strict=True)}
+    return {}
 
 
 def load_reference(files: Mapping[str, bytes], folder: Path) -> LoadedBook:

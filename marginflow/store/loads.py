@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ValidationError
-from marginflow.io.book import LoadedBook, load_id, load_reference, reference_files
+from marginflow.io.book import (
+    LoadedBook,
+    instrument_underlyings,
+    load_id,
+    load_reference,
+    reference_files,
+    restricted_files,
+)
 from marginflow.store.database import Database
 from marginflow.store.rows import BookLoad
 
@@ -30,9 +37,12 @@ def record_book_load(db: Database, folder: Path, settings: Mapping[str, Any]) ->
     return record
 
 
-def stored_book(db: Database, load_id_: str, scratch: Path) -> tuple[BookLoad, LoadedBook]:
+def stored_book(
+    db: Database, load_id_: str, scratch: Path, underlyings: Iterable[str] | None = None
+) -> tuple[BookLoad, LoadedBook]:
     """The load ``load_id_`` and its book, read back from the stored files (written to
-    ``scratch``); :class:`ValidationError` when the store does not hold it whole."""
+    ``scratch``), cut to ``underlyings`` if given (:func:`restricted_files`);
+    :class:`ValidationError` when the store does not hold it whole."""
     load = db.book_load(load_id_)
     if load is None:
         raise ValidationError(
@@ -45,4 +55,11 @@ def stored_book(db: Database, load_id_: str, scratch: Path) -> tuple[BookLoad, L
         raise ValidationError(
             "book_load", f"the stored files of load {load.id[:12]} do not match its fingerprint"
         )
+    if underlyings is not None:
+        files = restricted_files(files, underlyings)
     return load, load_reference(files, scratch)
+
+
+def stored_instruments(db: Database, load: BookLoad) -> dict[str, str]:
+    """Each start-of-day instrument's underlying in a stored load (a cheap lookup)."""
+    return instrument_underlyings(db.book_files(load.book))

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from marginflow.app.explain import explain
-from marginflow.app.reproduce import reproduce_sample
+from marginflow.app.reproduce import reproduce, reproduce_sample
 from marginflow.engine.settings import MarginSettings
 from marginflow.sim.loadgen import parameter_change
 from marginflow.sim.synthetic_book import BookSpec
@@ -78,6 +78,10 @@ def test_every_stored_margin_reproduces_to_the_bit(day: tuple[str, int]) -> None
     assert [r.differences for r in results if not r.ok] == []
     assert {r.stored.settings for r in results} == {r.recomputed.settings for r in results}
     assert len({r.stored.settings for r in results}) == 2  # before and after the change
+    # cold, as the CLI does it: the load read for the account's underlyings alone
+    for m in history[:: max(1, len(history) // 12)]:
+        alone = reproduce(db, m.account, version=m.position_version)
+        assert alone.ok, alone.differences
     db.close()
 
 

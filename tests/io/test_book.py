@@ -153,3 +153,32 @@ def test_any_position_text_is_loaded_or_rejected(
     for f in loaded.failures:
         assert f.line == 2
         assert f.field in ("account", "quantity", "row")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_reference_files_cut_to_some_underlyings_read_as_the_restricted_book(
+    tmp_path: Path, fmt: str
+) -> None:
+    """What ``reproduce`` reads for one account: the stored files cut to its underlyings
+    must give the whole book's ``restricted`` to the bit, history and series included."""
+    from marginflow.io.book import load_reference, reference_files, restricted_files
+    from marginflow.sim.synthetic_book import BookSpec
+
+    spec = BookSpec(members=2, accounts=5, underlyings=7, series=60, sod_positions=20, seed=3)
+    write_book(tmp_path / "book", spec.book(), fmt=fmt)  # type: ignore[arg-type]
+    files = reference_files(tmp_path / "book")
+    whole = load_reference(files, tmp_path / "whole").book
+    names = set(whole.underlyings.ids[1:6:2])
+    cut = load_reference(restricted_files(files, names), tmp_path / "cut").book
+    want = whole.restricted(names)
+    assert cut.underlyings.ids == want.underlyings.ids
+    assert cut.instruments.ids == want.instruments.ids
+    for name in ("underlying", "strike", "multiplier", "is_american"):
+        assert np.array_equal(getattr(cut.instruments, name), getattr(want.instruments, name))
+    # NaT (a stock's expiry) is unequal to itself: compare the day numbers
+    assert np.array_equal(cut.instruments.expiry.view("i8"), want.instruments.expiry.view("i8"))
+    for name in ("spot", "atm_vol", "skew", "dividend_yield", "rate"):
+        assert np.array_equal(getattr(cut.market, name), getattr(want.market, name))
+    assert cut.history is not None
+    assert want.history is not None
+    assert np.array_equal(cut.history.log_returns, want.history.log_returns)
