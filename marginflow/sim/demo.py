@@ -10,6 +10,7 @@ through the log; the results land in ``<directory>/margins.db``.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from marginflow.sim.loadgen import (
     crif_submissions,
     price_moves,
     risk_parameter_changes,
+    session_start_ns,
     trades,
 )
 from marginflow.sim.synthetic_book import BookSpec
@@ -93,9 +95,13 @@ def publish_generated_day(
     accounts and series, and ``market_moves`` price moves from its spots. Returns
     (trades-topic events, market events)."""
     n = publish_trades(producer, topology, sod_positions(book))
-    flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed)
+    opening = session_start_ns(book.valuation_date)
+    flow = TradeFlow.over(
+        book.positions.accounts, book.instruments.ids, seed=seed, start_ns=opening
+    )
     n += publish_trades(producer, topology, trades(flow, trades_count))
-    m = publish_market(producer, topology, price_moves(book_spots(book), market_moves, seed=seed))
+    moves = price_moves(book_spots(book), market_moves, seed=seed, start_ns=opening)
+    m = publish_market(producer, topology, moves)
     return n, m
 
 
@@ -138,9 +144,11 @@ def run_demo(
         n = publish_trades(producer, topology, sod_positions(book))
         stats = replay(producer, topology, trades=files.trades, market=files.market)
         n, m = n + stats.trades, stats.market
-    submissions = crif_submissions()
+    opening = session_start_ns(book.valuation_date)
+    day = dt.datetime.fromtimestamp(opening / 1e9, tz=dt.UTC).date().isoformat()
+    submissions = crif_submissions(business_date=day, start_ns=opening)
     publish_crif(producer, topology, submissions)
-    publish_parameter_changes(producer, topology, risk_parameter_changes())
+    publish_parameter_changes(producer, topology, risk_parameter_changes(start_ns=opening))
     db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
     settings = settings or MarginSettings()
     setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])

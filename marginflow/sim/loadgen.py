@@ -12,6 +12,7 @@ type), one per portfolio, each firm submitting against the next.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,16 @@ from marginflow.stream.publish import crif_row
 from marginflow.stream.topics import MARKET, TRADES, Topology, partition_for
 
 START_NS = 1_717_000_000_000_000_000
+
+
+def session_start_ns(valuation_date: dt.date) -> int:
+    """The opening (09:30 New York, 14:30 UTC) of the first weekday after a book's
+    valuation date, in UTC ns: when a generated day of that book trades (holidays aside)."""
+    day = valuation_date + dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    opening = dt.datetime.combine(day, dt.time(14, 30), tzinfo=dt.UTC)
+    return int(opening.timestamp()) * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
