@@ -410,10 +410,14 @@ class Database:
         ids = [r[0] for r in self._rows(sa.select(b.c.id).order_by(b.c.loaded_time))]
         return [load for i in ids if (load := self.book_load(i)) is not None]
 
-    def book_files(self, book: str) -> dict[str, bytes]:
-        """The files of a stored book (name -> content), by the book's fingerprint."""
+    def book_files(self, book: str, names: Sequence[str] | None = None) -> dict[str, bytes]:
+        """The files of a stored book (name -> content), by the book's fingerprint; only
+        those of ``names`` if given."""
         f = self.t.book_file
-        rows = self._rows(sa.select(f.c.name, f.c.content).where(f.c.book == book))
+        query = sa.select(f.c.name, f.c.content).where(f.c.book == book)
+        if names is not None:
+            query = query.where(f.c.name.in_(list(names)))
+        rows = self._rows(query)
         return {r[0]: bytes(r[1]) for r in rows}
 
     # -- dead letters, SIMM, audit ----------------------------------------------------------

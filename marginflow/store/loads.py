@@ -62,4 +62,5 @@ def stored_book(
 
 def stored_instruments(db: Database, load: BookLoad) -> dict[str, str]:
     """Each start-of-day instrument's underlying in a stored load (a cheap lookup)."""
-    return instrument_underlyings(db.book_files(load.book))
+    names = ("instruments.csv", "instruments.parquet")
+    return instrument_underlyings(db.book_files(load.book, names))
