@@ -94,7 +94,7 @@ def engine_for(url: str) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi: Any, _record: Any) -> None:
         dbapi.isolation_level = None  # transactions are begun below, not by the driver
-        dbapi.execute("PRAGMA journal_mode=WAL")
+        _wal(dbapi)
         dbapi.execute("PRAGMA synchronous=FULL")
 
     @sa.event.listens_for(engine, "begin")
@@ -103,6 +103,24 @@ def engine_for(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _wal(dbapi: Any, patience: float = 30.0) -> None:
+    """Put a SQLite database in WAL mode. Switching a new file needs it to itself, and
+    SQLite does not wait for that (no busy handler), so openers racing on a new store
+    retry; once in WAL mode the pragma is a no-op that takes no lock."""
+    import sqlite3
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if str(dbapi.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                dbapi.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def migrate(engine: sa.Engine, prefix: str) -> None:

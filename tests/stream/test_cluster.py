@@ -75,7 +75,7 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
             if len(stored) == 30 and not any(g.messages for g in monitor.sample().groups):
                 break
         assert len(stored) == 30  # every account of the book traded and got a margin
-        assert all(m >= 0 for m, _, _ in stored.values())
+        assert all(m.margin >= 0 for m in stored.values())
     finally:
         down = runner.invoke(app, ["cluster", "down", "--dir", str(directory)])
     assert down.exit_code == 0, down.output
