@@ -261,7 +261,8 @@ def reproduce_margin(
     inputs.events(stored.market_offset, stored.market_offset)  # series listed by then
     engine = inputs.engine(stored.market_offset, None, inputs.underlyings({account: positions}))
     # series that expired at a date roll left the calculator's holdings with the engine
-    gone = {i for i in positions if i not in engine.book.instruments.index()}
+    listed = engine.book.instruments.index()
+    gone = {i for i in positions if i not in listed}
     gone |= {i for i in positions if i not in gone and engine.is_expired(i)}
     held = {i: q for i, q in positions.items() if i not in gone}
     got = inputs.margin({account: held}, stored.market_offset, None)[account]
