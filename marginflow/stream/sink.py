@@ -115,6 +115,18 @@ _lines_json = msgspec.json.Encoder()
 _decode_lines = msgspec.json.Decoder(tuple[ev.SimmLine, ...]).decode
 
 
+TABLES = (
+    "account_margin",
+    "account_margin_history",
+    "member_margin_partial",
+    "rejects",
+    "simm_result",
+    "simm_result_history",
+    "risk_parameter_audit",
+)
+"""The sink's tables, without their prefix."""
+
+
 class Database:
     """A SQLite or PostgreSQL database holding the sink's tables."""
 
@@ -501,18 +513,16 @@ class Database:
         )
         return _audited(rows[0]) if rows else None
 
+    def is_empty(self) -> bool:
+        """True if no table of this prefix holds a row. A run on a new log must start from
+        an empty database: results are upserted only over lower versions, so an old
+        result would hide the new log's results of the same key."""
+        return not any(self._query(f"SELECT 1 FROM {self._t(name)} LIMIT 1") for name in TABLES)
+
     def drop(self) -> None:
         """Drop this prefix's tables (tests)."""
         with self.transaction() as cur:
-            for name in (
-                "account_margin",
-                "account_margin_history",
-                "member_margin_partial",
-                "rejects",
-                "simm_result",
-                "simm_result_history",
-                "risk_parameter_audit",
-            ):
+            for name in TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {self._t(name)}")
             if self.dialect == "postgresql":
                 cur.execute(f"DROP FUNCTION IF EXISTS {self._t('risk_parameter_audit')}_refuse()")
