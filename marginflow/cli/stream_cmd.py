@@ -192,7 +192,7 @@ def cluster_up(
         stderr.print(f"--fresh: removed {', '.join(prep.cleared)} from {prep.directory}")
     if prep.leftover is not None:
         stderr.print(f"--fresh: could not delete {prep.leftover} (nothing reads it): delete it")
-    rows = [(p["name"], p["pid"], p["log_file"]) for p in state["processes"]]
+    rows = [(p["name"], str(p["pid"]), p["log_file"]) for p in state["processes"]]
     table(f"Cluster up in {prep.directory} (log {state['log']})", ["process", "pid", "log"], rows)
     if prep.resume:
         stderr.print(
@@ -289,7 +289,7 @@ def cluster_status(
         print_json({k: v for k, v in state.items() if k != "plan"})
         return
     rows = [
-        (p["name"], p["role"], p["pid"] or "", "yes" if p["alive"] else "no", p["restarts"],
+        (p["name"], p["role"], str(p["pid"] or ""), "yes" if p["alive"] else "no", p["restarts"],
          _describe(p), p["log_file"])
         for p in procs
     ]  # fmt: skip

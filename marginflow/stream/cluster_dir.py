@@ -29,6 +29,7 @@ from marginflow.core.errors import ConfigurationError, MarginflowError
 from marginflow.stream.log.base import LogError
 from marginflow.stream.snapshots import FileSnapshotStore, SnapshotError
 from marginflow.stream.topics import Topology
+from marginflow.stream.worker import BROADCAST_KEY, broadcast_offsets
 
 RUN_FILE = "run.json"
 DB_FILE = "margins.db"
@@ -209,20 +210,28 @@ def _check_snapshots(directory: Path, log: Any, topology: Topology) -> None:
     for group in groups:
         for snap in sorted(group.glob("*.snap")):
             topic, _, part = snap.stem.rpartition("-")
-            if topic not in topics or not part.isdigit():
+            tp = (topic, int(part)) if part.isdigit() else ("", -1)
+            if tp != BROADCAST_KEY and topic not in topics:
                 raise refusal(directory, f"snapshot {snap} is of no topic of its log")
-            tp = (topic, int(part))
             try:
                 snapshot = store.load(group.name, tp)
             except SnapshotError as exc:
                 raise refusal(directory, f"snapshot {exc}") from None
-            end = log.end_offsets([tp])[tp]
-            if snapshot is not None and snapshot.offset > end:
-                raise refusal(
-                    directory,
-                    f"snapshot {snap} is at offset {snapshot.offset} of a partition that "
-                    f"ends at {end}",
-                )
+            if snapshot is None:
+                continue
+            if tp == BROADCAST_KEY:  # a worker-wide state, with an offset per broadcast
+                offsets = broadcast_offsets(snapshot.data)
+            else:
+                offsets = {tp: snapshot.offset}
+            for (t, p), offset in offsets.items():
+                if t not in topics:
+                    raise refusal(directory, f"snapshot {snap} reads {t}, no topic of its log")
+                end = log.end_offsets([(t, p)])[(t, p)]
+                if offset > end:
+                    raise refusal(
+                        directory,
+                        f"snapshot {snap} is at offset {offset} of {t}-{p}, which ends at {end}",
+                    )
         tps = [(spec.name, p) for spec in topology.all() for p in range(spec.partitions)]
         ends = log.end_offsets(tps)
         for tp, offset in log.committed(group.name, tps).items():
