@@ -111,6 +111,8 @@ def read_run(directory: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise refusal(directory, f"its {RUN_FILE} cannot be read ({exc})") from None
+    if not isinstance(record, dict) or not {"log", "log_url", "book_fingerprint"} <= set(record):
+        raise refusal(directory, f"its {RUN_FILE} is not a run record")
     return record
 
 
@@ -284,15 +286,12 @@ def fresh_items(directory: Path, record: dict[str, Any] | None) -> list[Path]:
     names = [RUN_FILE, *_PROCESS_FILES, STATE_DIR, LOG_DIR, LOGS_DIR, SETTINGS_FILE]
     items = [directory / n for n in names]
     dbs = [directory / DB_FILE]
-    old_db = sqlite_path(record["db"]) if record else None
+    record = record if isinstance(record, dict) else {}  # a damaged record names nothing
+    old_db = sqlite_path(str(record.get("db", "")))
     if old_db is not None and old_db.parent == directory:
         dbs.append(old_db)
     items += [db.with_name(db.name + s) for db in dbs for s in ("", *_SQLITE_SIDECARS)]
-    if (
-        record
-        and record.get("book_spec") is not None
-        and record["book"] == str(directory / BOOK_DIR)
-    ):
+    if record.get("book_spec") is not None and record.get("book") == str(directory / BOOK_DIR):
         items.append(directory / BOOK_DIR)
     items += sorted(directory.glob(f"{_TRASH_PREFIX}*"))
     return [p for p in dict.fromkeys(items) if p.exists() or p.is_symlink()]
