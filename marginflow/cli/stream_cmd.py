@@ -295,7 +295,10 @@ def cluster_status(
     ]  # fmt: skip
     title = f"Cluster in {state['directory']} (log {state['log']}, database {state['db']})"
     table(title, ["process", "role", "pid", "alive", "restarts", "state", "log"], rows)
-    table("Command lines", ["process", "command"], [(p["name"], p["command_line"]) for p in procs])
+    # one line each, never wrapped, so that a command can be copied and run by hand
+    typer.echo("Command lines:")
+    for p in procs:
+        typer.echo(f"  {p['name']}: {p['command_line']}")
 
 
 def _describe(p: dict[str, Any]) -> str:
