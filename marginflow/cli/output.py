@@ -55,11 +55,11 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         numeric = bool(first) and all(isinstance(r[i], int | float) for r in first)
         t.add_column(name, justify="right" if numeric else "left")
     for r in first:
-        t.add_row(*(_fmt(x) for x in r))
+        t.add_row(*(escape(_fmt(x)) for x in r))  # user text is data, never markup
     console = Console(highlight=False)
     if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
         console = Console(width=200, highlight=False)
-    console.print(f"[bold]{title}[/]")
+    console.print(f"[bold]{escape(title)}[/]")
     console.print(t)
 
 

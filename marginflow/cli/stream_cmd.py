@@ -155,10 +155,17 @@ def cluster_up(
     ] = None,
     rate: Annotated[float | None, typer.Option(help="trades per second (0: unlimited)")] = None,
     db: Annotated[str | None, typer.Option(help="sqlite:/// or postgresql:// URL")] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="clear DIR's old state (snapshots, offsets, database, logs) first"
+        ),
+    ] = False,
 ) -> None:
-    """Start the broker, the workers and a load generator: a day replayed from files or
-    generated, on your book or a generated one."""
-    from marginflow.stream.cluster import ClusterConfig, up
+    """Start the broker, the workers and a load generator under a supervisor that restarts
+    crashed workers: a day replayed from files or generated, on your book or a generated one.
+    On a used DIR, resume where its embedded log survived, or refuse (--fresh starts over)."""
+    from marginflow.stream.cluster import ClusterConfig, prepare, up
 
     trades_count, trades_file = _trades_option(trades)
     overrides = {
@@ -174,14 +181,24 @@ def cluster_up(
     }  # fmt: skip
     try:
         cfg = ClusterConfig.load(config, overrides)
-        if not cfg.book:
-            cfg = replace(cfg, book=str(_generated_book(cfg, directory)))
-        _check_book(Path(cfg.book))
-        state = up(cfg, directory)
+        prep = prepare(cfg, directory, fresh=fresh)
+        if prep.book_spec is not None and not prep.resume:
+            _generated_book(cfg, prep.book)
+        _check_book(prep.book)
+        state = up(replace(cfg, book=str(prep.book)), prep)
     except MarginflowError as exc:
         fail(str(exc))
-    rows = [(p["role"], p["pid"], p["log_file"]) for p in state["processes"]]
-    table(f"Cluster up in {directory} (log {state['log']})", ["process", "pid", "log"], rows)
+    if prep.cleared:
+        stderr.print(f"--fresh: removed {', '.join(prep.cleared)} from {prep.directory}")
+    if prep.leftover is not None:
+        stderr.print(f"--fresh: could not delete {prep.leftover} (nothing reads it): delete it")
+    rows = [(p["name"], str(p["pid"]), p["log_file"]) for p in state["processes"]]
+    table(f"Cluster up in {prep.directory} (log {state['log']})", ["process", "pid", "log"], rows)
+    if prep.resume:
+        stderr.print(
+            "resumed on the log the directory kept; the load generator does not run again "
+            f"(its day is on the log): publish more with marginflow publish --dir {directory}"
+        )
     stderr.print(f"margins: {state['db']}; watch: marginflow lag --dir {directory} --watch 1")
 
 
@@ -223,18 +240,11 @@ def _typed(text: str, kind: type, key: str) -> Any:
         fail(f"--margin {key}: cannot read {text!r} as {kind.__name__}")
 
 
-def _generated_book(cfg: Any, directory: Path) -> Path:
-    """Write the generated book of ``cfg``'s sizes into ``directory/book``."""
+def _generated_book(cfg: Any, folder: Path) -> Path:
+    """Write the generated book of ``cfg``'s sizes into ``folder``."""
     from marginflow.sim.synthetic_book import BookSpec
 
-    spec = BookSpec(
-        members=cfg.members,
-        accounts=cfg.accounts,
-        underlyings=cfg.underlyings,
-        series=cfg.series,
-        sod_positions=cfg.sod_positions,
-    )
-    return spec.write(directory / "book")
+    return BookSpec(**cfg.book_spec()).write(folder)
 
 
 def _check_book(folder: Path) -> None:
@@ -249,33 +259,51 @@ def _check_book(folder: Path) -> None:
 
 @cluster_app.command("down")
 def cluster_down(directory: DirOpt = DEFAULT_DIR) -> None:
-    """Stop everything ``cluster up`` started in DIR (workers snapshot and commit first)."""
+    """Stop everything ``cluster up`` started in DIR: the supervisor first, then every worker
+    under any pid it ran (they snapshot and commit first), then the broker."""
     from marginflow.stream.cluster import down
 
     try:
         stopped = down(directory)
     except MarginflowError as exc:
         fail(str(exc))
-    table(f"Stopped in {directory}", ["process", "pid"], [(p["role"], p["pid"]) for p in stopped])
+    rows = [(p["name"], ", ".join(str(x) for x in p["pids"])) for p in stopped]
+    table(f"Stopped in {directory}", ["process", "pids"], rows)
 
 
 @cluster_app.command("status")
 def cluster_status(
     directory: DirOpt = DEFAULT_DIR,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
 ) -> None:
-    """The processes of the cluster in DIR and whether each still runs."""
-    from marginflow.stream.cluster import alive, read_state
+    """Each process of the cluster in DIR: role, pid, whether it runs, restarts, what the
+    supervisor says of it, its log file and its full command line."""
+    from marginflow.stream.cluster import status
 
     try:
-        state = read_state(directory)
+        state = status(directory)
     except MarginflowError as exc:
         fail(str(exc))
-    procs = [{**p, "running": alive(p["pid"])} for p in state["processes"]]
+    procs = state["processes"]
     if as_json:
-        print_json({**state, "processes": procs})
+        print_json({k: v for k, v in state.items() if k != "plan"})
         return
     rows = [
-        (p["role"], p["pid"], "running" if p["running"] else "exited", p["log_file"]) for p in procs
-    ]
-    table(f"Cluster in {directory} (log {state['log']})", ["process", "pid", "state", "log"], rows)
+        (p["name"], p["role"], str(p["pid"] or ""), "yes" if p["alive"] else "no", p["restarts"],
+         _describe(p), p["log_file"])
+        for p in procs
+    ]  # fmt: skip
+    title = f"Cluster in {state['directory']} (log {state['log']}, database {state['db']})"
+    table(title, ["process", "role", "pid", "alive", "restarts", "state", "log"], rows)
+    # one line each, never wrapped, so that a command can be copied and run by hand
+    typer.echo("Command lines:")
+    for p in procs:
+        typer.echo(f"  {p['name']}: {p['command_line']}")
+
+
+def _describe(p: dict[str, Any]) -> str:
+    """What the supervisor says of a process, with why it last ended."""
+    text = str(p["status"])
+    if p["status"] == "gave-up":
+        text = f"gave up after {p['restarts']} restarts"
+    return f"{text} (last: {p['last_exit']})" if p["last_exit"] else text

@@ -480,6 +480,25 @@ class Database:
         return _audited(rows[0]) if rows else None
 
     # -- housekeeping -----------------------------------------------------------------------
+    def is_empty(self) -> bool:
+        """True if no result or input of a run is stored (book loads aside: they are named
+        by their content). A run on a new log must start from an empty store: results are
+        upserted only over lower versions, so an old result would hide the new log's
+        results of the same key."""
+        t = self.t
+        runs = (
+            t.account_margin,
+            t.account_margin_history,
+            t.member_margin_partial,
+            t.rejects,
+            t.simm_result,
+            t.simm_result_history,
+            t.risk_parameter_audit,
+            t.position,
+            t.market_event,
+        )
+        return not any(self._rows(sa.select(sa.literal(1)).select_from(x).limit(1)) for x in runs)
+
     def drop(self) -> None:
         """Drop this prefix's tables and its migrations' record (tests)."""
         with self.transaction() as conn:

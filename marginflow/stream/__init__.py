@@ -20,6 +20,8 @@ Modules, bottom up (each imports only those above it, plus ``core`` and ``engine
     drift           lag and drift per consumer group; Prometheus gauges
     broker          start/stop the local Kafka-protocol broker
     runner          one worker per process (``python -m marginflow.stream.runner``)
-    cluster         ``marginflow cluster up/down``: broker, workers, load generator
+    supervisor      keeps a cluster's workers running: restarts with backoff, gives up
+    cluster_dir     a cluster directory between runs: resume, refuse, or clear (--fresh)
+    cluster         ``marginflow cluster up/status/down``: broker, supervisor, workers
     chaos           SIGKILL supervisor for crash tests and the soak
 """

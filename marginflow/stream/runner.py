@@ -63,9 +63,23 @@ def _simm_settings(args: argparse.Namespace) -> SimmSettings:
 
 def _processor(role: str, topology: Topology, args: argparse.Namespace) -> Processor:
     engine, load = _engine(args) if role == "risk-calculator" else (None, "")
-    db = Database(args.db, prefix=args.db_prefix) if role == "sink" else None
+    db = _database(args) if role == "sink" else None
     simm = _simm_settings(args) if role == "simm" else None
     return processor_for(role, topology, engine=engine, db=db, simm=simm, book_load=load)
+
+
+def _database(args: argparse.Namespace) -> Database:
+    # No default: a default file would be relative to wherever the worker happens to start,
+    # and a sink restarted by hand there would write results nobody reads.
+    if not args.db:
+        raise SystemExit(
+            "sink: --db is required (sqlite:///PATH or postgresql://...); a cluster's "
+            "database is shown by marginflow cluster status --dir D"
+        )
+    try:
+        return Database(args.db, prefix=args.db_prefix)
+    except MarginflowError as exc:
+        raise SystemExit(f"sink: {exc}") from None
 
 
 def _phase_hook(probability: float, seed: int | None) -> Callable[[str], None]:
@@ -141,7 +155,10 @@ def parser() -> argparse.ArgumentParser:
     simm.add_argument("--simm-currency", default="USD", help="calculation currency of results")
     sink = p.add_argument_group("sink")
     sink.add_argument(
-        "--db", default="sqlite:///marginflow.db", help="sqlite:/// or postgresql:// URL"
+        "--db",
+        default=None,
+        help="sqlite:///PATH or postgresql:// URL, required: a cluster's is in "
+        "`marginflow cluster status --dir D`",
     )
     sink.add_argument("--db-prefix", default="mf_", help="table name prefix")
     return p
@@ -155,6 +172,8 @@ def _percentiles(values: Sequence[float], qs: tuple[float, ...]) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.role == "sink" and not args.db:
+        _database(args)  # refuses before anything is created
     topology = Topology(partitions=args.partitions, prefix=args.prefix)
     log = open_log(args.log)
     log.create_topics(topology.all())

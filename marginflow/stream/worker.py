@@ -63,6 +63,9 @@ from marginflow.stream.log.base import TP, Consumer, Log, Producer, Record
 from marginflow.stream.snapshots import Snapshot, SnapshotStore, SnapshotWriter
 from marginflow.stream.topics import DEAD_LETTERS, Topology, partition_for
 
+BROADCAST_KEY: TP = ("_broadcast", 0)
+"""Where a worker's snapshot store keeps its broadcast state (topic, partition)."""
+
 Guarantee = Literal["at-least-once delivery, exactly-once results"]
 
 
@@ -227,7 +230,7 @@ class MicroBatchWorker:
         self._consumer.assign(self._on_assign(tps))
 
     def _broadcast_key(self) -> TP:
-        return ("_broadcast", 0)
+        return BROADCAST_KEY
 
     def _start_broadcasts(self) -> None:
         saved = self.store.load(self.settings.group, self._broadcast_key())
@@ -581,6 +584,12 @@ def _join_broadcast(offsets: Mapping[TP, int], state: bytes) -> bytes:
     import msgspec
 
     return msgspec.msgpack.encode([[[t, p, o] for (t, p), o in sorted(offsets.items())], state])
+
+
+def broadcast_offsets(data: bytes) -> dict[TP, int]:
+    """The broadcast partitions' offsets in a worker's broadcast snapshot (the one saved
+    under :data:`BROADCAST_KEY`): the next record of each to apply."""
+    return _split_broadcast(data)[0]
 
 
 def _split_broadcast(data: bytes) -> tuple[dict[TP, int], bytes]:

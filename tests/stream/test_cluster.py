@@ -1,10 +1,16 @@
-"""``marginflow cluster up/down``: configuration, and a real local cluster on the broker."""
+"""``marginflow cluster up/status/down``: configuration; a real local cluster on the embedded
+log, supervised (a SIGKILLed worker comes back with its command line and database, ``down``
+leaves no process alive); and one on the broker."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -12,10 +18,20 @@ from typer.testing import CliRunner
 from marginflow.cli.app import _register_commands, app
 from marginflow.core.errors import ConfigurationError
 from marginflow.store import Database, StoredMargin
-from marginflow.stream.cluster import ClusterConfig, alive, read_state
+from marginflow.stream.cluster import ClusterConfig, alive, read_state, status
 from marginflow.stream.drift import DriftMonitor
 from marginflow.stream.log import open_log
 from marginflow.stream.topics import Topology
+from tests.stream.cluster_support import (
+    SMALL,
+    cli,
+    cmdline,
+    every_pid,
+    none_alive,
+    process,
+    settled,
+    wait_for,
+)
 
 
 def test_config_file_then_options(tmp_path: Path) -> None:
@@ -34,6 +50,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         ClusterConfig.load(None, {"partitions": 0})
     with pytest.raises(ConfigurationError, match="log must be"):
         ClusterConfig.load(None, {"log": "carrier-pigeon"})
+    with pytest.raises(ConfigurationError, match="restart backoff"):
+        ClusterConfig.load(None, {"restart_backoff": 0.0})
 
 
 def test_down_without_up_is_a_clear_error(tmp_path: Path) -> None:
@@ -56,7 +74,6 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
     up = runner.invoke(app, ["cluster", "up", *args])
     assert up.exit_code == 0, up.output
     state = read_state(directory)
-    pids = [p["pid"] for p in state["processes"]]
     try:
         monitor = DriftMonitor(open_log(state["log"]), Topology(prefix="mf."))
         deadline = time.monotonic() + 120
@@ -67,7 +84,7 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
             loadgen = next(
                 p for p in json.loads(status.stdout)["processes"] if p["role"] == "loadgen"
             )
-            if loadgen["running"]:
+            if loadgen["alive"]:
                 continue
             db = Database(state["db"])
             stored = db.account_margins()
@@ -77,7 +94,61 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
         assert len(stored) == 30  # every account of the book traded and got a margin
         assert all(m.margin >= 0 for m in stored.values())
     finally:
+        pids = every_pid(read_state(directory))
         down = runner.invoke(app, ["cluster", "down", "--dir", str(directory)])
     assert down.exit_code == 0, down.output
     assert not any(alive(p) for p in pids)
     assert not (directory / "cluster.json").exists()
+    # the broker kept the log in memory: the snapshots left behind cannot be resumed
+    again = runner.invoke(app, ["cluster", "up", *args])
+    assert again.exit_code == 2
+    assert "broker it ran on kept its log in memory" in again.output
+    assert "--fresh" in again.output
+    assert not (directory / "cluster.json").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_comes_back_with_its_command_line_and_database(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"  # where the user runs the commands: nothing lands here
+    elsewhere.mkdir()
+    directory = (tmp_path / "cluster").resolve()
+    up = cli("cluster", "up", "--dir", str(directory), *SMALL, cwd=elsewhere)
+    assert up.returncode == 0, up.stderr
+    try:  # `up` has exited: the supervisor and the workers run on without it
+        sink = process(status(directory), "sink-0")
+        db = f"sqlite:///{directory / 'margins.db'}"
+        assert sink["command"][sink["command"].index("--db") + 1] == db
+        os.kill(sink["pid"], signal.SIGKILL)
+
+        def restarted() -> dict[str, Any] | None:
+            p = process(status(directory), "sink-0")
+            return p if p["restarts"] == 1 and p["alive"] else None
+
+        again = wait_for(restarted, "the sink's restart")
+        assert again["pids"] == [sink["pid"], again["pid"]]
+        assert again["command"] == sink["command"]
+        assert cmdline(again["pid"]) == sink["command"]
+        assert again["last_exit"] == "killed by SIGKILL"
+        wait_for(lambda: settled(directory), "the day to reach the cluster's database")
+
+        shown = cli("cluster", "status", "--dir", str(directory), cwd=elsewhere)
+        assert shown.returncode == 0, shown.stderr
+        assert "killed by SIGKILL" in shown.stdout
+        assert f"sink-0: {shlex.join(sink['command'])}\n" in shown.stdout
+        doc = json.loads(cli("cluster", "status", "--dir", str(directory), "--json").stdout)
+        by_name = {p["name"]: p for p in doc["processes"]}
+        assert by_name["sink-0"]["restarts"] == 1
+        assert by_name["supervisor"]["alive"]
+        assert by_name["loadgen"]["status"] == "exited"
+        assert not by_name["loadgen"]["alive"]
+        assert by_name["risk-calculator-0"]["log_file"] == str(
+            directory / "logs" / "risk-calculator-0.log"
+        )
+    finally:
+        pids = every_pid(read_state(directory))
+        down = cli("cluster", "down", "--dir", str(directory), cwd=elsewhere)
+    assert down.returncode == 0, down.stderr
+    assert none_alive(pids)
+    assert len(pids) == 8  # supervisor, 5 workers, the sink again, load generator
+    assert not (directory / "cluster.json").exists()
+    assert list(elsewhere.iterdir()) == []
