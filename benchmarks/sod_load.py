@@ -329,9 +329,9 @@ def batch_check(bench: Bench, db_url: str) -> dict[str, Any]:
     stored = db.account_margins()
     db.close()
     worst = 0.0
-    for account, (margin, _, _) in stored.items():
+    for account, row in stored.items():
         want = float(engine.margin[index[account]])
-        worst = max(worst, abs(margin - want) / max(abs(want), 1e-300))
+        worst = max(worst, abs(row.margin - want) / max(abs(want), 1e-300))
     missing = sum(1 for a in holders(book) if a not in stored)
     return {
         "scenarios_s": t_scen,
