@@ -45,13 +45,13 @@ from marginflow.core.book import Book
 from marginflow.engine.settings import MarginSettings, build_engine
 from marginflow.io.book import write_book
 from marginflow.sim.synthetic_book import BookSpec
+from marginflow.store import Database
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.pipeline import MARGIN_ROLES
 from marginflow.stream.publish import publish_trades, sod_positions
 from marginflow.stream.risk_calculator import MarginSetup
-from marginflow.stream.sink import Database
 from marginflow.stream.topics import MARGINS, Topology
 
 FULL = BookSpec(

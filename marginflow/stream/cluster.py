@@ -374,7 +374,8 @@ def _wait_for_start(directory: Path, pid: int, plan: Plan, log_file: Path) -> No
     deadline = time.monotonic() + UP_TIMEOUT
     while time.monotonic() < deadline:
         record = read_status(directory)
-        if record is not None and all(p["pid"] for p in record["processes"]):
+        # every process started, or failed to and is in the supervisor's hands
+        if record is not None and all(p["pid"] or p["last_exit"] for p in record["processes"]):
             return
         if not alive(pid):
             raise ConfigurationError(f"the supervisor stopped as it started (see {log_file})")

@@ -12,7 +12,8 @@ The restart protocol
    reads the record, so every pid that may be alive is in it.
 2. **Reap** a child that ended and classify the end: exit status 0 is on purpose (a load
    generator that finished, a worker told to stop) and is never restarted; any other status,
-   or death by a signal (SIGKILL, a segfault), is a **crash**.
+   or death by a signal (SIGKILL, a segfault), is a **crash**; so is a start that fails
+   (no executable, no log file, no memory to fork).
 3. A crash after the process ran at least ``stable_after`` seconds starts a new count of
    rapid crashes (it ran a while, so the cause was passing).
 4. The n-th consecutive rapid crash schedules a restart ``initial_backoff * 2**(n-1)``
@@ -197,14 +198,20 @@ class Supervisor:
 
     def _start(self, spec: ProcessSpec) -> None:
         rec = self.records[spec.name]
-        with open(spec.log_file, "ab") as out:
-            proc = subprocess.Popen(
-                list(spec.command),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.directory,  # anything relative lands in the cluster, not elsewhere
-            )
+        try:
+            with open(spec.log_file, "ab") as out:
+                proc = subprocess.Popen(
+                    list(spec.command),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.directory,  # anything relative lands in the cluster, not elsewhere
+                )
+        except OSError as exc:  # no log file, no executable, no memory to fork: a crash too
+            rec.last_exit = f"did not start: {exc.strerror or exc}"
+            self._crashed(spec, f"{spec.name} {rec.last_exit}", ran=0.0)
+            self._record()
+            return
         self._children[spec.name] = proc
         self._started[spec.name] = time.monotonic()
         rec.pid, rec.status, rec.started_ns, rec.restart_at_ns = (
@@ -228,24 +235,28 @@ class Supervisor:
         if proc.returncode == 0:  # 2.: on purpose
             rec.status = "exited"
             _say(f"{said}; not restarted (it ended on purpose)")
-            return True
+        else:
+            self._crashed(spec, said, ran=ran)
+        return True
+
+    def _crashed(self, spec: ProcessSpec, said: str, *, ran: float) -> None:
+        rec = self.records[spec.name]
         if spec.restart == "never":
             rec.status = "failed"
             _say(f"{said}; not restarted (it runs once)")
-            return True
+            return
         if ran >= self.plan.policy.stable_after:  # 3.
             rec.failures = 0
         rec.failures += 1
         if rec.failures > self.plan.policy.max_failures:  # 4.
             rec.status = "gave-up"
             _say(f"{said}; gave up after {rec.failures} crashes in a row")
-            return True
+            return
         delay = self.plan.policy.delay(rec.failures)
         _say(f"{said}; restarting in {delay:g} s")
         self._due[spec.name] = time.monotonic() + delay
         rec.status, rec.restart_at_ns = "restarting", time.time_ns() + int(delay * 1e9)
         rec.restarts += 1
-        return True
 
     def _record(self) -> None:
         write_json_atomically(

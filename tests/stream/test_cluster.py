@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from marginflow.store import Database, StoredMargin
 from marginflow.stream.cluster import ClusterConfig, alive, read_state, status
 from marginflow.stream.drift import DriftMonitor
 from marginflow.stream.log import open_log
+from marginflow.stream.supervisor import Plan, ProcessSpec, RestartPolicy, start_detached
 from marginflow.stream.topics import Topology
 from tests.stream.cluster_support import (
     SMALL,
@@ -152,3 +154,30 @@ def test_a_killed_worker_comes_back_with_its_command_line_and_database(tmp_path:
     assert len(pids) == 8  # supervisor, 5 workers, the sink again, load generator
     assert not (directory / "cluster.json").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_status_shows_a_process_the_supervisor_gave_up_on(tmp_path: Path) -> None:
+    directory = tmp_path.resolve()
+    crash = (sys.executable, "-c", "import sys; sys.exit(3)", "gives-up")
+    spec = ProcessSpec("sink-0", "sink", crash, str(directory / "sink-0.log"))
+    plan = Plan((spec,), RestartPolicy(initial_backoff=0.01, max_backoff=0.01, max_failures=2))
+    state: dict[str, Any] = {
+        "directory": str(directory), "config": {"prefix": "mf."}, "log": "embedded://x",
+        "db": "sqlite:///x", "broker": None, "supervisor": None, "plan": plan.to_json(),
+    }  # fmt: skip
+    (directory / "cluster.json").write_text(json.dumps(state))
+    log_file = str(directory / "supervisor.log")
+    pid, command = start_detached(directory, Path(log_file))
+    state["supervisor"] = {"name": "supervisor", "role": "supervisor", "pid": pid,
+                           "command": command, "log_file": log_file}  # fmt: skip
+    (directory / "cluster.json").write_text(json.dumps(state))
+    wait_for(lambda: not alive(pid), "the supervisor to give up")
+    shown = cli("cluster", "status", "--dir", str(directory))
+    assert shown.returncode == 0, shown.stderr
+    assert "gave up after 2 restarts (last: exit 3)" in shown.stdout
+    doc = json.loads(cli("cluster", "status", "--dir", str(directory), "--json").stdout)
+    sink = process(doc, "sink-0")
+    assert (sink["status"], sink["restarts"], sink["alive"]) == ("gave-up", 2, False)
+    assert process(doc, "supervisor")["status"] == "finished"
+    assert cli("cluster", "down", "--dir", str(directory)).returncode == 0
+    assert not (directory / "cluster.json").exists()

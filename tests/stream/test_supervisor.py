@@ -156,3 +156,13 @@ def test_exits_are_described_by_status_or_signal() -> None:
 def test_a_plan_survives_its_json_form() -> None:
     plan = Plan((program("pass"), dataclasses.replace(program("pass", "never"), name="q")), FAST)
     assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_a_process_that_cannot_start_counts_as_a_crash(tmp_path: Path) -> None:
+    spec = ProcessSpec("p-0", "test", (str(tmp_path / "no-such-program"),), "")
+    with supervised(tmp_path, spec) as sup:
+        wait_for(lambda: not alive(sup), "the supervisor to give up")
+        rec = record_of(tmp_path)
+        assert rec is not None
+        assert (rec["status"], rec["restarts"], rec["pids"]) == ("gave-up", 3, [])
+        assert rec["last_exit"] == "did not start: No such file or directory"
