@@ -32,6 +32,7 @@ from marginflow.sim.loadgen import (
 from marginflow.sim.synthetic_book import BookSpec
 from marginflow.store import StoredSimm
 from marginflow.store.loads import record_book_load
+from marginflow.stream import events as ev
 from marginflow.stream.log.base import Producer
 from marginflow.stream.pipeline import build_pipeline
 from marginflow.stream.publish import (
@@ -95,14 +96,31 @@ def publish_generated_day(
     accounts and series, and ``market_moves`` price moves from its spots. Returns
     (trades-topic events, market events)."""
     n = publish_trades(producer, topology, sod_positions(book))
+    day_trades, day_market = generated_day(
+        book, trades_count=trades_count, market_moves=market_moves, seed=seed
+    )
+    n += publish_trades(producer, topology, day_trades)
+    m = publish_market(producer, topology, day_market)
+    return n, m
+
+
+def generated_day(
+    book: Book, *, trades_count: int, market_moves: int, seed: int = 7
+) -> tuple[list[ev.Trade], list[ev.Event]]:
+    """A generated day of ``book``: trades over its accounts and series and price moves
+    from its spots, from the opening after its valuation date."""
     opening = session_start_ns(book.valuation_date)
     flow = TradeFlow.over(
         book.positions.accounts, book.instruments.ids, seed=seed, start_ns=opening
     )
-    n += publish_trades(producer, topology, trades(flow, trades_count))
     moves = price_moves(book_spots(book), market_moves, seed=seed, start_ns=opening)
-    m = publish_market(producer, topology, moves)
-    return n, m
+    return list(trades(flow, trades_count)), list(moves)
+
+
+DAY_SLICES = 8
+"""The demo streams its day in this many slices of time, the pipeline catching up after
+each, so the store holds margins through the day (what ``reproduce --at`` and ``explain``
+read) as a live platform's would."""
 
 
 def run_demo(
@@ -132,8 +150,8 @@ def run_demo(
     log.create_topics(topology.all())
     producer = log.producer()
     if trades_file is None and market_file is None:
-        n, m = publish_generated_day(
-            producer, topology, book, trades_count=trades_count, market_moves=market_moves
+        day_trades, day_market = generated_day(
+            book, trades_count=trades_count, market_moves=market_moves
         )
     else:
         files = read_trades(trades_file) if trades_file is not None else Replay()
@@ -141,14 +159,7 @@ def run_demo(
             mk = read_market(market_file)
             files.market, files.failures = mk.market, files.failures + mk.failures
         rejected += files.failures
-        n = publish_trades(producer, topology, sod_positions(book))
-        stats = replay(producer, topology, trades=files.trades, market=files.market)
-        n, m = n + stats.trades, stats.market
-    opening = session_start_ns(book.valuation_date)
-    day = dt.datetime.fromtimestamp(opening / 1e9, tz=dt.UTC).date().isoformat()
-    submissions = crif_submissions(business_date=day, start_ns=opening)
-    publish_crif(producer, topology, submissions)
-    publish_parameter_changes(producer, topology, risk_parameter_changes(start_ns=opening))
+        day_trades, day_market = files.trades, files.market
     db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
     settings = settings or MarginSettings()
     setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])
@@ -156,11 +167,45 @@ def run_demo(
         log=log, topology=topology, state_dir=directory / "state", db_url=db_url, setup=setup
     )
     record_book_load(pipeline.db, book_dir, settings.to_json())
+    times = [e.event_time for e in day_trades] + [
+        int(getattr(e, "event_time", 0)) for e in day_market
+    ]
+    first = min(times, default=session_start_ns(book.valuation_date))
+    last = max(times, default=first)
+    step = max(1, (last - first) // DAY_SLICES + 1)
+    middle = first + step * (DAY_SLICES // 2)
+    day = dt.datetime.fromtimestamp(middle / 1e9, tz=dt.UTC).date().isoformat()
+    submissions = crif_submissions(business_date=day, start_ns=middle)
     # load SIMM's compiled kernels before the clock starts (the rate is the margin path's)
     margin_submission(submissions[0], pipeline.simm, partition=0, offset=0, computed_time=1)
-    t0 = time.perf_counter()
-    pipeline.run(idle_exit=0.3)
-    seconds = time.perf_counter() - t0 - 0.3
+    n, m, seconds = 0, 0, 0.0
+
+    def catch_up() -> None:
+        nonlocal seconds
+        producer.flush()
+        t0 = busy = time.perf_counter()
+        while True:  # until idle for 0.3 s; the rate counts the busy time only
+            if pipeline.step():
+                busy = time.perf_counter()
+            elif time.perf_counter() - busy >= 0.3:
+                break
+        seconds += busy - t0
+
+    n += publish_trades(producer, topology, sod_positions(book))
+    catch_up()
+    for k in range(DAY_SLICES):
+        lo, hi = first + k * step, first + (k + 1) * step
+        stats = replay(
+            producer,
+            topology,
+            trades=[t for t in day_trades if lo <= t.event_time < hi],
+            market=[e for e in day_market if lo <= int(getattr(e, "event_time", 0)) < hi],
+        )
+        n, m = n + stats.trades, m + stats.market
+        if k == DAY_SLICES // 2 - 1:  # midday: the CRIFs and the risk committee's changes
+            publish_crif(producer, topology, submissions)
+            publish_parameter_changes(producer, topology, risk_parameter_changes(start_ns=middle))
+        catch_up()
     pipeline.close()
     db = pipeline.db
     result = DemoResult(

@@ -30,10 +30,11 @@ START_NS = 1_717_000_000_000_000_000
 
 
 def session_start_ns(valuation_date: dt.date) -> int:
-    """The opening (09:30 New York, 14:30 UTC) of the first weekday after a book's
-    valuation date, in UTC ns: when a generated day of that book trades (holidays aside)."""
+    """The opening (09:30 New York, 14:30 UTC) of the first trading day after a book's
+    valuation date, in UTC ns: when a generated day of that book trades. Weekends, New
+    Year's Day and Christmas are skipped (the other exchange holidays are not modelled)."""
     day = valuation_date + dt.timedelta(days=1)
-    while day.weekday() >= 5:
+    while day.weekday() >= 5 or (day.month, day.day) in ((1, 1), (12, 25)):
         day += dt.timedelta(days=1)
     opening = dt.datetime.combine(day, dt.time(14, 30), tzinfo=dt.UTC)
     return int(opening.timestamp()) * 1_000_000_000
