@@ -71,14 +71,45 @@ def parse_time(text: str, option: str) -> int:
 
 
 def _open(directory: Path, db: str | None, prefix: str) -> Any:
-    from marginflow.store import Database
+    """The store to read, opened without changing it (no file made, no migration run)."""
+    import sqlalchemy as sa
 
+    from marginflow.store import Database, revision
+    from marginflow.store.database import HEAD
+
+    url = store_url(directory, db)
+    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if path is not None and not path.is_file():
+        fail(f"{path}: " + ("a folder, not a store file" if path.is_dir() else "no such file"))
     try:
-        return Database(store_url(directory, db), prefix=prefix, upgrade=False)
+        store = Database(url, prefix=prefix, upgrade=False)
+        at = revision(store.engine, prefix)
     except MarginflowError as exc:
         fail(str(exc))
-    except Exception as exc:  # the driver's own errors: unreachable server, not a database
-        fail(f"cannot open the store: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    except sa.exc.SQLAlchemyError as exc:  # unreachable server, not a database, no access
+        fail(f"cannot open the store {url}: {_first_line(exc)}")
+    if at != HEAD:
+        store.close()
+        what = "no marginflow store" if at is None else f"a store at revision {at}, not {HEAD}"
+        fail(f"{url} holds {what} (table prefix {prefix!r}); open it with the platform once")
+    return store
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).strip().splitlines()[0]
+
+
+def _run(what: Any, *args: Any, **kw: Any) -> Any:
+    """A use case on an open store: its one-line errors, and the database's, as CLI errors."""
+    import sqlalchemy as sa
+
+    try:
+        return what(*args, **kw)
+    except MarginflowError as exc:
+        fail(str(exc))
+    except sa.exc.SQLAlchemyError as exc:
+        fail(f"the store could not be read: {_first_line(exc)}")
 
 
 def _when(ns: int) -> str:
@@ -107,9 +138,7 @@ def reproduce_command(
     when = parse_time(at, "--at") if at is not None else None
     store = _open(directory, db, prefix)
     try:
-        result = reproduce(store, account, version=version, at=when)
-    except MarginflowError as exc:
-        fail(str(exc))
+        result = _run(reproduce, store, account, version=version, at=when)
     finally:
         store.close()
     if as_json:
@@ -165,9 +194,7 @@ def explain_command(
     t1, t2 = parse_time(start, "--from"), parse_time(end, "--to")
     store = _open(directory, db, prefix)
     try:
-        result = explain(store, subject, t1, t2)
-    except MarginflowError as exc:
-        fail(str(exc))
+        result = _run(explain, store, subject, t1, t2)
     finally:
         store.close()
     if chart is not None:

@@ -171,8 +171,15 @@ def test_explain_of_a_member_as_a_table_json_and_chart(
     assert doc["forward"]["end"] == pytest.approx(doc["stored"]["end"], rel=1e-12)
 
 
-def test_unknown_names_and_stores_are_one_line_errors(day: tuple[str, int]) -> None:
+def test_unknown_names_and_stores_are_one_line_errors(day: tuple[str, int], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
     for args, text in (
+        (["reproduce", "A0001", "--db", f"sqlite:///{tmp_path}"], "a folder, not a store file"),
+        (["reproduce", "A0001", "--db", f"sqlite:///{tmp_path}/no.db"], "no such file"),
+        (["reproduce", "A0001", "--db", f"sqlite:///{empty}"], "holds no marginflow store"),
+        (["reproduce", "A0001", "--db", "postgresql://x@127.0.0.1:1/x"], "cannot open the store"),
+        (["reproduce", "<script>", "--db", day[0]], "no margin of '<script>' is stored"),
         (["reproduce", "NOBODY", "--db", day[0]], "no margin of 'NOBODY' is stored"),
         (["explain", "[bold]x[/]", "--db", day[0], "--from", "2000-01-01"], "'[bold]x[/]'"),
         (["reproduce", "A0001", "--dir", "/nonexistent"], "no store in /nonexistent"),
@@ -182,3 +189,5 @@ def test_unknown_names_and_stores_are_one_line_errors(day: tuple[str, int]) -> N
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert text in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "no.db").exists()  # reading never makes a store
