@@ -270,6 +270,8 @@ def _reference(path: Path) -> tuple[list[Any], list[RowFailure]]:
         files = {k: f for k in REFERENCE_KINDS if (f := find_file(path, k)) is not None}
         if not files:
             fail(f"{path} holds no members, accounts or instruments file (.csv or .parquet)")
+    elif not path.exists():
+        fail(f"{path}: no such file or folder")
     elif path.stem in REFERENCE_KINDS:
         files = {path.stem: path}
     else:

@@ -182,3 +182,14 @@ def test_reference_files_cut_to_some_underlyings_read_as_the_restricted_book(
     assert cut.history is not None
     assert want.history is not None
     assert np.array_equal(cut.history.log_returns, want.history.log_returns)
+
+
+def test_a_column_named_twice_is_refused_naming_it(tmp_path: Path) -> None:
+    """One copy would be read and the other silently ignored (a duplicated ``quantity``
+    once gave a margin of 0 with exit status 0)."""
+    from marginflow.io.book import POSITION_COLUMNS, read_table
+
+    path = tmp_path / "positions.csv"
+    path.write_text("account,instrument,quantity,quantity\nA1,SPX,5,7\n")
+    with pytest.raises(ValidationError, match=r"positions\.csv:1: the column appears twice"):
+        read_table(path, POSITION_COLUMNS)
