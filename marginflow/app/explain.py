@@ -75,7 +75,7 @@ def explain(db: Database, subject: str, start: int, end: int) -> Explanation:
     in force at ``start`` to the one in force at ``end`` (UTC ns)."""
     if end < start:
         raise ValidationError("to", "must not be before --from")
-    if db.margin_history(account=subject):
+    if db.margin(subject) is not None:
         kind = "account"
         first = [m] if (m := db.margin(subject, at=start)) else []
         last = [m] if (m := db.margin(subject, at=end)) else []

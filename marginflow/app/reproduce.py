@@ -125,7 +125,7 @@ class StoredInputs:
         self._scenarios: ScenarioSet | None = None
         self._codec: Codec[ev.Event] = Codec(Topology().spec(MARKET).events)
         self._engines: dict[tuple[int, int, frozenset[str]], MarginEngine] = {}
-        self.events_applied: dict[tuple[int, int], int] = {}
+        self._events: dict[tuple[int, int], list[tuple[int, ev.Event]]] = {}
         book = self._book
         self._underlying_of = {
             i: book.underlyings.ids[u]
@@ -134,7 +134,11 @@ class StoredInputs:
 
     def events(self, market: int, parameters: int) -> list[tuple[int, ev.Event]]:
         """The stored market-topic events up to offset ``market``, risk-parameter changes
-        up to ``parameters``, decoded, in log order (the series they list become known)."""
+        up to ``parameters``, decoded, in log order (the series they list become known);
+        read once per pair of offsets."""
+        events = self._events.get((market, parameters))
+        if events is not None:
+            return events
         events = []
         for r in self.db.market_events(upto=max(market, parameters)):
             if r.offset <= (parameters if r.kind == PARAMETER_KIND else market):
@@ -142,7 +146,7 @@ class StoredInputs:
                 if isinstance(event, ev.InstrumentRef):  # listed during the day
                     self._underlying_of.setdefault(event.id, event.underlying)
                 events.append((r.offset, event))
-        self.events_applied[(market, parameters)] = len(events)
+        self._events[(market, parameters)] = events
         return events
 
     def engine(
@@ -270,7 +274,7 @@ def reproduce_margin(
         stored,
         got,
         positions,
-        inputs.events_applied[(stored.market_offset, stored.market_offset)],
+        len(inputs.events(stored.market_offset, stored.market_offset)),
     )
     result.differences = _differences(stored, got)
     result.seconds = time.perf_counter() - t0

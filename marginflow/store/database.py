@@ -317,13 +317,9 @@ class Database:
             query = query.where(h.c.position_version == version)
         if at is not None:
             query = query.where(h.c.event_time <= at)
-        query = query.order_by(
-            h.c.position_version.desc(), h.c.market_offset.desc(), h.c.event_time.desc()
-        ).limit(1)
-        if at is not None:
-            query = query.order_by(None).order_by(
-                h.c.event_time.desc(), h.c.position_version.desc(), h.c.market_offset.desc()
-            )
+        version_order = (h.c.position_version.desc(), h.c.market_offset.desc())
+        latest = (h.c.event_time.desc(), *version_order) if at is not None else version_order
+        query = query.order_by(*latest).limit(1)
         found = self._margins(query)
         return found[0] if found else None
 
