@@ -55,7 +55,7 @@ from marginflow.store.rows import (
 from marginflow.store.schema import Tables, tables
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0002"
+HEAD = "0003"
 """The newest migration: the schema :mod:`marginflow.store.schema` describes."""
 _PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 _lines = msgspec.json.Encoder()
@@ -501,8 +501,8 @@ class Database:
             self.t.metadata.drop_all(conn)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.prefix}alembic_version"))
             if self.dialect == "postgresql":
-                audit = self.t.risk_parameter_audit.name
-                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {audit}_refuse()"))
+                for audit in (self.t.risk_parameter_audit.name, self.t.audit_log.name):
+                    conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {audit}_refuse()"))
 
     def close(self) -> None:
         self.engine.dispose()

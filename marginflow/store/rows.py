@@ -184,3 +184,106 @@ class BookLoad:
     valuation_date: str
     source: str
     loaded_time: int
+
+
+# -- the service's rows (migration 0003) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person who signs in. ``member`` None is a clearing-house user (every member);
+    ``roles`` are role names (the service defines them). Only the password's hash is kept."""
+
+    username: str
+    display_name: str
+    member: str | None
+    roles: tuple[str, ...]
+    password_hash: str
+    failed_logins: int
+    locked_until: int
+    disabled: bool
+    created_time: int
+    password_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key: its public id, its owner and the hash of its secret."""
+
+    key_id: str
+    username: str
+    key_hash: str
+    name: str
+    created_time: int
+    expires_time: int
+    revoked_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser: the digests of its session id and CSRF token."""
+
+    id_digest: str
+    username: str
+    csrf_digest: str
+    created_time: int
+    expires_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of the tamper-evident audit log. ``hash`` covers every other field and
+    ``prev_hash`` (the previous entry's hash), so an altered, removed or reordered entry
+    breaks the chain where it happened. ``security`` marks what a SIEM alerts on (logins,
+    failures, denials, changes of risk parameters or access)."""
+
+    seq: int
+    time: int
+    actor: str
+    action: str
+    outcome: str
+    subject: str
+    member: str | None
+    security: bool
+    request_id: str
+    client: str
+    detail: str  # canonical JSON
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A proposed risk-parameter change and, once decided, who decided it and how. It takes
+    effect only when approved by someone other than its proposer."""
+
+    id: str
+    model: str
+    parameter: str
+    value: float | str
+    reason: str
+    proposed_by: str
+    proposed_time: int
+    status: str  # proposed | approved | rejected | withdrawn
+    decided_by: str | None = None
+    decided_time: int | None = None
+    decision_note: str = ""
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """An encrypted file the service keeps: an uploaded CRIF, an upload it refused, an
+    export. ``content`` is the AES-GCM envelope; ``size`` the plaintext's bytes."""
+
+    id: str
+    kind: str
+    owner: str
+    member: str | None
+    name: str
+    content_type: str
+    size: int
+    key_id: str
+    content: bytes
+    detail: str
+    created_time: int

@@ -31,6 +31,13 @@ class Tables:
     market_event: sa.Table
     book_load: sa.Table
     book_file: sa.Table
+    # the service's (migration 0003)
+    user: sa.Table
+    api_key: sa.Table
+    session: sa.Table
+    audit_log: sa.Table
+    parameter_proposal: sa.Table
+    blob: sa.Table
 
 
 def _margin_columns() -> list[sa.Column[Any]]:
@@ -196,4 +203,102 @@ def tables(prefix: str) -> Tables:
         market_event,
         book_load,
         book_file,
+        *service_tables(md, prefix),
     )
+
+
+def service_tables(md: sa.MetaData, prefix: str) -> tuple[sa.Table, ...]:
+    """The service's tables (migration 0003 makes them from this same function): users,
+    API keys (hashed), web sessions (ids and CSRF tokens hashed), the hash-chained audit log,
+    risk-parameter proposals and encrypted blobs (uploaded CRIFs, rejected uploads,
+    exports)."""
+    p = prefix
+    user = sa.Table(
+        f"{p}user",
+        md,
+        sa.Column("username", sa.Text, primary_key=True),
+        sa.Column("display_name", sa.Text, nullable=False, server_default=""),
+        sa.Column("member", sa.Text),  # None: a clearing-house user (sees every member)
+        sa.Column("roles", sa.Text, nullable=False),  # comma-separated role names
+        sa.Column("password_hash", sa.Text, nullable=False),
+        sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("locked_until", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+        sa.Column("password_time", sa.BigInteger, nullable=False),
+    )
+    api_key = sa.Table(
+        f"{p}api_key",
+        md,
+        sa.Column("key_id", sa.Text, primary_key=True),
+        sa.Column("username", sa.Text, nullable=False, index=True),
+        sa.Column("key_hash", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False, server_default=""),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+        sa.Column("expires_time", sa.BigInteger, nullable=False),
+        sa.Column("revoked_time", sa.BigInteger),
+    )
+    session = sa.Table(
+        f"{p}session",
+        md,
+        sa.Column("id_digest", sa.Text, primary_key=True),
+        sa.Column("username", sa.Text, nullable=False, index=True),
+        sa.Column("csrf_digest", sa.Text, nullable=False),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+        sa.Column("expires_time", sa.BigInteger, nullable=False),
+    )
+    audit_log = sa.Table(
+        f"{p}audit_log",
+        md,
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("time", sa.BigInteger, nullable=False),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("action", sa.Text, nullable=False),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("subject", sa.Text, nullable=False, server_default=""),
+        sa.Column("member", sa.Text),
+        sa.Column("security", sa.Boolean, nullable=False),
+        sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("client", sa.Text, nullable=False, server_default=""),
+        sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("prev_hash", sa.Text, nullable=False),
+        sa.Column("hash", sa.Text, nullable=False),
+        sa.Index(f"{p}audit_log_time", "time"),
+    )
+    proposal = sa.Table(
+        f"{p}parameter_proposal",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("parameter", sa.Text, nullable=False),
+        sa.Column("value_number", sa.Double),
+        sa.Column("value_text", sa.Text),
+        sa.Column("reason", sa.Text, nullable=False, server_default=""),
+        sa.Column("proposed_by", sa.Text, nullable=False),
+        sa.Column("proposed_time", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),  # proposed|approved|rejected|withdrawn
+        sa.Column("decided_by", sa.Text),
+        sa.Column("decided_time", sa.BigInteger),
+        sa.Column("decision_note", sa.Text, nullable=False, server_default=""),
+        sa.Column("idempotency_key", sa.Text, unique=True),
+        sa.CheckConstraint(
+            "decided_by IS NULL OR status = 'withdrawn' OR decided_by <> proposed_by"
+        ),
+    )
+    blob = sa.Table(
+        f"{p}blob",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),  # crif-upload | crif-rejected | export
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("member", sa.Text),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("content_type", sa.Text, nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("key_id", sa.Text, nullable=False),
+        sa.Column("content", sa.LargeBinary, nullable=False),  # AES-GCM envelope
+        sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+        sa.Index(f"{p}blob_kind", "kind", "member", "created_time"),
+    )
+    return user, api_key, session, audit_log, proposal, blob
