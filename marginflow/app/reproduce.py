@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,15 +151,21 @@ class StoredInputs:
         return events
 
     def engine(
-        self, market: int, parameters: int | None = None, underlyings: frozenset[str] = frozenset()
+        self,
+        market: int,
+        parameters: int | None = None,
+        underlyings: frozenset[str] = frozenset(),
+        *,
+        extra: Sequence[ev.Event] = (),
     ) -> MarginEngine:
         """The engine with every account flat over ``underlyings`` (default: the whole
         book), after the market-topic events up to offset ``market`` but with risk-parameter
         changes only up to ``parameters`` (default: the same offset), applied by the
-        calculator's code."""
+        calculator's code. ``extra`` events (a hypothetical listing) are applied after
+        them, on an engine of its own that is not kept."""
         p = market if parameters is None else parameters
         key = (market, p, underlyings)
-        engine = self._engines.get(key)
+        engine = None if extra else self._engines.get(key)
         if engine is not None:
             return engine
         events = self.events(market, p)
@@ -166,11 +173,18 @@ class StoredInputs:
             self._scenarios = self.setup.settings.scenarios(self._book)
         book = self._book.restricted(underlyings) if underlyings else self._book
         engine = build_engine(book, self.setup.settings, scenarios=self._scenarios)
-        RiskCalculator(Topology(), engine, book_load=self.load.id).replay_market(events)
+        calculator = RiskCalculator(Topology(), engine, book_load=self.load.id)
+        calculator.replay_market(events)
+        if extra:
+            refused = calculator.replay_market([(market, e) for e in extra])
+            if refused:
+                _, why = refused[0]
+                raise ValidationError(why.field, why.reason)
+            return engine
         self._engines[key] = engine
         return engine
 
-    def underlyings(self, positions: Mapping[str, Mapping[str, int]]) -> frozenset[str]:
+    def underlyings(self, positions: Mapping[str, Mapping[str, int | float]]) -> frozenset[str]:
         """The underlyings of ``positions`` (at least one, so a flat account has an engine)."""
         found = {
             self._underlying_of[i]
@@ -180,23 +194,51 @@ class StoredInputs:
         }
         return frozenset(found or {self._book.underlyings.ids[0]})
 
+    @contextmanager
+    def holding(
+        self,
+        positions: Mapping[str, Mapping[str, int]],
+        market: int,
+        parameters: int | None = None,
+        *,
+        extra: Sequence[ev.Event] = (),
+        more_underlyings: frozenset[str] = frozenset(),
+    ) -> Iterator[MarginEngine]:
+        """An engine of ``(market, parameters)`` holding ``positions`` (account ->
+        instrument -> quantity) while the block runs; the accounts are flat again after."""
+        p = market if parameters is None else parameters
+        self.events(market, p)  # listings first: they name the underlyings of new series
+        underlyings = self.underlyings(positions) | more_underlyings
+        engine = self.engine(market, p, underlyings, extra=extra)
+        held = {a: {i: float(q) for i, q in pos.items()} for a, pos in positions.items() if pos}
+        engine.apply_trades(held)
+        try:
+            yield engine
+        finally:
+            engine.apply_trades({a: {i: -q for i, q in pos.items()} for a, pos in held.items()})
+
+    def underlying_of(self, instrument: str) -> str | None:
+        """The underlying of a series in the stored book or listed on the market topic."""
+        return self._underlying_of.get(instrument)
+
     def margin(
         self, positions: Mapping[str, Mapping[str, int]], market: int, parameters: int | None
     ) -> dict[str, Recomputed]:
         """Each account's margin with ``positions`` (account -> instrument -> quantity) at
         the engine of ``(market, parameters)``; the accounts are flat again afterwards."""
-        p = market if parameters is None else parameters
-        self.events(market, p)  # listings first: they name the underlyings of new series
-        engine = self.engine(market, p, self.underlyings(positions))
-        held = {a: {i: float(q) for i, q in pos.items()} for a, pos in positions.items() if pos}
-        known = set(engine.book.positions.accounts)
-        engine.apply_trades(held)
-        try:
+        with self.holding(positions, market, parameters) as engine:
+            known = set(engine.book.positions.accounts)
             # an account not yet opened at that market offset holds nothing: margin 0
-            out = {a: _recomputed(engine, a) if a in known else _FLAT for a in positions}
-        finally:
-            engine.apply_trades({a: {i: -q for i, q in pos.items()} for a, pos in held.items()})
-        return out
+            return {a: _recomputed(engine, a) if a in known else _FLAT for a in positions}
+
+
+def held_positions(engine: MarginEngine, positions: Mapping[str, int]) -> dict[str, int]:
+    """``positions`` without the series the engine no longer lists (expired at a date
+    roll: they left the calculator's holdings with the engine)."""
+    listed = engine.book.instruments.index()
+    gone = {i for i in positions if i not in listed}
+    gone |= {i for i in positions if i not in gone and engine.is_expired(i)}
+    return {i: q for i, q in positions.items() if i not in gone}
 
 
 _FLAT = Recomputed(0.0, 0.0, 0.0, 0.0, 0.0, "", "")
@@ -264,11 +306,7 @@ def reproduce_margin(
         inputs = StoredInputs(db, stored.book_load, only=_underlyings_of(db, stored, positions))
     inputs.events(stored.market_offset, stored.market_offset)  # series listed by then
     engine = inputs.engine(stored.market_offset, None, inputs.underlyings({account: positions}))
-    # series that expired at a date roll left the calculator's holdings with the engine
-    listed = engine.book.instruments.index()
-    gone = {i for i in positions if i not in listed}
-    gone |= {i for i in positions if i not in gone and engine.is_expired(i)}
-    held = {i: q for i, q in positions.items() if i not in gone}
+    held = held_positions(engine, positions)
     got = inputs.margin({account: held}, stored.market_offset, None)[account]
     result = Reproduction(
         stored,

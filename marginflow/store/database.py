@@ -331,25 +331,79 @@ class Database:
         business_date: str | None = None,
         start: int | None = None,
         end: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[StoredMargin]:
         """Every stored margin matching the filters (times in ns, ``start <= event_time <=
-        end``), in event-time order."""
+        end``), in event-time order (``newest_first`` reverses it); ``limit`` and
+        ``offset`` page through them."""
         h = self.t.account_margin_history
-        query = sa.select(h)
-        for column, value in (
-            (h.c.account, account),
-            (h.c.member, member),
-            (h.c.business_date, business_date),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if start is not None:
-            query = query.where(h.c.event_time >= start)
-        if end is not None:
-            query = query.where(h.c.event_time <= end)
-        return self._margins(
-            query.order_by(h.c.event_time, h.c.account, h.c.position_version, h.c.market_offset)
+        query = sa.select(h).where(
+            *self._history_filters(account, member, business_date, start, end)
         )
+        order = [h.c.event_time, h.c.account, h.c.position_version, h.c.market_offset]
+        query = query.order_by(*(c.desc() for c in order) if newest_first else order)
+        if limit is not None:
+            query = query.limit(limit)
+        return self._margins(query.offset(offset) if offset else query)
+
+    def margin_history_count(
+        self,
+        *,
+        account: str | None = None,
+        member: str | None = None,
+        business_date: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> int:
+        """How many stored margins :meth:`margin_history` would return unpaged."""
+        h = self.t.account_margin_history
+        filters = self._history_filters(account, member, business_date, start, end)
+        query = sa.select(sa.func.count()).select_from(h).where(*filters)
+        return int(self._rows(query)[0][0])
+
+    def _history_filters(
+        self,
+        account: str | None,
+        member: str | None,
+        business_date: str | None,
+        start: int | None,
+        end: int | None,
+    ) -> list[Any]:
+        h = self.t.account_margin_history
+        out: list[Any] = [
+            column == value
+            for column, value in (
+                (h.c.account, account),
+                (h.c.member, member),
+                (h.c.business_date, business_date),
+            )
+            if value is not None
+        ]
+        if start is not None:
+            out.append(h.c.event_time >= start)
+        if end is not None:
+            out.append(h.c.event_time <= end)
+        return out
+
+    def current_margins(
+        self, *, member: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[StoredMargin], int]:
+        """Accounts' latest margins (of ``member``, or every member's) by account, one page,
+        and how many there are in all."""
+        a = self.t.account_margin
+        where = [] if member is None else [a.c.member == member]
+        query = sa.select(a).where(*where).order_by(a.c.account).offset(offset)
+        page = self._margins(query if limit is None else query.limit(limit))
+        total = self._rows(sa.select(sa.func.count()).select_from(a).where(*where))[0][0]
+        return page, int(total)
+
+    def current_margin(self, account: str) -> StoredMargin | None:
+        """``account``'s latest margin, or None (unknown account)."""
+        a = self.t.account_margin
+        found = self._margins(sa.select(a).where(a.c.account == account))
+        return found[0] if found else None
 
     def member_margin_at(self, member: str, at: int) -> tuple[float, list[StoredMargin]]:
         """A member's margin in force at ``at`` (ns): the sum of each of its accounts' latest
@@ -364,11 +418,14 @@ class Database:
         h = self.t.account_margin_history
         return int(self._rows(sa.select(sa.func.count()).select_from(h))[0][0])
 
-    def member_margins(self) -> list[MemberMargin]:
-        """Each member's margin: the sum of its partials over the margins partitions."""
+    def member_margins(self, member: str | None = None) -> list[MemberMargin]:
+        """Each member's margin (or ``member``'s alone): the sum of its partials over the
+        margins partitions."""
         p = self.t.member_margin_partial
+        where = [] if member is None else [p.c.member == member]
         query = (
             sa.select(p.c.member, sa.func.sum(p.c.margin), sa.func.sum(p.c.accounts))
+            .where(*where)
             .group_by(p.c.member)
             .order_by(p.c.member)
         )

@@ -1,0 +1,193 @@
+"""Who is asking, and may they: the FastAPI dependencies every endpoint declares.
+
+A request is authenticated by one of
+
+* a web session: the ``mf_session`` cookie (Secure, HttpOnly, SameSite=Strict) whose digest
+  names a row of the session table; a request that changes something must also send the
+  session's CSRF token in ``X-CSRF-Token`` (the pages read it from the ``mf_csrf`` cookie),
+  checked against the digest stored with the session;
+* a bearer token: a JWT signed by the service (HS256, ``kid`` names the key, so keys
+  rotate), short-lived;
+* an API key: ``Authorization: Bearer mf_<id>_<secret>`` or ``X-API-Key``, stored hashed.
+
+Then :func:`require` checks the permission an endpoint declares and hands the endpoint a
+:class:`Caller` whose :class:`~marginflow.service.scope.Scope` decides whose data it
+reads. Every endpoint must declare one (or be listed in :data:`PUBLIC`): the app refuses to
+start otherwise, and the permission is published in the OpenAPI document
+(``x-permission``) where the authorisation matrix test reads it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from marginflow.core.errors import AuthenticationError
+from marginflow.service.context import ServiceContext, now_ns
+from marginflow.service.errors import ServiceError
+from marginflow.service.roles import Permission, parse_roles
+from marginflow.service.scope import Principal, Scope
+from marginflow.service.tokens import parse_api_key, token_digest, verify_api_key, verify_token
+from marginflow.store.rows import User
+
+SESSION_COOKIE = "mf_session"
+CSRF_COOKIE = "mf_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/auth/login", "/api/v1/auth/token"})
+"""Paths served without authentication (probes, metrics, signing in)."""
+
+MSG_SIGN_IN = "sign in first: a session, a bearer token or an API key is needed"
+MSG_CSRF = "missing or wrong CSRF token (send the mf_csrf cookie's value as X-CSRF-Token)"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated request: who, through what scope, from where."""
+
+    ctx: ServiceContext
+    principal: Principal
+    scope: Scope
+    client: str
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+    def audit(self, action: str, **fields: Any) -> None:
+        """Record this caller's action in the audit trail."""
+        fields.setdefault("member", self.principal.member)
+        self.ctx.record(actor=self.username, action=action, client=self.client, **fields)
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+class _Users:
+    """A two-second cache of user rows: a token or key is checked against the user as it
+    is now (disabled, roles changed) without a database read on every request."""
+
+    def __init__(self, seconds: float = 2.0) -> None:
+        self.seconds = seconds
+        self._rows: dict[str, tuple[float, User | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ctx: ServiceContext, username: str) -> User | None:
+        t = time.monotonic()
+        with self._lock:
+            hit = self._rows.get(username)
+        if hit is not None and t - hit[0] < self.seconds:
+            return hit[1]
+        user = ctx.access.user(username)
+        with self._lock:
+            if len(self._rows) > 10_000:
+                self._rows.clear()
+            self._rows[username] = (t, user)
+        return user
+
+
+def principal_of(user: User, via: str) -> Principal:
+    return Principal(user.username, parse_roles(user.roles), user.member, via)
+
+
+def _refuse(ctx: ServiceContext, request: Request, reason: str, **detail: Any) -> ServiceError:
+    from marginflow.service.logs import security_event
+
+    security_event("auth.refused", reason, client=client_of(request), path=request.url.path)
+    return ServiceError(401, reason, headers={"WWW-Authenticate": 'Bearer realm="marginflow"'})
+
+
+def authenticate(request: Request) -> Principal:
+    """The principal of ``request`` or a 401 :class:`ServiceError`."""
+    ctx = context(request)
+    users: _Users = request.app.state.users
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    api_key = request.headers.get("x-api-key")
+    if scheme.lower() == "bearer" and credential.startswith("mf_"):
+        api_key = credential
+    if api_key is not None:
+        return _by_api_key(ctx, request, users, api_key)
+    if scheme.lower() == "bearer" and credential:
+        try:
+            claims = verify_token(ctx.secrets.signing_keys, credential.strip())
+        except AuthenticationError as exc:
+            raise _refuse(ctx, request, f"bearer token refused: {exc.reason}") from None
+        user = users.get(ctx, claims.subject)
+        if user is None or user.disabled:
+            raise _refuse(ctx, request, "bearer token refused: the user is disabled or gone")
+        return principal_of(user, "token")
+    if header:
+        raise _refuse(ctx, request, "unsupported Authorization scheme (use Bearer)")
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        session = ctx.access.session(token_digest(session_id), now=now_ns())
+        if session is None:
+            raise _refuse(ctx, request, "the session has expired or ended: sign in again")
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not sent or not hmac.compare_digest(token_digest(sent), session.csrf_digest):
+                raise ServiceError(403, MSG_CSRF, field="X-CSRF-Token")
+        user = users.get(ctx, session.username)
+        if user is None or user.disabled:
+            raise _refuse(ctx, request, "the user is disabled or gone")
+        return principal_of(user, "session")
+    raise ServiceError(401, MSG_SIGN_IN, headers={"WWW-Authenticate": 'Bearer realm="marginflow"'})
+
+
+def _by_api_key(ctx: ServiceContext, request: Request, users: _Users, text: str) -> Principal:
+    parsed = parse_api_key(text.strip())
+    key = ctx.access.api_key(parsed[0]) if parsed else None
+    if key is None or not verify_api_key(text.strip(), key.key_hash):
+        raise _refuse(ctx, request, "API key refused: unknown or wrong")
+    if key.revoked_time is not None or key.expires_time <= now_ns():
+        raise _refuse(ctx, request, "API key refused: revoked or expired")
+    user = users.get(ctx, key.username)
+    if user is None or user.disabled:
+        raise _refuse(ctx, request, "API key refused: the user is disabled or gone")
+    return principal_of(user, "api-key")
+
+
+def require(permission: Permission) -> Callable[[Request], Caller]:
+    """The dependency of an endpoint that needs ``permission``."""
+
+    def dependency(request: Request) -> Caller:
+        principal = authenticate(request)
+        ctx = context(request)
+        caller = Caller(ctx, principal, Scope(ctx.db, principal), client_of(request))
+        if not principal.can(permission):
+            caller.audit(
+                "access.denied",
+                outcome="denied",
+                security=True,
+                subject=f"{request.method} {request.url.path}",
+                detail={"permission": str(permission)},
+            )
+            raise ServiceError(403, f"your roles do not allow {permission!s}", field=None)
+        return caller
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def heavy(request: Request, caller: Caller) -> None:
+    """Count a compute-heavy request against the caller's rate (429 when over it)."""
+    wait = request.app.state.heavy_limit.take(caller.username)
+    if wait > 0:
+        raise ServiceError(
+            429,
+            f"too many heavy requests: try again in {wait:.0f} s",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )

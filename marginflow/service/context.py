@@ -1,0 +1,106 @@
+"""What every request handler reaches: the store and its service tables, the secrets, the
+log publisher, and the helpers that audit and log a security event in one call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from marginflow.service.config import ServiceConfig
+from marginflow.service.logs import log, request_id, security_event
+from marginflow.service.secrets_store import ServiceSecrets
+from marginflow.store import Database
+from marginflow.store.access import Access
+from marginflow.store.audit_log import AuditLog
+from marginflow.store.blobs import Blobs
+from marginflow.store.proposals import Proposals
+from marginflow.store.rows import AuditEntry
+from marginflow.stream.log.base import Producer
+from marginflow.stream.topics import Topology
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass
+class ServiceContext:
+    """One per process; shared by every request (the store's engine pools connections)."""
+
+    config: ServiceConfig
+    db: Database
+    secrets: ServiceSecrets
+    access: Access = field(init=False)
+    audit: AuditLog = field(init=False)
+    proposals: Proposals = field(init=False)
+    blobs: Blobs = field(init=False)
+    topology: Topology = field(init=False)
+    _producer: Producer | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    cache: dict[str, Any] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.access = Access(self.db)
+        self.audit = AuditLog(self.db, self.secrets.audit_key)
+        self.proposals = Proposals(self.db)
+        self.blobs = Blobs(self.db)
+        self.topology = Topology(partitions=self.config.partitions, prefix=self.config.topic_prefix)
+
+    def producer(self) -> Producer | None:
+        """The log's producer (opened on first use), or None when the service has no log."""
+        if self.config.log is None:
+            return None
+        with self._lock:
+            if self._producer is None:
+                from marginflow.stream.log import open_log
+
+                self._producer = open_log(self.config.log).producer()
+            return self._producer
+
+    def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str = "ok",
+        subject: str = "",
+        member: str | None = None,
+        security: bool = False,
+        client: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append to the audit trail and log the entry (with its seal, so the SIEM holds a
+        copy of the chain outside the database)."""
+        entry = self.audit.append(
+            time=now_ns(),
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            subject=subject,
+            member=member,
+            security=security,
+            request_id=request_id(),
+            client=client,
+            detail=detail,
+        )
+        fields = {
+            "audit_seq": entry.seq,
+            "audit_hash": entry.hash,
+            "actor": actor,
+            "outcome": outcome,
+            "subject": subject,
+            "member": member,
+            "client": client,
+        }
+        if security:
+            security_event(action, f"{action} {outcome}", **fields)
+        else:
+            log.info(f"{action} {outcome}", extra={"event": action, **fields})
+        return entry
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush()
+        self.db.close()

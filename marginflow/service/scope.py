@@ -1,0 +1,172 @@
+"""The query scope: the one place that decides whose data a request may read.
+
+Every read of member data in the service goes through :class:`Scope`, built from the
+authenticated :class:`Principal`. A member's user sees its own member's accounts, margins,
+positions, SIMM portfolios, uploads and audit entries; a clearing-house user (no member)
+sees every member's. Something out of scope is answered as *not found*, exactly as
+something that does not exist, so a member cannot learn which other accounts exist.
+Endpoints never filter by member themselves; the authorisation matrix test checks every
+endpoint against this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from marginflow.service.roles import Permission, Role, permissions
+from marginflow.store import Database, MemberMargin, StoredMargin, StoredSimm
+
+
+class NotFound(LookupError):
+    """Nothing of that name in the caller's scope (whether or not it exists elsewhere)."""
+
+    def __init__(self, field: str, value: str) -> None:
+        self.field, self.value = field, value
+        super().__init__(f"{field}: no {field} {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a signed-in user, by session, bearer token or API key."""
+
+    username: str
+    roles: frozenset[Role]
+    member: str | None  # None: the clearing house
+    via: str  # "session", "token" or "api-key"
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions(self.roles)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    @property
+    def house(self) -> bool:
+        """A clearing-house user (sees every member)."""
+        return self.member is None
+
+
+class Scope:
+    """The reads of one principal over one store."""
+
+    def __init__(self, db: Database, principal: Principal) -> None:
+        self.db, self.principal = db, principal
+
+    # -- members ----------------------------------------------------------------------------
+    @property
+    def member(self) -> str | None:
+        """The only member in scope, or None for every member."""
+        return self.principal.member
+
+    def sees_member(self, member: str | None) -> bool:
+        return self.principal.member is None or member == self.principal.member
+
+    def check_member(self, member: str) -> str:
+        """``member`` if in scope, else :class:`NotFound`."""
+        if not self.sees_member(member) or not self.db.member_margins(member):
+            raise NotFound("member", member)
+        return member
+
+    def member_margin(self, member: str) -> MemberMargin:
+        """``member``'s current margin, or :class:`NotFound`."""
+        self.check_member(member)
+        return self.db.member_margins(member)[0]
+
+    def members(self) -> list[MemberMargin]:
+        return self.db.member_margins(self.member)
+
+    def firm(self) -> float | None:
+        """The firm's total margin, for the clearing house only (None for a member)."""
+        return self.db.firm_margin() if self.principal.house else None
+
+    # -- accounts, margins, positions -------------------------------------------------------
+    def account(self, account: str) -> StoredMargin:
+        """``account``'s latest margin (and so its member), or :class:`NotFound`."""
+        found = self.db.current_margin(account)
+        if found is None or not self.sees_member(found.member):
+            raise NotFound("account", account)
+        return found
+
+    def accounts(
+        self, *, member: str | None = None, limit: int, offset: int
+    ) -> tuple[list[StoredMargin], int]:
+        if member is not None:
+            self.check_member(member)
+        return self.db.current_margins(member=member or self.member, limit=limit, offset=offset)
+
+    def margin_history(
+        self,
+        *,
+        account: str | None = None,
+        member: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        business_date: str | None = None,
+        limit: int,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> tuple[list[StoredMargin], int]:
+        if account is not None:
+            self.account(account)
+        if member is not None:
+            self.check_member(member)
+        filters: dict[str, Any] = {
+            "account": account,
+            "member": member or self.member,
+            "start": start,
+            "end": end,
+            "business_date": business_date,
+        }
+        page = self.db.margin_history(
+            **filters, limit=limit, offset=offset, newest_first=newest_first
+        )
+        return page, self.db.margin_history_count(**filters)
+
+    def margin(self, account: str, *, version: int | None = None, at: int | None = None) -> StoredMargin:
+        """A stored margin of ``account`` (as :meth:`Database.margin`), or NotFound."""
+        self.account(account)
+        found = self.db.margin(account, version=version, at=at)
+        if found is None:
+            raise NotFound("margin", account)
+        return found
+
+    def positions(self, account: str, version: int | None = None) -> dict[str, int]:
+        """``account``'s holdings at ``version`` (default: its latest margin's)."""
+        current = self.account(account)
+        return self.db.positions(account, current.position_version if version is None else version)
+
+    def member_margin_at(self, member: str, at: int) -> tuple[float, list[StoredMargin]]:
+        return self.db.member_margin_at(self.check_member(member), at)
+
+    # -- SIMM -------------------------------------------------------------------------------
+    def simm_results(self) -> list[StoredSimm]:
+        """The current SIMM results of the parties in scope (a SIMM party is a member)."""
+        return [s for s in self.db.simm_results().values() if self.sees_member(s.party)]
+
+    def simm_history(self, portfolio: str) -> list[StoredSimm]:
+        found = [s for s in self.db.simm_history() if s.portfolio == portfolio]
+        visible = [s for s in found if self.sees_member(s.party)]
+        if not visible:
+            raise NotFound("portfolio", portfolio)
+        return visible
+
+    # -- for queries over tables ------------------------------------------------------------
+    def member_clause(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """A WHERE clause keeping the rows of ``column``'s members in scope."""
+        return sa.true() if self.member is None else column == self.member
+
+    def accounts_clause(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """A WHERE clause keeping the rows whose account ``column`` is in scope."""
+        if self.member is None:
+            return sa.true()
+        a = self.db.t.account_margin
+        return column.in_(sa.select(a.c.account).where(a.c.member == self.member))
+
+
+def visible(scope: Scope, members: Sequence[str | None]) -> list[bool]:
+    return [scope.sees_member(m) for m in members]
