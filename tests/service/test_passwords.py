@@ -162,7 +162,8 @@ def test_generated_passwords_have_every_class() -> None:
         assert any(char in string.ascii_uppercase for char in password)
         assert any(char in string.digits for char in password)
         assert any(not char.isalnum() for char in password)
-        assert password.isprintable() and " " not in password
+        assert password.isprintable()
+        assert " " not in password
 
 
 def test_generated_passwords_differ() -> None:
