@@ -29,6 +29,30 @@ class ConfigurationError(MarginflowError):
     """A model, version or setting that does not exist or does not fit."""
 
 
+class AuthenticationError(MarginflowError):
+    """A credential (token, API key) was refused; ``reason`` is one of the ``MSG_AUTH_*`` texts.
+
+    The reason is for logs and tests; a response to a client should say no more than
+    "not authenticated", so an attacker learns nothing from the difference.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DecryptionError(MarginflowError):
+    """An encrypted blob could not be opened; ``reason`` is one line and names the key id.
+
+    ``kid`` is the data key the blob names, or ``None`` when the blob is too damaged to say.
+    """
+
+    def __init__(self, reason: str, *, kid: str | None = None) -> None:
+        self.reason = reason
+        self.kid = kid
+        super().__init__(reason)
+
+
 @dataclass(frozen=True, slots=True)
 class RowFailure:
     """One rejected input row: where it was, which field, and why.
@@ -54,3 +78,13 @@ MSG_NOT_FINITE = "must be finite, got {value!r}"
 MSG_NOT_POSITIVE = "must be > 0, got {value!r}"
 MSG_NEGATIVE = "must be >= 0, got {value!r}"
 MSG_NOT_ONE_OF = "must be one of {choices}, got {value!r}"
+
+# Why a token was refused (AuthenticationError.reason).
+MSG_AUTH_MALFORMED = "token is malformed"
+MSG_AUTH_ALGORITHM = "token algorithm is not HS256"
+MSG_AUTH_UNKNOWN_KEY = "token is signed with an unknown key"
+MSG_AUTH_SIGNATURE = "token signature does not verify"
+MSG_AUTH_EXPIRED = "token has expired"
+MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
+MSG_AUTH_ISSUER = "token issuer is not marginflow"
+MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
