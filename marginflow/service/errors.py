@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from marginflow.core.errors import MarginflowError, ValidationError
 from marginflow.service.logs import log, request_id
-from marginflow.service.scope import NotFound
+from marginflow.service.scope import NotFoundError
 
 CODES = {
     400: "bad_request",
@@ -83,8 +83,8 @@ def install(app: FastAPI) -> None:
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         return respond(exc.status, exc.reason, exc.field, exc.headers)
 
-    @app.exception_handler(NotFound)
-    async def _missing(_: Request, exc: NotFound) -> JSONResponse:
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
         return respond(404, f"no {exc.field} {exc.value!r}", exc.field)
 
     @app.exception_handler(ValidationError)

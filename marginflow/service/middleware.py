@@ -69,7 +69,13 @@ class ServiceMiddleware:
     """Request id, security headers, body limit, metrics and access log, in one pass."""
 
     def __init__(
-        self, app: ASGIApp, *, router: Any, metrics: Metrics, max_body: int, max_upload: int,
+        self,
+        app: ASGIApp,
+        *,
+        router: Any,
+        metrics: Metrics,
+        max_body: int,
+        max_upload: int,
         hsts: bool,
     ) -> None:
         self.app, self.router, self.metrics = app, router, metrics
@@ -132,12 +138,12 @@ class ServiceMiddleware:
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > limit:
-                        raise _TooLarge
+                        raise _TooLargeError
                 return message
 
             try:
                 await self.app(scope, counted, send_with_headers)
-            except _TooLarge:
+            except _TooLargeError:
                 await refuse_413()
         finally:
             seconds = time.perf_counter() - started
@@ -162,5 +168,5 @@ class ServiceMiddleware:
             reset_request_id(token)
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     """A chunked body ran past the limit while being read."""

@@ -21,7 +21,7 @@ from marginflow.service.roles import Permission, Role, permissions
 from marginflow.store import Database, MemberMargin, StoredMargin, StoredSimm
 
 
-class NotFound(LookupError):
+class NotFoundError(LookupError):
     """Nothing of that name in the caller's scope (whether or not it exists elsewhere)."""
 
     def __init__(self, field: str, value: str) -> None:
@@ -67,13 +67,13 @@ class Scope:
         return self.principal.member is None or member == self.principal.member
 
     def check_member(self, member: str) -> str:
-        """``member`` if in scope, else :class:`NotFound`."""
+        """``member`` if in scope, else :class:`NotFoundError`."""
         if not self.sees_member(member) or not self.db.member_margins(member):
-            raise NotFound("member", member)
+            raise NotFoundError("member", member)
         return member
 
     def member_margin(self, member: str) -> MemberMargin:
-        """``member``'s current margin, or :class:`NotFound`."""
+        """``member``'s current margin, or :class:`NotFoundError`."""
         self.check_member(member)
         return self.db.member_margins(member)[0]
 
@@ -86,10 +86,10 @@ class Scope:
 
     # -- accounts, margins, positions -------------------------------------------------------
     def account(self, account: str) -> StoredMargin:
-        """``account``'s latest margin (and so its member), or :class:`NotFound`."""
+        """``account``'s latest margin (and so its member), or :class:`NotFoundError`."""
         found = self.db.current_margin(account)
         if found is None or not self.sees_member(found.member):
-            raise NotFound("account", account)
+            raise NotFoundError("account", account)
         return found
 
     def accounts(
@@ -127,12 +127,14 @@ class Scope:
         )
         return page, self.db.margin_history_count(**filters)
 
-    def margin(self, account: str, *, version: int | None = None, at: int | None = None) -> StoredMargin:
-        """A stored margin of ``account`` (as :meth:`Database.margin`), or NotFound."""
+    def margin(
+        self, account: str, *, version: int | None = None, at: int | None = None
+    ) -> StoredMargin:
+        """A stored margin of ``account`` (as :meth:`Database.margin`), or NotFoundError."""
         self.account(account)
         found = self.db.margin(account, version=version, at=at)
         if found is None:
-            raise NotFound("margin", account)
+            raise NotFoundError("margin", account)
         return found
 
     def positions(self, account: str, version: int | None = None) -> dict[str, int]:
@@ -152,7 +154,7 @@ class Scope:
         found = [s for s in self.db.simm_history() if s.portfolio == portfolio]
         visible = [s for s in found if self.sees_member(s.party)]
         if not visible:
-            raise NotFound("portfolio", portfolio)
+            raise NotFoundError("portfolio", portfolio)
         return visible
 
     # -- for queries over tables ------------------------------------------------------------

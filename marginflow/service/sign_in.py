@@ -30,7 +30,10 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
     wait = request.app.state.login_limit.take(client)
     if wait > 0:
         ctx.record(
-            actor=username, action="auth.login", outcome="rate-limited", security=True,
+            actor=username,
+            action="auth.login",
+            outcome="rate-limited",
+            security=True,
             client=client,
         )
         raise ServiceError(
@@ -43,7 +46,11 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
     if user is not None and user.locked_until > now:
         seconds = (user.locked_until - now) / 1e9
         ctx.record(
-            actor=username, action="auth.login", outcome="locked", security=True, client=client,
+            actor=username,
+            action="auth.login",
+            outcome="locked",
+            security=True,
+            client=client,
             member=user.member,
         )
         raise ServiceError(
@@ -63,15 +70,24 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
             )
             detail = {"failures": after.failed_logins, "locked": after.locked_until > now}
         ctx.record(
-            actor=username, action="auth.login", outcome="failed", security=True, client=client,
-            member=user.member if user else None, detail=detail,
+            actor=username,
+            action="auth.login",
+            outcome="failed",
+            security=True,
+            client=client,
+            member=user.member if user else None,
+            detail=detail,
         )
         raise ServiceError(401, MSG_WRONG, field="password")
     ctx.access.record_success(username)
     if needs_rehash(user.password_hash):
         ctx.access.set_password(username, hash_password(password), now=now)
     ctx.record(
-        actor=username, action="auth.login", outcome="ok", security=True, client=client,
+        actor=username,
+        action="auth.login",
+        outcome="ok",
+        security=True,
+        client=client,
         member=user.member,
     )
     return user

@@ -71,7 +71,9 @@ def entries(
     if before is not None:
         rows = [e for e in rows if e.seq < before]
     caller.audit("audit.read", security=True, detail={"action": action, "member": member})
-    return Page[Entry](items=[Entry.of(e) for e in rows[:limit]], total=len(rows), limit=limit, offset=0)
+    return Page[Entry](
+        items=[Entry.of(e) for e in rows[:limit]], total=len(rows), limit=limit, offset=0
+    )
 
 
 @router.get("/verify", response_model=Verified)

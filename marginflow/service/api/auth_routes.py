@@ -218,9 +218,11 @@ def create_user(form: NewUser, caller: Admin) -> UserCreated:
         now=now_ns(),
     )
     caller.audit(
-        "user.created", subject=form.username, member=member, security=True,
+        "user.created",
+        subject=form.username,
+        member=member,
+        security=True,
         detail={"roles": sorted(roles)},
     )
     shown = None if form.password else password
     return UserCreated(**_user_info(user).model_dump(), password=shown)
-

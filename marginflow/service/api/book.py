@@ -27,9 +27,7 @@ Reader = Annotated[Caller, Depends(require(Permission.READ))]
 Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]
 Fmt = Annotated[Format, Query(description="json, or csv / parquet to download (audited)")]
-When = Annotated[
-    dt.datetime | None, Query(description="ISO 8601 time; UTC if no offset is given")
-]
+When = Annotated[dt.datetime | None, Query(description="ISO 8601 time; UTC if no offset is given")]
 MARGIN_COLUMNS = list(Margin.model_fields)
 
 
@@ -96,7 +94,9 @@ def accounts(
 ) -> Page[Margin] | Response:
     """Accounts in your scope with their current margin, by account id."""
     rows, total = caller.scope.accounts(member=member, limit=limit, offset=offset)
-    return _margins_out(caller, [Margin.of(m) for m in rows], total, limit, offset, format, "accounts")
+    return _margins_out(
+        caller, [Margin.of(m) for m in rows], total, limit, offset, format, "accounts"
+    )
 
 
 @router.get("/accounts/{account}", response_model=Margin)
@@ -147,4 +147,6 @@ def margin_history(
         offset=offset,
         newest_first=newest_first,
     )
-    return _margins_out(caller, [Margin.of(m) for m in rows], total, limit, offset, format, "margins")
+    return _margins_out(
+        caller, [Margin.of(m) for m in rows], total, limit, offset, format, "margins"
+    )

@@ -4,6 +4,7 @@ the pipeline's lag and drift read from the log, plus the dead letters the sink k
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -83,12 +84,12 @@ def lag(caller: Operator) -> Lag:
         from marginflow.stream.log import open_log
 
         monitor = ctx.cache["drift"] = DriftMonitor(open_log(ctx.config.log), ctx.topology)
-    report = monitor.sample().to_json()
+    report = monitor.sample()
     return Lag(
-        taken=iso(int(report["taken_ns"])),
-        groups=list(report["groups"]),
-        drift=list(report["drift"]),
-        partitions=list(report["partitions"]),
+        taken=iso(report.taken_ns),
+        groups=[asdict(g) for g in report.groups],
+        drift=[asdict(d) for d in report.drift],
+        partitions=[asdict(p) for p in report.partitions],
     )
 
 

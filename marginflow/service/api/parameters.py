@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, Field
 
 from marginflow.app import parameters as use
+from marginflow.core.errors import ValidationError
 from marginflow.service.api.models import Page, iso
 from marginflow.service.auth import Caller, require
 from marginflow.service.context import now_ns
@@ -83,7 +84,9 @@ def proposals(
 ) -> Page[Proposal]:
     rows = caller.ctx.proposals.list(status=status, limit=limit, offset=offset)
     total = len(caller.ctx.proposals.list(status=status, limit=1_000_000))
-    return Page[Proposal](items=[Proposal.of(p) for p in rows], total=total, limit=limit, offset=offset)
+    return Page[Proposal](
+        items=[Proposal.of(p) for p in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/proposals/{proposal_id}", response_model=Proposal)
@@ -135,12 +138,17 @@ def _decide(caller: Caller, proposal_id: str, approve: bool, note: str) -> Propo
             topology=caller.ctx.topology,
         )
     except use.FourEyesError as exc:
-        caller.audit(action, subject=proposal_id, outcome="refused", security=True,
-                     detail={"reason": exc.reason})
+        caller.audit(
+            action,
+            subject=proposal_id,
+            outcome="refused",
+            security=True,
+            detail={"reason": exc.reason},
+        )
         raise ServiceError(403, exc.reason, field=exc.field) from None
     except use.DecidedError as exc:
         raise ServiceError(409, exc.reason, field=exc.field) from None
-    except use.ValidationError as exc:
+    except ValidationError as exc:
         raise ServiceError(404, exc.reason, field="proposal_id") from None
     caller.audit(
         action,
@@ -170,7 +178,7 @@ def withdraw(proposal_id: str, caller: Proposer) -> Proposal:
         done = use.withdraw(caller.ctx.proposals, proposal_id, by=caller.username, now=now_ns())
     except use.DecidedError as exc:
         raise ServiceError(409, exc.reason, field=exc.field) from None
-    except use.ValidationError as exc:
+    except ValidationError as exc:
         raise ServiceError(404, exc.reason, field="proposal_id") from None
     caller.audit("parameters.withdrawn", subject=proposal_id, security=True)
     return Proposal.of(done)

@@ -1,0 +1,37 @@
+"""The API over a streamed day: a member reads its own accounts and margins, the clearing
+house reads every member's, and nothing answers without a sign-in."""
+
+from __future__ import annotations
+
+from tests.service.conftest import Service
+
+
+def test_nothing_answers_without_a_sign_in(service: Service) -> None:
+    r = service.client().get("/api/v1/accounts")
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "unauthenticated"
+    assert error["request_id"] == r.headers["x-request-id"]
+
+
+def test_a_member_reads_its_own_accounts_only(service: Service) -> None:
+    first, second = service.members[:2]
+    client = service.client(f"{first.lower()}.user")
+    page = client.get("/api/v1/accounts", params={"limit": 1000}).json()
+    assert page["total"] == len(page["items"]) > 0
+    assert {a["member"] for a in page["items"]} == {first}
+    other = service.client(f"{second.lower()}.user")
+    theirs = other.get("/api/v1/accounts").json()["items"][0]["account"]
+    assert client.get(f"/api/v1/accounts/{theirs}").status_code == 404
+    assert client.get("/api/v1/margins", params={"account": theirs}).status_code == 404
+    assert client.get(f"/api/v1/members/{second}").status_code == 404
+    assert client.get("/api/v1/firm").status_code == 403
+
+
+def test_the_clearing_house_reads_every_member_and_the_firm(service: Service) -> None:
+    client = service.client("ops")
+    firm = client.get("/api/v1/firm").json()
+    assert {m["member"] for m in firm["members"]} == set(service.members)
+    assert abs(firm["margin"] - sum(m["margin"] for m in firm["members"])) < 1e-6 * firm["margin"]
+    history = client.get("/api/v1/margins", params={"limit": 5, "newest_first": True}).json()
+    assert history["total"] > len(history["items"]) == 5
