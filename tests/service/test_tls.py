@@ -91,7 +91,9 @@ def test_the_fingerprint_is_sha256_of_the_der_in_colon_hex(pair: tuple[Path, Pat
 def test_a_fingerprint_of_no_certificate_names_the_file(tmp_path: Path) -> None:
     junk = tmp_path / "junk.crt"
     junk.write_text("junk")
-    with pytest.raises(ConfigurationError, match="is not a PEM certificate"):
+    with pytest.raises(
+        ConfigurationError, match=f"^{re.escape(str(junk))}: is not a PEM certificate$"
+    ):
         certificate_fingerprint(junk)
     with pytest.raises(ConfigurationError, match="cannot be read"):
         certificate_fingerprint(tmp_path / "absent.crt")
