@@ -18,6 +18,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     from marginflow.cli import (
+        audit_cmd,
         demo_cmd,
         margin_cmd,
         price_cmd,
@@ -37,6 +38,7 @@ def _register_commands() -> None:
         publish_cmd,
         trace_cmd,
         users_cmd,
+        audit_cmd,
     ):
         module.register(app)
 
