@@ -19,6 +19,7 @@ app = typer.Typer(
 def _register_commands() -> None:
     from marginflow.cli import (
         demo_cmd,
+        keys_cmd,
         margin_cmd,
         price_cmd,
         publish_cmd,
@@ -29,6 +30,7 @@ def _register_commands() -> None:
 
     for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd, trace_cmd):
         module.register(app)
+    keys_cmd.register(app)
 
 
 def main() -> None:
