@@ -359,8 +359,12 @@ def _settings_detail(received: _Received) -> dict[str, Any]:
 
 
 def _keep_rejected(caller: Caller, received: _Received, error: ServiceError) -> None:
+    # a member's refused upload is its member's, whatever party it asked for
+    member = caller.principal.member or received.party
     detail = {
         **_settings_detail(received),
+        "party": member,
+        "requested_party": received.party,
         "error": {"status": error.status, "field": error.field, "reason": error.reason},
     }
     seal(
@@ -369,7 +373,7 @@ def _keep_rejected(caller: Caller, received: _Received, error: ServiceError) -> 
         blob_id=received.id,
         kind=REJECTED,
         owner=caller.username,
-        member=caller.principal.member if caller.principal.member else received.party,
+        member=member,
         name=received.name,
         content_type=received.content_type,
         data=received.data,
@@ -380,7 +384,7 @@ def _keep_rejected(caller: Caller, received: _Received, error: ServiceError) -> 
         "simm.upload",
         outcome="rejected",
         subject=received.id,
-        member=caller.principal.member or received.party,
+        member=member,
         detail={
             "name": received.name,
             "bytes": len(received.data),
@@ -664,7 +668,7 @@ def portfolios(
     return _results_out(caller, items, limit, offset, format, "simm-portfolios")
 
 
-@router.get("/portfolios/{portfolio}/history", response_model=Page[SimmResult])
+@router.get("/portfolios/{portfolio:path}/history", response_model=Page[SimmResult])
 def portfolio_history(
     portfolio: str,
     caller: Reader,
