@@ -20,6 +20,7 @@ def _register_commands() -> None:
     from marginflow.cli import (
         audit_cmd,
         demo_cmd,
+        keys_cmd,
         margin_cmd,
         price_cmd,
         publish_cmd,
@@ -41,6 +42,7 @@ def _register_commands() -> None:
         audit_cmd,
     ):
         module.register(app)
+    keys_cmd.register(app)
 
 
 def main() -> None:

@@ -117,7 +117,16 @@ def errors_model() -> Any:
 
 
 def _routers() -> list[Any]:
-    from marginflow.service.api import analysis, audit, auth_routes, book, ops, parameters
+    from marginflow.service.api import (
+        analysis,
+        audit,
+        auth_routes,
+        book,
+        ops,
+        parameters,
+        query,
+        simm,
+    )
 
     return [
         ops.router,
@@ -126,4 +135,6 @@ def _routers() -> list[Any]:
         analysis.router,
         parameters.router,
         audit.router,
+        simm.router,
+        query.router,
     ]
