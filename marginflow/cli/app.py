@@ -20,14 +20,18 @@ def _register_commands() -> None:
     from marginflow.cli import (
         demo_cmd,
         margin_cmd,
+        platform_cmd,
         price_cmd,
         publish_cmd,
+        serve_cmd,
         simm_cmd,
         stream_cmd,
         trace_cmd,
     )
 
     for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd, trace_cmd):
+        module.register(app)
+    for module in (serve_cmd, platform_cmd):
         module.register(app)
 
 
