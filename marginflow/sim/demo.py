@@ -243,10 +243,13 @@ def prepare_demo(
     market_file: Path | None = None,
     partitions: int = 4,
     slices: int = DAY_SLICES,
+    db_url: str | None = None,
+    db_prefix: str = "mf_",
 ) -> DemoRun:
     """Make the demo ready in ``directory``: the book (``book_dir``, else the one generated
     there earlier, else a new one from ``spec``), the day (from the files, else generated,
-    the same for the same book), the log and the pipeline, the book load recorded."""
+    the same for the same book), the log and the pipeline writing to ``db_url`` (default
+    ``<directory>/margins.db``) under ``db_prefix``, the book load recorded."""
     directory.mkdir(parents=True, exist_ok=True)
     from marginflow.stream.log.embedded import EmbeddedLog
 
@@ -271,11 +274,16 @@ def prepare_demo(
     log = EmbeddedLog(directory / "log")
     topology = Topology(partitions=partitions)
     log.create_topics(topology.all())
-    db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
+    db_url = db_url or f"sqlite:///{(directory / 'margins.db').resolve()}"
     settings = settings or MarginSettings()
     setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])
     pipeline = build_pipeline(
-        log=log, topology=topology, state_dir=directory / "state", db_url=db_url, setup=setup
+        log=log,
+        topology=topology,
+        state_dir=directory / "state",
+        db_url=db_url,
+        db_prefix=db_prefix,
+        setup=setup,
     )
     record_book_load(pipeline.db, book_dir, settings.to_json())
     times = [e.event_time for e in day_trades] + [
