@@ -22,8 +22,10 @@ def _register_commands() -> None:
         demo_cmd,
         keys_cmd,
         margin_cmd,
+        platform_cmd,
         price_cmd,
         publish_cmd,
+        serve_cmd,
         simm_cmd,
         stream_cmd,
         trace_cmd,
@@ -31,6 +33,8 @@ def _register_commands() -> None:
     )
 
     for module in (
+        platform_cmd,
+        serve_cmd,
         demo_cmd,
         price_cmd,
         margin_cmd,
@@ -40,9 +44,9 @@ def _register_commands() -> None:
         trace_cmd,
         users_cmd,
         audit_cmd,
+        keys_cmd,
     ):
         module.register(app)
-    keys_cmd.register(app)
 
 
 def main() -> None:

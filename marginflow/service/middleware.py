@@ -151,7 +151,10 @@ class ServiceMiddleware:
                 await refuse_413()
         finally:
             seconds = time.perf_counter() - started
-            route = route_of(self.router, scope)
+            # the router records the route it chose in the scope; match again only for a
+            # request refused before routing (413)
+            matched = scope.get("route")
+            route = str(matched.path) if matched is not None else route_of(self.router, scope)
             method = scope.get("method", "")
             self.metrics.latency.labels(route, method, f"{status // 100}xx").observe(seconds)
             if status in (401, 403, 413, 429):
