@@ -57,7 +57,7 @@ class Listener:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104 (a check)
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         return f"{self.scheme}://{host}:{self.port}"
 
@@ -77,7 +77,7 @@ def tls_files(directory: Path, host: str, cert: Path | None, key: Path | None) -
                 raise ConfigurationError(f"{path}: no such file")
         return cert, key
     names = ["localhost", "127.0.0.1"]
-    if host not in ("", "0.0.0.0", "::", *names):
+    if host not in ("", "0.0.0.0", "::", *names):  # noqa: S104 (a check, not a bind)
         names.append(host)
     return self_signed_certificate(directory / TLS_DIR, hostnames=names)
 
