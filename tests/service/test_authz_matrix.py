@@ -75,6 +75,11 @@ OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
         "house-only",
         "the firm total is every member's: a member's user is refused (403) although it reads",
     ),
+    ("post", "/api/v1/simm/uploads"): (
+        "own-party",
+        "an upload names the party it is for: a member's user naming another member's party "
+        "is refused (403, or 422 when the upload is refused first); nothing is read",
+    ),
 }
 """(method, path) -> (rule, why): the operations whose expected answers differ."""
 
@@ -538,6 +543,9 @@ def check(cell: Cell, r: httpx.Response, world: World) -> list[str]:
     elif cell.target == "other" and cell.personal:
         if status != 404:
             problems.append(f"{status}, want 404: another user's")
+    elif rule == "own-party" and cell.target == "other" and not who.house:
+        if status not in (403, 422):
+            problems.append(f"{status}, want 403 or 422: an upload for another member's party")
     elif cell.target == "other" and not who.house:
         if status != 404:
             problems.append(f"{status}, want 404: another member's data")
