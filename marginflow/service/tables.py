@@ -20,8 +20,9 @@ from fastapi import Response
 
 from marginflow.service.auth import Caller
 from marginflow.service.context import now_ns
-from marginflow.service.crypto import encrypt
-from marginflow.store.rows import Blob
+from marginflow.service.errors import ServiceError
+from marginflow.service.roles import Permission
+from marginflow.service.sealed import seal
 
 
 class Format(StrEnum):
@@ -68,26 +69,26 @@ def export(
     name: str,
     subject: str,
 ) -> Response:
-    """``rows`` as a CSV or Parquet download: audited, with an encrypted copy kept."""
+    """``rows`` as a CSV or Parquet download: audited, with an encrypted copy kept. A
+    download is an export whatever endpoint serves it: it needs the export permission."""
+    if not caller.principal.can(Permission.EXPORT):
+        caller.audit("data.export", subject=subject, outcome="denied", security=True)
+        raise ServiceError(403, "your roles do not allow export", field="format")
     data = to_csv(rows, columns) if fmt is Format.CSV else to_parquet(rows, columns)
     blob_id = f"EXP-{uuid.uuid4().hex[:16]}"
-    keys = caller.ctx.secrets.data_keys
-    sealed = encrypt(keys, data, context=f"export:{blob_id}".encode())
     filename = f"{name}.{fmt.value}"
-    caller.ctx.blobs.put(
-        Blob(
-            id=blob_id,
-            kind="export",
-            owner=caller.username,
-            member=caller.principal.member,
-            name=filename,
-            content_type=MEDIA[fmt],
-            size=len(data),
-            key_id=keys.current.kid,
-            content=sealed,
-            detail="{}",
-            created_time=now_ns(),
-        )
+    seal(
+        caller.ctx.blobs,
+        caller.ctx.secrets.data_keys,
+        blob_id=blob_id,
+        kind="export",
+        owner=caller.username,
+        member=caller.principal.member,
+        name=filename,
+        content_type=MEDIA[fmt],
+        data=data,
+        detail={"subject": subject, "rows": len(rows)},
+        created_time=now_ns(),
     )
     caller.audit(
         "data.export",
