@@ -22,7 +22,7 @@ RANK = {
     "stream": 6,
     "app": 7,
     "service": 8,
-    "cli": 8,
+    "cli": 9,  # the shell over everything, the service too (serve, keys)
 }
 BESIDE = "sim"  # imports anything; imported only by the shells (cli) and tests
 SHELLS = {"cli"}

@@ -225,9 +225,12 @@ def _ns(moment: dt.datetime, field: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        return int(moment.timestamp() * 1_000_000) * 1000
+        ns = int(moment.timestamp() * 1_000_000) * 1000
     except (OverflowError, OSError, ValueError):
-        raise ServiceError(422, "time out of range", field=field) from None
+        ns = INT64[1] + 1
+    if not INT64[0] <= ns <= INT64[1]:  # nanoseconds in 64 bits: 1677 to 2262
+        raise ServiceError(422, "time out of range (1677 to 2262)", field=field)
+    return ns
 
 
 def _value(kind: Kind, column: str, value: Scalar, field: str) -> Any:

@@ -472,16 +472,17 @@ def upload(
         headers = {**(error.headers or {}), "X-Upload-Id": received.id}
         raise ServiceError(error.status, error.reason, field=error.field, headers=headers) from None
     portfolios = portfolios_of(run, received.party, received.counterparty)
+    rejected = _rejected_rows(failures)
     detail: dict[str, Any] = {
         **_settings_detail(received),
         "version": run.report.version,
         "portfolios": [p.model_dump() for p in portfolios],
-        "rejected": [r.model_dump() for r in _rejected_rows(failures)],
+        "rejected": [r.model_dump() for r in rejected],
         "rows": run.valid_rows,
         "rejected_lines": run.rejected_lines,
         "notes": list(run.report.notes),
     }
-    blob = seal(
+    seal(
         caller.ctx.blobs,
         caller.ctx.secrets.data_keys,
         blob_id=received.id,
@@ -507,7 +508,25 @@ def upload(
             "version": run.report.version,
         },
     )
-    return _upload_of(blob)
+    # as _upload_of(the blob) would read it back, without parsing the detail again
+    return Upload(
+        id=received.id,
+        name=received.name,
+        created=iso(received.created),
+        status="accepted",
+        owner=caller.username,
+        party=received.party,
+        counterparty=received.counterparty,
+        version=run.report.version,
+        mpor=received.mpor,
+        currency=received.currency,
+        size=len(received.data),
+        portfolios=portfolios,
+        rejected=rejected,
+        rows=run.valid_rows,
+        rejected_lines=run.rejected_lines,
+        notes=list(run.report.notes),
+    )
 
 
 # -- reading uploads ---------------------------------------------------------------------------
