@@ -107,6 +107,15 @@ def errors_model() -> Any:
 
 
 def _routers() -> list[Any]:
-    from marginflow.service.api import audit, auth_routes, book, ops, parameters
+    from marginflow.service.api import audit, auth_routes, book, events, ops, parameters
+    from marginflow.service.web import pages
 
-    return [ops.router, auth_routes.router, book.router, parameters.router, audit.router]
+    return [
+        ops.router,
+        auth_routes.router,
+        book.router,
+        parameters.router,
+        audit.router,
+        events.router,
+        pages.router,
+    ]
