@@ -25,9 +25,19 @@ def _register_commands() -> None:
         simm_cmd,
         stream_cmd,
         trace_cmd,
+        users_cmd,
     )
 
-    for module in (demo_cmd, price_cmd, margin_cmd, simm_cmd, stream_cmd, publish_cmd, trace_cmd):
+    for module in (
+        demo_cmd,
+        price_cmd,
+        margin_cmd,
+        simm_cmd,
+        stream_cmd,
+        publish_cmd,
+        trace_cmd,
+        users_cmd,
+    ):
         module.register(app)
 
 

@@ -107,13 +107,14 @@ def errors_model() -> Any:
 
 
 def _routers() -> list[Any]:
-    from marginflow.service.api import audit, auth_routes, book, events, ops, parameters
+    from marginflow.service.api import analysis, audit, auth_routes, book, events, ops, parameters
     from marginflow.service.web import pages
 
     return [
         ops.router,
         auth_routes.router,
         book.router,
+        analysis.router,
         parameters.router,
         audit.router,
         events.router,

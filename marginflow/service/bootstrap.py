@@ -60,7 +60,7 @@ def first_run_users(
         return []
     made = []
     for username, roles, member, name in demo_users(members, simm_party):
-        password = generate_password()
+        password = generate_password(username=username)
         ctx.access.add_user(
             username,
             password_hash=hash_password(password),

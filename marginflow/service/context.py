@@ -40,6 +40,10 @@ class ServiceContext:
     _producer: Producer | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     cache: dict[str, Any] = field(default_factory=dict, init=False)
+    # the recomputing use cases share engines (kept per start-of-day load), which are not
+    # safe to use from two threads at once: one recompute at a time per process
+    engines: dict[str, Any] = field(default_factory=dict, init=False)
+    engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.access = Access(self.db)

@@ -160,6 +160,8 @@ class SigningKeys:
                 ):
                     raise TypeError
                 keys.append(SigningKey(kid, base64.b64decode(secret, validate=True), created))
+            if not keys:
+                raise ConfigurationError("there is no key")
             return cls(tuple(keys))
         except ConfigurationError as error:
             raise ConfigurationError(f"{source}: {error}") from None

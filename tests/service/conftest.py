@@ -76,7 +76,8 @@ def service_config(demo_dir: Path, **changes: object) -> ServiceConfig:
 def service(demo_dir: Path) -> Iterator[Service]:
     app = create_app(service_config(demo_dir))
     ctx = app.state.ctx
-    members = [m.member for m in ctx.db.member_margins()]
+    ids = [m.member for m in ctx.db.member_margins()]  # M000, M001, M002
+    members = ids[1:] + ids[:1]  # the first-run users are then m001.* and m002.user
     made = first_run_users(ctx, members, simm_party="BANK-A")
     yield Service(app, demo_dir, {c.username: c for c in made}, members)
     ctx.close()

@@ -290,6 +290,7 @@ def test_signing_keys_round_trip_through_json() -> None:
     [
         "",
         "[]",
+        '{"keys": []}',
         '{"keys": 3}',
         '{"keys": [{"kid": "a"}]}',
         '{"keys": [{"kid": "a", "secret": "!!", "created": 1}]}',

@@ -203,7 +203,7 @@ def create_user(form: NewUser, caller: Admin) -> UserCreated:
         raise ServiceError(422, "member roles need a member", field="member")
     if Role.ADMIN in roles and Role.ADMIN not in caller.principal.roles:
         raise ServiceError(403, "only an administrator makes an administrator")
-    password = form.password or generate_password()
+    password = form.password or generate_password(username=form.username)
     reasons = check_policy(password, username=form.username)
     if reasons:
         raise ServiceError(422, "; ".join(reasons), field="password")
