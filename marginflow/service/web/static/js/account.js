@@ -11,7 +11,6 @@ import {
   fillRows,
   flash,
   money,
-  notify,
   numCell,
   percent,
   quantity,
@@ -149,6 +148,9 @@ async function loadDetail() {
     renderDetail(d);
   } catch (err) {
     byId("breakdown-status").textContent = "The breakdown could not be computed.";
+    const none = el("p", { class: "empty-chart", text: "No scenario P&L: the breakdown could not be computed." });
+    byId("histogram").replaceChildren(none);
+    fillRows(byId("contributions").tBodies[0], [], "No contributions: the breakdown could not be computed.");
     failure(err);
   }
 }
@@ -198,7 +200,6 @@ async function main() {
       }
     },
   });
-  notify("", "info");
 }
 
 main();

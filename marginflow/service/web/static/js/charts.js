@@ -51,7 +51,7 @@ export function ticks(lo, hi, count = 6) {
 }
 
 const TIME_STEPS = [
-  1e3, 5e3, 15e3, 30e3, 60e3, 300e3, 900e3, 1800e3, 3600e3, 3 * 3600e3, 6 * 3600e3,
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 15e3, 30e3, 60e3, 300e3, 900e3, 1800e3, 3600e3, 3 * 3600e3, 6 * 3600e3,
   12 * 3600e3, 86400e3, 7 * 86400e3, 30 * 86400e3, 91 * 86400e3, 365 * 86400e3,
 ];
 
@@ -65,6 +65,7 @@ function timeTicks(lo, hi, count = 6) {
 function timeLabel(t, step, span) {
   const text = utc(t).replace(" UTC", "");
   if (span > 2 * 86400e3 || step >= 86400e3) return text.slice(0, step >= 86400e3 ? 10 : 16);
+  if (step < 1e3) return `${text.slice(11, 19)}.${String(Math.round(t) % 1000).padStart(3, "0")}`;
   return step < 60e3 ? text.slice(11, 19) : text.slice(11, 16);
 }
 
@@ -112,8 +113,8 @@ export function stepChart(container, { series, yTitle, label, emptyText }) {
   let tLo = Math.min(...all.map((p) => p[0]));
   let tHi = Math.max(...all.map((p) => p[0]));
   if (tHi === tLo) {
-    tLo -= 60e3;
-    tHi += 60e3;
+    tLo -= 1e3;
+    tHi += 1e3;
   }
   const vHi = Math.max(...all.map((p) => p[1]));
   const vLo = Math.min(0, ...all.map((p) => p[1]));

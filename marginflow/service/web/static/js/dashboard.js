@@ -92,7 +92,6 @@ function onMember(t) {
   const m = state.members.get(t.member) || { margin: 0, accounts: 0, updated: null };
   m.margin = t.margin;
   m.accounts = t.accounts;
-  m.updated = Date.now();
   state.members.set(t.member, m);
   if (typeof t.firm === "number") state.firm = t.firm;
   renderMembers();
@@ -144,8 +143,13 @@ async function loadHistory() {
   }
   rows.reverse();
   state.history = { latest: new Map(), series: new Map() };
-  for (const m of rows) addToHistory(m);
+  for (const m of rows) {
+    addToHistory(m);
+    const member = state.members.get(m.member);
+    if (member && (!member.updated || Date.parse(m.time) > member.updated)) member.updated = Date.parse(m.time);
+  }
   drawHistory();
+  renderMembers();
   if (total > rows.length) {
     byId("history").append(
       el("p", { class: "hint", text: `The chart shows the latest ${rows.length.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} stored margins.` }),
@@ -185,6 +189,12 @@ async function loadAccounts() {
 }
 
 function onMargin(m) {
+  const member = state.members.get(m.member);
+  if (member && Date.parse(m.time) > (member.updated || 0)) {
+    member.updated = Date.parse(m.time);
+    const cell = document.querySelector(`#members tr[data-member="${CSS.escape(m.member)}"] .updated`);
+    if (cell) cell.textContent = utc(member.updated);
+  }
   addToHistory(m);
   drawHistory();
   const shown = state.rows.get(m.account);

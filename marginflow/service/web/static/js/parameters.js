@@ -38,24 +38,21 @@ function decisionCell(p) {
   cell.append(
     el("div", { class: "four-eyes", text: `Proposed by ${p.proposed_by} — awaiting a second person` }),
   );
-  if (can(me, "parameters.approve")) {
-    const note = el("input", { class: "note-input", maxlength: 2000, placeholder: "note (optional)", "aria-label": "decision note", disabled: mine });
-    const approve = el("button", { type: "button", class: "approve", text: "Approve", disabled: mine });
-    const reject = el("button", { type: "button", class: "reject secondary", text: "Reject", disabled: mine });
-    if (mine) {
-      const why = "You proposed this change: a different approver must decide it (four eyes).";
-      approve.title = why;
-      reject.title = why;
-      cell.append(el("div", { class: "why", text: why }));
-    }
-    approve.addEventListener("click", () =>
-      act(`/parameters/proposals/${encodeURIComponent(p.id)}/approve`, { note: note.value }, `Approved ${p.id}: published to the calculators.`),
-    );
-    reject.addEventListener("click", () =>
-      act(`/parameters/proposals/${encodeURIComponent(p.id)}/reject`, { note: note.value }, `Rejected ${p.id}.`),
-    );
-    cell.append(el("div", { class: "actions" }, note, approve, reject));
-  }
+  const approver = can(me, "parameters.approve");
+  let why = "";
+  if (mine) why = "You proposed this change: a different person with the approver role must decide it (four eyes).";
+  else if (!approver) why = "Deciding needs the risk-approver role.";
+  const note = el("input", { class: "note-input", maxlength: 2000, placeholder: "note (optional)", "aria-label": "decision note", disabled: Boolean(why) });
+  const approve = el("button", { type: "button", class: "approve", text: "Approve", disabled: Boolean(why), title: why || null });
+  const reject = el("button", { type: "button", class: "reject secondary", text: "Reject", disabled: Boolean(why), title: why || null });
+  approve.addEventListener("click", () =>
+    act(`/parameters/proposals/${encodeURIComponent(p.id)}/approve`, { note: note.value }, `Approved ${p.id}: published to the calculators.`),
+  );
+  reject.addEventListener("click", () =>
+    act(`/parameters/proposals/${encodeURIComponent(p.id)}/reject`, { note: note.value }, `Rejected ${p.id}.`),
+  );
+  cell.append(el("div", { class: "actions" }, note, approve, reject));
+  if (why) cell.append(el("div", { class: "why", text: why }));
   if (mine && can(me, "parameters.propose")) {
     const withdraw = el("button", { type: "button", class: "withdraw secondary", text: "Withdraw" });
     withdraw.addEventListener("click", () =>
