@@ -365,7 +365,7 @@ def reproduce_sample(db: Database, n: int, *, seed: int = 0) -> list[Reproductio
     import random
 
     history = [m for m in db.margin_history() if m.book_load]
-    picked = random.Random(seed).sample(history, min(n, len(history)))
+    picked = random.Random(seed).sample(history, min(n, len(history)))  # noqa: S311 (a sample, not a secret)
     inputs: StoredInputs | None = None
     out = []
     for m in sorted(picked, key=lambda m: (m.book_load, m.market_offset)):

@@ -27,13 +27,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _context(directory: Path, db: str | None, prefix: str) -> Any:
+    import logging
+
     from marginflow.core.errors import MarginflowError
     from marginflow.service.config import ServiceConfig
     from marginflow.service.context import ServiceContext
     from marginflow.service.secrets_store import load_or_create
     from marginflow.store import Database
-
-    import logging
 
     # the audit trail in the store is the record here; the service's JSON log lines are for
     # the running service's SIEM feed, not for this terminal

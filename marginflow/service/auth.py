@@ -102,7 +102,9 @@ def principal_of(user: User, via: str) -> Principal:
     return Principal(user.username, parse_roles(user.roles), user.member, via)
 
 
-def _refuse(ctx: ServiceContext, request: Request, reason: str, **detail: Any) -> ServiceError:
+def _refuse(request: Request, reason: str) -> ServiceError:
+    """A 401 for a credential that was given but refused, logged as a security event (not
+    audited: a flood of bad tokens would flood the trail; sign-in failures are audited)."""
     from marginflow.service.logs import security_event
 
     security_event("auth.refused", reason, client=client_of(request), path=request.url.path)
@@ -124,25 +126,25 @@ def authenticate(request: Request) -> Principal:
         try:
             claims = verify_token(ctx.secrets.signing_keys, credential.strip())
         except AuthenticationError as exc:
-            raise _refuse(ctx, request, f"bearer token refused: {exc.reason}") from None
+            raise _refuse(request, f"bearer token refused: {exc.reason}") from None
         user = users.get(ctx, claims.subject)
         if user is None or user.disabled:
-            raise _refuse(ctx, request, "bearer token refused: the user is disabled or gone")
+            raise _refuse(request, "bearer token refused: the user is disabled or gone")
         return principal_of(user, "token")
     if header:
-        raise _refuse(ctx, request, "unsupported Authorization scheme (use Bearer)")
+        raise _refuse(request, "unsupported Authorization scheme (use Bearer)")
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         session = ctx.access.session(token_digest(session_id), now=now_ns())
         if session is None:
-            raise _refuse(ctx, request, "the session has expired or ended: sign in again")
+            raise _refuse(request, "the session has expired or ended: sign in again")
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not sent or not hmac.compare_digest(token_digest(sent), session.csrf_digest):
                 raise ServiceError(403, MSG_CSRF, field="X-CSRF-Token")
         user = users.get(ctx, session.username)
         if user is None or user.disabled:
-            raise _refuse(ctx, request, "the user is disabled or gone")
+            raise _refuse(request, "the user is disabled or gone")
         return principal_of(user, "session")
     raise ServiceError(401, MSG_SIGN_IN, headers={"WWW-Authenticate": 'Bearer realm="marginflow"'})
 
@@ -151,12 +153,12 @@ def _by_api_key(ctx: ServiceContext, request: Request, users: _Users, text: str)
     parsed = parse_api_key(text.strip())
     key = ctx.access.api_key(parsed[0]) if parsed else None
     if key is None or not verify_api_key(text.strip(), key.key_hash):
-        raise _refuse(ctx, request, "API key refused: unknown or wrong")
+        raise _refuse(request, "API key refused: unknown or wrong")
     if key.revoked_time is not None or key.expires_time <= now_ns():
-        raise _refuse(ctx, request, "API key refused: revoked or expired")
+        raise _refuse(request, "API key refused: revoked or expired")
     user = users.get(ctx, key.username)
     if user is None or user.disabled:
-        raise _refuse(ctx, request, "API key refused: the user is disabled or gone")
+        raise _refuse(request, "API key refused: the user is disabled or gone")
     return principal_of(user, "api-key")
 
 

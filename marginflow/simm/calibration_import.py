@@ -297,7 +297,9 @@ def _fx(node: ET.Element, mpor: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def convert(xml_text: str, *, version: str, aliases: Sequence[str], source: str) -> dict[str, Any]:
     """Return the calibration in ``xml_text`` as our JSON document (a plain dict)."""
-    root = ET.fromstring(xml_text)
+    # the operator's ORE calibration file; expat resolves no external entity and bounds
+    # entity expansion (Python 3.11 with expat >= 2.4.1)
+    root = ET.fromstring(xml_text)  # noqa: S314
     cal = root if root.tag == "SIMMCalibration" else root.find("SIMMCalibration")
     if cal is None:
         raise ValueError("no SIMMCalibration element")

@@ -135,6 +135,7 @@ class AuditLog:
         self,
         *,
         after_seq: int = 0,
+        before_seq: int | None = None,
         limit: int | None = None,
         member: str | None = None,
         action: str | None = None,
@@ -143,6 +144,8 @@ class AuditLog:
         """Entries by sequence number (``member``: only those about that member)."""
         t = self.table
         query = sa.select(t).where(t.c.seq > after_seq)
+        if before_seq is not None:
+            query = query.where(t.c.seq < before_seq)
         if member is not None:
             query = query.where(t.c.member == member)
         if action is not None:
@@ -151,6 +154,15 @@ class AuditLog:
         if limit is not None:
             query = query.limit(limit)
         return [_entry(r) for r in self.db._rows(query)]
+
+    def count(self, *, member: str | None = None, action: str | None = None) -> int:
+        t = self.table
+        query = sa.select(sa.func.count()).select_from(t)
+        if member is not None:
+            query = query.where(t.c.member == member)
+        if action is not None:
+            query = query.where(t.c.action == action)
+        return int(self.db._rows(query)[0][0])
 
     def _all(self, batch: int = 10_000) -> Iterator[AuditEntry]:
         after = -(2**62)

@@ -71,6 +71,13 @@ class Proposals:
         query = query.order_by(t.c.proposed_time.desc(), t.c.id).limit(limit).offset(offset)
         return [_proposal(r) for r in self.db._rows(query)]
 
+    def count(self, *, status: str | None = None) -> int:
+        t = self.table
+        query = sa.select(sa.func.count()).select_from(t)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        return int(self.db._rows(query)[0][0])
+
     def decide(
         self, proposal_id: str, *, status: str, by: str, now: int, note: str = ""
     ) -> Proposal | None:

@@ -35,3 +35,12 @@ def test_the_clearing_house_reads_every_member_and_the_firm(service: Service) ->
     assert abs(firm["margin"] - sum(m["margin"] for m in firm["members"])) < 1e-6 * firm["margin"]
     history = client.get("/api/v1/margins", params={"limit": 5, "newest_first": True}).json()
     assert history["total"] > len(history["items"]) == 5
+
+
+def test_instruments_are_reference_data_for_everyone(service: Service) -> None:
+    client = service.client("m001.user")
+    page = client.get("/api/v1/instruments", params={"limit": 5}).json()
+    assert page["total"] >= 80
+    first = page["items"][0]
+    same = client.get("/api/v1/instruments", params={"underlying": first["underlying"]}).json()
+    assert {i["underlying"] for i in same["items"]} == {first["underlying"]}

@@ -67,12 +67,16 @@ def entries(
     before: Annotated[int | None, Query(ge=1, description="entries before this seq")] = None,
 ) -> Page[Entry]:
     """Newest first; page back with ``before`` (the last seq seen)."""
-    rows = caller.ctx.audit.entries(member=member, action=action, descending=True, limit=None)
-    if before is not None:
-        rows = [e for e in rows if e.seq < before]
+    log = caller.ctx.audit
+    rows = log.entries(
+        member=member, action=action, before_seq=before, descending=True, limit=limit
+    )
     caller.audit("audit.read", security=True, detail={"action": action, "member": member})
     return Page[Entry](
-        items=[Entry.of(e) for e in rows[:limit]], total=len(rows), limit=limit, offset=0
+        items=[Entry.of(e) for e in rows],
+        total=log.count(member=member, action=action),
+        limit=limit,
+        offset=0,
     )
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
 
 from marginflow.service.api.models import (
     Firm,
@@ -149,4 +150,32 @@ def margin_history(
     )
     return _margins_out(
         caller, [Margin.of(m) for m in rows], total, limit, offset, format, "margins"
+    )
+
+
+class Instrument(BaseModel):
+    instrument: str
+    underlying: str
+
+
+@router.get("/instruments", response_model=Page[Instrument])
+def instruments(
+    caller: Reader,
+    underlying: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[Instrument]:
+    """The series of the latest start-of-day load (reference data: the same for every
+    member), by id, optionally on one underlying."""
+    from marginflow.store.loads import stored_instruments
+
+    loads = caller.ctx.db.book_loads()
+    of = stored_instruments(caller.ctx.db, loads[-1]) if loads else {}
+    rows = sorted((i, u) for i, u in of.items() if underlying is None or u == underlying)
+    page = rows[offset : offset + limit]
+    return Page[Instrument](
+        items=[Instrument(instrument=i, underlying=u) for i, u in page],
+        total=len(rows),
+        limit=limit,
+        offset=offset,
     )

@@ -140,7 +140,7 @@ class LoginResult(BaseModel):
 
 class Token(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
     expires_in: int
 
 

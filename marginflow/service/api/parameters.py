@@ -83,7 +83,7 @@ def proposals(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[Proposal]:
     rows = caller.ctx.proposals.list(status=status, limit=limit, offset=offset)
-    total = len(caller.ctx.proposals.list(status=status, limit=1_000_000))
+    total = caller.ctx.proposals.count(status=status)
     return Page[Proposal](
         items=[Proposal.of(p) for p in rows], total=total, limit=limit, offset=offset
     )
