@@ -16,7 +16,7 @@ import {
   quantity,
   utc,
 } from "./common.js";
-import { histogram, stepChart } from "./charts.js";
+import { histogram, latestDay, stepChart } from "./charts.js";
 import { follow } from "./live.js";
 
 const account = byId("main").dataset.account;
@@ -65,8 +65,10 @@ function drawHistory() {
   const points = history
     .map((m) => [Date.parse(m.time), m.margin])
     .sort((a, b) => a[0] - b[0]);
+  const series = [{ name: account, points }];
   stepChart(byId("history"), {
-    series: [{ name: account, points }],
+    series,
+    from: byId("history-range").value === "all" ? undefined : latestDay(series),
     yTitle: "margin (USD)",
     label: `Margin of account ${account} over time`,
     emptyText: "No stored margin for this account yet.",
@@ -187,6 +189,7 @@ async function main() {
   }
   renderHeadline(current);
   byId("recompute").addEventListener("click", () => loadDetail());
+  byId("history-range").addEventListener("change", drawHistory);
   await Promise.all([loadHistory().catch(failure), loadDetail()]);
   follow({
     margin: onMargin,

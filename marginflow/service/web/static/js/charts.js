@@ -37,15 +37,20 @@ function empty(container, text) {
   container.replaceChildren(p);
 }
 
-/** About `count` round tick values over [lo, hi]. */
-export function ticks(lo, hi, count = 6) {
+/**
+ * About `count` round tick values over [lo, hi]; with `cover`, the first is at or below
+ * `lo` and the last at or above `hi` (an axis that holds every value).
+ */
+export function ticks(lo, hi, count = 6, cover = false) {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
+  const eps = step * 1e-9;
+  const first = (cover ? Math.floor((lo + eps) / step) : Math.ceil((lo - eps) / step)) * step;
   const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
-    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  for (let v = first; cover ? v < hi + step - eps : v <= hi + eps; v += step) {
+    out.push(Math.abs(v) < eps ? 0 : v);
   }
   return out;
 }
@@ -95,13 +100,36 @@ function axisTitles(root, box, height, xTitle, yTitle) {
   );
 }
 
+/** `points` from time `from` on, led by the value in force then (if any). */
+function clip(points, from) {
+  if (from === undefined || from === null) return points;
+  const before = points.filter((p) => p[0] < from);
+  const after = points.filter((p) => p[0] >= from);
+  return before.length ? [[from, before.at(-1)[1]], ...after] : after;
+}
+
+/**
+ * The start of the latest UTC day with a point, at its first point: the window that shows
+ * the latest session (a demo day's events can be milliseconds apart, after a start-of-day
+ * margin days before).
+ */
+export function latestDay(series) {
+  const times = series.flatMap((s) => s.points.map((p) => p[0]));
+  if (!times.length) return undefined;
+  const last = new Date(Math.max(...times));
+  const midnight = Date.UTC(last.getUTCFullYear(), last.getUTCMonth(), last.getUTCDate());
+  return Math.min(...times.filter((t) => t >= midnight));
+}
+
 /**
  * A step line per series over time: `series` is [{name, points: [[msSinceEpoch, value]]}]
  * in time order. The value holds until the next point (a margin stays in force until the
  * next one is stored).
  */
-export function stepChart(container, { series, yTitle, label, emptyText }) {
-  const drawn = series.filter((s) => s.points.length);
+export function stepChart(container, { series, yTitle, label, emptyText, from }) {
+  const drawn = series
+    .map((s) => ({ name: s.name, points: clip(s.points, from) }))
+    .filter((s) => s.points.length);
   if (!drawn.length) {
     empty(container, emptyText || "No stored margins yet.");
     return;
@@ -118,7 +146,7 @@ export function stepChart(container, { series, yTitle, label, emptyText }) {
   }
   const vHi = Math.max(...all.map((p) => p[1]));
   const vLo = Math.min(0, ...all.map((p) => p[1]));
-  const yTicks = ticks(vLo, vHi > vLo ? vHi * 1.05 : vLo + 1);
+  const yTicks = ticks(vLo, vHi > vLo ? vHi : vLo + 1, 5, true);
   const yMax = yTicks.at(-1);
   const yMin = yTicks[0];
   const xs = (t) => box.x0 + ((t - tLo) / (tHi - tLo)) * (box.x1 - box.x0);
@@ -187,7 +215,7 @@ export function histogram(container, { scenarios, varLoss, esLoss, confidence, l
     else counts[k].rest += 1;
   }
   const top = Math.max(...counts.map((c) => c.tail + c.rest));
-  const yTicks = ticks(0, top, 5).filter((v) => Number.isInteger(v));
+  const yTicks = ticks(0, Math.max(top, 1), 5, true).filter((v) => Number.isInteger(v));
   const yMax = Math.max(top, yTicks.at(-1) || 1);
   const xs = (v) => box.x0 + ((v - lo) / (hi - lo)) * (box.x1 - box.x0);
   const ys = (n) => box.y1 - (n / yMax) * (box.y1 - box.y0);
@@ -215,17 +243,23 @@ export function histogram(container, { scenarios, varLoss, esLoss, confidence, l
   });
   axes(root, box);
   const level = typeof confidence === "number" ? ` ${(confidence * 100).toFixed(1).replace(".0", "")}%` : "";
+  // the ES line's label on the top row, the VaR line's one row lower; each to the right of
+  // its line unless that would run off the plot
   const lines = [
-    [varLoss, `VaR${level}`, "var-line", "start"],
-    [esLoss, `ES${level}`, "es-line", "end"],
+    [esLoss, `ES${level}`, "es-line", box.y0 - 8],
+    [varLoss, `VaR${level}`, "var-line", box.y0 + 8],
   ];
-  for (const [loss, name, cls, anchor] of lines) {
+  for (const [loss, name, cls, y] of lines) {
     if (typeof loss !== "number" || !Number.isFinite(loss)) continue;
     const x = xs(-loss);
     root.append(svg("line", { x1: x, x2: x, y1: box.y0 - 4, y2: box.y1, class: cls }));
-    const dx = anchor === "end" ? -4 : 4;
+    const right = x < box.x1 - 170;
     root.append(
-      svg("text", { x: x + dx, y: box.y0 - 8, class: `mark ${anchor}` }, `${name} −${shortMoney(loss)}`),
+      svg(
+        "text",
+        { x: x + (right ? 5 : -5), y, class: `mark ${right ? "start" : "end"} ${cls}-label` },
+        `${name} −${shortMoney(loss)}`,
+      ),
     );
   }
   axisTitles(root, box, height, "scenario P&L (USD; losses left of zero)", "scenarios");
@@ -251,7 +285,8 @@ export function barChart(container, { rows, title, label, format = String, empty
   const root = frame(container, height, label);
   const box = { x0: left, x1: W - MARGIN.right - 60, y0: MARGIN.top, y1: height - MARGIN.bottom };
   const hi = Math.max(1, ...rows.map((r) => r.value));
-  const xTicks = ticks(0, hi, 5);
+  const whole = rows.every((r) => Number.isInteger(r.value));
+  const xTicks = ticks(0, hi, 5, true).filter((v) => !whole || Number.isInteger(v));
   const xMax = Math.max(hi, xTicks.at(-1));
   const xs = (v) => box.x0 + (v / xMax) * (box.x1 - box.x0);
   for (const v of xTicks) {

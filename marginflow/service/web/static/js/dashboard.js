@@ -16,7 +16,7 @@ import {
   utc,
   whoAmI,
 } from "./common.js";
-import { stepChart } from "./charts.js";
+import { latestDay, stepChart } from "./charts.js";
 import { follow } from "./live.js";
 
 const PAGE = 50;
@@ -124,8 +124,10 @@ function drawHistory() {
   const series = [...h.series.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, points]) => ({ name, points: [...points].sort((a, b) => a[0] - b[0]) }));
+  const whole = byId("history-range").value === "all";
   stepChart(byId("history"), {
     series,
+    from: whole ? undefined : latestDay(series),
     yTitle: "margin (USD)",
     label: "Margin by member over time",
     emptyText: "No stored margins yet: the chart fills in as margins are computed.",
@@ -229,6 +231,7 @@ async function main() {
       state.offset += PAGE;
       loadAccounts().catch(failure);
     });
+    byId("history-range").addEventListener("change", () => state.history && drawHistory());
     byId("member-filter").addEventListener("change", (e) => {
       state.filter = e.target.value;
       state.offset = 0;

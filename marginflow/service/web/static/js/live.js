@@ -14,11 +14,13 @@ export function follow(handlers) {
   let lost = false;
   const show = (state, text) => {
     if (!indicator) return;
+    indicator.hidden = false;
     indicator.dataset.state = state;
     indicator.dataset.updates = String(updates);
     indicator.textContent = text;
   };
   const source = new EventSource(`${API}/events/margins`);
+  show("off", "live: connecting…");
   source.addEventListener("open", () => {
     show("on", updates ? `live · ${updates} updates` : "live");
     if (lost && handlers.resync) handlers.resync();
