@@ -9,6 +9,7 @@ function tree(node, depth, currency) {
     "span",
     { class: "node" },
     el("span", { class: "name", text: node.name }),
+    node.level ? el("span", { class: "level", text: node.level }) : null,
     el("span", { class: "amount", text: `${money(node.amount)} ${currency}` }),
   );
   const children = node.children || [];
@@ -28,7 +29,7 @@ function portfolioCard(p) {
     "article",
     { class: "card portfolio", "data-portfolio": p.portfolio },
     el("h3", { text: `Portfolio ${p.portfolio}` }),
-    el("p", { class: "hint", text: `${p.party} with ${p.counterparty}` }),
+    el("p", { class: "hint", text: `${p.party || "—"} with ${p.counterparty}` }),
     el(
       "div",
       { class: "cards" },
@@ -48,8 +49,10 @@ function showResult(result, fileName) {
   );
   const rejected = result.rejected || [];
   byId("rejected").textContent = rejected
-    .map((r) => `${fileName}:${r.line}: ${r.field}: ${r.reason}`)
+    .map((r) => r.message || `${fileName}:${r.line}: ${r.field}: ${r.reason}`)
     .join("\n");
+  const problem = result.error;
+  if (problem) notify(`${problem.field ? `${problem.field}: ` : ""}${problem.reason}`, "error");
   byId("rejected-box").hidden = !rejected.length;
   byId("simm-result").hidden = false;
 }
@@ -58,6 +61,7 @@ async function loadUploads() {
   const page = await api("/simm/uploads?limit=50");
   const rows = page.items.map((u) => {
     const count = Array.isArray(u.portfolios) ? u.portfolios.length : u.portfolios;
+    const refused = u.status && u.status !== "ok" && u.status !== "margined";
     const open = el("button", { type: "button", class: "link", text: "Show" });
     open.addEventListener("click", async () => {
       try {
@@ -68,10 +72,14 @@ async function loadUploads() {
     });
     return el(
       "tr",
-      { "data-upload": u.id },
+      { "data-upload": u.id, class: refused ? "alert" : "" },
       el("td", { text: u.name }),
       el("td", { text: utc(u.created) }),
+      el("td", { text: u.status || "" }),
       numCell(count === undefined ? "" : String(count)),
+      numCell(typeof u.collect_im === "number" ? `${money(u.collect_im)} ${u.currency || ""}`.trim() : ""),
+      numCell(typeof u.post_im === "number" ? `${money(u.post_im)} ${u.currency || ""}`.trim() : ""),
+      el("td", { text: u.error || "" }),
       el("td", {}, open),
     );
   });

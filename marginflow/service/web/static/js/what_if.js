@@ -2,6 +2,7 @@
 // inline, not yet listed), margined on the market of its latest stored margin.
 
 import {
+  ApiError,
   DASH,
   accountHref,
   api,
@@ -40,14 +41,40 @@ function tradeRow(instrument = "", qty = "") {
   return row;
 }
 
+let listed = null; // every listed series: [{instrument, underlying}]
+
+async function allSeries() {
+  if (listed === null) {
+    listed = [];
+    try {
+      for (let offset = 0; offset < 5000; offset += 1000) {
+        const page = await api(`/instruments?limit=1000&offset=${offset}`);
+        listed.push(...page.items);
+        if (listed.length >= page.total) break;
+      }
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 404) throw err;
+    }
+  }
+  return listed;
+}
+
+/** The account's holdings first (with the quantity held), then every other listed series. */
 async function loadPositions(account) {
   const list = byId("instruments");
   list.replaceChildren();
   if (!account) return;
   try {
-    const held = await api(`/accounts/${encodeURIComponent(account)}/positions`);
+    const [held, series] = await Promise.all([
+      api(`/accounts/${encodeURIComponent(account)}/positions`),
+      allSeries(),
+    ]);
+    const holds = new Set(held.positions.map((p) => p.instrument));
     list.replaceChildren(
-      ...held.positions.map((p) => el("option", { value: p.instrument, label: `holds ${quantity(p.quantity)}` })),
+      ...held.positions.map((p) => el("option", { value: p.instrument, label: `held: ${quantity(p.quantity)}` })),
+      ...series
+        .filter((x) => !holds.has(x.instrument))
+        .map((x) => el("option", { value: x.instrument, label: `on ${x.underlying}` })),
     );
   } catch (err) {
     failure(err);
