@@ -31,10 +31,14 @@ function query(before) {
   return `/audit/entries?${params}`;
 }
 
+let loads = 0;
+
 async function load(more = false) {
+  const mine = (loads += 1); // only the latest load is shown
   try {
     const before = more && shown.length ? shown.at(-1).seq : null;
     const page = await api(query(before));
+    if (mine !== loads) return;
     shown = more ? shown.concat(page.items) : page.items;
     fillRows(byId("entries").tBodies[0], shown.map(row), "No entry matches.");
     const left = more ? page.total - page.items.length : page.total - shown.length;

@@ -176,9 +176,13 @@ function accountRow(m) {
   );
 }
 
+let accountLoads = 0;
+
 async function loadAccounts() {
+  const mine = (accountLoads += 1); // only the latest page asked for is shown
   const member = state.filter ? `&member=${encodeURIComponent(state.filter)}` : "";
   const page = await api(`/accounts?limit=${PAGE}&offset=${state.offset}${member}`);
+  if (mine !== accountLoads) return;
   state.total = page.total;
   state.rows = new Map(page.items.map((m) => [m.account, m]));
   fillRows(byId("accounts").tBodies[0], page.items.map(accountRow), "No account has a stored margin yet.");

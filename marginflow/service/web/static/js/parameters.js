@@ -76,13 +76,17 @@ function proposalRow(p) {
   );
 }
 
+let loads = 0;
+
 async function load() {
+  const mine = (loads += 1); // a later load supersedes this one: only the latest is shown
   const status = byId("p-status").value;
   const query = status ? `?status=${encodeURIComponent(status)}` : "";
   const [page, applied] = await Promise.all([
     api(`/parameters/proposals${query}`),
     api("/parameters/applied"),
   ]);
+  if (mine !== loads) return;
   fillRows(
     byId("proposals").tBodies[0],
     page.items.map(proposalRow),
