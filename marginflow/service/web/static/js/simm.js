@@ -10,7 +10,7 @@ function tree(node, depth, currency) {
     { class: "node" },
     el("span", { class: "name", text: node.name }),
     node.level ? el("span", { class: "level", text: node.level }) : null,
-    el("span", { class: "amount", text: `${money(node.amount)} ${currency}` }),
+    typeof node.amount === "number" ? el("span", { class: "amount", text: `${money(node.amount)} ${currency}` }) : null,
   );
   const children = node.children || [];
   if (!children.length) return el("div", { class: "leaf" }, label);
@@ -23,37 +23,71 @@ function tree(node, depth, currency) {
   );
 }
 
-function portfolioCard(p) {
+const SHOWN = 200; // portfolio rows drawn at once; the filter narrows the rest
+let result = { portfolios: [] };
+
+function breakdownRow(p, columns) {
   const currency = p.currency || "USD";
   return el(
-    "article",
-    { class: "card portfolio", "data-portfolio": p.portfolio },
-    el("h3", { text: `Portfolio ${p.portfolio}` }),
-    el("p", { class: "hint", text: `${p.party || "—"} with ${p.counterparty}` }),
-    el(
-      "div",
-      { class: "cards" },
-      el("div", { class: "card stat" }, el("span", { class: "label", text: `IM to collect (${currency})` }), el("span", { class: "value collect", text: money(p.collect_im) })),
-      el("div", { class: "card stat" }, el("span", { class: "label", text: `IM to post (${currency})` }), el("span", { class: "value post", text: money(p.post_im) })),
-    ),
-    p.tree ? el("div", { class: "tree" }, tree(p.tree, 0, currency)) : null,
+    "tr",
+    { class: "breakdown" },
+    el("td", { colspan: columns }, el("div", { class: "tree" }, tree(p.tree, 0, currency))),
   );
 }
 
-function showResult(result, fileName) {
-  const portfolios = result.portfolios || [];
-  byId("portfolios").replaceChildren(
-    ...(portfolios.length
-      ? portfolios.map(portfolioCard)
-      : [el("p", { class: "hint", text: "No portfolio could be margined from this file." })]),
+function portfolioRow(p) {
+  const currency = p.currency || "USD";
+  const toggle = el("button", { type: "button", class: "link", text: "Breakdown", "aria-expanded": "false" });
+  const row = el(
+    "tr",
+    { "data-portfolio": p.portfolio },
+    el("td", { text: p.portfolio }),
+    el("td", { text: p.party || "—" }),
+    el("td", { text: p.counterparty }),
+    numCell(money(p.collect_im), "collect"),
+    numCell(money(p.post_im), "post"),
+    el("td", { text: currency }),
+    el("td", { text: [p.collect_regulation, p.post_regulation].filter(Boolean).join(" / ") || "—" }),
+    el("td", {}, p.tree ? toggle : null),
   );
-  const rejected = result.rejected || [];
+  toggle.addEventListener("click", () => {
+    const open = row.nextElementSibling?.classList.contains("breakdown");
+    if (open) row.nextElementSibling.remove();
+    else row.after(breakdownRow(p, row.cells.length));
+    toggle.setAttribute("aria-expanded", open ? "false" : "true");
+  });
+  return row;
+}
+
+function drawPortfolios() {
+  const needle = byId("portfolio-filter").value.trim().toLowerCase();
+  const all = result.portfolios || [];
+  const matching = needle ? all.filter((p) => p.portfolio.toLowerCase().includes(needle)) : all;
+  fillRows(
+    byId("portfolios").tBodies[0],
+    matching.slice(0, SHOWN).map(portfolioRow),
+    all.length ? "No portfolio matches." : "No portfolio could be margined from this file.",
+  );
+  byId("portfolio-count").textContent =
+    matching.length > SHOWN
+      ? `${SHOWN} of ${matching.length.toLocaleString("en-US")} portfolios shown: narrow them with the filter`
+      : `${matching.length.toLocaleString("en-US")} portfolio(s)`;
+}
+
+function showResult(found, fileName) {
+  result = found;
+  const head = [found.name || fileName, found.version && `SIMM ${found.version}`, found.mpor && `${found.mpor}-day`, found.currency]
+    .filter(Boolean)
+    .join(" · ");
+  byId("simm-summary").textContent = head;
+  drawPortfolios();
+  const rejected = found.rejected || [];
   byId("rejected").textContent = rejected
     .map((r) => r.message || `${fileName}:${r.line}: ${r.field}: ${r.reason}`)
     .join("\n");
-  const problem = result.error;
-  if (problem) notify(`${problem.field ? `${problem.field}: ` : ""}${problem.reason}`, "error");
   byId("rejected-box").hidden = !rejected.length;
+  const problem = found.error;
+  if (problem) notify(`${problem.field ? `${problem.field}: ` : ""}${problem.reason}`, "error");
   byId("simm-result").hidden = false;
 }
 
@@ -116,4 +150,5 @@ async function submit(event) {
 }
 
 byId("simm-form").addEventListener("submit", submit);
+byId("portfolio-filter").addEventListener("input", drawPortfolios);
 loadUploads().catch(failure);
