@@ -14,7 +14,7 @@ function tree(node, depth, currency) {
   );
   const children = node.children || [];
   if (!children.length) return el("div", { class: "leaf" }, label);
-  const open = depth < 2;
+  const open = depth < 3;
   return el(
     "details",
     { class: "branch", open },
@@ -43,7 +43,7 @@ function portfolioRow(p) {
     { "data-portfolio": p.portfolio },
     el("td", { text: p.portfolio }),
     el("td", { text: p.party || "—" }),
-    el("td", { text: p.counterparty }),
+    el("td", { text: p.counterparty || "—" }),
     numCell(money(p.collect_im), "collect"),
     numCell(money(p.post_im), "post"),
     el("td", { text: currency }),
@@ -95,7 +95,7 @@ async function loadUploads() {
   const page = await api("/simm/uploads?limit=50");
   const rows = page.items.map((u) => {
     const count = Array.isArray(u.portfolios) ? u.portfolios.length : u.portfolios;
-    const refused = u.status && u.status !== "ok" && u.status !== "margined";
+    const refused = Boolean(u.error) || /refus|reject|fail/i.test(u.status || "");
     const open = el("button", { type: "button", class: "link", text: "Show" });
     open.addEventListener("click", async () => {
       try {
