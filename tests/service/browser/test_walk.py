@@ -75,6 +75,13 @@ def test_member_walk_and_four_eyes_change_reach_the_page_live(
     page.locator("#live[data-state='on']").wait_for()
     # a reload or a navigation would drop this mark
     page.evaluate("() => { window.__same_document = 'yes'; }")
+    # the drill-down open beside the dashboard follows the account too
+    drill = user.context.new_page()
+    drill.goto(f"{web.url}/accounts/{account}")
+    drill.locator("#histogram svg rect.bar.tail").first.wait_for(timeout=120_000)
+    drill.locator("#live[data-state='on']").wait_for()
+    drill_before = drill.locator("#headline .value.margin").inner_text()
+    assert drill.locator("#stale").is_hidden()
 
     # a risk analyst proposes; the proposer cannot approve their own
     token = uuid.uuid4().hex[:8]
@@ -126,6 +133,18 @@ def test_member_walk_and_four_eyes_change_reach_the_page_live(
     assert page.url == f"{web.url}/"
     assert int(page.locator("#live").get_attribute("data-updates") or 0) > 0
     user.shot("07-member-dashboard-live-update")
+    drill.wait_for_function(
+        "(before) => document.querySelector('#headline .value.margin').textContent !== before",
+        arg=drill_before,
+        timeout=60_000,
+    )
+    assert drill.locator("#stale").is_visible()  # the breakdown shown is the earlier one's
+    drill.screenshot(path=str(web.shots / "07b-account-live-update.png"), full_page=True)
+    drill.click("#recompute")
+    drill.locator("#stale").wait_for(state="hidden")
+    drill.wait_for_function(
+        "() => document.querySelector('#breakdown-status').textContent.startsWith('Breakdown')"
+    )
 
     # the applied change is on the parameters page
     approver.page.reload()
