@@ -108,8 +108,10 @@ function addToHistory(m) {
   if (!h.latest.has(m.member)) h.latest.set(m.member, new Map());
   const accounts = h.latest.get(m.member);
   accounts.set(m.account, m.margin);
-  const expected = state.members.get(m.member)?.accounts || 0;
-  if (accounts.size < expected) return; // not every account seen yet: the sum would be short
+  // an account not margined yet holds no margin, but one margined before a truncated
+  // history's first row does: there, wait until every account has been seen
+  const expected = h.complete ? 0 : state.members.get(m.member)?.accounts || 0;
+  if (accounts.size < expected) return;
   let total = 0;
   for (const v of accounts.values()) total += v;
   if (!h.series.has(m.member)) h.series.set(m.member, []);
@@ -144,7 +146,7 @@ async function loadHistory() {
     if (rows.length >= total) break;
   }
   rows.reverse();
-  state.history = { latest: new Map(), series: new Map() };
+  state.history = { latest: new Map(), series: new Map(), complete: rows.length >= total };
   for (const m of rows) {
     addToHistory(m);
     const member = state.members.get(m.member);
