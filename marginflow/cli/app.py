@@ -18,10 +18,14 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     from marginflow.cli import (
+        audit_cmd,
         demo_cmd,
+        keys_cmd,
         margin_cmd,
+        platform_cmd,
         price_cmd,
         publish_cmd,
+        serve_cmd,
         simm_cmd,
         stream_cmd,
         trace_cmd,
@@ -29,6 +33,8 @@ def _register_commands() -> None:
     )
 
     for module in (
+        platform_cmd,
+        serve_cmd,
         demo_cmd,
         price_cmd,
         margin_cmd,
@@ -37,6 +43,8 @@ def _register_commands() -> None:
         publish_cmd,
         trace_cmd,
         users_cmd,
+        audit_cmd,
+        keys_cmd,
     ):
         module.register(app)
 

@@ -70,7 +70,7 @@ def parse_time(text: str, option: str) -> int:
     return int(moment.timestamp() * 1_000_000) * 1000
 
 
-def _open(directory: Path, db: str | None, prefix: str) -> Any:
+def open_store(directory: Path, db: str | None, prefix: str) -> Any:
     """The store to read, opened without changing it (no file made, no migration run)."""
     import sqlalchemy as sa
 
@@ -136,7 +136,7 @@ def reproduce_command(
     if version is not None and at is not None:
         fail("give --version or --at, not both")
     when = parse_time(at, "--at") if at is not None else None
-    store = _open(directory, db, prefix)
+    store = open_store(directory, db, prefix)
     try:
         result = _run(reproduce, store, account, version=version, at=when)
     finally:
@@ -192,7 +192,7 @@ def explain_command(
     if chart is not None and chart.suffix.lower() not in (".png", ".svg"):
         fail(f"--chart {chart}: the file name must end in .png or .svg")
     t1, t2 = parse_time(start, "--from"), parse_time(end, "--to")
-    store = _open(directory, db, prefix)
+    store = open_store(directory, db, prefix)
     try:
         result = _run(explain, store, subject, t1, t2)
     finally:

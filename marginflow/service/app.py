@@ -10,12 +10,13 @@ is published in the OpenAPI document as ``x-permission``) or is listed in
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from marginflow.service import errors
 from marginflow.service.auth import PUBLIC, _Users
@@ -41,14 +42,22 @@ def _permission_of(route: APIRoute) -> str | None:
     return None
 
 
-def declare_permissions(app: FastAPI) -> None:
-    """Publish each route's permission as ``x-permission``; refuse a route with none."""
-    for route in app.routes:
+def declare_permissions(routes: Sequence[BaseRoute]) -> None:
+    """Publish the permission of each API route in ``routes`` (included routers' too) as
+    ``x-permission``; refuse a route with none.
+
+    Call it on a router *before* including it: FastAPI copies a route's OpenAPI extras when
+    it includes the router (the app's ``routes`` then hold the included routers, not their
+    routes), so a permission set later would be missing from the document.
+    """
+    for context in iter_route_contexts(routes):
+        route = context.original_route
         if not isinstance(route, APIRoute):
             continue
+        path = context.path or route.path
         permission = _permission_of(route)
-        if permission is None and route.path not in PUBLIC and route.include_in_schema:
-            raise RuntimeError(f"{route.path} declares no permission: every endpoint must")
+        if permission is None and path not in PUBLIC and route.include_in_schema:
+            raise RuntimeError(f"{path} declares no permission: every endpoint must")
         extra: dict[str, Any] = dict(route.openapi_extra or {})
         extra["x-permission"] = permission or "public"
         route.openapi_extra = extra
@@ -87,8 +96,9 @@ def create_app(config: ServiceConfig, *, db: Database | None = None) -> FastAPI:
     app.state.started = time.monotonic()
     errors.install(app)
     for router in _routers():
+        declare_permissions(router.routes)
         app.include_router(router)
-    declare_permissions(app)
+    declare_permissions(app.routes)
     app.add_middleware(
         ServiceMiddleware,
         router=app.router,
@@ -107,7 +117,17 @@ def errors_model() -> Any:
 
 
 def _routers() -> list[Any]:
-    from marginflow.service.api import analysis, audit, auth_routes, book, events, ops, parameters
+    from marginflow.service.api import (
+        analysis,
+        audit,
+        auth_routes,
+        book,
+        events,
+        ops,
+        parameters,
+        query,
+        simm,
+    )
     from marginflow.service.web import pages
 
     return [
@@ -117,6 +137,8 @@ def _routers() -> list[Any]:
         analysis.router,
         parameters.router,
         audit.router,
+        simm.router,
+        query.router,
         events.router,
         pages.router,
     ]

@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,10 +59,13 @@ class Metrics:
 def route_of(app: Any, scope: Scope) -> str:
     """The route template serving ``scope`` (``/api/v1/accounts/{account}``), so metrics
     have one series per route, not per account."""
-    for route in getattr(app, "routes", ()):
+    # The app's routes hold included routers, whose own routes are reached through their
+    # contexts; never fall back to the request's path (one series per account, and ids in a
+    # public document).
+    for route in iter_route_contexts(getattr(app, "routes", ())):
         match, _ = route.matches(scope)
         if match == Match.FULL:
-            return str(getattr(route, "path", scope["path"]))
+            return str(route.path or "unmatched")
     return "unmatched"
 
 
@@ -147,7 +151,10 @@ class ServiceMiddleware:
                 await refuse_413()
         finally:
             seconds = time.perf_counter() - started
-            route = route_of(self.router, scope)
+            # the router records the route it chose in the scope; match again only for a
+            # request refused before routing (413)
+            matched = scope.get("route")
+            route = str(matched.path) if matched is not None else route_of(self.router, scope)
             method = scope.get("method", "")
             self.metrics.latency.labels(route, method, f"{status // 100}xx").observe(seconds)
             if status in (401, 403, 413, 429):

@@ -11,6 +11,7 @@ endpoint against this.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,6 +20,10 @@ import sqlalchemy as sa
 
 from marginflow.service.roles import Permission, Role, permissions
 from marginflow.store import Database, MemberMargin, StoredMargin, StoredSimm
+from marginflow.store.rows import Blob
+
+UPLOAD_KINDS = ("crif-upload", "crif-rejected")
+"""Blob kinds that are SIMM uploads (accepted, or refused as a whole and kept)."""
 
 
 class ArrivalKey(NamedTuple):
@@ -212,6 +217,66 @@ class Scope:
             raise NotFoundError("portfolio", portfolio)
         return visible
 
+    # -- SIMM uploads (encrypted blobs) ----------------------------------------------------
+    def _uploads_where(self) -> sa.ColumnElement[bool]:
+        b = self.db.t.blob
+        return sa.and_(b.c.kind.in_(UPLOAD_KINDS), self.member_clause(b.c.member))
+
+    def uploads(self, *, limit: int, offset: int) -> tuple[list[Blob], int]:
+        """The SIMM uploads in scope, newest first, without their content (``b""``): an
+        upload belongs to the member it was made for (its party)."""
+        b = self.db.t.blob
+        info = [c for c in b.c if c.name != "content"]
+        where = self._uploads_where()
+        query = (
+            sa.select(*info)
+            .where(where)
+            .order_by(b.c.created_time.desc(), b.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = [Blob(**{**r._mapping, "content": b""}) for r in self.db._rows(query)]
+        total = self.db._rows(sa.select(sa.func.count()).select_from(b).where(where))[0][0]
+        return rows, int(total)
+
+    def upload(self, upload_id: str) -> Blob:
+        """The SIMM upload ``upload_id`` with its encrypted content, or NotFoundError."""
+        b = self.db.t.blob
+        rows = self.db._rows(sa.select(b).where(b.c.id == upload_id, self._uploads_where()))
+        if not rows:
+            raise NotFoundError("upload", upload_id)
+        found = dict(rows[0]._mapping)
+        return Blob(**{**found, "content": bytes(found["content"])})
+
+    def portfolio_uploads(self, portfolio: str) -> list[Blob]:
+        """The accepted uploads in scope whose result names ``portfolio``, oldest first,
+        without their content (the result is in ``detail``)."""
+        b = self.db.t.blob
+        info = [c for c in b.c if c.name != "content"]
+        query = (
+            sa.select(*info)
+            .where(
+                b.c.kind == UPLOAD_KINDS[0],
+                self.member_clause(b.c.member),
+                # a cheap pre-filter; the caller reads the portfolios from the detail
+                b.c.detail.contains(json.dumps(portfolio), autoescape=True),
+            )
+            .order_by(b.c.created_time, b.c.id)
+        )
+        return [Blob(**{**r._mapping, "content": b""}) for r in self.db._rows(query)]
+
+    def simm_portfolio(self, portfolio: str) -> tuple[list[StoredSimm], list[Blob]]:
+        """``portfolio``'s stream results and the uploads naming it, in scope; NotFoundError
+        when there is neither."""
+        try:
+            stream = self.simm_history(portfolio)
+        except NotFoundError:
+            stream = []
+        uploads = self.portfolio_uploads(portfolio)
+        if not stream and not uploads:
+            raise NotFoundError("portfolio", portfolio)
+        return stream, uploads
+
     # -- for queries over tables ------------------------------------------------------------
     def member_clause(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """A WHERE clause keeping the rows of ``column``'s members in scope."""
@@ -223,6 +288,19 @@ class Scope:
             return sa.true()
         a = self.db.t.account_margin
         return column.in_(sa.select(a.c.account).where(a.c.member == self.member))
+
+    def table_clause(self, table: str, source: sa.FromClause) -> sa.ColumnElement[bool]:
+        """The WHERE clause keeping the rows in scope of ad hoc query table ``table`` (see
+        :mod:`marginflow.service.api.query`) selected from ``source``. A table not named
+        here is refused: a new queryable table must say how it is scoped."""
+        c = source.c
+        if table in ("margins", "members"):
+            return self.member_clause(c.member)
+        if table == "positions":
+            return self.accounts_clause(c.account)
+        if table == "simm":
+            return self.member_clause(c.party)  # a SIMM party is a member
+        raise ValueError(f"no scope is defined for table {table!r}")
 
 
 def visible(scope: Scope, members: Sequence[str | None]) -> list[bool]:

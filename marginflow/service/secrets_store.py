@@ -139,6 +139,13 @@ def load_or_create(
         return _load(folder, environ), False
 
 
+def load_audit_key(directory: Path) -> bytes:
+    """The audit chain's key of service directory ``directory``, read only: nothing is
+    created (a verifier must not mint a fresh key, which would make the whole chain look
+    forged); ConfigurationError naming the file when it is missing or not private."""
+    return _load_audit(secrets_directory(directory))
+
+
 def rotate_signing(directory: Path, *, now: int | None = None) -> SigningKeys:
     """Add a new signing key (it signs from now on; the oldest beyond 3 is dropped)."""
     folder = secrets_directory(directory)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from marginflow.sim.synthetic_book import BookSpec
 from marginflow.store import StoredSimm
 from marginflow.store.loads import record_book_load
 from marginflow.stream import events as ev
-from marginflow.stream.log.base import Producer
-from marginflow.stream.pipeline import build_pipeline
+from marginflow.stream.log.base import Log, Producer
+from marginflow.stream.pipeline import InProcessPipeline, build_pipeline
 from marginflow.stream.publish import (
     publish_crif,
     publish_market,
@@ -123,6 +124,191 @@ each, so the store holds margins through the day (what ``reproduce --at`` and ``
 read) as a live platform's would."""
 
 
+@dataclass
+class DemoRun:
+    """A demo made ready in its folder: the book, its day cut into ``slices`` slices of
+    time, the log and the in-process pipeline writing to ``<directory>/margins.db``.
+
+    :meth:`publish_day` publishes the day slice by slice and the caller decides what happens
+    between two slices: :func:`run_demo` lets the pipeline catch up, the live platform
+    (:mod:`marginflow.sim.live`) paces the slices over wall time while stepping it."""
+
+    directory: Path
+    book: Book
+    book_dir: Path
+    log: Log
+    topology: Topology
+    producer: Producer
+    pipeline: InProcessPipeline
+    db_url: str
+    day_trades: list[ev.Trade]
+    day_market: list[ev.Event]
+    slices: int
+    first: int  # event time of the day's first event (ns)
+    step: int  # a slice's length in event time (ns)
+    rejected: list[RowFailure] = field(default_factory=list)
+    events: int = 0  # published on the trades topic
+    market_events: int = 0
+    busy_seconds: float = 0.0  # pipeline time spent in catch_up, idle tails excluded
+
+    @property
+    def middle(self) -> int:
+        """Event time of midday: when the CRIFs and the risk committee's changes arrive."""
+        return self.first + self.step * (self.slices // 2)
+
+    def submissions(self) -> list[ev.CrifSubmission]:
+        day = dt.datetime.fromtimestamp(self.middle / 1e9, tz=dt.UTC).date().isoformat()
+        return crif_submissions(business_date=day, start_ns=self.middle)
+
+    def warm_simm(self) -> None:
+        """Load SIMM's compiled kernels now, so the first CRIF does not pay for it."""
+        sub = self.submissions()[0]
+        margin_submission(sub, self.pipeline.simm, partition=0, offset=0, computed_time=1)
+
+    def publish_day(self, start: int = 0) -> Iterator[int]:
+        """Publish the day from slice ``start`` (0: from the start-of-day positions),
+        flushing and yielding each slice's number after it; the last is ``slices``.
+        Slice 0 is the start-of-day positions, slice k >= 1 the events of the k-th slice
+        of time, midday's CRIFs and risk-parameter changes with the middle one."""
+        for k in range(start, self.slices + 1):
+            if k == 0:
+                self.events += publish_trades(
+                    self.producer, self.topology, sod_positions(self.book)
+                )
+            else:
+                self._publish_slice(k - 1)
+            self.producer.flush()
+            yield k
+
+    def _publish_slice(self, k: int) -> None:
+        lo, hi = self.first + k * self.step, self.first + (k + 1) * self.step
+        stats = replay(
+            self.producer,
+            self.topology,
+            trades=[t for t in self.day_trades if lo <= t.event_time < hi],
+            market=[e for e in self.day_market if lo <= int(getattr(e, "event_time", 0)) < hi],
+        )
+        self.events += stats.trades
+        self.market_events += stats.market
+        if k == self.slices // 2 - 1:
+            publish_crif(self.producer, self.topology, self.submissions())
+            changes = risk_parameter_changes(start_ns=self.middle)
+            publish_parameter_changes(self.producer, self.topology, changes)
+
+    def catch_up(self, idle: float = 0.3) -> None:
+        """Step the pipeline until it has been idle for ``idle`` seconds."""
+        t0 = busy = time.perf_counter()
+        while True:  # the rate counts the busy time only
+            if self.pipeline.step():
+                busy = time.perf_counter()
+            elif time.perf_counter() - busy >= idle:
+                break
+        self.busy_seconds += busy - t0
+
+    def result(self) -> DemoResult:
+        """What the store holds now."""
+        db = self.pipeline.db
+        return DemoResult(
+            events=self.events,
+            market_events=self.market_events,
+            seconds=self.busy_seconds,
+            accounts=len(db.account_margins()),
+            members=[(x.member, x.margin, x.accounts) for x in db.member_margins()],
+            firm=db.firm_margin(),
+            rejects=len(db.rejects()),
+            db_url=self.db_url,
+            book_dir=self.book_dir,
+            simm=list(db.simm_results().values()),
+            audited=len(db.risk_parameter_audit()),
+            model=describe_model(self.pipeline.engine),
+            rejected_rows=self.rejected,
+        )
+
+    def close(self) -> None:
+        """Commit the workers' state and close the store and the log."""
+        self.pipeline.close()
+        self.pipeline.db.close()
+        self.log.close()
+
+
+def prepare_demo(
+    directory: Path,
+    *,
+    book_dir: Path | None = None,
+    spec: BookSpec | None = None,
+    settings: MarginSettings | None = None,
+    trades_count: int = 20_000,
+    market_moves: int = 200,
+    trades_file: Path | None = None,
+    market_file: Path | None = None,
+    partitions: int = 4,
+    slices: int = DAY_SLICES,
+    db_url: str | None = None,
+    db_prefix: str = "mf_",
+) -> DemoRun:
+    """Make the demo ready in ``directory``: the book (``book_dir``, else the one generated
+    there earlier, else a new one from ``spec``), the day (from the files, else generated,
+    the same for the same book), the log and the pipeline writing to ``db_url`` (default
+    ``<directory>/margins.db``) under ``db_prefix``, the book load recorded."""
+    directory.mkdir(parents=True, exist_ok=True)
+    from marginflow.stream.log.embedded import EmbeddedLog
+
+    if book_dir is None:
+        book_dir = directory / "book"
+        if not (book_dir / "positions.csv").is_file():
+            book_dir = (spec or BookSpec()).write(book_dir)
+    loaded = load_book(book_dir)
+    rejected = list(loaded.failures)
+    book = loaded.book
+    if trades_file is None and market_file is None:
+        day_trades, day_market = generated_day(
+            book, trades_count=trades_count, market_moves=market_moves
+        )
+    else:
+        files = read_trades(trades_file) if trades_file is not None else Replay()
+        if market_file is not None:
+            mk = read_market(market_file)
+            files.market, files.failures = mk.market, files.failures + mk.failures
+        rejected += files.failures
+        day_trades, day_market = files.trades, files.market
+    log = EmbeddedLog(directory / "log")
+    topology = Topology(partitions=partitions)
+    log.create_topics(topology.all())
+    db_url = db_url or f"sqlite:///{(directory / 'margins.db').resolve()}"
+    settings = settings or MarginSettings()
+    setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])
+    pipeline = build_pipeline(
+        log=log,
+        topology=topology,
+        state_dir=directory / "state",
+        db_url=db_url,
+        db_prefix=db_prefix,
+        setup=setup,
+    )
+    record_book_load(pipeline.db, book_dir, settings.to_json())
+    times = [e.event_time for e in day_trades] + [
+        int(getattr(e, "event_time", 0)) for e in day_market
+    ]
+    first = min(times, default=session_start_ns(book.valuation_date))
+    last = max(times, default=first)
+    return DemoRun(
+        directory=directory,
+        book=book,
+        book_dir=book_dir,
+        log=log,
+        topology=topology,
+        producer=log.producer(),
+        pipeline=pipeline,
+        db_url=db_url,
+        day_trades=day_trades,
+        day_market=day_market,
+        slices=slices,
+        first=first,
+        step=max(1, (last - first) // slices + 1),
+        rejected=rejected,
+    )
+
+
 def run_demo(
     directory: Path,
     *,
@@ -137,92 +323,23 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo in ``directory`` (which must not hold an earlier run: the log is
     durable, so a second day would add to the first)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    from marginflow.stream.log.embedded import EmbeddedLog
-
-    if book_dir is None:
-        book_dir = (spec or BookSpec()).write(directory / "book")
-    loaded = load_book(book_dir)
-    rejected = list(loaded.failures)
-    book = loaded.book
-    log = EmbeddedLog(directory / "log")
-    topology = Topology(partitions=partitions)
-    log.create_topics(topology.all())
-    producer = log.producer()
-    if trades_file is None and market_file is None:
-        day_trades, day_market = generated_day(
-            book, trades_count=trades_count, market_moves=market_moves
-        )
-    else:
-        files = read_trades(trades_file) if trades_file is not None else Replay()
-        if market_file is not None:
-            mk = read_market(market_file)
-            files.market, files.failures = mk.market, files.failures + mk.failures
-        rejected += files.failures
-        day_trades, day_market = files.trades, files.market
-    db_url = f"sqlite:///{(directory / 'margins.db').resolve()}"
-    settings = settings or MarginSettings()
-    setup = MarginSetup(book, settings, load_id(reference_files(book_dir), settings.to_json())[0])
-    pipeline = build_pipeline(
-        log=log, topology=topology, state_dir=directory / "state", db_url=db_url, setup=setup
-    )
-    record_book_load(pipeline.db, book_dir, settings.to_json())
-    times = [e.event_time for e in day_trades] + [
-        int(getattr(e, "event_time", 0)) for e in day_market
-    ]
-    first = min(times, default=session_start_ns(book.valuation_date))
-    last = max(times, default=first)
-    step = max(1, (last - first) // DAY_SLICES + 1)
-    middle = first + step * (DAY_SLICES // 2)
-    day = dt.datetime.fromtimestamp(middle / 1e9, tz=dt.UTC).date().isoformat()
-    submissions = crif_submissions(business_date=day, start_ns=middle)
-    # load SIMM's compiled kernels before the clock starts (the rate is the margin path's)
-    margin_submission(submissions[0], pipeline.simm, partition=0, offset=0, computed_time=1)
-    n, m, seconds = 0, 0, 0.0
-
-    def catch_up() -> None:
-        nonlocal seconds
-        producer.flush()
-        t0 = busy = time.perf_counter()
-        while True:  # until idle for 0.3 s; the rate counts the busy time only
-            if pipeline.step():
-                busy = time.perf_counter()
-            elif time.perf_counter() - busy >= 0.3:
-                break
-        seconds += busy - t0
-
-    n += publish_trades(producer, topology, sod_positions(book))
-    catch_up()
-    for k in range(DAY_SLICES):
-        lo, hi = first + k * step, first + (k + 1) * step
-        stats = replay(
-            producer,
-            topology,
-            trades=[t for t in day_trades if lo <= t.event_time < hi],
-            market=[e for e in day_market if lo <= int(getattr(e, "event_time", 0)) < hi],
-        )
-        n, m = n + stats.trades, m + stats.market
-        if k == DAY_SLICES // 2 - 1:  # midday: the CRIFs and the risk committee's changes
-            publish_crif(producer, topology, submissions)
-            publish_parameter_changes(producer, topology, risk_parameter_changes(start_ns=middle))
-        catch_up()
-    pipeline.close()
-    db = pipeline.db
-    result = DemoResult(
-        events=n,
-        market_events=m,
-        seconds=seconds,
-        accounts=len(db.account_margins()),
-        members=[(x.member, x.margin, x.accounts) for x in db.member_margins()],
-        firm=db.firm_margin(),
-        rejects=len(db.rejects()),
-        db_url=db_url,
+    run = prepare_demo(
+        directory,
         book_dir=book_dir,
-        simm=list(db.simm_results().values()),
-        audited=len(db.risk_parameter_audit()),
-        model=describe_model(pipeline.engine),
-        rejected_rows=rejected,
+        spec=spec,
+        settings=settings,
+        trades_count=trades_count,
+        market_moves=market_moves,
+        trades_file=trades_file,
+        market_file=market_file,
+        partitions=partitions,
     )
-    db.close()
-    log.close()
-    return result
+    try:
+        run.warm_simm()  # before the clock starts (the rate is the margin path's)
+        for _ in run.publish_day():
+            run.catch_up()
+        run.pipeline.close()
+        return run.result()
+    finally:
+        run.pipeline.db.close()
+        run.log.close()

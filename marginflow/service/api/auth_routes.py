@@ -31,6 +31,7 @@ from marginflow.service.context import now_ns
 from marginflow.service.errors import ServiceError
 from marginflow.service.passwords import check_policy, generate_password, hash_password
 from marginflow.service.roles import MEMBER_ROLES, Permission, Role, parse_roles
+from marginflow.service.scope import NotFoundError
 from marginflow.service.sign_in import sign_in
 from marginflow.service.tokens import issue_token, new_api_key, random_token, token_digest
 from marginflow.store.rows import ApiKey, User, WebSession
@@ -196,7 +197,9 @@ def create_user(form: NewUser, caller: Admin) -> UserCreated:
         raise ServiceError(422, str(exc), field="roles") from None
     member = form.member if caller.principal.house else caller.principal.member
     if not caller.principal.house and form.member not in (None, caller.principal.member):
-        raise ServiceError(403, "a member administrator adds users of its own member only")
+        # Another member is out of scope: not found, as everywhere, so that its existence
+        # is not told.
+        raise NotFoundError("member", form.member)
     if member is not None and not roles <= MEMBER_ROLES:
         raise ServiceError(422, "a member's user holds member roles only", field="roles")
     if member is None and roles & MEMBER_ROLES:

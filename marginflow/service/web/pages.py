@@ -11,7 +11,7 @@ they hold no data either.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from urllib.parse import quote
 import jinja2
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from marginflow.service.auth import Caller, authenticate, context, require
 from marginflow.service.errors import ServiceError
@@ -51,10 +52,11 @@ router = APIRouter(include_in_schema=False)
 
 @dataclass(frozen=True, slots=True)
 class Visit:
-    """A page request: the caller, or the answer to give instead (sign in; not allowed)."""
+    """A page request: the caller, or why not (no session: sign in; roles: not allowed)."""
 
     caller: Caller | None
-    refusal: Response | None
+    sign_in: Response | None = None
+    denied: tuple[Principal, str] | None = None
 
 
 def _next_of(request: Request) -> str:
@@ -62,19 +64,19 @@ def _next_of(request: Request) -> str:
     return quote(target, safe="/?=&")
 
 
-def page(permission: Permission) -> Callable[[Request], Visit]:
-    """The dependency of a page that needs ``permission`` (published like an endpoint's)."""
+def page(permission: Permission) -> Callable[[Request], Awaitable[Visit]]:
+    """The dependency of a page that needs ``permission`` (declared like an endpoint's)."""
     check = require(permission)
 
-    def dependency(request: Request) -> Visit:
+    async def dependency(request: Request) -> Visit:
         try:
-            return Visit(check(request), None)
+            return Visit(await check(request))
         except ServiceError as exc:
             if exc.status == 401:
                 where = f"/login?next={_next_of(request)}"
-                return Visit(None, RedirectResponse(where, status_code=303))
-            principal = authenticate(request)
-            return Visit(None, _forbidden(request, principal, exc.reason))
+                return Visit(None, sign_in=RedirectResponse(where, status_code=303))
+            principal = await run_in_threadpool(authenticate, request)
+            return Visit(None, denied=(principal, exc.reason))
 
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency
@@ -127,8 +129,10 @@ def _forbidden(request: Request, principal: Principal, reason: str) -> HTMLRespo
 def _show(
     visit: Visit, request: Request, template: str, title: str, script: str, **values: Any
 ) -> Response:
-    if visit.refusal is not None:
-        return visit.refusal
+    if visit.sign_in is not None:
+        return visit.sign_in
+    if visit.denied is not None:
+        return _forbidden(request, *visit.denied)
     assert visit.caller is not None
     return render(
         request, template, principal=visit.caller.principal, title=title, script=script, **values
