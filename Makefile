@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Tests run the installed console scripts (marginflow) as a user would: put them on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run demo test lint typecheck unit bench clean clean-numba
+.PHONY: install browser run demo test lint typecheck unit bench clean clean-numba
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	touch $@
 
 install: $(VENV)/.installed
+
+# The browser tests drive Debian's Chromium (never `playwright install`, which downloads one).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 run: install
 	$(BIN)/marginflow demo

@@ -122,11 +122,13 @@ def _routers() -> list[Any]:
         audit,
         auth_routes,
         book,
+        events,
         ops,
         parameters,
         query,
         simm,
     )
+    from marginflow.service.web import pages
 
     return [
         ops.router,
@@ -137,4 +139,6 @@ def _routers() -> list[Any]:
         audit.router,
         simm.router,
         query.router,
+        events.router,
+        pages.router,
     ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -24,6 +24,19 @@ from marginflow.store.rows import Blob
 
 UPLOAD_KINDS = ("crif-upload", "crif-rejected")
 """Blob kinds that are SIMM uploads (accepted, or refused as a whole and kept)."""
+
+
+class ArrivalKey(NamedTuple):
+    """Where a stored margin falls in arrival order: computed time (ns), then its key."""
+
+    computed_time: int
+    account: str
+    position_version: int
+    market_offset: int
+
+
+def arrival_key(m: StoredMargin) -> ArrivalKey:
+    return ArrivalKey(m.computed_time, m.account, m.position_version, m.market_offset)
 
 
 class NotFoundError(LookupError):
@@ -149,6 +162,48 @@ class Scope:
 
     def member_margin_at(self, member: str, at: int) -> tuple[float, list[StoredMargin]]:
         return self.db.member_margin_at(self.check_member(member), at)
+
+    def margin_arrivals(
+        self, *, after: ArrivalKey, upto: ArrivalKey | None = None, limit: int
+    ) -> list[StoredMargin]:
+        """Margins of the accounts in scope stored after ``after`` (and at or before
+        ``upto``) in arrival order, at most ``limit``: what the live feed sends.
+
+        Arrival order is :func:`arrival_key`, the computation time first: a parameter
+        change or a late trade stores margins whose event time is older than one already
+        sent, but never computed earlier. The rest of the key makes the order total, so a
+        reader paging with the last key it saw neither skips nor repeats a row."""
+        h = self.db.t.account_margin_history
+        key = sa.tuple_(h.c.computed_time, h.c.account, h.c.position_version, h.c.market_offset)
+        where = [key > sa.tuple_(*after), self.member_clause(h.c.member)]
+        if upto is not None:
+            where.append(key <= sa.tuple_(*upto))
+        query = (
+            sa.select(h)
+            .where(*where)
+            .order_by(h.c.computed_time, h.c.account, h.c.position_version, h.c.market_offset)
+            .limit(limit)
+        )
+        with self.db.engine.connect() as conn:
+            return [StoredMargin(**row._mapping) for row in conn.execute(query)]
+
+    def last_arrival(self) -> ArrivalKey:
+        """The arrival key of the newest margin in scope (all zero when there is none)."""
+        h = self.db.t.account_margin_history
+        query = (
+            sa.select(h.c.computed_time, h.c.account, h.c.position_version, h.c.market_offset)
+            .where(self.member_clause(h.c.member))
+            .order_by(
+                h.c.computed_time.desc(),
+                h.c.account.desc(),
+                h.c.position_version.desc(),
+                h.c.market_offset.desc(),
+            )
+            .limit(1)
+        )
+        with self.db.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return ArrivalKey(0, "", 0, 0) if row is None else ArrivalKey(*row)
 
     # -- SIMM -------------------------------------------------------------------------------
     def simm_results(self) -> list[StoredSimm]:
