@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/marginflow demo
+	$(BIN)/marginflow up
 
-demo: run
+demo: install
+	$(BIN)/marginflow demo
 
 lint: install
 	$(BIN)/ruff check marginflow tests benchmarks
