@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from marginflow.service import errors
-from marginflow.service.auth import PUBLIC, _Users
+from marginflow.service.auth import PUBLIC, _Tokens, _Users
 from marginflow.service.config import ServiceConfig
 from marginflow.service.context import ServiceContext
 from marginflow.service.middleware import Metrics, ServiceMiddleware
@@ -81,6 +81,7 @@ def create_app(config: ServiceConfig, *, db: Database | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.users = _Users()
+    app.state.tokens = _Tokens()
     app.state.metrics = Metrics()
     app.state.login_limit = RateLimiter(config.login_per_minute)
     app.state.heavy_limit = RateLimiter(config.heavy_per_minute)

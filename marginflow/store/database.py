@@ -89,6 +89,9 @@ def engine_for(url: str) -> sa.Engine:
         "sqlite://" if memory else url,
         connect_args={"timeout": 30.0},
         poolclass=sa.pool.StaticPool if memory else sa.pool.QueuePool,
+        # the service reads from up to 40 threads at once: connections beyond the pool's
+        # size would be opened (WAL check, pragmas) and closed on every checkout
+        **({} if memory else {"pool_size": 16, "max_overflow": 32}),
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -99,8 +102,10 @@ def engine_for(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("single_read", False):
+            return  # one SELECT is a consistent snapshot by itself: no BEGIN to pay for
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate", False) else "BEGIN")
 
     return engine
 
@@ -163,6 +168,7 @@ class Database:
         self.engine = engine_for(url)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
+        self._reader = self.engine.execution_options(single_read=True)
         self.t: Tables = tables(prefix)
         self._statements: dict[Hashable, Any] = {}
         if upgrade:
@@ -176,7 +182,8 @@ class Database:
             yield conn
 
     def _rows(self, query: sa.Executable, args: Mapping[str, Any] | None = None) -> list[Any]:
-        with self.engine.connect() as conn:
+        """The rows of one read statement."""
+        with self._reader.connect() as conn:
             return list(conn.execute(query, dict(args or {})).all())
 
     def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:
