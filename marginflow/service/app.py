@@ -110,4 +110,5 @@ def errors_model() -> Any:
 def _routers() -> list[Any]:
     from marginflow.service.api import audit, auth_routes, book, ops, parameters
 
-    return [ops.router, auth_routes.router, book.router, parameters.router, audit.router]
+    # the margin reads first: a request is matched against the routes in this order
+    return [book.router, ops.router, auth_routes.router, parameters.router, audit.router]
