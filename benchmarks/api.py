@@ -44,6 +44,7 @@ from marginflow.sim.live import DayPlan
 from marginflow.sim.platform import Platform, PlatformOptions, prepare, start
 
 GOAL_P99_MS = 50.0
+GOAL_RATE = 500.0
 MEMBER_USER = "m000.user"
 
 
@@ -326,7 +327,10 @@ def _bench(
               f"pipeline {pipeline:.0%} of a core meanwhile")  # fmt: skip
     print(f"load average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after, 2 cores")
     verdict = "met" if goal < GOAL_P99_MS else "missed"
-    print(f"goal p99 < {GOAL_P99_MS:.0f} ms at 500/s for margin reads: {verdict} ({goal:.1f} ms)")
+    if rate < GOAL_RATE:
+        verdict = f"not measured (this run: {rate:.0f}/s)"
+    print(f"goal p99 < {GOAL_P99_MS:.0f} ms at {GOAL_RATE:.0f}/s for margin reads: {verdict} "
+          f"(p99 {goal:.1f} ms)")  # fmt: skip
     if args.json:
         print(json.dumps({"rows": rows, "ratio": ratio}, default=float))
     errors = sum(margins.errors.values()) + sum(health.errors.values())
