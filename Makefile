@@ -23,9 +23,10 @@ browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 run: install
-	$(BIN)/marginflow demo
+	$(BIN)/marginflow up
 
-demo: run
+demo: install
+	$(BIN)/marginflow demo
 
 lint: install
 	$(BIN)/ruff check marginflow tests benchmarks

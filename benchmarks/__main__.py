@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "simm", "stream", "sod_load", "reproduce")
+MODULES = ("pricing", "margin", "simm", "stream", "sod_load", "reproduce", "api")
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
@@ -13,6 +13,7 @@ QUICK_ARGS = {
     "stream": ["--quick"],
     "sod_load": ["--quick"],
     "reproduce": ["--quick"],
+    "api": ["--quick"],
 }
 
 

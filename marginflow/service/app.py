@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from marginflow.service import errors
-from marginflow.service.auth import PUBLIC, _Users
+from marginflow.service.auth import PUBLIC, _Tokens, _Users
 from marginflow.service.config import ServiceConfig
 from marginflow.service.context import ServiceContext
 from marginflow.service.middleware import Metrics, ServiceMiddleware
@@ -90,6 +90,7 @@ def create_app(config: ServiceConfig, *, db: Database | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.users = _Users()
+    app.state.tokens = _Tokens()
     app.state.metrics = Metrics()
     app.state.login_limit = RateLimiter(config.login_per_minute)
     app.state.heavy_limit = RateLimiter(config.heavy_per_minute)
@@ -130,10 +131,11 @@ def _routers() -> list[Any]:
     )
     from marginflow.service.web import pages
 
+    # the margin reads first: a request is matched against the routes in this order
     return [
+        book.router,
         ops.router,
         auth_routes.router,
-        book.router,
         analysis.router,
         parameters.router,
         audit.router,

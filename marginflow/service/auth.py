@@ -34,7 +34,14 @@ from marginflow.service.context import ServiceContext, now_ns
 from marginflow.service.errors import ServiceError
 from marginflow.service.roles import Permission, parse_roles
 from marginflow.service.scope import Principal, Scope
-from marginflow.service.tokens import parse_api_key, token_digest, verify_api_key, verify_token
+from marginflow.service.tokens import (
+    SigningKeys,
+    TokenClaims,
+    parse_api_key,
+    token_digest,
+    verify_api_key,
+    verify_token,
+)
 from marginflow.store.rows import User
 
 SESSION_COOKIE = "mf_session"
@@ -107,6 +114,36 @@ class _Users:
         return user
 
 
+class _Tokens:
+    """Bearer tokens verified in the last ``seconds``: a client sends the same token with
+    every request, and checking its signature (PyJWT parses and verifies it in Python)
+    costs more than the rest of a margin read. A hit is the byte-identical token, not yet
+    expired; a signing key dropped by rotation stops being honoured within ``seconds``."""
+
+    def __init__(self, seconds: float = 60.0, size: int = 10_000) -> None:
+        self.seconds, self.size = seconds, size
+        self._rows: dict[str, tuple[float, TokenClaims]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, keys: SigningKeys, token: str) -> TokenClaims:
+        """The claims of ``token``, or AuthenticationError as :func:`verify_token` raises."""
+        now = time.time()
+        hit = self._rows.get(token)
+        if hit is not None and now - hit[0] < self.seconds and now < hit[1].expires:
+            return hit[1]
+        claims = verify_token(keys, token)
+        with self._lock:
+            if len(self._rows) >= self.size:
+                self._rows.clear()
+            self._rows[token] = (now, claims)
+        return claims
+
+
+def _tokens(request: Request) -> _Tokens:
+    tokens: _Tokens = request.app.state.tokens
+    return tokens
+
+
 def principal_of(user: User, via: str) -> Principal:
     return Principal(user.username, parse_roles(user.roles), user.member, via)
 
@@ -133,7 +170,7 @@ def authenticate(request: Request) -> Principal:
         return _by_api_key(ctx, request, users, api_key)
     if scheme.lower() == "bearer" and credential:
         try:
-            claims = verify_token(ctx.secrets.signing_keys, credential.strip())
+            claims = _tokens(request).verify(ctx.secrets.signing_keys, credential.strip())
         except AuthenticationError as exc:
             raise _refuse(request, f"bearer token refused: {exc.reason}") from None
         user = users.get(ctx, claims.subject)
@@ -182,7 +219,7 @@ def _cached_principal(request: Request) -> Principal | None:
     if "x-api-key" in request.headers:
         return None
     try:
-        claims = verify_token(context(request).secrets.signing_keys, credential)
+        claims = _tokens(request).verify(context(request).secrets.signing_keys, credential)
     except AuthenticationError:
         return None
     user = request.app.state.users.cached(claims.subject)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from marginflow.service.config import ServiceConfig
 from marginflow.service.logs import log, request_id, security_event
@@ -19,6 +22,8 @@ from marginflow.store.proposals import Proposals
 from marginflow.store.rows import AuditEntry
 from marginflow.stream.log.base import Producer
 from marginflow.stream.topics import Topology
+
+T = TypeVar("T")
 
 
 def now_ns() -> int:
@@ -51,6 +56,16 @@ class ServiceContext:
         self.proposals = Proposals(self.db)
         self.blobs = Blobs(self.db)
         self.topology = Topology(partitions=self.config.partitions, prefix=self.config.topic_prefix)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, a short read of the store, from an ``async`` endpoint:
+        on the event loop when the store is SQLite (a local read is CPU work, which a
+        thread hand-off only adds to, as the GIL runs one thread at a time) and in the
+        thread pool otherwise (a round trip to PostgreSQL must not hold the loop). The
+        hot margin reads use it; anything long (exports, queries) stays in the pool."""
+        if self.db.dialect == "sqlite":
+            return fn(*args, **kwargs)
+        return await run_in_threadpool(fn, *args, **kwargs)
 
     def producer(self) -> Producer | None:
         """The log's producer (opened on first use), or None when the service has no log."""

@@ -30,7 +30,7 @@ import datetime as dt
 import json
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,9 @@ def engine_for(url: str) -> sa.Engine:
         "sqlite://" if memory else url,
         connect_args={"timeout": 30.0},
         poolclass=sa.pool.StaticPool if memory else sa.pool.QueuePool,
+        # the service reads from up to 40 threads at once: connections beyond the pool's
+        # size would be opened (WAL check, pragmas) and closed on every checkout
+        **({} if memory else {"pool_size": 16, "max_overflow": 32}),
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -99,8 +102,10 @@ def engine_for(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("single_read", False):
+            return  # one SELECT is a consistent snapshot by itself: no BEGIN to pay for
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate", False) else "BEGIN")
 
     return engine
 
@@ -164,7 +169,9 @@ class Database:
         self.engine = engine_for(url)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
+        self._reader = self.engine.execution_options(single_read=True)
         self.t: Tables = tables(prefix)
+        self._statements: dict[Hashable, Any] = {}
         if upgrade:
             migrate(self.engine, prefix)
 
@@ -176,8 +183,18 @@ class Database:
             yield conn
 
     def _rows(self, query: sa.Executable, args: Mapping[str, Any] | None = None) -> list[Any]:
-        with self.engine.connect() as conn:
+        """The rows of one read statement."""
+        with self._reader.connect() as conn:
             return list(conn.execute(query, dict(args or {})).all())
+
+    def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The statement of shape ``key``, built once per store with named bound parameters:
+        building a SQLAlchemy statement and its cache key costs several times what a point
+        read by primary key does, and the service's margin reads run hundreds a second."""
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
@@ -303,8 +320,10 @@ class Database:
         """account -> its latest margin."""
         return {m.account: m for m in self._margins(sa.select(self.t.account_margin))}
 
-    def _margins(self, query: sa.Select[Any]) -> list[StoredMargin]:
-        return [StoredMargin(**row._mapping) for row in self._rows(query)]
+    def _margins(
+        self, query: sa.Select[Any], args: Mapping[str, Any] | None = None
+    ) -> list[StoredMargin]:
+        return [StoredMargin(**row._mapping) for row in self._rows(query, args)]
 
     def margin(
         self, account: str, *, version: int | None = None, at: int | None = None
@@ -339,15 +358,24 @@ class Database:
         """Every stored margin matching the filters (times in ns, ``start <= event_time <=
         end``), in event-time order (``newest_first`` reverses it); ``limit`` and
         ``offset`` page through them."""
-        h = self.t.account_margin_history
-        query = sa.select(h).where(
-            *self._history_filters(account, member, business_date, start, end)
+        args = _given(
+            account=account, member=member, business_date=business_date, start=start, end=end
         )
-        order = [h.c.event_time, h.c.account, h.c.position_version, h.c.market_offset]
-        query = query.order_by(*(c.desc() for c in order) if newest_first else order)
-        if limit is not None:
-            query = query.limit(limit)
-        return self._margins(query.offset(offset) if offset else query)
+        shape = ("history", tuple(args), newest_first, limit is not None, offset > 0)
+
+        def build() -> sa.Select[Any]:
+            h = self.t.account_margin_history
+            query = sa.select(h).where(*self._history_filters(args))
+            order = [h.c.event_time, h.c.account, h.c.position_version, h.c.market_offset]
+            query = query.order_by(*(c.desc() for c in order) if newest_first else order)
+            if limit is not None:
+                query = query.limit(sa.bindparam("limit", type_=sa.Integer))
+            if offset > 0:
+                query = query.offset(sa.bindparam("offset", type_=sa.Integer))
+            return query
+
+        query = self._statement(shape, build)
+        return self._margins(query, {**args, **_given(limit=limit, offset=offset or None)})
 
     def margin_history_count(
         self,
@@ -359,33 +387,33 @@ class Database:
         end: int | None = None,
     ) -> int:
         """How many stored margins :meth:`margin_history` would return unpaged."""
-        h = self.t.account_margin_history
-        filters = self._history_filters(account, member, business_date, start, end)
-        query = sa.select(sa.func.count()).select_from(h).where(*filters)
-        return int(self._rows(query)[0][0])
+        args = _given(
+            account=account, member=member, business_date=business_date, start=start, end=end
+        )
 
-    def _history_filters(
-        self,
-        account: str | None,
-        member: str | None,
-        business_date: str | None,
-        start: int | None,
-        end: int | None,
-    ) -> list[Any]:
+        def build() -> sa.Select[Any]:
+            h = self.t.account_margin_history
+            filters = self._history_filters(args)
+            return sa.select(sa.func.count()).select_from(h).where(*filters)
+
+        return int(self._rows(self._statement(("history_count", tuple(args)), build), args)[0][0])
+
+    def _history_filters(self, given: Mapping[str, Any]) -> list[Any]:
+        """The history's filters on the parameters named in ``given`` (bound by name)."""
         h = self.t.account_margin_history
         out: list[Any] = [
-            column == value
-            for column, value in (
-                (h.c.account, account),
-                (h.c.member, member),
-                (h.c.business_date, business_date),
+            column == sa.bindparam(name)
+            for name, column in (
+                ("account", h.c.account),
+                ("member", h.c.member),
+                ("business_date", h.c.business_date),
             )
-            if value is not None
+            if name in given
         ]
-        if start is not None:
-            out.append(h.c.event_time >= start)
-        if end is not None:
-            out.append(h.c.event_time <= end)
+        if "start" in given:
+            out.append(h.c.event_time >= sa.bindparam("start"))
+        if "end" in given:
+            out.append(h.c.event_time <= sa.bindparam("end"))
         return out
 
     def current_margins(
@@ -403,7 +431,10 @@ class Database:
     def current_margin(self, account: str) -> StoredMargin | None:
         """``account``'s latest margin, or None (unknown account)."""
         a = self.t.account_margin
-        found = self._margins(sa.select(a).where(a.c.account == account))
+        query = self._statement(
+            "current_margin", lambda: sa.select(a).where(a.c.account == sa.bindparam("account"))
+        )
+        found = self._margins(query, {"account": account})
         return found[0] if found else None
 
     def member_margin_at(self, member: str, at: int) -> tuple[float, list[StoredMargin]]:
@@ -597,3 +628,8 @@ def _audited(row: Any) -> AuditedChange:
 def utc_ns(moment: dt.datetime) -> int:
     """An aware datetime as UTC nanoseconds since the epoch."""
     return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that are not None."""
+    return {k: v for k, v in values.items() if v is not None}

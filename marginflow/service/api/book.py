@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from marginflow.service.api.models import (
     Firm,
@@ -101,9 +102,9 @@ def accounts(
 
 
 @router.get("/accounts/{account}", response_model=Margin)
-def account(account: str, caller: Reader) -> Margin:
+async def account(account: str, caller: Reader) -> Margin:
     """The account's current margin with its breakdown."""
-    return Margin.of(caller.scope.account(account))
+    return Margin.of(await caller.ctx.read(caller.scope.account, account))
 
 
 @router.get("/accounts/{account}/positions", response_model=Positions)
@@ -124,7 +125,7 @@ def positions(
 
 
 @router.get("/margins", response_model=Page[Margin])
-def margin_history(
+async def margin_history(
     caller: Reader,
     account: Annotated[str | None, Query(max_length=64)] = None,
     member: Annotated[str | None, Query(max_length=64)] = None,
@@ -138,7 +139,8 @@ def margin_history(
 ) -> Page[Margin] | Response:
     """Stored margins over time (every result the stream produced), filtered by account,
     member, business date and time range, in event-time order."""
-    rows, total = caller.scope.margin_history(
+    rows, total = await caller.ctx.read(
+        caller.scope.margin_history,
         account=account,
         member=member,
         business_date=business_date,
@@ -148,8 +150,11 @@ def margin_history(
         offset=offset,
         newest_first=newest_first,
     )
-    return _margins_out(
-        caller, [Margin.of(m) for m in rows], total, limit, offset, format, "margins"
+    margins = [Margin.of(m) for m in rows]
+    if format is Format.JSON:
+        return Page[Margin](items=margins, total=total, limit=limit, offset=offset)
+    return await run_in_threadpool(  # an export writes an encrypted copy and the audit
+        _margins_out, caller, margins, total, limit, offset, format, "margins"
     )
 
 
