@@ -68,6 +68,15 @@ class Caller:
     def username(self) -> str:
         return self.principal.username
 
+    def privileged_read(self, what: str, subject: str, member: str) -> None:
+        """A clearing-house user reading one member's confidential holdings (positions,
+        scenario P&L) is privileged data access: it is audited. A member reading its own
+        is not."""
+        if self.principal.house:
+            self.audit(
+                "data.access", subject=subject, member=member, security=True, detail={"what": what}
+            )
+
     def audit(self, action: str, **fields: Any) -> None:
         """Record this caller's action in the audit trail."""
         fields.setdefault("member", self.principal.member)

@@ -44,3 +44,15 @@ def test_instruments_are_reference_data_for_everyone(service: Service) -> None:
     first = page["items"][0]
     same = client.get("/api/v1/instruments", params={"underlying": first["underlying"]}).json()
     assert {i["underlying"] for i in same["items"]} == {first["underlying"]}
+
+
+def test_a_house_read_of_a_members_positions_is_audited(service: Service) -> None:
+    account = service.client("m001.user").get("/api/v1/accounts").json()["items"][0]["account"]
+    audit = service.app.state.ctx.audit
+    before = audit.count(action="data.access")
+    assert service.client("m001.user").get(f"/api/v1/accounts/{account}/positions").is_success
+    assert audit.count(action="data.access") == before  # a member reading its own: not
+    assert service.client("ops").get(f"/api/v1/accounts/{account}/positions").is_success
+    entry = audit.entries(action="data.access", descending=True, limit=1)[0]
+    assert (entry.actor, entry.subject, entry.member) == ("ops", account, "M001")
+    assert entry.security

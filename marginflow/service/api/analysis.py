@@ -114,6 +114,7 @@ def detail(account: str, request: Request, caller: Reader, at: When = None) -> D
     """The account's margin (in force at ``at``, default the latest) recomputed with every
     position's contribution and the P&L under every scenario."""
     stored = caller.scope.margin(account, at=ns(at, "at"))
+    caller.privileged_read("scenario P&L", account, stored.member)
     found = _recompute(
         caller, request, lambda cache: account_detail(caller.ctx.db, stored, cache=cache)
     )

@@ -116,6 +116,7 @@ def positions(
     """The account's holdings at position ``version`` (default: its latest margin's)."""
     current = caller.scope.account(account)
     held = caller.scope.positions(account, version)
+    caller.privileged_read("positions", account, current.member)
     return Positions(
         account=account,
         member=current.member,
