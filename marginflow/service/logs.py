@@ -18,7 +18,12 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 log = logging.getLogger("marginflow.service")
 security_log = logging.getLogger("marginflow.service.security")
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# uvicorn's ``color_message`` repeats the message with ANSI colour escapes: not for a SIEM
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def request_id() -> str:

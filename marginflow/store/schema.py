@@ -100,6 +100,8 @@ def tables(prefix: str) -> Tables:
         *_margin_columns(),
         sa.Index(f"{prefix}account_margin_history_member", "member", "event_time"),
         sa.Index(f"{prefix}account_margin_history_time", "account", "event_time"),
+        # the service's live feed reads margins in the order they were computed (0003)
+        sa.Index(f"{prefix}account_margin_history_computed", "computed_time"),
     )
     partial = sa.Table(
         f"{prefix}member_margin_partial",

@@ -56,3 +56,18 @@ def test_a_house_read_of_a_members_positions_is_audited(service: Service) -> Non
     entry = audit.entries(action="data.access", descending=True, limit=1)[0]
     assert (entry.actor, entry.subject, entry.member) == ("ops", account, "M001")
     assert entry.security
+
+
+def test_a_retried_proposal_is_one_proposal_and_one_audit_entry(service: Service) -> None:
+    client = service.client("risk.analyst")
+    body = {"parameter": "confidence", "value": 0.991, "reason": "retry test"}
+    headers = {"Idempotency-Key": "retry-test-1"}
+    first = client.post("/api/v1/parameters/proposals", json=body, headers=headers)
+    again = client.post("/api/v1/parameters/proposals", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    audit = service.app.state.ctx.audit
+    entries = [
+        e for e in audit.entries(action="parameters.proposed") if e.subject == first.json()["id"]
+    ]
+    assert len(entries) == 1

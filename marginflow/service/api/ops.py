@@ -32,7 +32,7 @@ class Ready(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:
     """Liveness: the process answers (no dependency is checked)."""
     return Health(status="ok")
 

@@ -105,6 +105,7 @@ def propose(
 ) -> Proposal:
     """Propose a change of one margin-model parameter. It takes effect only when someone
     else with the approver role approves it. ``Idempotency-Key`` makes a retry safe."""
+    now = now_ns()
     made = use.propose(
         caller.ctx.proposals,
         model=form.model,
@@ -112,9 +113,11 @@ def propose(
         value=form.value,
         reason=form.reason,
         by=caller.username,
-        now=now_ns(),
+        now=now,
         idempotency_key=None if idempotency_key is None else f"{caller.username}:{idempotency_key}",
     )
+    if made.proposed_time != now:  # a client's retry: the proposal made the first time
+        return Proposal.of(made)
     caller.audit(
         "parameters.proposed",
         subject=made.id,

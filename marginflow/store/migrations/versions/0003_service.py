@@ -26,6 +26,8 @@ def upgrade(prefix: str) -> None:
     md = sa.MetaData()
     for table in service_tables(md, prefix):
         table.create(bind)
+    history = f"{prefix}account_margin_history"
+    op.create_index(f"{history}_computed", history, ["computed_time"])
     log = f"{prefix}audit_log"
     if bind.dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
