@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from marginflow.service.api.models import (
+    MAX_INT64,
     Firm,
     Margin,
     Member,
@@ -114,7 +115,7 @@ def account(account: str, caller: Reader) -> Margin:
 def positions(
     account: str,
     caller: Reader,
-    version: Annotated[int | None, Query(ge=0)] = None,
+    version: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
 ) -> Positions:
     """The account's holdings at position ``version`` (default: its latest margin's)."""
     current = caller.scope.account(account)
