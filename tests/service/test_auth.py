@@ -6,6 +6,7 @@ and four eyes on risk-parameter changes all the way to the log."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,12 +63,12 @@ def _entries(service: Service, action: str, actor: str) -> list[Any]:
 
 # -- secrets at rest --------------------------------------------------------------------------
 def _store_bytes(service: Service) -> bytes:
+    """The bytes of the store's files (and its write-ahead log), read by another process:
+    closing any descriptor of a SQLite file drops every POSIX lock this process's
+    connections hold on it, so the test must not open the file itself."""
     db = service.directory / "margins.db"
-    out = db.read_bytes()
-    for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-journal")):
-        if extra.exists():
-            out += extra.read_bytes()
-    return out
+    files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+    return subprocess.run(["cat", *map(str, files)], capture_output=True, check=True).stdout
 
 
 def test_passwords_are_stored_only_as_argon2_hashes(service: Service) -> None:

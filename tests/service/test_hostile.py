@@ -290,3 +290,43 @@ def test_garbage_in_query_parameters_is_never_a_server_error(
                 assert json.loads(r.text)["error"]["status"] == r.status_code
 
     run()
+
+
+INTS = [2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30]
+
+
+def test_huge_integers_in_query_parameters_are_never_a_server_error(service: Service) -> None:
+    """Every integer query parameter of every GET, at and past the store's 64-bit range,
+    with path parameters naming things that exist."""
+    ctx = service.app.state.ctx
+    account = ctx.db.current_margins(member=service.members[0], limit=1)[0][0].account
+    proposal = service.client("risk.analyst").post(
+        "/api/v1/parameters/proposals", json={"parameter": "confidence", "value": 0.99}
+    )
+    known = {
+        "account": account,
+        "subject": account,
+        "member": service.members[0],
+        "proposal_id": proposal.json()["id"],
+    }
+    callers = [service.client(name) for name in ("auditor", "risk.analyst", "ops")]
+    tried = 0
+    for op in OPERATIONS:
+        params = op.spec.get("parameters", [])
+        ints = [
+            p["name"]
+            for p in params
+            if p["in"] == "query" and "integer" in json.dumps(p.get("schema", {}))
+        ]
+        path_names = [p["name"] for p in params if p["in"] == "path"]
+        if op.method != "get" or not ints or not all(n in known for n in path_names):
+            continue
+        path = op.path
+        for name in path_names:
+            path = path.replace("{" + name + "}", known[name])
+        for name in ints:
+            for value in INTS:
+                answers = [c.get(path, params={name: str(value)}) for c in callers]
+                assert all(r.status_code < 500 for r in answers), (path, name, value)
+                tried += 1
+    assert tried > 0
