@@ -98,8 +98,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        field = _location(tuple(first.get("loc", ())))
+        loc = tuple(first.get("loc", ()))
+        field = _location(loc) or ("body" if loc[:1] == ("body",) else None)
         reason = str(first.get("msg", "invalid request"))
+        if first.get("type") == "json_invalid":
+            # loc names the character where parsing stopped, not a field
+            where = loc[1] if len(loc) > 1 else "?"
+            why = str((first.get("ctx") or {}).get("error", "")) or reason
+            field, reason = "body", f"not valid JSON at character {where}: {why}"
         return respond(422, reason, field)
 
     @app.exception_handler(StarletteHTTPException)

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,9 +114,7 @@ class ServiceMiddleware:
             await send(message)
 
         async def refuse_413() -> None:
-            payload = json.dumps(
-                body(413, f"the request body is over the limit of {limit} bytes")
-            ).encode()
+            payload = json.dumps(body(413, _too_large(limit))).encode()
             await send_with_headers(
                 {
                     "type": "http.response.start",
@@ -142,7 +141,7 @@ class ServiceMiddleware:
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > limit:
-                        raise _TooLargeError
+                        raise _TooLargeError(limit)
                 return message
 
             try:
@@ -175,5 +174,14 @@ class ServiceMiddleware:
             reset_request_id(token)
 
 
-class _TooLargeError(Exception):
-    """A chunked body ran past the limit while being read."""
+class _TooLargeError(HTTPException):
+    """A chunked body ran past the limit while being read. An HTTPException, so that
+    FastAPI, reading the body for an endpoint, passes it on as it is (any other exception
+    there becomes a 400) and the one error body answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit), headers={"connection": "close"})
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is over the limit of {limit} bytes"

@@ -30,10 +30,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,16 +39,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from marginflow.app import parameters as proposals_use
-from marginflow.service.app import create_app
-from marginflow.service.config import ServiceConfig
 from marginflow.service.context import now_ns
 from marginflow.service.roles import Permission, parse_roles, permissions
 from marginflow.service.tokens import new_api_key
 from marginflow.store.rows import ApiKey
 from tests.service.conftest import Service
+from tests.service.openapi_doc import DOCUMENT, OPERATIONS, Operation
 from tests.service.streams import first_bytes_of_streams
-
-METHODS = ("get", "post", "put", "patch", "delete")
 
 SCOPED = {
     "account": "account",
@@ -89,44 +84,6 @@ TINY_CRIF = (
     "T1,{portfolio},RatesFX,Risk_IRCurve,USD,1,5y,OIS,1000,USD,1000\n"
 )
 """A one-line CRIF for upload endpoints (SIMM 2.x)."""
-
-
-# -- the operations ------------------------------------------------------------------------
-def _document() -> dict[str, Any]:
-    """The OpenAPI document of an app over an empty store (the routes do not depend on
-    the data), for collecting the operations."""
-    with tempfile.TemporaryDirectory(prefix="mf-openapi-") as tmp:
-        config = ServiceConfig(db_url=f"sqlite:///{Path(tmp) / 'x.db'}", directory=Path(tmp))
-        app = create_app(config)
-        try:
-            return app.openapi()
-        finally:
-            app.state.ctx.close()
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    spec: dict[str, Any] = field(repr=False, hash=False, compare=False)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method.upper()} {self.path}"
-
-    @property
-    def permission(self) -> str | None:
-        value = self.spec.get("x-permission")
-        return None if value is None else str(value)
-
-
-DOCUMENT = _document()
-OPERATIONS = [
-    Operation(method, path, spec)
-    for path, item in sorted(DOCUMENT["paths"].items())
-    for method, spec in item.items()
-    if method in METHODS
-]
 
 
 # -- schemas to values ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from marginflow.app.inspect import Listing, account_detail, what_if
 from marginflow.app.reproduce import reproduce_margin
 from marginflow.margin.base import Breakdown
 from marginflow.service.api.book import ns
-from marginflow.service.api.models import Margin, Position
+from marginflow.service.api.models import MAX_INT64, Margin, Position
 from marginflow.service.auth import Caller, heavy, require
 from marginflow.service.errors import ServiceError
 from marginflow.service.roles import Permission
@@ -157,7 +157,7 @@ def reproduce(
     account: str,
     request: Request,
     caller: Explainer,
-    version: Annotated[int | None, Query(ge=0)] = None,
+    version: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
     at: When = None,
 ) -> dict[str, Any]:
     """Recompute a stored margin from the store alone and compare it bit for bit

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from marginflow.service.api.models import Page, iso
+from marginflow.service.api.models import MAX_INT64, Page, iso
 from marginflow.service.auth import Caller, require
 from marginflow.service.roles import Permission
 from marginflow.store.rows import AuditEntry
@@ -64,7 +64,9 @@ def entries(
     action: Annotated[str | None, Query(max_length=64)] = None,
     member: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="entries before this seq")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_INT64, description="entries before this seq")
+    ] = None,
 ) -> Page[Entry]:
     """Newest first; page back with ``before`` (the last seq seen)."""
     log = caller.ctx.audit

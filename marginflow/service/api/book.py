@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from marginflow.service.api.models import (
+    MAX_INT64,
     Firm,
     Margin,
     Member,
@@ -40,9 +41,13 @@ def ns(moment: dt.datetime | None, field: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        return int(moment.timestamp() * 1_000_000) * 1000
+        value = int(moment.timestamp() * 1_000_000) * 1000
     except (OverflowError, OSError, ValueError):
-        raise ServiceError(422, "time out of range", field=field) from None
+        value = None
+    # Times are stored as signed 64-bit nanoseconds (1677-09-21 to 2262-04-11 UTC).
+    if value is None or not -(2**63) <= value < 2**63:
+        raise ServiceError(422, "time out of range (1678 to 2262)", field=field)
+    return value
 
 
 def _margins_out(
@@ -111,7 +116,7 @@ async def account(account: str, caller: Reader) -> Margin:
 def positions(
     account: str,
     caller: Reader,
-    version: Annotated[int | None, Query(ge=0)] = None,
+    version: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
 ) -> Positions:
     """The account's holdings at position ``version`` (default: its latest margin's)."""
     current = caller.scope.account(account)

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from marginflow.store import MemberMargin, StoredMargin
 
 T = TypeVar("T")
+MAX_INT64 = 2**63 - 1
+"""The largest integer the store holds: a bound on every integer a request may carry into
+a query (a larger one would overflow the driver and fail the request)."""
 
 
 def iso(ns: int) -> str:

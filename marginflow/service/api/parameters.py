@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from marginflow.app import parameters as use
 from marginflow.core.errors import ValidationError
-from marginflow.service.api.models import Page, iso
+from marginflow.service.api.models import MAX_INT64, Page, iso
 from marginflow.service.auth import Caller, require
 from marginflow.service.context import now_ns
 from marginflow.service.errors import ServiceError
@@ -80,7 +80,7 @@ def proposals(
     caller: Reader,
     status: Annotated[str | None, Query(pattern="^(proposed|approved|rejected|withdrawn)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> Page[Proposal]:
     rows = caller.ctx.proposals.list(status=status, limit=limit, offset=offset)
     total = caller.ctx.proposals.count(status=status)
