@@ -88,10 +88,12 @@ def engine_for(url: str) -> sa.Engine:
     engine = sa.create_engine(
         "sqlite://" if memory else url,
         connect_args={"timeout": 30.0},
-        poolclass=sa.pool.StaticPool if memory else sa.pool.QueuePool,
-        # the service reads from up to 40 threads at once: connections beyond the pool's
-        # size would be opened (WAL check, pragmas) and closed on every checkout
-        **({} if memory else {"pool_size": 16, "max_overflow": 32}),
+        # a file is opened per use (tens of microseconds) rather than pooled: a SQLite
+        # statement left unfinished (its cursor kept alive by a traceback) holds its read
+        # snapshot on its connection across BEGIN and ROLLBACK, so a pooled connection
+        # went on serving the store as it was then (found: a reset password still took
+        # the old one in the service after a schemathesis run)
+        poolclass=sa.pool.StaticPool if memory else sa.pool.NullPool,
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -103,8 +105,10 @@ def engine_for(url: str) -> sa.Engine:
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         options = conn.get_execution_options()
-        if options.get("single_read", False):
-            return  # one SELECT is a consistent snapshot by itself: no BEGIN to pay for
+        # every read too is a transaction, ended by ROLLBACK when the connection goes back
+        # to the pool: without one (autocommit), a SELECT left unfinished (its cursor kept
+        # alive by a traceback) held its snapshot on the pooled connection, and every later
+        # read on it saw the store as it was then (a reset password still took the old one)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate", False) else "BEGIN")
 
     return engine
@@ -169,7 +173,6 @@ class Database:
         self.engine = engine_for(url)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
-        self._reader = self.engine.execution_options(single_read=True)
         self.t: Tables = tables(prefix)
         self._statements: dict[Hashable, Any] = {}
         if upgrade:
@@ -184,7 +187,7 @@ class Database:
 
     def _rows(self, query: sa.Executable, args: Mapping[str, Any] | None = None) -> list[Any]:
         """The rows of one read statement."""
-        with self._reader.connect() as conn:
+        with self.engine.connect() as conn:
             return list(conn.execute(query, dict(args or {})).all())
 
     def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:

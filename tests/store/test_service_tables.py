@@ -105,3 +105,26 @@ def test_blobs_keep_their_bytes(db: Database) -> None:
     assert got.content == content
     assert [b.id for b in blobs.list(kind="export", member="M001")] == ["B1"]
     assert blobs.list(member="M002") == []
+
+
+def test_a_read_left_unfinished_does_not_freeze_later_reads(tmp_path: object) -> None:
+    """A SELECT whose cursor outlives its connection (kept by a traceback, say) must not
+    leave later reads seeing the store as it was then (SQLite: its snapshot lived on in a
+    pooled connection)."""
+    from pathlib import Path
+
+    db = Database(f"sqlite:///{Path(str(tmp_path)) / 'fresh.db'}", prefix="f_")
+    access = Access(db)
+    for name in ("ann", "bob"):
+        access.add_user(name, password_hash="old", roles=["auditor"], member=None, now=0)
+    with db.engine.connect() as conn:
+        kept = conn.execute(sa.select(db.t.user))
+        kept.fetchone()  # one of two rows read: the statement is still running
+    other = Database(db.url, prefix="f_", upgrade=False)  # another process, in effect
+    Access(other).set_password("ann", "new", now=1)
+    user = access.user("ann")
+    assert user is not None
+    assert user.password_hash == "new"
+    assert kept is not None
+    other.close()
+    db.close()
