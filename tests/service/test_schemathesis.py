@@ -12,6 +12,7 @@ a run is repeatable and takes a few minutes at most.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,13 @@ def fuzzed(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The app over a copy of the demo day, a bearer header per identity, and ids that
     exist for path parameters (random ones are nearly always not found)."""
     root = tmp_path_factory.mktemp("fuzzed")
-    shutil.copy2(service.directory / "margins.db", root / "margins.db")
+    # SQLite's own backup: opening and closing the file in this process would drop the
+    # locks the session's connections hold on it
+    with (
+        sqlite3.connect(service.directory / "margins.db") as src,
+        sqlite3.connect(root / "margins.db") as dst,
+    ):
+        src.backup(dst)
     shutil.copytree(service.directory / "log", root / "log")
     shutil.copytree(service.directory / "service", root / "service")
     app = create_app(service_config(root, token_seconds=3600))

@@ -261,6 +261,12 @@ def _value(kind: Kind, column: str, value: Scalar, field: str) -> Any:
     return float(value)
 
 
+def _bind(kind: Kind, value: Any) -> Any:
+    """An integer as a 64-bit parameter: bound with the column's own type, a value past a
+    32-bit column's range makes PostgreSQL fail the query instead of matching nothing."""
+    return sa.literal(value, sa.BigInteger()) if kind in ("int", "time") else value
+
+
 def _condition(
     table: Table, source: sa.FromClause, f: Filter, i: int, table_name: str
 ) -> sa.ColumnElement[bool]:
@@ -273,7 +279,7 @@ def _condition(
             reason = MSG_VALUE_LIST.format(op=f.op, n=n or "1 to 1,000")
             raise ServiceError(422, reason, field=field)
         assert isinstance(f.value, list)
-        values = [_value(kind, name, v, field) for v in f.value]
+        values = [_bind(kind, _value(kind, name, v, field)) for v in f.value]
         return col.in_(values) if f.op == "in" else col.between(values[0], values[1])
     if isinstance(f.value, list):
         raise ServiceError(422, MSG_VALUE_SCALAR.format(op=f.op), field=field)
@@ -285,7 +291,7 @@ def _condition(
         if kind != "text" or not isinstance(f.value, str):
             raise ServiceError(422, MSG_PREFIX, field=field)
         return col.startswith(_value(kind, name, f.value, field), autoescape=True)
-    value = _value(kind, name, f.value, field)
+    value = _bind(kind, _value(kind, name, f.value, field))
     compare: dict[str, Callable[[Any, Any], Any]] = {
         "=": lambda a, b: a == b,
         "!=": lambda a, b: a != b,
