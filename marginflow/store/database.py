@@ -72,10 +72,12 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def engine_for(url: str) -> sa.Engine:
+def engine_for(url: str, *, pooled: bool = False) -> sa.Engine:
     """A SQLAlchemy engine for a store URL. SQLite writers take the database lock when
     their transaction starts (``BEGIN IMMEDIATE``), so two sinks never deadlock upgrading
-    a read lock; its journal is a WAL synced on every commit."""
+    a read lock; its journal is a WAL synced on every commit. ``pooled``: SQLite
+    connections are kept between uses (for :meth:`Database._rows`, which always reads a
+    statement to its end) rather than opened per use."""
     if url.startswith(("postgresql://", "postgres://")):
         return sa.create_engine(
             "postgresql+psycopg://" + url.split("://", 1)[1], pool_pre_ping=True
@@ -88,12 +90,15 @@ def engine_for(url: str) -> sa.Engine:
     engine = sa.create_engine(
         "sqlite://" if memory else url,
         connect_args={"timeout": 30.0},
-        # a file is opened per use (tens of microseconds) rather than pooled: a SQLite
-        # statement left unfinished (its cursor kept alive by a traceback) holds its read
-        # snapshot on its connection across BEGIN and ROLLBACK, so a pooled connection
-        # went on serving the store as it was then (found: a reset password still took
-        # the old one in the service after a schemathesis run)
-        poolclass=sa.pool.StaticPool if memory else sa.pool.NullPool,
+        # By default a file is opened per use: a SQLite statement left unfinished (its
+        # cursor kept alive, by a traceback say) holds its read snapshot on its connection
+        # across BEGIN and ROLLBACK, so a pooled connection went on serving the store as it
+        # was then. Only reads that always finish their statement (``Database._rows``) use
+        # the pooled engine.
+        poolclass=sa.pool.StaticPool
+        if memory
+        else (sa.pool.QueuePool if pooled else sa.pool.NullPool),
+        **({"pool_size": 16, "max_overflow": 32} if pooled and not memory else {}),
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -173,6 +178,10 @@ class Database:
         self.engine = engine_for(url)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
+        # the hot reads (a page of margins, a user) reuse connections: opening a SQLite file
+        # and reading its schema costs more than the read itself
+        sqlite_file = self.dialect == "sqlite" and url != "sqlite://:memory:"
+        self._reader = engine_for(url, pooled=True) if sqlite_file else self.engine
         self.t: Tables = tables(prefix)
         self._statements: dict[Hashable, Any] = {}
         if upgrade:
@@ -186,8 +195,9 @@ class Database:
             yield conn
 
     def _rows(self, query: sa.Executable, args: Mapping[str, Any] | None = None) -> list[Any]:
-        """The rows of one read statement."""
-        with self.engine.connect() as conn:
+        """The rows of one read statement, read to its end (so its connection goes back to
+        the pool holding no snapshot)."""
+        with self._reader.connect() as conn:
             return list(conn.execute(query, dict(args or {})).all())
 
     def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:
@@ -598,6 +608,8 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
 
 
 def _fields(row: Any) -> dict[str, Any]:
