@@ -27,15 +27,21 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
     """The user if ``password`` is theirs, else a 401 (or 429 while rate-limited or
     locked); every outcome is audited as a security event."""
     client = client_of(request)
-    wait = request.app.state.login_limit.take(client)
-    if wait > 0:
+
+    def attempt(outcome: str, member: str | None = None, **detail: object) -> None:
         ctx.record(
             actor=username,
             action="auth.login",
-            outcome="rate-limited",
+            outcome=outcome,
             security=True,
             client=client,
+            member=member,
+            detail=detail or None,
         )
+
+    wait = request.app.state.login_limit.take(client)
+    if wait > 0:
+        attempt("rate-limited")
         raise ServiceError(
             429,
             f"too many sign-in attempts from your address: try again in {wait:.0f} s",
@@ -45,14 +51,7 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
     now = now_ns()
     if user is not None and user.locked_until > now:
         seconds = (user.locked_until - now) / 1e9
-        ctx.record(
-            actor=username,
-            action="auth.login",
-            outcome="locked",
-            security=True,
-            client=client,
-            member=user.member,
-        )
+        attempt("locked", user.member)
         raise ServiceError(
             429,
             f"too many failed sign-ins: the account is locked for {seconds:.0f} s more",
@@ -60,7 +59,6 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
         )
     good = verify_password(user.password_hash if user else _dummy_hash(), password)
     if user is None or not good or user.disabled:
-        detail = {}
         if user is not None and not good:
             after = ctx.access.record_failure(
                 username,
@@ -68,26 +66,17 @@ def sign_in(ctx: ServiceContext, request: Request, username: str, password: str)
                 lock_after=ctx.config.lock_after,
                 lock_ns=ctx.config.lock_seconds * 1_000_000_000,
             )
-            detail = {"failures": after.failed_logins, "locked": after.locked_until > now}
-        ctx.record(
-            actor=username,
-            action="auth.login",
-            outcome="failed",
-            security=True,
-            client=client,
-            member=user.member if user else None,
-            detail=detail,
-        )
+            attempt(
+                "failed",
+                user.member,
+                failures=after.failed_logins,
+                locked=after.locked_until > now,
+            )
+        else:
+            attempt("failed", user.member if user else None)
         raise ServiceError(401, MSG_WRONG, field="password")
     ctx.access.record_success(username)
     if needs_rehash(user.password_hash):
         ctx.access.set_password(username, hash_password(password), now=now)
-    ctx.record(
-        actor=username,
-        action="auth.login",
-        outcome="ok",
-        security=True,
-        client=client,
-        member=user.member,
-    )
+    attempt("ok", user.member)
     return user
