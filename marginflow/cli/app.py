@@ -1,11 +1,23 @@
 """The ``marginflow`` command: a Typer app with one module per command group.
 
 Each command module defines ``register(app)``; this file lists them in one place.
+
+Exit statuses: 0 done; 1 a check failed (``reproduce``, ``audit verify``); 2 bad input or
+an environment fault (a bad option, a rejected row, a file or database that cannot be read
+or written: ``error: <path>: <reason>``); 3 a lag alert; 70 a bug of ours (``error: internal
+error (...)``). Never a traceback, unless asked for with ``--debug`` or ``MARGINFLOW_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from typing import Annotated, NoReturn
+
 import typer
+
+from marginflow.cli.output import EXIT_BAD_INPUT, EXIT_INTERNAL, error_line
+from marginflow.core.errors import MSG_INTERNAL_ERROR, MSG_OS_ERROR
 
 app = typer.Typer(
     name="marginflow",
@@ -14,6 +26,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+_debug = os.environ.get("MARGINFLOW_DEBUG", "") not in ("", "0")
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback of an unexpected error")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
 
 
 def _register_commands() -> None:
@@ -50,6 +75,31 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    _register_commands()
-    app()
+    """Entry point of the console script: whatever escapes a command is one line on
+    standard error (the exit statuses in the module docstring)."""
+    try:
+        _register_commands()
+        app()
+    except OSError as exc:  # a disk full, a read-only file, a folder for a file, ...
+        if _debug:
+            raise
+        _exit(os_error_text(exc), EXIT_BAD_INPUT)
+    except Exception as exc:  # a bug: one line, the traceback on request
+        if _debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        _exit(MSG_INTERNAL_ERROR.format(what=what), EXIT_INTERNAL)
+
+
+def os_error_text(exc: OSError) -> str:
+    """``path: reason`` for an operating-system error (``reason`` alone without a path)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename if exc.filename is not None else exc.filename2
+    return reason if path is None else MSG_OS_ERROR.format(path=os.fsdecode(path), reason=reason)
+
+
+def _exit(message: str, status: int) -> NoReturn:
+    with contextlib.suppress(OSError):  # stderr itself is gone: the status still says it
+        error_line(message)
+    raise SystemExit(status)

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.output import fail, print_json, table
+from marginflow.cli.output import fail, print_json, say, table
 from marginflow.cli.trace_cmd import DbOpt, JsonOpt, PrefixOpt, open_store
 
 EXIT_BROKEN = 1
@@ -162,7 +162,7 @@ def verify_command(
         )
     elif result.ok:
         against = "" if kept is None else f", anchor at entry {kept[0]} matches"
-        typer.echo(
+        say(
             f"audit trail intact: {result.entries} entries, head entry {result.head_seq} "
             f"sealed {result.head_hash[:16]}…{against}"
             + (f"; anchor moved to entry {result.head_seq}" if moved else "")

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from marginflow.cli.output import fail, print_json, report_failures, table
+from marginflow.cli.output import fail, print_json, report_failures, say, status, table
 
 
 def register(app: typer.Typer) -> None:
@@ -42,12 +41,11 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
 ) -> None:
     """Run the embedded demo: pricing, streaming clearing-house margin, and SIMM."""
-    console = Console(stderr=True)
     count, trades_file = _trades_option(trades)
-    with console.status("pricing the sample options ..."):
+    with status("pricing the sample options ..."):
         pricing = _pricing_rows()
     what = f"{count:,} generated trades" if trades_file is None else f"trades of {trades_file}"
-    with console.status(f"streaming {what} through the embedded pipeline ..."):
+    with status(f"streaming {what} through the embedded pipeline ..."):
         stream = _stream_margins(directory, book, count, trades_file, market)
     simm = stream.pop("simm")
     if as_json:
@@ -65,9 +63,8 @@ def demo_command(
         [(m["member"], m["accounts"], m["margin"]) for m in stream["members"]]
         + [("firm", stream["accounts"], stream["firm"])],
     )
-    out = Console(soft_wrap=True, highlight=False)
-    out.print(f"book: {stream['book']}")
-    out.print(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
+    say(f"book: {stream['book']}")
+    say(f"results stored in {stream['database']}; rejected events: {stream['rejects']}")
     by_portfolio: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in simm:
         row = by_portfolio.setdefault((r["party"], r["counterparty"], r["portfolio"]), {})
@@ -82,7 +79,7 @@ def demo_command(
             for key, sides in by_portfolio.items()
         ],
     )
-    out.print(f"risk-parameter changes audited (maker-checker) and applied: {stream['audited']}")
+    say(f"risk-parameter changes audited (maker-checker) and applied: {stream['audited']}")
 
 
 def _pricing_rows() -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from marginflow.cli.output import fail, print_json, table
+from marginflow.cli.output import fail, print_json, say, table
 from marginflow.core.errors import MarginflowError
 
 keys = typer.Typer(
@@ -66,7 +66,7 @@ def rotate_data_command(directory: DirOpt, as_json: JsonOpt = False) -> None:
         print_json({"current": ring.current.kid, "keys": kids})
         return
     table("data keys (newest encrypts)", ["kid", "role"], _roles(kids))
-    typer.echo("restart the service, then run `marginflow keys reencrypt` to move old files")
+    say("restart the service, then run `marginflow keys reencrypt` to move old files")
 
 
 @keys.command("rotate-signing")
@@ -87,7 +87,7 @@ def rotate_signing_command(directory: DirOpt, as_json: JsonOpt = False) -> None:
         return
     rows = [(kid, "signs" if kid == current else "verifies") for kid in kids]
     table("signing keys", ["kid", "role"], rows)
-    typer.echo("restart the service so that it signs with the new key")
+    say("restart the service so that it signs with the new key")
 
 
 @keys.command("reencrypt")
@@ -117,7 +117,7 @@ def reencrypt_command(
     if as_json:
         print_json({"blobs": done.blobs, "reencrypted": done.moved, "key": done.key_id})
         return
-    typer.echo(f"{done.moved} of {done.blobs} stored file(s) re-encrypted under key {done.key_id}")
+    say(f"{done.moved} of {done.blobs} stored file(s) re-encrypted under key {done.key_id}")
 
 
 def _roles(kids: list[str]) -> list[tuple[str, str]]:

@@ -1,65 +1,147 @@
-"""Shared CLI output: rich tables for people, JSON for programs, errors without tracebacks."""
+"""Everything the CLI shows passes here: rich tables for people, JSON and CSV for programs,
+one-line errors without tracebacks.
+
+User text is data, never markup. The consoles read no markup and no emoji codes, every
+string is printed as a :class:`rich.text.Text` (which rich never parses), and every piece of
+text goes through :func:`marginflow.core.text.visible` first, so ``[/x]``, ``:100:``, an ESC
+sequence, a carriage return or a bidi override come out literally, as the characters a user
+can read. Styles (``error:`` in red) are set on our own words only. CSV files get
+:func:`marginflow.core.text.spreadsheet_cell` on every cell. JSON escapes control characters
+itself (``ensure_ascii``).
+
+No other module of ``marginflow.cli`` or ``marginflow.sim`` makes a console, calls ``print``
+or ``typer.echo`` (``tests/cli/test_output.py`` checks the source).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from marginflow.core.errors import RowFailure
-
-stderr = Console(stderr=True, highlight=False)
+from marginflow.core.errors import MSG_OUTPUT_IS_FOLDER, RowFailure
+from marginflow.core.text import spreadsheet_cell, visible
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug of ours, not the user's input
 
 
-def fail(message: str) -> NoReturn:
+def _console(*, err: bool = False) -> Console:
+    """A console that reads no markup and no emoji, on the current stdout or stderr (not
+    squeezed into 80 columns when piped or captured)."""
+    console = Console(stderr=err, markup=False, emoji=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=err, markup=False, emoji=False, highlight=False, width=200)
+    return console
+
+
+def literal(text: object, style: str = "") -> Text:
+    """``text`` as rich text that is shown as it is (see the module docstring)."""
+    return Text(visible(str(text)), style=style)
+
+
+def say(*parts: object, err: bool = False, style: str = "") -> None:
+    """One line of text (each part shown literally), never wrapped."""
+    line = Text(" ").join(literal(p) for p in parts)
+    if style:
+        line.stylize(style)
+    _console(err=err).print(line, soft_wrap=True)
+
+
+def say_fields(*fields: object) -> None:
+    """One tab-separated line on standard output, for programs (``user<TAB>password``)."""
+    _console().print(Text("\t").join(literal(f) for f in fields), soft_wrap=True)
+
+
+def note(message: str, *, label: str = "note:", style: str = "yellow") -> None:
+    """``note: message`` (or another label) on standard error."""
+    _console(err=True).print(Text.assemble((label, style), " ", literal(message)), soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    """``error: message`` on standard error (without exiting)."""
+    note(message, label="error:", style="bold red")
+
+
+def fail(message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``error: message`` on standard error and exit with status 2."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+    error_line(message)
+    raise typer.Exit(status)
 
 
 def report_failures(failures: Sequence[RowFailure], *, limit: int = 50) -> None:
     """Name each rejected row on standard error: ``source:line: field: reason``."""
     for f in failures[:limit]:
-        stderr.print(f"[yellow]rejected[/] {escape(str(f))}", soft_wrap=True, highlight=False)
+        note(str(f), label="rejected", style="yellow")
     if len(failures) > limit:
-        stderr.print(f"... and {len(failures) - limit} more rejected rows")
+        say(f"... and {len(failures) - limit} more rejected rows", err=True)
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on standard error while the block runs."""
+    with _console(err=True).status(literal(message)):
+        yield
+
+
+def write_csv_rows(out: TextIO, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
+    """A CSV document on ``out``: every cell through :func:`spreadsheet_cell`."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([spreadsheet_cell(h) for h in header])
+    writer.writerows([spreadsheet_cell(x) for x in row] for row in rows)
+
+
+def write_csv_file(
+    path: Path, option: str, header: Sequence[Any], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Write a CSV file given by ``option`` (``--rejects``); a folder or a failed write
+    exits with status 2 naming the option and the path."""
+    if path.is_dir():
+        fail(MSG_OUTPUT_IS_FOLDER.format(option=option, path=path))
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            write_csv_rows(fh, header, rows)
+    except OSError as exc:
+        fail(f"{option} {path}: {exc.strerror or exc}")
 
 
 def write_rejects(path: Path, failures: Iterable[RowFailure]) -> None:
     """Keep rejected rows with their reasons: CSV ``source,line,field,reason,raw``."""
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["source", "line", "field", "reason", "raw"])
-            for f in failures:
-                writer.writerow([f.source, f.line, f.field, f.reason, f.raw])
-    except OSError as exc:
-        fail(f"--rejects {path}: {exc.strerror or exc}")
+    write_csv_file(
+        path,
+        "--rejects",
+        ["source", "line", "field", "reason", "raw"],
+        ([f.source, f.line, f.field, f.reason, f.raw] for f in failures),
+    )
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a title line and a readable table under it; numbers right-aligned."""
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    right: Sequence[str] = (),
+) -> None:
+    """Print a title line and a readable table under it; numbers (and the ``right``
+    columns) right-aligned."""
     t = Table()
     first = list(rows)
     for i, name in enumerate(columns):
         numeric = bool(first) and all(isinstance(r[i], int | float) for r in first)
-        t.add_column(name, justify="right" if numeric else "left")
+        t.add_column(literal(name), justify="right" if numeric or name in right else "left")
     for r in first:
-        t.add_row(*(escape(_fmt(x)) for x in r))  # user text is data, never markup
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
-        console = Console(width=200, highlight=False)
-    console.print(f"[bold]{escape(title)}[/]")
+        t.add_row(*(literal(_fmt(x)) for x in r))
+    console = _console()
+    console.print(literal(title, "bold"), soft_wrap=True)
     console.print(t)
 
 
@@ -73,4 +155,5 @@ def _fmt(x: Any) -> str:
 
 
 def print_json(document: Any) -> None:
+    """One JSON document on standard output (non-ASCII and control characters escaped)."""
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")

@@ -11,9 +11,8 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from marginflow.cli.output import fail
+from marginflow.cli.output import fail, say, status
 from marginflow.cli.serve_cmd import print_credentials
 
 DAY = "The demo day"
@@ -77,33 +76,32 @@ def up_command(
         sod_positions=positions,
     )
     options = PlatformOptions(directory, host, port, plan)
-    out = Console(highlight=False, soft_wrap=True)
     stop = _StopSignal()
     try:
         if fresh:
             clear(directory)
-        with Console(stderr=True).status("preparing the book, the store and the certificate ..."):
+        with status("preparing the book, the store and the certificate ..."):
             made, listener = prepare(options)
         platform = start(options, listener)
     except MarginflowError as exc:
         fail(str(exc))
-    out.print(f"marginflow on [bold]{listener.url}/[/] (API {listener.url}/api/v1/docs)")
-    out.print(f"self-signed certificate {listener.certificate}")
-    out.print(f"  SHA-256 fingerprint {listener.fingerprint()}")
+    say(f"marginflow on {listener.url}/ (API {listener.url}/api/v1/docs)")
+    say(f"self-signed certificate {listener.certificate}")
+    say(f"  SHA-256 fingerprint {listener.fingerprint()}")
     if made:
         print_credentials(made)
     else:
-        out.print(
+        say(
             "users: made at the first start, their passwords shown then "
             "(--fresh starts afresh with new ones)"
         )
-    out.print(f"logs in {directory / 'logs'}; Ctrl-C stops the platform")
-    status = _supervise(platform, stop, out)
-    out.print("stopping ...")
+    say(f"logs in {directory / 'logs'}; Ctrl-C stops the platform")
+    ended = _supervise(platform, stop)
+    say("stopping ...")
     platform.stop()
-    out.print("stopped")
-    if status:
-        raise typer.Exit(status)
+    say("stopped")
+    if ended:
+        raise typer.Exit(ended)
 
 
 class _StopSignal:
@@ -118,7 +116,7 @@ class _StopSignal:
         self.requested = True
 
 
-def _supervise(platform: object, stop: _StopSignal, out: Console) -> int:
+def _supervise(platform: object, stop: _StopSignal) -> int:
     """Wait for a stop signal (0) or a child that ends on its own (1, its log's tail shown),
     saying when the service is ready."""
     from marginflow.sim.platform import Platform
@@ -128,14 +126,16 @@ def _supervise(platform: object, stop: _StopSignal, out: Console) -> int:
     while not stop.requested:
         child = platform.ended()
         if child is not None:
-            out.print(
-                f"[red]the {child.name} stopped (exit status {child.process.returncode}); "
-                f"the end of {child.log}:[/]"
+            say(
+                f"the {child.name} stopped (exit status {child.process.returncode}); "
+                f"the end of {child.log}:",
+                style="red",
             )
-            out.print(child.tail(), markup=False)
+            for line in child.tail().splitlines():
+                say(line)
             return 1
         if not ready and platform.ready():
             ready = True
-            out.print(f"ready: {platform.listener.url}/")
+            say(f"ready: {platform.listener.url}/")
         time.sleep(0.2)
     return 0

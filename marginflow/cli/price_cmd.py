@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import numpy as np
 import typer
 
-from marginflow.cli.output import fail, report_failures, write_rejects
+from marginflow.cli.output import fail, report_failures, write_csv_rows, write_rejects
 from marginflow.core.errors import ValidationError
+from marginflow.core.text import visible
 from marginflow.io.option_csv import OptionFile, read_option_csv
 from marginflow.pricing.api import greeks, price
 
@@ -82,12 +83,14 @@ def _price_columns(options: OptionFile, with_greeks: bool) -> dict[str, np.ndarr
 
 
 def _write_csv(out: TextIO, options: OptionFile, cols: dict[str, np.ndarray]) -> None:
-    writer = csv.writer(out, lineterminator="\n")
     header = options.rows.header + [c for c in cols if c not in options.rows.header]
-    writer.writerow(header)
-    for i, raw in enumerate(options.rows.raw):
-        row = {**raw, **{name: repr(float(values[i])) for name, values in cols.items()}}
-        writer.writerow([row.get(h, "") for h in header])
+
+    def rows() -> Iterator[list[str]]:
+        for i, raw in enumerate(options.rows.raw):
+            row = {**raw, **{name: repr(float(values[i])) for name, values in cols.items()}}
+            yield [visible(row.get(h, "")) for h in header]
+
+    write_csv_rows(out, [visible(h) for h in header], rows())
 
 
 def _write_json_lines(out: TextIO, options: OptionFile, cols: dict[str, np.ndarray]) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from marginflow.cli.output import fail, table
+from marginflow.cli.output import fail, say, table
 from marginflow.service.bootstrap import Credential
 
 
@@ -95,12 +94,11 @@ def serve_command(
         fingerprint = listener.fingerprint()
     except MarginflowError as exc:
         fail(str(exc))
-    out = Console(highlight=False, soft_wrap=True)
-    out.print(f"marginflow service on {listener.url}/ (API {listener.url}/api/v1/docs)")
+    say(f"marginflow service on {listener.url}/ (API {listener.url}/api/v1/docs)")
     if fingerprint is not None:
-        out.print(f"certificate {cert} SHA-256 fingerprint {fingerprint}")
+        say(f"certificate {cert} SHA-256 fingerprint {fingerprint}")
     else:
-        out.print("plain HTTP: put it behind a balancer that terminates TLS")
+        say("plain HTTP: put it behind a balancer that terminates TLS")
     if made:
         print_credentials(made)
     if exit_with_parent:

@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from marginflow.app.simm import simm_of_crif
-from marginflow.cli.output import fail, print_json, report_failures, stderr, write_rejects
+from marginflow.cli.options import refuse_ignored
+from marginflow.cli.output import (
+    fail,
+    note,
+    print_json,
+    report_failures,
+    say,
+    table,
+    write_rejects,
+)
 from marginflow.core.errors import MarginflowError
 from marginflow.simm.calibration import available_versions
 from marginflow.simm.report import MODELS, Model
@@ -59,7 +66,8 @@ def simm_command(
     ] = True,
     detail: Annotated[bool, typer.Option(help="break buckets down by qualifier")] = False,
     depth: Annotated[
-        int, typer.Option(help="breakdown levels shown in the table (JSON has all)")
+        int,
+        typer.Option(help="breakdown levels shown in the table (JSON has all)", min=0, max=20),
     ] = 4,
     model: Annotated[
         list[str] | None,
@@ -80,6 +88,8 @@ def simm_command(
     breakdown (product class, risk class, margin type, bucket)."""
     if mpor not in (10, 1):
         fail(f"--mpor must be 10 or 1, got {mpor}")
+    if as_json:
+        refuse_ignored(["depth"], because="--json")
     as_of_date = _as_of(as_of)
     try:
         run = simm_of_crif(
@@ -106,10 +116,7 @@ def simm_command(
         _print_report(run.report, depth)
     if run.failures:
         report_failures(run.failures)
-        stderr.print(
-            f"{run.rejected_lines} rejected row(s); {run.valid_rows} valid rows computed",
-            highlight=False,
-        )
+        say(f"{run.rejected_lines} rejected row(s); {run.valid_rows} valid rows computed", err=True)
         raise typer.Exit(EXIT_REJECTED)
 
 
@@ -167,8 +174,8 @@ def _print_report(report: SimmReport, depth: int) -> None:
                 [f"contribution ({report.currency})"],
                 [((trade,), (value,)) for trade, value in top],
             )
-    for note in report.notes:
-        stderr.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for text in report.notes:
+        note(text)
 
 
 def _money_table(
@@ -178,14 +185,9 @@ def _money_table(
     rows: Sequence[tuple[Sequence[str], Sequence[float]]],
 ) -> None:
     """A table of label columns then amount columns, amounts to the cent (right-aligned)."""
-    t = Table(title=title, title_justify="left")
-    for name in labels:
-        t.add_column(name)
-    for name in amounts:
-        t.add_column(name, justify="right")
-    for text, values in rows:
-        t.add_row(*text, *(f"{v:,.2f}" for v in values))
-    console = Console()
-    if not console.is_terminal:  # piped or captured: don't squeeze into 80 columns
-        console = Console(width=200)
-    console.print(t)
+    table(
+        title,
+        [*labels, *amounts],
+        [[*text, *(f"{v:,.2f}" for v in values)] for text, values in rows],
+        right=amounts,
+    )

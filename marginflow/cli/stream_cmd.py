@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.output import fail, print_json, report_failures, stderr, table
+from marginflow.cli.output import fail, note, print_json, report_failures, say, table
 from marginflow.core.errors import MarginflowError
 
 EXIT_ALERT = 3
@@ -80,9 +80,11 @@ def lag_command(
             else:
                 _show(report)
             for g in report.alerts:
-                stderr.print(
-                    f"[bold red]ALERT[/] {g.group} on {g.topic}: {g.messages} messages, "
-                    f"{g.wall_seconds:.2f} s wall, {g.event_seconds:.2f} s event time"
+                note(
+                    f"{g.group} on {g.topic}: {g.messages} messages, "
+                    f"{g.wall_seconds:.2f} s wall, {g.event_seconds:.2f} s event time",
+                    label="ALERT",
+                    style="bold red",
                 )
             if watch <= 0:
                 break
@@ -189,17 +191,18 @@ def cluster_up(
     except MarginflowError as exc:
         fail(str(exc))
     if prep.cleared:
-        stderr.print(f"--fresh: removed {', '.join(prep.cleared)} from {prep.directory}")
+        say(f"--fresh: removed {', '.join(prep.cleared)} from {prep.directory}", err=True)
     if prep.leftover is not None:
-        stderr.print(f"--fresh: could not delete {prep.leftover} (nothing reads it): delete it")
+        say(f"--fresh: could not delete {prep.leftover} (nothing reads it): delete it", err=True)
     rows = [(p["name"], str(p["pid"]), p["log_file"]) for p in state["processes"]]
     table(f"Cluster up in {prep.directory} (log {state['log']})", ["process", "pid", "log"], rows)
     if prep.resume:
-        stderr.print(
+        say(
             "resumed on the log the directory kept; the load generator does not run again "
-            f"(its day is on the log): publish more with marginflow publish --dir {directory}"
+            f"(its day is on the log): publish more with marginflow publish --dir {directory}",
+            err=True,
         )
-    stderr.print(f"margins: {state['db']}; watch: marginflow lag --dir {directory} --watch 1")
+    say(f"margins: {state['db']}; watch: marginflow lag --dir {directory} --watch 1", err=True)
 
 
 def _trades_option(text: str | None) -> tuple[int | None, str | None]:
@@ -296,9 +299,9 @@ def cluster_status(
     title = f"Cluster in {state['directory']} (log {state['log']}, database {state['db']})"
     table(title, ["process", "role", "pid", "alive", "restarts", "state", "log"], rows)
     # one line each, never wrapped, so that a command can be copied and run by hand
-    typer.echo("Command lines:")
+    say("Command lines:")
     for p in procs:
-        typer.echo(f"  {p['name']}: {p['command_line']}")
+        say(f"  {p['name']}: {p['command_line']}")
 
 
 def _describe(p: dict[str, Any]) -> str:

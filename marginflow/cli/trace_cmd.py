@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from marginflow.cli.output import fail, print_json, table
+from marginflow.cli.output import fail, note, print_json, say, table
 from marginflow.core.errors import MarginflowError
 
 EXIT_DIFFERENT = 1
@@ -153,21 +151,19 @@ def reproduce_command(
         ]  # fmt: skip
         rows.append(("driver", s.driver, r.driver, "=" if s.driver == r.driver else "DIFFERS"))
         table(
-            f"{escape(account)} ({escape(s.member)}): position version {s.position_version}, "
+            f"{account} ({s.member}): position version {s.position_version}, "
             f"market offset {s.market_offset}, {s.business_date}, computed {_when(s.event_time)}",
             ["", "stored", "recomputed", ""],
             rows,
         )
-        out = Console(highlight=False)
-        out.print(
+        say(
             f"inputs: {len(result.positions)} positions, {result.market_events} market events, "
-            f"load {s.book_load[:12]}, settings {s.settings[:12]}; {result.seconds:.2f} s",
-            soft_wrap=True,
+            f"load {s.book_load[:12]}, settings {s.settings[:12]}; {result.seconds:.2f} s"
         )
         if result.ok:
-            out.print("[green]reproduced bit for bit[/]")
+            say("reproduced bit for bit", style="green")
         for line in result.differences:
-            out.print(f"[red]differs[/] {escape(line)}", soft_wrap=True)
+            say("differs", line, style="red")
     if not result.ok:
         raise typer.Exit(EXIT_DIFFERENT)
 
@@ -212,13 +208,11 @@ def explain_command(
             rows.append((step.cause, step.after, step.change, f"{share:.1%}"))
         rows.append(("end", fall.end, fall.change, "100.0%" if fall.change else ""))
         table(
-            f"{result.kind} {escape(subject)}: {_when(t1)} → {_when(t2)} "
-            f"({' → '.join(fall.order)})",
+            f"{result.kind} {subject}: {_when(t1)} → {_when(t2)} ({' → '.join(fall.order)})",
             ["", "margin", "change", "share"],
             rows,
         )
-    out = Console(highlight=False)
     for line in result.differences:
-        out.print(f"[yellow]note[/] {escape(line)}", soft_wrap=True)
+        note(line, label="note")
     if chart is not None:
-        out.print(f"chart: {escape(str(chart))}")
+        say(f"chart: {chart}")

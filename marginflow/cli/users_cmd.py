@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.output import fail, print_json, table
+from marginflow.cli.output import fail, print_json, say_fields, table
 from marginflow.cli.trace_cmd import DbOpt, JsonOpt, PrefixOpt, store_url
 
 users_app = typer.Typer(help="The service's users: list, add, reset-password, disable, enable.")
@@ -136,7 +136,7 @@ def add_user(
         detail={"roles": sorted(parsed)},
     )
     ctx.close()
-    typer.echo(f"{username}\t{password}")
+    say_fields(username, password)
 
 
 def _change(username: str, directory: Path, db: str | None, prefix: str, what: str) -> None:
@@ -161,7 +161,7 @@ def _change(username: str, directory: Path, db: str | None, prefix: str, what: s
     )
     ctx.close()
     if shown is not None:
-        typer.echo(f"{username}\t{shown}")
+        say_fields(username, shown)
 
 
 @users_app.command("reset-password")

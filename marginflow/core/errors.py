@@ -88,3 +88,15 @@ MSG_AUTH_EXPIRED = "token has expired"
 MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
 MSG_AUTH_ISSUER = "token issuer is not marginflow"
 MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
+
+# The command line (marginflow.cli): options, outputs and faults. Tests match on these.
+MSG_OPTION_IGNORED = "{option} does not apply with {other}: it would be ignored"
+MSG_OPTION_TWICE = "{option} and {other} both set {setting}: give it once"
+MSG_OUTPUT_IS_FOLDER = "{option} {path}: is a folder; give a file to write"
+MSG_OS_ERROR = "{path}: {reason}"
+MSG_INTERNAL_ERROR = (
+    "internal error ({what}); rerun with --debug (or MARGINFLOW_DEBUG=1) for the traceback"
+)
+MSG_CANNOT_CLEAR = "cannot clear {path} for a new run: {reason}"
+MSG_NOT_A_FOLDER = "{option} {path}: is not a folder"
+MSG_DATABASE_ERROR = "the database {url}: {reason}"

@@ -4,7 +4,8 @@ how many rows) and an AES-GCM encrypted copy is kept, so an auditor can see exac
 left the platform.
 
 CSV cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
-``@``, tab or carriage return) are prefixed with ``'``; numbers are written as numbers.
+``@``, tab or carriage return) are prefixed with ``'``; numbers are written as numbers
+(:func:`marginflow.core.text.spreadsheet_cell`, shared with the CLI's CSV files).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from fastapi import Response
 
+from marginflow.core.text import spreadsheet_cell
 from marginflow.service.auth import Caller
 from marginflow.service.context import now_ns
 from marginflow.service.errors import ServiceError
@@ -32,13 +34,6 @@ class Format(StrEnum):
 
 
 MEDIA = {Format.CSV: "text/csv; charset=utf-8", Format.PARQUET: "application/vnd.apache.parquet"}
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
-    return value
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
@@ -46,7 +41,7 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([spreadsheet_cell(row.get(c)) for c in columns])
     return out.getvalue().encode()
 
 

@@ -21,12 +21,12 @@ import argparse
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import FrameType
 
+from marginflow.cli.output import say
 from marginflow.core.errors import ConfigurationError, MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.sim.demo import DemoRun, prepare_demo
@@ -108,7 +108,7 @@ class _Stop:
 
 
 def _say(text: str) -> None:
-    print(f"live: {text}", file=sys.stderr, flush=True)
+    say(f"live: {text}", err=True)
 
 
 def stream(directory: Path, plan: DayPlan, *, stop: _Stop, parent: int | None) -> DemoRun:

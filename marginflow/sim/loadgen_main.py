@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from marginflow.cli.output import say
 from marginflow.core.errors import MarginflowError
 from marginflow.io.book import load_book
 from marginflow.sim.loadgen import crif_submissions, replay_day, risk_parameter_changes
@@ -64,25 +65,25 @@ def main(argv: list[str] | None = None) -> int:
             market = read_market(args.market)
             files.market, files.failures = market.market, files.failures + market.failures
     except MarginflowError as exc:
-        print(f"loadgen: {exc}", file=sys.stderr, flush=True)
+        say(f"loadgen: {exc}", err=True)
         return 2
     for f in files.failures:
-        print(f"rejected: {f}", flush=True)
+        say(f"rejected: {f}")
     log = open_log(args.log)
     log.create_topics(topology.all())
     producer = log.producer()
     if args.crif_portfolios > 0:
         crif = publish_crif(producer, topology, crif_submissions(args.crif_portfolios))
         changes = publish_parameter_changes(producer, topology, risk_parameter_changes())
-        print(f"published {crif} CRIF submissions, {changes} risk-parameter changes", flush=True)
+        say(f"published {crif} CRIF submissions, {changes} risk-parameter changes")
     if not args.no_sod:
         sod = publish_trades(producer, topology, sod_positions(book))
-        print(f"published {sod} start-of-day positions", flush=True)
+        say(f"published {sod} start-of-day positions")
     if isinstance(args.trades, Path) or args.market is not None:
         stats = replay(
             producer, topology, trades=files.trades, market=files.market, speed=args.speed
         )
-        print(f"replayed {stats.trades} trades and {stats.market} market events", flush=True)
+        say(f"replayed {stats.trades} trades and {stats.market} market events")
     else:
         sent = replay_day(
             producer,
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             chunk=args.chunk,
         )
-        print(f"published {sent} trades", flush=True)
+        say(f"published {sent} trades")
     producer.close()
     log.close()
     return 0
