@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Annotated, NoReturn
 
 import typer
@@ -74,12 +75,27 @@ def _register_commands() -> None:
         module.register(app)
 
 
+# typer's usage errors (a bad option value, a missing argument) and its abort, without
+# reaching into its vendored click: the classes are found by name on a public one's bases
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
 def main() -> None:
     """Entry point of the console script: whatever escapes a command is one line on
     standard error (the exit statuses in the module docstring)."""
     try:
         _register_commands()
-        app()
+        status = app(standalone_mode=False)  # errors come back here, to be put in one line
+    except _USAGE_ERROR as exc:
+        text = usage_error_text(exc)
+        if not text:  # no arguments at all: the help was the answer
+            raise SystemExit(getattr(exc, "exit_code", EXIT_BAD_INPUT)) from None
+        _exit(text, getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    except BrokenPipeError:  # a reader such as `head` stopped early: nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # the interpreter flushes it at exit
+        raise SystemExit(1) from None
     except OSError as exc:  # a disk full, a read-only file, a folder for a file, ...
         if _debug:
             raise
@@ -87,9 +103,21 @@ def main() -> None:
     except Exception as exc:  # a bug: one line, the traceback on request
         if _debug:
             raise
+        if type(exc).__name__ == "Abort":  # end of input at a prompt
+            _exit("aborted", 1)
         first = (str(exc).strip().splitlines() or [""])[0]
         what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         _exit(MSG_INTERNAL_ERROR.format(what=what), EXIT_INTERNAL)
+    raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def usage_error_text(exc: Exception) -> str:
+    """A usage error in one line, with where to read the command's options."""
+    format_message = getattr(exc, "format_message", None)
+    message = " ".join(str(format_message() if callable(format_message) else exc).split())
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return message + where if message else ""
 
 
 def os_error_text(exc: OSError) -> str:

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.output import fail, print_json, report_failures, say, status, table
+from marginflow.cli.options import refuse_ignored
+from marginflow.cli.output import fail, note, print_json, report_failures, say, status, table
+from marginflow.core.errors import MSG_NOT_A_FOLDER
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +27,7 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_command(
+    ctx: typer.Context,
     directory: Annotated[
         Path, typer.Option("--dir", help="where the demo keeps its log, state and database")
     ] = Path("var/demo"),
@@ -42,6 +45,8 @@ def demo_command(
 ) -> None:
     """Run the embedded demo: pricing, streaming clearing-house margin, and SIMM."""
     count, trades_file = _trades_option(trades)
+    if trades_file is None and market is not None:  # a replayed day: no trades generated
+        refuse_ignored(ctx, ["trades"], because="--market (give a trades file, or none)")
     with status("pricing the sample options ..."):
         pricing = _pricing_rows()
     what = f"{count:,} generated trades" if trades_file is None else f"trades of {trades_file}"
@@ -122,20 +127,17 @@ def _stream_margins(
     trades_file: Path | None,
     market_file: Path | None,
 ) -> dict[str, Any]:
-    import shutil
-
     from marginflow.core.errors import MarginflowError
-    from marginflow.sim.demo import run_demo
+    from marginflow.sim.demo import clear_run, run_demo
 
     run_dir = directory / "stream"
-    try:  # a fresh day each run: the log is durable, a second day would add to the first
-        shutil.rmtree(run_dir)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        fail(f"cannot clear {run_dir} for a new day: {exc.strerror or exc}")
     t0 = time.perf_counter()
     try:
+        if directory.exists() and not directory.is_dir():
+            fail(MSG_NOT_A_FOLDER.format(option="--dir", path=directory))
+        leftover = clear_run(run_dir)  # a fresh day each run
+        if leftover is not None:
+            note(f"could not delete the earlier run, renamed {leftover}: delete it")
         result = run_demo(
             run_dir,
             book_dir=book,

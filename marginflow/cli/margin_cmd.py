@@ -17,8 +17,9 @@ import numpy as np
 import typer
 
 from marginflow.app.margin import BookMargins, MarginRun, book_margins, margin_book
+from marginflow.cli.options import given, refuse_ignored, refuse_twice
 from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
-from marginflow.core.errors import MarginflowError
+from marginflow.core.errors import MSG_OPTION_IGNORED, MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook, load_book, write_book
 from marginflow.sim.synthetic_book import generate_book
@@ -34,12 +35,18 @@ def register(app: typer.Typer) -> None:
 
 def generate_book_command(
     out: Annotated[Path, typer.Argument(help="folder to write the book into")],
-    members: Annotated[int, typer.Option(help="clearing members")] = 5,
-    accounts: Annotated[int, typer.Option(help="accounts (>= members)")] = 50,
-    underlyings: Annotated[int, typer.Option(help="underlyings (>= 2: SPX, NDX, ...)")] = 20,
-    series: Annotated[int, typer.Option(help="option series")] = 400,
-    positions: Annotated[int, typer.Option(help="positions (account, instrument)")] = 2_000,
-    seed: Annotated[int, typer.Option(help="random seed (same seed, same book)")] = 0,
+    members: Annotated[int, typer.Option(help="clearing members", min=1, max=10_000)] = 5,
+    accounts: Annotated[int, typer.Option(help="accounts (>= members)", min=1, max=1_000_000)] = 50,
+    underlyings: Annotated[
+        int, typer.Option(help="underlyings (>= 2: SPX, NDX, ...)", min=2, max=10_000)
+    ] = 20,
+    series: Annotated[int, typer.Option(help="option series", min=1, max=1_000_000)] = 400,
+    positions: Annotated[
+        int, typer.Option(help="positions (account, instrument)", min=1, max=10_000_000)
+    ] = 2_000,
+    seed: Annotated[
+        int, typer.Option(help="random seed (same seed, same book)", min=0, max=2**32 - 1)
+    ] = 0,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
 ) -> None:
     """Generate a synthetic book: members, accounts, underlyings with 20 years of price
@@ -80,6 +87,40 @@ def generate_book_command(
         ("file", "rows"),
         [(p.name, counts[p.stem]) for p in written],
     )
+
+
+ES_OPTIONS = ("confidence", "apc", "param", "scenarios", "source", "mpor", "lookback", "decay",
+              "stress", "overlapping", "mc_scenarios", "seed")  # fmt: skip
+GENERATED_ONLY = ("source", "lookback", "decay", "stress", "overlapping", "mc_scenarios", "seed")
+APC_PARAMS = {"apc_buffer": "buffer", "stressed_weight": "stressed-weight"}
+
+
+def refuse_ignored_settings(
+    ctx: typer.Context,
+    *,
+    model: str,
+    scenarios: Path | None,
+    source: str,
+    apc: str,
+    param: Sequence[str] | None,
+) -> None:
+    """Refuse the options that ``model`` and the scenario source would ignore, and a setting
+    given both as its own option and as ``--param`` (:mod:`marginflow.cli.options`)."""
+    if model != "es":
+        refuse_ignored(ctx, ES_OPTIONS, because=f"--model {model}")
+        return
+    if scenarios is not None:
+        refuse_ignored(ctx, GENERATED_ONLY, because="--scenarios")
+    elif source == "fhs":
+        refuse_ignored(ctx, ("mc_scenarios", "seed"), because="--source fhs")
+    else:
+        refuse_ignored(ctx, ("stress", "overlapping"), because=f"--source {source}")
+    keys = {item.partition("=")[0].strip(): item for item in param or ()}
+    for key, item in keys.items():
+        if key in ("confidence", "apc") and given(ctx, key):
+            refuse_twice(f"--{key}", f"--param {item}", key)
+        if key in APC_PARAMS and apc != APC_PARAMS[key]:
+            fail(MSG_OPTION_IGNORED.format(option=f"--param {item}", other=f"--apc {apc}"))
 
 
 def _settings(
@@ -164,25 +205,31 @@ SourceOpt = Annotated[str, typer.Option(help="scenario source without --scenario
 ScenOpt = Annotated[
     Path | None, typer.Option("--scenarios", help="CSV of shocks per scenario and underlying")
 ]
-MporOpt = Annotated[int, typer.Option("--mpor", help="margin period of risk, business days")]
-LookbackOpt = Annotated[int, typer.Option(help="look-back, business days")]
-DecayOpt = Annotated[float, typer.Option(help="EWMA decay of the volatility filter")]
+MporOpt = Annotated[
+    int, typer.Option("--mpor", help="margin period of risk, business days", min=1, max=250)
+]
+LookbackOpt = Annotated[int, typer.Option(help="look-back, business days", min=20, max=100_000)]
+DecayOpt = Annotated[
+    float,
+    typer.Option(help="EWMA decay of the volatility filter", min=0, max=1),
+]
 StressOpt = Annotated[
     str, typer.Option(help="stressed period START:END, 'default' (2008-09-01:2009-03-31) or 'none'")
 ]
 OverlapOpt = Annotated[bool, typer.Option(help="overlapping n-day windows")]
-McOpt = Annotated[int, typer.Option(help="Monte Carlo scenario count")]
-SeedOpt = Annotated[int, typer.Option(help="Monte Carlo seed")]
+McOpt = Annotated[int, typer.Option(help="Monte Carlo scenario count", min=1, max=1_000_000)]
+SeedOpt = Annotated[int, typer.Option(help="Monte Carlo seed", min=0, max=2**63 - 1)]
 ApcOpt = Annotated[
     str, typer.Option(help="anti-procyclicality: none, buffer, stressed-weight, floor-10y")
 ]
-ConfOpt = Annotated[float, typer.Option(help="ES confidence level")]
+ConfOpt = Annotated[float, typer.Option(help="ES confidence level", min=0.5, max=1)]
 FileOpt = Annotated[Path | None, typer.Option(help="replaces the book folder's file")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="write rejected rows and reasons here")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON document instead of tables")]
 
 
 def margin_command(
+    ctx: typer.Context,
     book: BookDir,
     positions: FileOpt = None,
     market: FileOpt = None,
@@ -200,8 +247,10 @@ def margin_command(
     overlapping: OverlapOpt = True,
     mc_scenarios: McOpt = 10_000,
     seed: SeedOpt = 0,
-    top: Annotated[int, typer.Option(help="contributing positions per account")] = 3,
-    limit: Annotated[int, typer.Option(help="accounts shown in the table (0 = all)")] = 50,
+    top: Annotated[
+        int, typer.Option(help="contributing positions per account", min=0, max=1000)
+    ] = 3,
+    limit: Annotated[int, typer.Option(help="accounts shown in the table (0 = all)", min=0)] = 50,
     as_json: JsonOpt = False,
     rejects: RejectsOpt = None,
 ) -> None:
@@ -211,6 +260,11 @@ def margin_command(
     historical by default, --source mc for Monte Carlo). P&L is profit-positive; the
     margin is the expected shortfall of the loss (>= 0) plus add-ons.
     """
+    refuse_ignored_settings(
+        ctx, model=model, scenarios=scenarios, source=source, apc=apc, param=param
+    )
+    if as_json:
+        refuse_ignored(ctx, ["limit"], because="--json")
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
         decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
@@ -285,6 +339,7 @@ def _print_tables(run: MarginRun, result: BookMargins, limit: int) -> None:
 
 
 def what_if_command(
+    ctx: typer.Context,
     book: BookDir,
     account: Annotated[str, typer.Option(help="account to test the trades on")],
     trade: Annotated[
@@ -310,6 +365,9 @@ def what_if_command(
     rejects: RejectsOpt = None,
 ) -> None:
     """Margin impact of hypothetical trades on one account; nothing is changed."""
+    refuse_ignored_settings(
+        ctx, model=model, scenarios=scenarios, source=source, apc=apc, param=param
+    )
     trades = [_parse_trade(t) for t in trade]
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,

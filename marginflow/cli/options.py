@@ -12,23 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import click
-from click.core import ParameterSource
+import typer
 
 from marginflow.cli.output import fail
 from marginflow.core.errors import MSG_OPTION_IGNORED, MSG_OPTION_TWICE
 
-_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+_GIVEN = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names (not DEFAULT*, PROMPT)
 
 
-def given(name: str) -> bool:
+def given(ctx: typer.Context, name: str) -> bool:
     """Whether the user gave the parameter ``name`` (its Python name) to this command."""
-    return click.get_current_context().get_parameter_source(name) in _GIVEN
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in _GIVEN
 
 
-def flag(name: str) -> str:
+def flag(ctx: typer.Context, name: str) -> str:
     """The option as the user types it: ``mc_scenarios`` is ``--mc-scenarios``."""
-    ctx = click.get_current_context()
     for param in ctx.command.params:
         if param.name == name and param.opts:
             longest = max(param.opts, key=len)
@@ -36,12 +35,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def refuse_ignored(names: Iterable[str], *, because: str) -> None:
+def refuse_ignored(ctx: typer.Context, names: Iterable[str], *, because: str) -> None:
     """Exit with status 2 if the user gave any of ``names``: it does not apply with
     ``because`` (the options, as typed, that make it ignored, e.g. ``--model span``)."""
     for name in names:
-        if given(name):
-            fail(MSG_OPTION_IGNORED.format(option=flag(name), other=because))
+        if given(ctx, name):
+            fail(MSG_OPTION_IGNORED.format(option=flag(ctx, name), other=because))
 
 
 def refuse_twice(option: str, other: str, setting: str) -> None:

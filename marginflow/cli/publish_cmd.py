@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import typer
 
+from marginflow.cli.options import refuse_ignored
 from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
 from marginflow.core.errors import MarginflowError, RowFailure
 
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def publish_command(
+    ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="trades, market, positions, crif, reference or roll")],
     path: Annotated[
         Path,
@@ -52,9 +54,12 @@ def publish_command(
     ] = Path(".marginflow/cluster"),
     log: Annotated[str | None, typer.Option(help="log URL instead of --dir's cluster")] = None,
     prefix: Annotated[str, typer.Option(help="topic prefix (with --log)")] = "mf.",
-    partitions: Annotated[int, typer.Option(help="partitions of keyed topics (with --log)")] = 4,
+    partitions: Annotated[
+        int, typer.Option(help="partitions of keyed topics (with --log)", min=1, max=10_000)
+    ] = 4,
     speed: Annotated[
-        float | None, typer.Option(help="replay at X times real time (default: at once)")
+        float | None,
+        typer.Option(help="replay at X times real time (default: at once)", min=0, max=1e6),
     ] = None,
     party: Annotated[str, typer.Option(help="crif: the submitting party")] = "",
     counterparty: Annotated[str, typer.Option(help="crif: the counterparty")] = "",
@@ -71,6 +76,7 @@ def publish_command(
 
     if kind not in KINDS:
         fail(f"KIND must be one of {', '.join(KINDS)}, got {kind!r}")
+    _refuse_ignored(ctx, kind, log)
     log_url, topology = _target(directory, log, prefix, partitions)
     try:
         events, failures, publish = _read(kind, path, party, counterparty, portfolio, business_date)
@@ -104,6 +110,20 @@ def publish_command(
     if failures:
         report_failures(failures)
         raise typer.Exit(2)
+
+
+def _refuse_ignored(ctx: typer.Context, kind: str, log: str | None) -> None:
+    """The options that ``kind`` and the way the platform is found would ignore."""
+    if kind not in ("trades", "market"):
+        refuse_ignored(ctx, ["speed"], because=f"KIND {kind}")
+    if kind != "crif":
+        refuse_ignored(
+            ctx, ["party", "counterparty", "portfolio", "business_date"], because=f"KIND {kind}"
+        )
+    if log is None:  # the cluster of --dir names its own prefix and partitions
+        refuse_ignored(ctx, ["prefix", "partitions"], because="--dir (its cluster's own)")
+    else:
+        refuse_ignored(ctx, ["directory"], because="--log")
 
 
 def _target(directory: Path, log: str | None, prefix: str, partitions: int) -> tuple[str, Any]:

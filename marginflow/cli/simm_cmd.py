@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
 
 
 def simm_command(
+    ctx: typer.Context,
     crif_file: Annotated[Path, typer.Argument(help="CRIF file (.csv, or .parquet)")],
     version: Annotated[
         str,
@@ -89,7 +90,7 @@ def simm_command(
     if mpor not in (10, 1):
         fail(f"--mpor must be 10 or 1, got {mpor}")
     if as_json:
-        refuse_ignored(["depth"], because="--json")
+        refuse_ignored(ctx, ["depth"], because="--json")
     as_of_date = _as_of(as_of)
     try:
         run = simm_of_crif(

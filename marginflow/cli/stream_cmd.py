@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from marginflow.cli.options import refuse_ignored, refuse_twice
 from marginflow.cli.output import fail, note, print_json, report_failures, say, table
 from marginflow.core.errors import MarginflowError
 
@@ -30,22 +31,26 @@ DirOpt = Annotated[Path, typer.Option("--dir", help="cluster directory (state, l
 
 
 def lag_command(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     log: Annotated[str | None, typer.Option(help="log URL instead of --dir's cluster")] = None,
     prefix: Annotated[str, typer.Option(help="topic and group prefix")] = "mf.",
-    watch: Annotated[float, typer.Option(help="refresh every S seconds (0: once)")] = 0.0,
+    watch: Annotated[
+        float, typer.Option(help="refresh every S seconds (0: once)", min=0, max=86_400)
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document per reading")] = False,
     alert_messages: Annotated[
-        int | None, typer.Option(help="alert above this many messages")
+        int | None, typer.Option(help="alert above this many messages", min=0)
     ] = None,
     alert_seconds: Annotated[
-        float | None, typer.Option(help="alert above this wall-time lag (s)")
+        float | None, typer.Option(help="alert above this wall-time lag (s)", min=0)
     ] = None,
     alert_event_seconds: Annotated[
-        float | None, typer.Option(help="alert above this event-time lag (s)")
+        float | None, typer.Option(help="alert above this event-time lag (s)", min=0)
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="serve Prometheus metrics on this port while watching")
+        int | None,
+        typer.Option(help="serve Prometheus metrics on this port while watching", min=1, max=65535),
     ] = None,
 ) -> None:
     """Lag of every consumer group behind its sources (messages, wall and event seconds) and
@@ -53,6 +58,13 @@ def lag_command(
     from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
     from marginflow.stream.log import open_log
     from marginflow.stream.topics import Topology
+
+    if log is None:
+        refuse_ignored(ctx, ["prefix"], because="--dir (its cluster's own)")
+    else:
+        refuse_ignored(ctx, ["directory"], because="--log")
+    if watch <= 0:
+        refuse_ignored(ctx, ["metrics_port"], because="--watch 0 (one reading)")
 
     try:
         if log is None:
@@ -110,39 +122,69 @@ def _show(report: Any) -> None:
 
 @cluster_app.command("up")
 def cluster_up(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     config: Annotated[Path | None, typer.Option(help="TOML file with a \\[cluster] table")] = None,
     log: Annotated[str | None, typer.Option(help="broker | embedded | kafka://host:port")] = None,
-    partitions: Annotated[int | None, typer.Option(help="partitions of the keyed topics")] = None,
-    keepers: Annotated[int | None, typer.Option(help="position keeper processes")] = None,
-    calculators: Annotated[int | None, typer.Option(help="risk calculator processes")] = None,
-    aggregators: Annotated[int | None, typer.Option(help="aggregator processes")] = None,
-    sinks: Annotated[int | None, typer.Option(help="database sink processes")] = None,
-    simm_workers: Annotated[int | None, typer.Option(help="SIMM worker processes")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="partitions of the keyed topics", min=1, max=10_000)
+    ] = None,
+    keepers: Annotated[
+        int | None, typer.Option(help="position keeper processes", min=1, max=256)
+    ] = None,
+    calculators: Annotated[
+        int | None, typer.Option(help="risk calculator processes", min=1, max=256)
+    ] = None,
+    aggregators: Annotated[
+        int | None, typer.Option(help="aggregator processes", min=1, max=256)
+    ] = None,
+    sinks: Annotated[
+        int | None, typer.Option(help="database sink processes", min=1, max=256)
+    ] = None,
+    simm_workers: Annotated[
+        int | None, typer.Option(help="SIMM worker processes", min=1, max=256)
+    ] = None,
     simm_version: Annotated[
         str | None, typer.Option(help="SIMM calibration (default: the newest)")
     ] = None,
-    mpor: Annotated[int | None, typer.Option(help="SIMM margin period of risk: 10 or 1")] = None,
-    max_batch: Annotated[int | None, typer.Option(help="micro-batch: records")] = None,
+    mpor: Annotated[
+        int | None, typer.Option(help="SIMM margin period of risk: 10 or 1", min=1, max=10)
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="micro-batch: records", min=1, max=10_000_000)
+    ] = None,
     max_wait: Annotated[
         float | None,
-        typer.Option(help="micro-batch wait, seconds, for the keeper and calculator (default 0)"),
+        typer.Option(
+            help="micro-batch wait, seconds, for the keeper and calculator (default 0)",
+            min=0,
+            max=3600,
+        ),
     ] = None,
     downstream_max_wait: Annotated[
         float | None,
-        typer.Option(help="micro-batch wait for the aggregator, SIMM worker and sink (0.05)"),
+        typer.Option(
+            help="micro-batch wait for the aggregator, SIMM worker and sink (0.05)", min=0, max=3600
+        ),
     ] = None,
     snapshot_interval: Annotated[
-        float | None, typer.Option(help="seconds between snapshots")
+        float | None, typer.Option(help="seconds between snapshots", min=0, max=86_400)
     ] = None,
     book: Annotated[
         Path | None, typer.Option(help="your book folder (default: a generated one)")
     ] = None,
-    accounts: Annotated[int | None, typer.Option(help="accounts in the generated book")] = None,
-    underlyings: Annotated[int | None, typer.Option(help="underlyings in the book")] = None,
-    series: Annotated[int | None, typer.Option(help="option series in the book")] = None,
+    accounts: Annotated[
+        int | None, typer.Option(help="accounts in the generated book", min=1, max=1_000_000)
+    ] = None,
+    underlyings: Annotated[
+        int | None, typer.Option(help="underlyings in the book", min=2, max=10_000)
+    ] = None,
+    series: Annotated[
+        int | None, typer.Option(help="option series in the book", min=1, max=1_000_000)
+    ] = None,
     lookback: Annotated[
-        int | None, typer.Option(help="look-back of the ES scenarios, business days")
+        int | None,
+        typer.Option(help="look-back of the ES scenarios, business days", min=20, max=100_000),
     ] = None,
     margin: Annotated[
         list[str] | None,
@@ -153,9 +195,12 @@ def cluster_up(
     ] = None,
     market: Annotated[Path | None, typer.Option(help="market file to replay")] = None,
     speed: Annotated[
-        float | None, typer.Option(help="replay files at X times real time (0: at once)")
+        float | None,
+        typer.Option(help="replay files at X times real time (0: at once)", min=0, max=1e6),
     ] = None,
-    rate: Annotated[float | None, typer.Option(help="trades per second (0: unlimited)")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="trades per second (0: unlimited)", min=0, max=1e9)
+    ] = None,
     db: Annotated[str | None, typer.Option(help="sqlite:/// or postgresql:// URL")] = None,
     fresh: Annotated[
         bool,
@@ -170,6 +215,12 @@ def cluster_up(
     from marginflow.stream.cluster import ClusterConfig, prepare, up
 
     trades_count, trades_file = _trades_option(trades)
+    if book is not None:
+        refuse_ignored(ctx, ["accounts", "underlyings", "series"], because="--book")
+    if trades_file is not None or market is not None:
+        refuse_ignored(ctx, ["rate"], because="--trades FILE or --market (replayed files)")
+    else:
+        refuse_ignored(ctx, ["speed"], because="a generated day (no --trades FILE or --market)")
     overrides = {
         "log": log, "partitions": partitions, "keepers": keepers, "calculators": calculators,
         "aggregators": aggregators, "sinks": sinks, "max_batch": max_batch, "max_wait": max_wait,
@@ -228,6 +279,8 @@ def _margin_options(items: list[str] | None, lookback: int | None) -> dict[str, 
             fail(f"--margin must be key=value with key one of {', '.join(sorted(known))}")
         out[key] = _typed(value, known[key], key)
     if lookback is not None:
+        if "lookback" in out:
+            refuse_twice("--lookback", "--margin lookback=...", "lookback")
         out["lookback"] = lookback
     return out or None
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from marginflow.cli.options import refuse_ignored
 from marginflow.cli.output import fail, note, print_json, say, table
 from marginflow.core.errors import MarginflowError
 
@@ -115,9 +116,11 @@ def _when(ns: int) -> str:
 
 
 def reproduce_command(
+    ctx: typer.Context,
     account: Annotated[str, typer.Argument(help="the account whose stored margin to check")],
     version: Annotated[
-        int | None, typer.Option(help="the margin at this position version (trades offset)")
+        int | None,
+        typer.Option(help="the margin at this position version (trades offset)", min=0),
     ] = None,
     at: Annotated[
         str | None, typer.Option(help="the margin in force at this time (ISO 8601, UTC)")
@@ -133,6 +136,8 @@ def reproduce_command(
 
     if version is not None and at is not None:
         fail("give --version or --at, not both")
+    if db:
+        refuse_ignored(ctx, ["directory"], because="--db")
     when = parse_time(at, "--at") if at is not None else None
     store = open_store(directory, db, prefix)
     try:
@@ -169,6 +174,7 @@ def reproduce_command(
 
 
 def explain_command(
+    ctx: typer.Context,
     subject: Annotated[str, typer.Argument(help="an account or a member")],
     start: Annotated[str, typer.Option("--from", help="start time (ISO 8601, UTC)")],
     end: Annotated[str, typer.Option("--to", help="end time (ISO 8601, UTC, or now)")] = "now",
@@ -185,6 +191,8 @@ def explain_command(
     from marginflow.app.explain import explain
     from marginflow.app.waterfall import chart as draw
 
+    if db:
+        refuse_ignored(ctx, ["directory"], because="--db")
     if chart is not None and chart.suffix.lower() not in (".png", ".svg"):
         fail(f"--chart {chart}: the file name must end in .png or .svg")
     t1, t2 = parse_time(start, "--from"), parse_time(end, "--to")

@@ -11,13 +11,20 @@ through the log; the results land in ``<directory>/margins.db``.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from marginflow.core.book import Book
-from marginflow.core.errors import RowFailure
+from marginflow.core.errors import (
+    MSG_CANNOT_CLEAR,
+    MSG_NOT_A_FOLDER,
+    ConfigurationError,
+    RowFailure,
+)
 from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
 from marginflow.io.book import load_book, load_id, reference_files
@@ -309,6 +316,29 @@ def prepare_demo(
     )
 
 
+def clear_run(directory: Path, *, option: str = "--dir") -> Path | None:
+    """Remove an earlier run in ``directory`` so that a new one starts empty (the log is
+    durable: a second day would add to the first). All or nothing: the folder is first
+    renamed aside, so a folder that cannot be cleared is left as it was and
+    :class:`ConfigurationError` says why. Returns the renamed folder if it could not then be
+    deleted (nothing reads it), else None."""
+    if not directory.exists():
+        return None
+    if not directory.is_dir():
+        raise ConfigurationError(MSG_NOT_A_FOLDER.format(option=option, path=directory))
+    trash = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    try:
+        directory.rename(trash)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(MSG_CANNOT_CLEAR.format(path=directory, reason=reason)) from None
+    try:
+        shutil.rmtree(trash)
+    except OSError:
+        return trash
+    return None
+
+
 def run_demo(
     directory: Path,
     *,
@@ -322,7 +352,12 @@ def run_demo(
     partitions: int = 4,
 ) -> DemoResult:
     """Run the demo in ``directory`` (which must not hold an earlier run: the log is
-    durable, so a second day would add to the first)."""
+    durable, so a second day would add to the first; :func:`clear_run` clears one)."""
+    if (directory / "log").exists():
+        raise ConfigurationError(
+            f"{directory} holds an earlier run (its log): clear it first, a second day "
+            "would add to the first"
+        )
     run = prepare_demo(
         directory,
         book_dir=book_dir,

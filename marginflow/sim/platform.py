@@ -34,7 +34,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -45,9 +44,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from marginflow.core.errors import ConfigurationError
+from marginflow.core.errors import MSG_NOT_A_FOLDER, ConfigurationError
 from marginflow.service.bootstrap import Credential
 from marginflow.service.server import Listener, tls_files
+from marginflow.sim.demo import clear_run
 from marginflow.sim.live import DayPlan, published
 
 MARKER = "platform.json"
@@ -82,11 +82,13 @@ def clear(directory: Path) -> None:
     """Remove a platform folder for a fresh start; refuses a folder that is not one."""
     if not directory.exists():
         return
+    if not directory.is_dir():
+        raise ConfigurationError(MSG_NOT_A_FOLDER.format(option="--dir", path=directory))
     if not (directory / MARKER).is_file() and any(directory.iterdir()):
         raise ConfigurationError(
             f"{directory} is not a platform folder (no {MARKER}): not removing it"
         )
-    shutil.rmtree(directory)
+    clear_run(directory)  # all or nothing; a leftover renamed copy is read by nobody
 
 
 def prepare(options: PlatformOptions) -> tuple[list[Credential], Listener]:

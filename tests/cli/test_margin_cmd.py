@@ -186,11 +186,11 @@ def test_grid_models_from_the_command_line(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["margin_after"] == 0.0
     res = run("margin", str(tmp_path), "--model", "pm", "--param", "participation=0.2")
     assert res.returncode == 2
-    assert "--param is a setting of model es; pm takes its parameters" in res.stderr
-    # options that would do nothing are refused, naming them
+    assert "--param does not apply with --model pm" in res.stderr
+    # options that would do nothing are refused, naming them (more in test_options.py)
     for args, message in (
-        (("--model", "span", "--apc", "buffer"), "--apc is a setting of model es"),
-        (("--model", "pm", "--confidence", "0.95"), "--confidence is a setting of model es"),
+        (("--model", "span", "--apc", "buffer"), "--apc does not apply with --model span"),
+        (("--model", "pm", "--confidence", "0.95"), "--confidence does not apply with --model"),
         (("--confidence", "0.9", "--param", "confidence=0.95"), "give it once"),
         (("--source", "mc", "--scenarios", str(tmp_path / "s.csv")), "--source does not apply"),
     ):
