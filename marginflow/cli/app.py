@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from marginflow.cli.output import EXIT_BAD_INPUT, EXIT_INTERNAL, error_line
-from marginflow.core.errors import MSG_INTERNAL_ERROR, MSG_OS_ERROR
+from marginflow.core.errors import MSG_DATABASE_ERROR, MSG_INTERNAL_ERROR, MSG_OS_ERROR
 
 app = typer.Typer(
     name="marginflow",
@@ -103,12 +103,31 @@ def main() -> None:
     except Exception as exc:  # a bug: one line, the traceback on request
         if _debug:
             raise
+        database = database_error_text(exc)
+        if database is not None:  # the store cannot be reached, read or written
+            _exit(database, EXIT_BAD_INPUT)
         if type(exc).__name__ == "Abort":  # end of input at a prompt
             _exit("aborted", 1)
         first = (str(exc).strip().splitlines() or [""])[0]
         what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         _exit(MSG_INTERNAL_ERROR.format(what=what), EXIT_INTERNAL)
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def database_error_text(exc: Exception) -> str | None:
+    """``the database <url>: <reason>`` if ``exc`` is the database's operational fault (a
+    read-only file, a full disk, no write rights, no server), else None."""
+    sa = sys.modules.get("sqlalchemy")
+    if sa is None or not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    denied = getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501"  # no privilege
+    if not denied and not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    from marginflow.store.database import database_named
+
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    url = database_named(exc) or "(unnamed)"
+    return MSG_DATABASE_ERROR.format(url=url, reason=reason)
 
 
 def usage_error_text(exc: Exception) -> str:
@@ -130,4 +149,7 @@ def os_error_text(exc: OSError) -> str:
 def _exit(message: str, status: int) -> NoReturn:
     with contextlib.suppress(OSError):  # stderr itself is gone: the status still says it
         error_line(message)
+    with contextlib.suppress(OSError):  # a full or broken stdout must not fail again at exit
+        sys.stdout.flush()
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # the interpreter flushes it at exit
     raise SystemExit(status)

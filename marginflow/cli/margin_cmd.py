@@ -18,7 +18,14 @@ import typer
 
 from marginflow.app.margin import BookMargins, MarginRun, book_margins, margin_book
 from marginflow.cli.options import given, refuse_ignored, refuse_twice
-from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
+from marginflow.cli.output import (
+    fail,
+    output_file,
+    print_json,
+    report_failures,
+    table,
+    write_rejects,
+)
 from marginflow.core.errors import MSG_OPTION_IGNORED, MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook, load_book, write_book
@@ -265,6 +272,7 @@ def margin_command(
     )
     if as_json:
         refuse_ignored(ctx, ["limit"], because="--json")
+    output_file(rejects, "--rejects")
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
         decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
@@ -368,6 +376,7 @@ def what_if_command(
     refuse_ignored_settings(
         ctx, model=model, scenarios=scenarios, source=source, apc=apc, param=param
     )
+    output_file(rejects, "--rejects")
     trades = [_parse_trade(t) for t in trade]
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,

@@ -100,13 +100,18 @@ def write_csv_rows(out: TextIO, header: Sequence[Any], rows: Iterable[Sequence[A
     writer.writerows([spreadsheet_cell(x) for x in row] for row in rows)
 
 
+def output_file(path: Path | None, option: str) -> None:
+    """Refuse, before any work is done, an output option naming a folder."""
+    if path is not None and path.is_dir():
+        fail(MSG_OUTPUT_IS_FOLDER.format(option=option, path=path))
+
+
 def write_csv_file(
     path: Path, option: str, header: Sequence[Any], rows: Iterable[Sequence[Any]]
 ) -> None:
     """Write a CSV file given by ``option`` (``--rejects``); a folder or a failed write
     exits with status 2 naming the option and the path."""
-    if path.is_dir():
-        fail(MSG_OUTPUT_IS_FOLDER.format(option=option, path=path))
+    output_file(path, option)
     try:
         with open(path, "w", encoding="utf-8", newline="") as fh:
             write_csv_rows(fh, header, rows)

@@ -11,7 +11,7 @@ from typing import Annotated, TextIO
 import numpy as np
 import typer
 
-from marginflow.cli.output import fail, report_failures, write_csv_rows, write_rejects
+from marginflow.cli.output import fail, output_file, report_failures, write_csv_rows, write_rejects
 from marginflow.core.errors import ValidationError
 from marginflow.core.text import visible
 from marginflow.io.option_csv import OptionFile, read_option_csv
@@ -41,6 +41,7 @@ def price_command(
     line, field and reason; the others are still priced; the exit status is then 2.
     Units: vega per 1.00 vol, theta per year (-dV/dT), rho per 1.00 rate.
     """
+    output_file(rejects, "--rejects")
     options = load_option_file(file)
     result = _price_columns(options, with_greeks)
     try:

@@ -31,7 +31,14 @@ from typing import Annotated, Any
 import typer
 
 from marginflow.cli.options import refuse_ignored
-from marginflow.cli.output import fail, print_json, report_failures, table, write_rejects
+from marginflow.cli.output import (
+    fail,
+    output_file,
+    print_json,
+    report_failures,
+    table,
+    write_rejects,
+)
 from marginflow.core.errors import MarginflowError, RowFailure
 
 KINDS = ("trades", "market", "positions", "crif", "reference", "roll")
@@ -77,6 +84,7 @@ def publish_command(
     if kind not in KINDS:
         fail(f"KIND must be one of {', '.join(KINDS)}, got {kind!r}")
     _refuse_ignored(ctx, kind, log)
+    output_file(rejects, "--rejects")
     log_url, topology = _target(directory, log, prefix, partitions)
     try:
         events, failures, publish = _read(kind, path, party, counterparty, portfolio, business_date)

@@ -22,6 +22,7 @@ from marginflow.cli.options import refuse_ignored
 from marginflow.cli.output import (
     fail,
     note,
+    output_file,
     print_json,
     report_failures,
     say,
@@ -91,6 +92,7 @@ def simm_command(
         fail(f"--mpor must be 10 or 1, got {mpor}")
     if as_json:
         refuse_ignored(ctx, ["depth"], because="--json")
+    output_file(rejects, "--rejects")
     as_of_date = _as_of(as_of)
     try:
         run = simm_of_crif(

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from marginflow.cli.options import refuse_ignored
-from marginflow.cli.output import fail, note, print_json, say, table
+from marginflow.cli.output import fail, note, output_file, print_json, say, table
 from marginflow.core.errors import MarginflowError
 
 EXIT_DIFFERENT = 1
@@ -193,6 +193,7 @@ def explain_command(
 
     if db:
         refuse_ignored(ctx, ["directory"], because="--db")
+    output_file(chart, "--chart")
     if chart is not None and chart.suffix.lower() not in (".png", ".svg"):
         fail(f"--chart {chart}: the file name must end in .png or .svg")
     t1, t2 = parse_time(start, "--from"), parse_time(end, "--to")

@@ -79,8 +79,8 @@ def engine_for(url: str, *, pooled: bool = False) -> sa.Engine:
     connections are kept between uses (for :meth:`Database._rows`, which always reads a
     statement to its end) rather than opened per use."""
     if url.startswith(("postgresql://", "postgres://")):
-        return sa.create_engine(
-            "postgresql+psycopg://" + url.split("://", 1)[1], pool_pre_ping=True
+        return _named(
+            sa.create_engine("postgresql+psycopg://" + url.split("://", 1)[1], pool_pre_ping=True)
         )
     if not (url.startswith("sqlite:///") or url == "sqlite://:memory:"):
         raise ConfigurationError(
@@ -116,7 +116,33 @@ def engine_for(url: str, *, pooled: bool = False) -> sa.Engine:
         # read on it saw the store as it was then (a reset password still took the old one)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate", False) else "BEGIN")
 
+    return _named(engine)
+
+
+DATABASE_NOTE = "database: "
+"""An error of the database driver carries a note naming the database, ``database: <url>``
+(its password hidden), so that the one line a user is shown can say which store failed
+(a read-only file, a full disk, a user without write rights): see :func:`database_named`."""
+
+
+def _named(engine: sa.Engine) -> sa.Engine:
+    shown = engine.url.render_as_string(hide_password=True)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _note(context: sa.engine.ExceptionContext) -> None:
+        exc = context.sqlalchemy_exception
+        if exc is not None and database_named(exc) is None:
+            exc.add_note(DATABASE_NOTE + shown)
+
     return engine
+
+
+def database_named(exc: BaseException) -> str | None:
+    """The database an error of the driver came from (its URL), or None."""
+    for note in getattr(exc, "__notes__", ()):
+        if note.startswith(DATABASE_NOTE):
+            return str(note.removeprefix(DATABASE_NOTE))
+    return None
 
 
 def _wal(dbapi: Any, patience: float = 30.0) -> None:
