@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import typer
 
-from marginflow.cli.options import refuse_ignored
 from marginflow.cli.output import fail, print_json, say, table
 from marginflow.cli.trace_cmd import DbOpt, JsonOpt, PrefixOpt, open_store
 
@@ -180,7 +179,6 @@ def verify_command(
 
 @audit_app.command("show")
 def show_command(
-    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     db: DbOpt = None,
     prefix: PrefixOpt = "mf_",
@@ -188,8 +186,6 @@ def show_command(
     as_json: JsonOpt = False,
 ) -> None:
     """The newest entries, newest first (user text shown literally)."""
-    if db:
-        refuse_ignored(ctx, ["directory"], because="--db (show reads no key)")
     log = _audit_log(directory, db, prefix, keyed=False)
     try:
         rows = _read(lambda: log.entries(descending=True, limit=limit))

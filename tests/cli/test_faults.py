@@ -85,7 +85,7 @@ def test_an_output_on_a_full_disk(options: Path) -> None:
 
 def test_a_table_on_a_full_disk(tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
-        sizes = ("--accounts", "5", "--members", "2", "--underlyings", "2", "--series", "10")
+        sizes = ("--accounts", "5", "--members", "2", "--series", "10", "--positions", "20")
         res = run("generate-book", str(tmp_path / "b"), *sizes, stdout=full)
     assert one_line(res) == "error: No space left on device"
 

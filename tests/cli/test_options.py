@@ -115,8 +115,6 @@ def test_simm_depth_applies_to_the_table_only(files: Path) -> None:
         (("reproduce", "A1", "--db", "sqlite:///x.db", "--dir", "d"), ignored("--dir", "--db")),
         (("explain", "A1", "--from", "now", "--db", "sqlite:///x.db", "--dir", "d"),
          ignored("--dir", "--db")),
-        (("audit", "show", "--db", "sqlite:///x.db", "--dir", "d"),
-         ignored("--dir", "--db (show reads no key)")),
         (("demo", "--trades", "100", "--market", "m.csv"),
          ignored("--trades", "--market (give a trades file, or none)")),
         (("cluster", "up", "--book", "b", "--accounts", "5"), ignored("--accounts", "--book")),
