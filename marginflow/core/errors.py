@@ -88,3 +88,26 @@ MSG_AUTH_EXPIRED = "token has expired"
 MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
 MSG_AUTH_ISSUER = "token issuer is not marginflow"
 MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
+
+
+class DamagedFileError(MarginflowError):
+    """A durable file (a log segment or its index, a durable mark, a snapshot, an offsets
+    file) failed its checksum or format check. ``path`` names it and ``position`` is the byte
+    where the damage was found. Nothing is repaired silently: ``marginflow log verify``
+    lists the damage and ``marginflow log repair`` fixes it when asked."""
+
+    def __init__(self, path: object, position: int, reason: str) -> None:
+        self.path = str(path)
+        self.position = position
+        self.reason = reason
+        super().__init__(MSG_DAMAGED.format(path=path, position=position, reason=reason))
+
+
+# Durable files: damage, old formats and failed writes (full or read-only disk).
+MSG_DAMAGED = "{path}: damaged at byte {position}: {reason}"
+MSG_BAD_CHECKSUM = "checksum mismatch"
+MSG_OLD_FORMAT = (
+    "written by an older marginflow (format {found}, this one reads format {expected}); "
+    "start a new log or cluster directory (`cluster up --fresh`)"
+)
+MSG_WRITE_FAILED = "{path}: cannot write: {reason}"
