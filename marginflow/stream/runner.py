@@ -172,6 +172,14 @@ def _percentiles(values: Sequence[float], qs: tuple[float, ...]) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except MarginflowError as exc:  # a damaged log or snapshot, a full disk: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.role == "sink" and not args.db:
         _database(args)  # refuses before anything is created
     topology = Topology(partitions=args.partitions, prefix=args.prefix)

@@ -301,10 +301,10 @@ class Partition:
         doc = load_checked_json(path, raw, LogCorruptError)
         return {int(a): int(b) for a, b in doc["gaps"]}
 
-    def next_segment(self, offset: int) -> int | None:
-        """The base of the segment that holds ``offset`` once the one before it ended there:
+    def next_segment(self, offset: int, current: int) -> int | None:
+        """The base of the segment that holds ``offset`` once segment ``current`` ended there:
         the segment named ``offset``, or the one after a recorded gap from ``offset``."""
-        if self.segment(offset).exists():
+        if offset != current and self.segment(offset).exists():
             return offset
         after = self.gaps().get(offset)
         if after is not None and self.segment(after).exists():
@@ -371,7 +371,7 @@ def scan(part: Partition, base: int, pos: int, offset: int) -> Scan:
                 offset += batch.count
         finally:
             os.close(fd)
-        nxt = part.next_segment(offset) if pos == size else None
+        nxt = part.next_segment(offset, base) if pos == size else None
         if nxt is None or nxt == base:
             return Scan(base, pos, offset, size)
         base, pos, offset = nxt, HEADER, nxt
@@ -712,7 +712,7 @@ class _Reader:
         """At the clean end of a segment, move to the one holding the next offset."""
         if self.pos != os.fstat(fd).st_size:
             return False
-        nxt = self.part.next_segment(self.next_offset)
+        nxt = self.part.next_segment(self.next_offset, self.base)
         if nxt is None or nxt == self.base:
             return False
         self.close_segment()
