@@ -300,7 +300,7 @@ def _repair_partition(part: Partition, folder: Path) -> list[Dropped]:
     offset = bases[0] if bases else 0
     drop_from = len(bases)
     for i, base in enumerate(bases):
-        if base != offset and gaps.get(offset) != base and not after_damage:
+        if base != offset and gaps.get(offset) != base:
             drop_from = i
             break
         seg = _scan_segment(part, base, base)
