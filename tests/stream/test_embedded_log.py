@@ -104,7 +104,9 @@ def test_corrupted_batch_is_refused_with_its_file_and_offset(tmp_path: Path) -> 
     data = bytearray(segment.read_bytes())
     data[data.index(b"bbbb")] ^= 0xFF  # flip bits in the second batch's record
     segment.write_bytes(bytes(data))
-    with pytest.raises(LogCorruptError, match=rf"{segment}: damaged at byte \d+: .*offset 1 of t\[0\]"):
+    with pytest.raises(
+        LogCorruptError, match=rf"{segment}: damaged at byte \d+: .*offset 1 of t\[0\]"
+    ):
         _read_all(log, topic)  # never a silent stop after b"aaaa"
 
 

@@ -251,7 +251,16 @@ def parse_mark(path: Path, raw: bytes) -> Mark | None:
     """The mark in the bytes of its file (None: nothing acknowledged yet)."""
     if not raw:
         return None  # created, never written (a crash before the first flush finished)
-    valid = [m for m in mark_slots(raw) if m is not None]
+    slots = mark_slots(raw)
+    for k, slot in enumerate(slots):
+        # A slot never written is zeros. Any other invalid slot is damage, refused even
+        # though the other slot may be valid: falling back to an older mark would hide
+        # acknowledged records from readers and let a writer truncate them.
+        if slot is None and raw[k * _MARK.size : (k + 1) * _MARK.size].strip(b"\0"):
+            raise LogCorruptError(path, k * _MARK.size, f"slot {k} of the durable mark damaged")
+    if len(raw) > 2 * _MARK.size:
+        raise LogCorruptError(path, 2 * _MARK.size, "bytes after the two slots")
+    valid = [m for m in slots if m is not None]
     if not valid:
         raise LogCorruptError(path, 0, "no valid slot in the durable mark")
     return max(valid, key=lambda m: m.seq)
@@ -830,7 +839,10 @@ class EmbeddedConsumer:
             self._log.partitions(t)  # the topic must exist
         self._topics = list(topics)
         self._on_assign, self._on_revoke = on_assign, on_revoke
-        self._member = _Membership(self._log.group_dir(self._group))
+        try:
+            self._member = _Membership(self._log.group_dir(self._group))
+        except OSError as exc:  # its files on a read-only or full disk
+            raise write_failed(Path(exc.filename or self._log.root), exc, LogError) from exc
         self._next_check = 0.0
 
     def _rebalance(self) -> None:
@@ -1010,7 +1022,10 @@ class EmbeddedLog:
         if not group or "/" in group or group.startswith("."):
             raise LogError(f"invalid consumer group name {group!r}")
         path = self.root / "groups" / group
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(path, exc, LogError) from exc
         return path
 
     def committed(self, group: str, tps: Sequence[TP]) -> dict[TP, int | None]:

@@ -118,6 +118,12 @@ def _partitions(root: Path) -> list[Partition]:
     return out
 
 
+def _best_effort_mark(raw: bytes) -> Mark | None:
+    """The newest valid slot of a damaged mark (repair must not hand out what it covered)."""
+    valid = [m for m in mark_slots(raw) if m is not None]
+    return max(valid, key=lambda m: m.seq) if valid else None
+
+
 def _mark_findings(part: Partition) -> tuple[list[Finding], Mark | None]:
     path = part.mark_path
     try:
@@ -128,19 +134,9 @@ def _mark_findings(part: Partition) -> tuple[list[Finding], Mark | None]:
     try:
         mark = parse_mark(path, raw)
     except LogCorruptError as exc:
-        finding.status, finding.position, finding.detail = "damaged", 0, exc.reason
-        return [finding], None
-    slots = mark_slots(raw)
-    size = 2 * struct.calcsize("<QqqqI")
-    for k, slot in enumerate(slots):
-        chunk = raw[k * size // 2 : (k + 1) * size // 2]
-        if slot is None and chunk.strip(b"\0"):
-            finding.status, finding.position = "damaged", k * size // 2
-            finding.detail = f"slot {k} damaged (the other still holds the mark)"
-    if len(raw) > size:
-        finding.status, finding.position = "damaged", size
-        finding.detail = f"{len(raw) - size} bytes after the two slots"
-    if mark is not None and finding.status == "ok":
+        finding.status, finding.position, finding.detail = "damaged", exc.position, exc.reason
+        return [finding], _best_effort_mark(raw)
+    if mark is not None:
         finding.offset = mark.next
         finding.detail = f"offsets below {mark.next} acknowledged"
     return [finding], mark
@@ -290,10 +286,7 @@ def _repair_partition(part: Partition, folder: Path) -> list[Dropped]:
     if not damaged:
         return []
     out: list[Dropped] = []
-    try:
-        old_mark = part.mark()
-    except LogCorruptError:
-        old_mark = None
+    _, old_mark = _mark_findings(part)
     gaps = part.gaps() if not any(f.kind == "gaps" for f in damaged) else {}
     bases = part.bases()
     kept: list[_SegmentScan] = []
