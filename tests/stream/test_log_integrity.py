@@ -411,3 +411,14 @@ def test_a_full_disk_then_a_read_only_one(small_tmpfs: Path) -> None:
     with pytest.raises(LogError, match="Read-only file system"):
         _flushes(EmbeddedLog(small_tmpfs / "log"), topic, 1)
     assert len(_read_all(log, topic)) == count
+
+
+def test_a_damaged_run_record_is_refused_naming_it(tmp_path: Path) -> None:
+    from marginflow.core.errors import ConfigurationError
+    from marginflow.stream.cluster_dir import read_run, write_run
+
+    write_run(tmp_path, {"log": "embedded", "log_url": "embedded:///x", "book_fingerprint": ""})
+    assert read_run(tmp_path) is not None
+    _flip(tmp_path / "run.json", 40)
+    with pytest.raises(ConfigurationError, match=r"run\.json: damaged at byte \d+: checksum"):
+        read_run(tmp_path)
