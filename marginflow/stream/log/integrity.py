@@ -348,7 +348,8 @@ def _repair_partition(part: Partition, folder: Path) -> list[Dropped]:
         part.segment(0).write_bytes(SEGMENT_MAGIC)
         new_mark = Mark(0, 0, HEADER, 0)
     seq = (old_mark.seq if old_mark else 0) + 2  # both slots, fresh
-    part.mark_path.unlink(missing_ok=True)
+    if part.mark_path.exists():  # in place: a reader keeps the file open
+        os.truncate(part.mark_path, 0)
     write_mark(part, Mark(seq - 1, new_mark.base, new_mark.end, new_mark.next), sync=True)
     write_mark(part, Mark(seq, new_mark.base, new_mark.end, new_mark.next), sync=True)
     fsync_dir(part.dir)
