@@ -38,8 +38,10 @@ partition is acknowledged: a producer's :meth:`EmbeddedProducer.flush` fsyncs th
   short in silence, and never sees a record a crash could take back.
 * Writer recovery (a writer taking the partition's lock) scans from the mark: valid batches
   after it (appended by a live writer, not yet flushed) are kept; the first invalid byte
-  after it starts a torn tail, never acknowledged, which is truncated. A bad batch below
-  the mark is corruption: the writer refuses to append (:class:`LogCorruptError`).
+  after it starts a torn tail, never acknowledged, which is truncated. Data missing below
+  the mark (a segment shorter than the mark says) is refused (:class:`LogCorruptError`).
+  A writer does not re-read what is below the mark: damage there is for readers and
+  ``marginflow log verify`` to find, and no writer ever truncates below the mark.
 * Offsets are never reused. An offset exists for anyone only once it is below the mark: no
   reader saw, and no group could commit, an offset of the torn tail, so the next append
   takes the first offset after the last valid batch. ``log repair`` drops damaged batches
@@ -520,6 +522,10 @@ class _Writer:
             finally:
                 os.close(fd)
             raise self.part.damage(path, found.end, found.next, why)
+        if found.size > found.end and found.base != last:
+            raise self.part.damage(  # segments after a bad batch: no tail, not ours to cut
+                self.part.segment(found.base), found.end, found.next, "segments follow it"
+            )
         if found.size > found.end:  # a torn tail, after the mark: never acknowledged
             os.truncate(self.part.segment(found.base), found.end)
             trim_index(self.part, found.base, found.end)
