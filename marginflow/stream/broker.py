@@ -82,6 +82,27 @@ class Broker:
             self.process.wait()
 
 
+def start_proxy(origin: str, *, host: str = "127.0.0.1", port: int | None = None) -> Broker:
+    """Start a Kafka-protocol proxy (the same binary) on ``host:port`` that forwards to the
+    broker at ``origin`` (``host:port``) and advertises itself, so clients of the proxy talk
+    to ``origin`` only through it. Killing the proxy is, to them, the broker going away
+    with its log kept (the chaos tests' broker outages)."""
+    port = port or free_port(host)
+    url = f"tcp://{host}:{port}"
+    proc = subprocess.Popen(
+        [str(broker_binary()), "proxy", "--listener-url", url, "--advertised-listener-url", url,
+         "--origin-url", f"tcp://{origin}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    if not wait_for_port(host, port, 10.0):
+        proc.kill()
+        raise ConfigurationError(f"the broker proxy did not listen on {host}:{port} within 10 s")
+    return Broker(proc, host, port)
+
+
 def start_broker(
     *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
 ) -> Broker:
