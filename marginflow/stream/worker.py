@@ -248,6 +248,7 @@ class MicroBatchWorker:
         self._gave_up = False  # stopped while the log was unreachable: no snapshot at close
         self._partitions: dict[str, int] = {}
         self._uncommitted: dict[TP, int] = {}  # durable snapshots whose commit failed
+        self._commit_refused = False  # said once per run of refusals
         self.health: BrokerHealth | None = health_of(log)
         self._backoff = Backoff(settings.backoff)
         self._probe_at = 0.0
@@ -641,16 +642,18 @@ class MicroBatchWorker:
         elif offsets:
             self._phase("committed")
 
-    @staticmethod
-    def _try_commit(consumer: Consumer, offsets: Mapping[TP, int]) -> bool:
+    def _try_commit(self, consumer: Consumer, offsets: Mapping[TP, int]) -> bool:
         try:
             consumer.commit(offsets)
         except LogUnavailableError:
             return False  # the broker is away: its health says so, once
         except LogError as exc:
             # refused while the group re-forms after an outage (not a member any more)
-            say(f"commit not taken, kept for the next one: {exc}")
+            if not self._commit_refused:
+                say(f"{self.settings.group}: commit not taken, kept for the next one: {exc}")
+            self._commit_refused = True
             return False
+        self._commit_refused = False
         return True
 
     def _save_broadcast(self) -> None:

@@ -112,6 +112,19 @@ class BrokerHealth:
         self.outages = 0  # times it went down
         self._lock = threading.Lock()
         self._since_mono = 0.0
+        self._suspect_since: float | None = None
+
+    def suspect(self, reason: str, *, settle: float = 1.0) -> None:
+        """A sign the broker is away that may be stale (librdkafka reports a failed
+        connection attempt when it serves its queue, which can be after the broker is back):
+        down only if signs keep coming for ``settle`` seconds with no success between."""
+        now = time.monotonic()
+        with self._lock:
+            if self._suspect_since is None:
+                self._suspect_since = now
+            first = self._suspect_since
+        if now - first >= settle:
+            self.down(reason)
 
     @property
     def reachable(self) -> bool:
@@ -129,11 +142,19 @@ class BrokerHealth:
         if self.report is not None:
             self.report(self.state().describe())
 
-    def up(self) -> None:
-        if self.unreachable_since_ns is None:  # the common case: no lock on the hot path
-            return
+    def up(self, started: float | None = None) -> None:
+        """The broker answered an operation begun at ``started`` (``time.monotonic()``; None:
+        just now). An operation begun before the broker went away proves nothing: its answer
+        may have come before, and been read after (a flush serves both)."""
+        if self.unreachable_since_ns is None and self._suspect_since is None:
+            return  # the common case: no lock on the hot path
         with self._lock:
+            if started is not None and started < (self._suspect_since or 0.0):
+                return
+            self._suspect_since = None
             if self.unreachable_since_ns is None:
+                return
+            if started is not None and started < self._since_mono:
                 return
             seconds = time.monotonic() - self._since_mono
             retries, self.failures = self.failures, 0

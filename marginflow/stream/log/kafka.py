@@ -130,7 +130,7 @@ def _client_callbacks(health: BrokerHealth) -> dict[str, Any]:
 
     def on_error(err: ck.KafkaError) -> None:
         if err.code() in UNREACHABLE:
-            health.down(err.str())
+            health.suspect(err.str())
 
     return {"logger": CLIENT_LOG, "error_cb": on_error}
 
@@ -141,6 +141,7 @@ class KafkaProducer:
     def __init__(self, config: Mapping[str, Any], health: BrokerHealth) -> None:
         self._errors: list[str] = []
         self._health = health
+        self._sent = 0  # records produced since the last flush (the queue also holds events)
         conf = {
             **PRODUCER_DEFAULTS,
             **_client_callbacks(health),
@@ -159,6 +160,7 @@ class KafkaProducer:
         while True:
             try:
                 self._producer.produce(topic, value, key, partition)
+                self._sent += 1
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
@@ -174,7 +176,7 @@ class KafkaProducer:
     def flush(self, timeout: float = 30.0) -> None:
         """Raises :class:`LogUnavailableError` when records are still queued after ``timeout``
         (they stay queued: flush again), :class:`LogError` when any delivery failed."""
-        queued = len(self._producer)
+        started = time.monotonic()
         left = self._producer.flush(timeout)
         if left:
             reason = f"{left} records not delivered within {timeout:g} s"
@@ -182,8 +184,9 @@ class KafkaProducer:
             raise LogUnavailableError(
                 MSG_BROKER_UNREACHABLE.format(address=self._health.address, reason=reason)
             )
-        if queued and not self._errors:
-            self._health.up()
+        if self._sent and not self._errors:  # records went out: the broker took them
+            self._health.up(started)
+        self._sent = 0
         if self._errors:
             errors, self._errors = self._errors, []
             raise LogError(f"{len(errors)} records not delivered; first: {errors[0]}")
@@ -254,6 +257,7 @@ class KafkaConsumer:
         # ``Consumer.consume(n, t)`` blocks until n messages or t seconds: it would add up
         # to t of latency to every batch that is not full. Take what is queued; if nothing
         # is, wait for the first message only, then take what came with it.
+        started = time.monotonic()
         msgs = self._consumer.consume(max_records, 0)
         if not msgs and timeout > 0:
             first = self._consumer.poll(timeout)
@@ -277,7 +281,7 @@ class KafkaConsumer:
             value = cast(bytes, m.value())
             out.append(Record(tp[0], tp[1], offset, m.timestamp()[1], m.key(), value))
         if out:
-            self._health.up()
+            self._health.up(started)
         return out
 
     def _consume_error(self, err: ck.KafkaError) -> None:
@@ -285,7 +289,7 @@ class KafkaConsumer:
         re-forming after it are passing states librdkafka recovers from; the rest stops."""
         code = err.code()
         if not err.fatal() and code in UNREACHABLE:
-            self._health.down(f"consume: {err.str()}")
+            self._health.suspect(f"consume: {err.str()}")
         elif err.fatal() or not (err.retriable() or code in REJOINING):
             raise LogError(f"consume failed: {err.str()}")
 
@@ -312,6 +316,7 @@ class KafkaConsumer:
         if not offsets:
             return
         parts = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        started = time.monotonic()
         try:
             result = self._consumer.commit(offsets=parts, asynchronous=False)
         except ck.KafkaException as exc:
@@ -319,7 +324,7 @@ class KafkaConsumer:
         bad = [p for p in result or [] if p.error is not None]
         if bad:
             raise LogError(f"commit failed for {bad[0].topic}[{bad[0].partition}]: {bad[0].error}")
-        self._health.up()
+        self._health.up(started)
 
     def committed(self, tps: Sequence[TP]) -> dict[TP, int | None]:
         if not self._grouped or not tps:
@@ -379,7 +384,6 @@ class KafkaLog:
                 MSG_BROKER_UNREACHABLE.format(address=self.bootstrap, reason=reason)
             )
         self._topics(timeout)
-        self.health.up()
 
     def _listening(self, timeout: float) -> bool:
         for address in self.bootstrap.split(","):
@@ -395,11 +399,12 @@ class KafkaLog:
 
     def _topics(self, timeout: float = 10.0) -> dict[str, Any]:
         """The broker's topic metadata (all topics: asking for one may auto-create it)."""
+        started = time.monotonic()
         try:
             topics: dict[str, Any] = self._admin.list_topics(timeout=timeout).topics
         except ck.KafkaException as exc:
             raise _failed(self.health, "cannot read metadata", exc) from exc
-        self.health.up()
+        self.health.up(started)
         return topics
 
     # -- topics -------------------------------------------------------------------------
