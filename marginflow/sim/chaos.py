@@ -26,7 +26,7 @@ from marginflow.io.book import write_book
 from marginflow.store import Database
 from marginflow.store.loads import record_book_load
 from marginflow.stream import events as ev
-from marginflow.stream.broker import Broker, start_proxy
+from marginflow.stream.broker import free_port, start_broker, wait_for_port
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import MarginSetup
@@ -413,31 +413,42 @@ def pipeline_chaos(
 
 
 class BrokerFront:
-    """What clients connect to instead of the broker at ``origin``: a Kafka-protocol proxy
-    (:func:`~marginflow.stream.broker.start_proxy`). :meth:`down` SIGKILLs it, so every
-    client sees what a dead broker looks like (connections reset, new ones refused);
-    :meth:`up` starts it again on the same port, the broker back with its log (the test
-    broker keeps its log in memory: restarting the broker itself would lose the log, which
-    no client can survive)."""
+    """A broker whose clients all reach it through a TCP forwarder of its own
+    (:mod:`marginflow.sim.forward`, a separate process): the broker advertises the
+    forwarder's port, so every connection goes through it. :meth:`down` SIGKILLs the
+    forwarder, so every client sees what a dead broker looks like (connections reset, new
+    ones refused); :meth:`up` starts it again on the same port, the broker back with its log
+    (the test broker keeps its log in memory: restarting the broker process itself would
+    lose the log, which no client can survive). ``broker`` is the broker process, for
+    :func:`pause_broker`."""
 
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-        self._proxy: Broker = start_proxy(origin)
-        self.port = self._proxy.port
+    def __init__(self, *, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.broker = start_broker(advertised_port=self.port, log_path=log_path)
+        self._forwarder: subprocess.Popen[bytes] | None = None
+        self.up()
 
     @property
     def bootstrap(self) -> str:
-        return f"{self._proxy.host}:{self.port}"
+        return f"127.0.0.1:{self.port}"
 
     def down(self) -> None:
-        self._proxy.process.kill()
-        self._proxy.process.wait()
+        if self._forwarder is not None:
+            self._forwarder.kill()
+            self._forwarder.wait()
+            self._forwarder = None
 
     def up(self) -> None:
-        self._proxy = start_proxy(self.origin, port=self.port)
+        command = [sys.executable, "-m", "marginflow.sim.forward", str(self.port)]
+        self._forwarder = subprocess.Popen(
+            [*command, self.broker.bootstrap], env=_env(), stdin=subprocess.DEVNULL
+        )
+        if not wait_for_port("127.0.0.1", self.port, 30.0):
+            raise AssertionError(f"the forwarder did not listen on {self.port}")
 
     def close(self) -> None:
-        self._proxy.stop()
+        self.down()
+        self.broker.stop()
 
 
 @dataclass

@@ -82,36 +82,28 @@ class Broker:
             self.process.wait()
 
 
-def start_proxy(origin: str, *, host: str = "127.0.0.1", port: int | None = None) -> Broker:
-    """Start a Kafka-protocol proxy (the same binary) on ``host:port`` that forwards to the
-    broker at ``origin`` (``host:port``) and advertises itself, so clients of the proxy talk
-    to ``origin`` only through it. Killing the proxy is, to them, the broker going away
-    with its log kept (the chaos tests' broker outages)."""
-    port = port or free_port(host)
-    url = f"tcp://{host}:{port}"
-    proc = subprocess.Popen(
-        [str(broker_binary()), "proxy", "--listener-url", url, "--advertised-listener-url", url,
-         "--origin-url", f"tcp://{origin}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    if not wait_for_port(host, port, 10.0):
-        proc.kill()
-        raise ConfigurationError(f"the broker proxy did not listen on {host}:{port} within 10 s")
-    return Broker(proc, host, port)
-
-
 def start_broker(
-    *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log_path: Path | None = None,
+    advertised_port: int | None = None,
 ) -> Broker:
-    """Start a broker on ``host:port`` (a free port if None) and wait until it listens."""
+    """Start a broker on ``host:port`` (a free port if None) and wait until it listens.
+    ``advertised_port``: tell clients to connect there instead (a forwarder's port)."""
     port = port or free_port(host)
     url = f"tcp://{host}:{port}"
+    advertised = f"tcp://{host}:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

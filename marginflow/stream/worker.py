@@ -300,7 +300,8 @@ class MicroBatchWorker:
     def _on_revoke(self, tps: list[TP]) -> None:
         self._revoked.update(tps)
         mine = [tp for tp in tps if tp in self._owned]
-        self._snapshot_and_commit(mine)
+        if not self._gave_up:  # else stopping with the broker away: no snapshot (see close)
+            self._snapshot_and_commit(mine)
         for tp in mine:
             self.processor.release(tp)
             del self._owned[tp]
