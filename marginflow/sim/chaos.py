@@ -236,7 +236,7 @@ class Supervisor:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
 
-    def start_all(self, *, timeout: float = 120.0) -> None:
+    def start_all(self, *, timeout: float = 600.0) -> None:
         """Start one process per role (no chaos) and wait until each has partitions."""
         for role in self.commands:
             self.start(role)
