@@ -98,3 +98,8 @@ MSG_AUTH_EXPIRED = "token has expired"
 MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
 MSG_AUTH_ISSUER = "token issuer is not marginflow"
 MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
+
+# The broker going away (marginflow.stream.log.kafka, the workers, `marginflow lag`).
+MSG_BROKER_UNREACHABLE = "broker at {address} is unreachable: {reason}"
+MSG_BROKER_DOWN = "broker at {address} unreachable since {since}: {reason}"
+MSG_BROKER_BACK = "broker at {address} reachable again after {seconds:.1f} s ({retries} retries)"
