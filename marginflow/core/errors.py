@@ -79,6 +79,16 @@ MSG_NOT_POSITIVE = "must be > 0, got {value!r}"
 MSG_NEGATIVE = "must be >= 0, got {value!r}"
 MSG_NOT_ONE_OF = "must be one of {choices}, got {value!r}"
 
+# Why an input file was refused before any row was read (marginflow.io.source).
+MSG_FILE_MISSING = "no such file"
+MSG_FILE_DIRECTORY = "is a directory, expected a file"
+MSG_FILE_NOT_REGULAR = "is not a regular file (a device, pipe or socket cannot be read as input)"
+MSG_FILE_TOO_LARGE = "is {size:,} bytes, more than the limit of {limit:,}"
+MSG_FILE_UNREADABLE = "cannot be read: {reason}"
+MSG_FILE_NOT_UTF8 = "line {line}: byte {byte} ({value!r}) is not UTF-8 text"
+MSG_FILE_DUPLICATE_COLUMN = "the column appears twice in the header"
+MSG_FILE_EMPTY_COLUMN = "column {n} of the header has no name"
+
 # Why a token was refused (AuthenticationError.reason).
 MSG_AUTH_MALFORMED = "token is malformed"
 MSG_AUTH_ALGORITHM = "token algorithm is not HS256"
@@ -88,6 +98,11 @@ MSG_AUTH_EXPIRED = "token has expired"
 MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
 MSG_AUTH_ISSUER = "token issuer is not marginflow"
 MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
+
+# The broker going away (marginflow.stream.log.kafka, the workers, `marginflow lag`).
+MSG_BROKER_UNREACHABLE = "broker at {address} is unreachable: {reason}"
+MSG_BROKER_DOWN = "broker at {address} unreachable since {since}: {reason}"
+MSG_BROKER_BACK = "broker at {address} reachable again after {seconds:.1f} s ({retries} retries)"
 
 
 class DamagedFileError(MarginflowError):

@@ -13,6 +13,7 @@ from marginflow.stream.log.base import (
     Log,
     LogCorruptError,
     LogError,
+    LogUnavailableError,
     Producer,
     Record,
 )
@@ -39,4 +40,14 @@ def open_log(url: str) -> Log:
     return EmbeddedLog(path)
 
 
-__all__ = ["TP", "Consumer", "Log", "LogCorruptError", "LogError", "Producer", "Record", "open_log"]
+__all__ = [
+    "TP",
+    "Consumer",
+    "Log",
+    "LogCorruptError",
+    "LogError",
+    "LogUnavailableError",
+    "Producer",
+    "Record",
+    "open_log",
+]

@@ -50,6 +50,11 @@ class LogCorruptError(LogError, DamagedFileError):
     silently (``marginflow log verify`` and ``marginflow log repair``)."""
 
 
+class LogUnavailableError(LogError):
+    """The log could not be reached (the broker is down, restarting or too slow to answer):
+    nothing was refused or lost, and the same operation may succeed when retried."""
+
+
 class Record(NamedTuple):
     """One record read from the log. ``timestamp_ms`` is the append (or create) time in
     milliseconds since the Unix epoch; event time, when there is one, is in the value."""
