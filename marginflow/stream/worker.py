@@ -83,6 +83,7 @@ from marginflow.stream.log.base import (
     TP,
     Consumer,
     Log,
+    LogCorruptError,
     LogError,
     LogUnavailableError,
     Producer,
@@ -648,6 +649,8 @@ class MicroBatchWorker:
             consumer.commit(offsets)
         except LogUnavailableError:
             return False  # the broker is away: its health says so, once
+        except LogCorruptError:
+            raise  # a damaged offsets file is not a passing state: stop and say where
         except LogError as exc:
             # refused while the group re-forms after an outage (not a member any more)
             if not self._commit_refused:
