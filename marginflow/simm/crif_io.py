@@ -4,8 +4,9 @@ CSV is read with Arrow's multi-threaded reader, every column as text so that no 
 can fail the whole file; each row is then validated by :func:`~marginflow.simm.crif.build_crif`.
 Rows with the wrong number of fields become failures too. Failure line numbers are the lines a
 user sees in an editor (header = line 1; a record with a quoted line break is named by its first
-line), and the rejected input is kept as written. When records cannot be matched to lines (lone
-CR line breaks) rows are numbered as records instead and kept as the values read. For Parquet,
+line), and the rejected input is kept as written. When records cannot be matched to lines (a
+lone CR ends a record but not a line) rows are numbered as records instead and kept as the
+values read; a malformed row is then named as line 0. For Parquet,
 line numbers are 1-based row numbers.
 
 Both formats first pass the shared input checks (:mod:`marginflow.io.source`: a missing path,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _plain(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
 
 
 def _line_spans(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Start and end offsets of every line (without the line break)."""
+    """Start and end offsets of every line (without the line break: LF or CR LF)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(buf == 10).astype(np.int64)
     starts = np.concatenate([np.zeros(1, np.int64), breaks + 1])
@@ -246,23 +247,20 @@ def _read_utf8(path: Path) -> tuple[bytes, bool]:
 
 def _header(data: bytes, starts: I64, ends: I64, path: Path) -> tuple[list[str], int]:
     """The header's names and its line number: the first line that is not empty (Arrow
-    skips empty lines too). A quoted name may span lines."""
+    skips empty lines too), up to a lone CR (where Arrow ends the record)."""
     filled = np.flatnonzero(ends > starts)
     if not filled.size:
         raise ValidationError("file", f"{path}: {MSG_CRIF_EMPTY_FILE}")
     first = int(filled[0])
-
-    def lines() -> Iterator[str]:
-        for a, b in zip(starts[first:].tolist(), ends[first:].tolist(), strict=True):
-            yield data[a:b].decode("utf-8", errors="replace") + "\n"
-
+    text = data[starts[first] : ends[first]].decode("utf-8", errors="replace")
+    text = text.split("\r", 1)[0]
+    if first == 0:
+        text = text.removeprefix("\ufeff")
     try:
-        header = next(csv.reader(lines()))
+        header = next(csv.reader([text]), [])
     except csv.Error as exc:
         reason = MSG_CRIF_NOT_CSV.format(error=_one_line(exc))
         raise ValidationError("header", f"{path}:{first + 1}: {reason}") from None
-    if first == 0 and header:
-        header[0] = header[0].removeprefix("\ufeff")
     return header, first + 1
 
 
