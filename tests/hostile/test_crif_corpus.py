@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from marginflow.core.errors import ValidationError
+from marginflow.io.crif import read_crif
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import read_crif
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "crif"
 MANIFEST = tomllib.loads((CORPUS / "manifest.toml").read_text())

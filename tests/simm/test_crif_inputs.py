@@ -24,9 +24,9 @@ from marginflow.core.errors import (
     MSG_FILE_NOT_REGULAR,
     ValidationError,
 )
+from marginflow.io.crif import read_crif
+from marginflow.io.fx_rates import read_fx_rates
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import read_crif
-from marginflow.simm.fx import read_fx_rates
 
 CAL = load_calibration("2.6")
 HEADER = "PortfolioID,TradeID,ProductClass,RiskType,Qualifier,Bucket,Label1,Label2,AmountUSD"

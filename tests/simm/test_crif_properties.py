@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from marginflow.core.errors import ValidationError
+from marginflow.io.crif import read_crif
 from marginflow.simm.calibration import load_calibration
 from marginflow.simm.crif import COLUMNS
-from marginflow.simm.crif_io import read_crif
 
 CAL = load_calibration("2.6")
 FIELDS = [
