@@ -59,6 +59,7 @@ from marginflow.io.csv_rows import (
     positive,
     read_rows,
 )
+from marginflow.io.source import check_input, read_input_text
 
 Format = Literal["csv", "parquet"]
 FILES = ("market", "underlyings", "members", "accounts", "instruments", "positions", "history")
@@ -259,6 +260,7 @@ def load_reference(files: Mapping[str, bytes], folder: Path) -> LoadedBook:
 
 def read_table(path: Path, columns: Sequence[Column]) -> ParsedRows:
     """Rows of a CSV or Parquet file, parsed column by column (see module docstring)."""
+    check_input(path)
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -269,12 +271,8 @@ def read_table(path: Path, columns: Sequence[Column]) -> ParsedRows:
             text = buf.getvalue().decode("utf-8")
             # pyarrow quotes every string field; the row reader unquotes them.
             return read_rows(io.StringIO(text), source=str(path), columns=columns)
-        with open(path, encoding="utf-8", newline="") as fh:
-            return read_rows(fh, source=str(path), columns=columns)
-    except FileNotFoundError:
-        raise ValidationError("file", f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError("file", f"{path}: not UTF-8 text ({exc.reason})") from None
+        text = read_input_text(path)
+        return read_rows(io.StringIO(text, newline=""), source=str(path), columns=columns)
     except pa.ArrowException as exc:
         raise ValidationError("file", f"{path}: cannot be read: {exc}") from None
 
@@ -541,6 +539,7 @@ def _positions(t: _Table, accounts: list[str], instruments: Instruments) -> sp.c
 
 def read_history(path: Path) -> ReturnHistory:
     """Closes (wide: ``date`` then one column per underlying) as daily log returns."""
+    check_input(path)
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -581,7 +580,7 @@ def read_history(path: Path) -> ReturnHistory:
             names[u],
             f"{path}:{t + 2}: close on {dates[t]} must be a number > 0, got {closes[t, u]!r}",
         )
-    return ReturnHistory.from_closes(dates, names, closes)
+    return ReturnHistory.from_closes(dates, names, closes, source=str(path))
 
 
 def write_book(

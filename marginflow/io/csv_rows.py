@@ -25,6 +25,7 @@ from marginflow.core.errors import (
     RowFailure,
     ValidationError,
 )
+from marginflow.io.source import check_header
 
 Parser = Callable[[str], Any]
 
@@ -71,13 +72,10 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
         raise ValidationError("header", f"{source} is empty: expected a header line") from None
     except csv.Error as exc:
         raise ValidationError("header", f"{source} cannot be read as CSV: {exc}") from None
+    check_header(header, source=source)
     missing = [c.name for c in columns if c.required and c.name not in header]
     if missing:
         raise ValidationError(missing[0], f"column {MSG_MISSING} from the header of {source}")
-    # a column named twice would be read from one copy and the other silently ignored
-    twice = [c.name for c in columns if header.count(c.name) > 1]
-    if twice:
-        raise ValidationError(twice[0], f"{source}:1: the column appears twice in the header")
     out = ParsedRows(header=header, values={c.name: [] for c in columns})
     for line_no, cells in _numbered(reader, source, out.failures):
         if not any(c.strip() for c in cells):
