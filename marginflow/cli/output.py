@@ -159,6 +159,13 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def print_json(document: Any) -> None:
-    """One JSON document on standard output (non-ASCII and control characters escaped)."""
-    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")
+def print_json(document: Any, *, one_line: bool = False) -> None:
+    """One JSON document on standard output (non-ASCII and control characters escaped).
+
+    ``one_line`` writes it on a single line (JSON Lines), for commands that keep printing
+    readings, so a reader can take one document per line.
+    """
+    indent = None if one_line else 2
+    sys.stdout.write(json.dumps(document, indent=indent, allow_nan=False, default=str) + "\n")
+    if one_line:
+        sys.stdout.flush()

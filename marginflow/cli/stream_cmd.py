@@ -102,7 +102,7 @@ def lag_command(
             if metrics_port is not None:
                 export_metrics(report)
             if as_json:
-                print_json(report.to_json())
+                print_json(report.to_json(), one_line=watch > 0)
             else:
                 _show(report)
             for g in report.alerts:
@@ -134,7 +134,7 @@ def _show_unreachable(monitor: Any, as_json: bool, metrics: bool) -> None:
     if metrics:
         export_broker(state)
     if as_json:
-        print_json({"taken_ns": time.time_ns(), "broker": asdict(state)})
+        print_json({"taken_ns": time.time_ns(), "broker": asdict(state)}, one_line=True)
 
 
 def _show(report: Any) -> None:

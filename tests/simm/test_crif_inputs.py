@@ -408,17 +408,6 @@ def test_a_schedule_end_date_beyond_2199_is_a_reject(tmp_path: Path) -> None:
     assert len(simm_of_crif(path, version="2.6").report.results) == 2
 
 
-def _output_is_literal() -> bool:
-    from marginflow.cli import output
-
-    return hasattr(output, "literal")
-
-
-@pytest.mark.xfail(
-    not _output_is_literal(),
-    reason="SIMM tables take user text as rich markup until branch cli (cli/output.literal)",
-    strict=True,
-)
 def test_hostile_text_in_a_crif_is_shown_literally(tmp_path: Path, cli: CliRunner) -> None:
     path = write(
         tmp_path,
