@@ -6,22 +6,32 @@ A snapshot is valid whoever wrote it: a worker's state after offset ``n`` is a f
 the log up to ``n`` (processing is deterministic), so two owners of a partition racing to
 save (a zombie after a rebalance, say) each save a true pair of (state, offset), and
 whichever lands last is as good a starting point as the other.
+
+Still, a zombie should not write at all: its snapshot can take a partition's state back
+behind the offsets its owner has committed, and it keeps publishing for a partition it does
+not own. So ownership is fenced here, whatever the broker says: a worker **claims** a
+partition when it is assigned it (:meth:`FileSnapshotStore.claim`, before it loads the
+snapshot), which raises the partition's epoch, and every save names the epoch of its claim;
+a save with an older epoch than the partition's is refused with :class:`SnapshotFencedError`
+(checked and written under one file lock, so a claim cannot land between the two).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import struct
 import threading
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from marginflow.core.errors import MarginflowError
+from marginflow.core.errors import MSG_SNAPSHOT_FENCED, MarginflowError
 from marginflow.stream.log.base import TP
 
 _MAGIC = b"MFSNAP01"
@@ -30,6 +40,18 @@ _HEADER = struct.Struct("<8sqQI")  # magic, offset, payload length, crc32(payloa
 
 class SnapshotError(MarginflowError):
     """A snapshot could not be read back (damaged or from an unknown format)."""
+
+
+class SnapshotFencedError(SnapshotError):
+    """A save by a former owner of the partition (see the module docstring)."""
+
+    def __init__(self, group: str, tp: TP, epoch: int, current: int) -> None:
+        super().__init__(
+            MSG_SNAPSHOT_FENCED.format(
+                group=group, topic=tp[0], partition=tp[1], epoch=epoch, current=current
+            )
+        )
+        self.tp = tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +64,13 @@ class Snapshot:
 
 
 class SnapshotStore(Protocol):
-    def save(self, group: str, tp: TP, snapshot: Snapshot) -> None:
-        """Durably replace the snapshot of ``tp`` for ``group`` (atomic: all or nothing)."""
+    def claim(self, group: str, tp: TP) -> int:
+        """Make the caller the owner of ``tp``'s snapshots for ``group``: an epoch higher than
+        any claimed before; saves that name an older one are refused from now on."""
+
+    def save(self, group: str, tp: TP, snapshot: Snapshot, *, epoch: int | None = None) -> None:
+        """Durably replace the snapshot of ``tp`` for ``group`` (atomic: all or nothing);
+        with ``epoch``, only if no later claim was made (else :class:`SnapshotFencedError`)."""
 
     def load(self, group: str, tp: TP) -> Snapshot | None:
         """The last snapshot saved, or None if there is none."""
@@ -51,7 +78,9 @@ class SnapshotStore(Protocol):
 
 class FileSnapshotStore:
     """Snapshots as files ``<root>/<group>/<topic>-<partition>.snap``, replaced atomically
-    (write a temporary file, fsync it, rename it over the old one, fsync the directory)."""
+    (write a temporary file, fsync it, rename it over the old one, fsync the directory).
+    A partition's epoch is in ``<topic>-<partition>.epoch`` beside it, and its claims and
+    saves take turns on ``.<topic>-<partition>.lock`` (``flock``: across processes too)."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -60,16 +89,45 @@ class FileSnapshotStore:
     def _path(self, group: str, tp: TP) -> Path:
         return self.root / group / f"{tp[0]}-{tp[1]}.snap"
 
-    def save(self, group: str, tp: TP, snapshot: Snapshot) -> None:
+    @contextmanager
+    def _locked(self, group: str, tp: TP) -> Iterator[Path]:
         path = self._path(group, tp)
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{tp[0]}-{tp[1]}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield path
+        finally:
+            os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _epoch(path: Path) -> int:
+        try:
+            return int(path.with_suffix(".epoch").read_text() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            raise SnapshotError(f"{path.with_suffix('.epoch')}: not an epoch number") from None
+
+    def claim(self, group: str, tp: TP) -> int:
+        with self._locked(group, tp) as path:
+            epoch = self._epoch(path) + 1
+            self._replace(path.with_suffix(".epoch"), str(epoch).encode())
+        return epoch
+
+    def save(self, group: str, tp: TP, snapshot: Snapshot, *, epoch: int | None = None) -> None:
         header = _HEADER.pack(
             _MAGIC, snapshot.offset, len(snapshot.data), zlib.crc32(snapshot.data)
         )
+        with self._locked(group, tp) as path:
+            if epoch is not None and (current := self._epoch(path)) > epoch:
+                raise SnapshotFencedError(group, tp, epoch, current)
+            self._replace(path, header + snapshot.data)
+
+    def _replace(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
         with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(snapshot.data)
+            f.write(data)
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -112,20 +170,39 @@ class SnapshotWriter:
     def __init__(self, store: SnapshotStore, *, on_saved: Callable[[], None] | None = None):
         self.store = store
         self._on_saved = on_saved
-        self._queue: queue.Queue[tuple[str, TP, Snapshot, object] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, TP, Snapshot, object, int | None] | None] = (
+            queue.Queue()
+        )
         self._done: list[tuple[TP, int, object]] = []
+        self._fenced: list[SnapshotFencedError] = []
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, group: str, tp: TP, snapshot: Snapshot, tag: object = None) -> None:
-        """Queue ``snapshot`` of ``tp``; ``tag`` comes back with it from :meth:`completed`."""
+    def submit(
+        self,
+        group: str,
+        tp: TP,
+        snapshot: Snapshot,
+        tag: object = None,
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Queue ``snapshot`` of ``tp``, saved under ``epoch`` (see :meth:`SnapshotStore.save`);
+        ``tag`` comes back with it from :meth:`completed`."""
         self._raise()
         if self._closed:
             raise SnapshotError("the snapshot writer is closed")
-        self._queue.put((group, tp, snapshot, tag))
+        self._queue.put((group, tp, snapshot, tag, epoch))
+
+    def fenced(self) -> list[SnapshotFencedError]:
+        """The saves refused since the last call because another member claimed the
+        partition: not errors of this worker, but news that it lost the partition."""
+        with self._lock:
+            fenced, self._fenced = self._fenced, []
+        return fenced
 
     def completed(self) -> list[tuple[TP, int, object]]:
         """(tp, offset, tag) of the snapshots saved since the last call, in saving order."""
@@ -160,13 +237,16 @@ class SnapshotWriter:
                     return
                 if self._error is not None:
                     continue  # the worker stops at its next call; save nothing after a failure
-                group, tp, snapshot, tag = item
+                group, tp, snapshot, tag, epoch = item
                 try:
-                    self.store.save(group, tp, snapshot)
+                    self.store.save(group, tp, snapshot, epoch=epoch)
                     with self._lock:
                         self._done.append((tp, snapshot.offset, tag))
                     if self._on_saved is not None:
                         self._on_saved()
+                except SnapshotFencedError as exc:
+                    with self._lock:
+                        self._fenced.append(exc)
                 except BaseException as exc:  # handed to the worker's thread, never lost
                     # (a raising callback too: the thread must live on to serve the queue,
                     # or the next ``wait`` blocks forever)
