@@ -72,5 +72,10 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")
+def print_json(document: Any, *, one_line: bool = False) -> None:
+    """``document`` on standard output; ``one_line``: on one line, flushed (a stream of
+    readings, one per line, for a reader that takes each as it comes)."""
+    indent = None if one_line else 2
+    sys.stdout.write(json.dumps(document, indent=indent, allow_nan=False, default=str) + "\n")
+    if one_line:
+        sys.stdout.flush()

@@ -35,7 +35,9 @@ def lag_command(
     log: Annotated[str | None, typer.Option(help="log URL instead of --dir's cluster")] = None,
     prefix: Annotated[str, typer.Option(help="topic and group prefix")] = "mf.",
     watch: Annotated[float, typer.Option(help="refresh every S seconds (0: once)")] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per reading")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON document per reading (with --watch: per line)")
+    ] = False,
     alert_messages: Annotated[
         int | None, typer.Option(help="alert above this many messages")
     ] = None,
@@ -91,7 +93,7 @@ def lag_command(
             if metrics_port is not None:
                 export_metrics(report)
             if as_json:
-                print_json(report.to_json())
+                print_json(report.to_json(), one_line=watch > 0)
             else:
                 _show(report)
             for g in report.alerts:
@@ -121,7 +123,7 @@ def _show_unreachable(monitor: Any, as_json: bool, metrics: bool) -> None:
     if metrics:
         export_broker(state)
     if as_json:
-        print_json({"taken_ns": time.time_ns(), "broker": asdict(state)})
+        print_json({"taken_ns": time.time_ns(), "broker": asdict(state)}, one_line=True)
 
 
 def _show(report: Any) -> None:
