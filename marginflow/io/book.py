@@ -580,7 +580,7 @@ def read_history(path: Path) -> ReturnHistory:
             names[u],
             f"{path}:{t + 2}: close on {dates[t]} must be a number > 0, got {closes[t, u]!r}",
         )
-    return ReturnHistory.from_closes(dates, names, closes)
+    return ReturnHistory.from_closes(dates, names, closes, source=str(path))
 
 
 def write_book(

@@ -106,18 +106,19 @@ def decode_utf8(data: bytes, *, source: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def check_header(header: Sequence[str], *, source: str) -> None:
+def check_header(header: Sequence[str], *, source: str, line: int = 1) -> None:
     """Refuse a header with an empty column name or a name given twice.
 
     A column named twice would be read from one copy with the other silently ignored, and
-    which copy wins differs between readers; so neither wins.
+    which copy wins differs between readers; so neither wins. ``line`` is the header's line
+    (a reader that skips blank lines before it says which).
     """
     seen: set[str] = set()
     for i, name in enumerate(header, start=1):
         if not name.strip():
-            raise ValidationError("header", f"{source}:1: {MSG_FILE_EMPTY_COLUMN.format(n=i)}")
+            raise ValidationError("header", f"{source}:{line}: {MSG_FILE_EMPTY_COLUMN.format(n=i)}")
         if name in seen:
-            raise ValidationError(name, f"{source}:1: {MSG_FILE_DUPLICATE_COLUMN}")
+            raise ValidationError(name, f"{source}:{line}: {MSG_FILE_DUPLICATE_COLUMN}")
         seen.add(name)
 
 

@@ -23,23 +23,37 @@ import os
 import queue
 import struct
 import threading
-import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from marginflow.core.errors import MSG_SNAPSHOT_FENCED, MarginflowError
+import google_crc32c
+
+from marginflow.core.errors import (
+    MSG_BAD_CHECKSUM,
+    MSG_OLD_FORMAT,
+    MSG_SNAPSHOT_FENCED,
+    DamagedFileError,
+    MarginflowError,
+)
+from marginflow.stream.durable import atomic_write, checked_json, load_checked_json, write_failed
 from marginflow.stream.log.base import TP
 
-_MAGIC = b"MFSNAP01"
-_HEADER = struct.Struct("<8sqQI")  # magic, offset, payload length, crc32(payload)
+_MAGIC = b"MFSNAP02"
+_OLD_MAGIC = b"MFSNAP01"  # format 1: a zlib CRC32 of the payload only
+# magic, offset, payload length, crc32c(magic, offset and length, then the payload)
+_HEADER = struct.Struct("<8sqQI")
+_COVERED = struct.calcsize("<8sqQ")  # the header bytes the checksum covers
 
 
 class SnapshotError(MarginflowError):
-    """A snapshot could not be read back (damaged or from an unknown format)."""
+    """A snapshot could not be saved or read back."""
+
+
+class SnapshotDamagedError(SnapshotError, DamagedFileError):
+    """A snapshot file failed its checksum or format check (names the file and byte)."""
 
 
 class SnapshotFencedError(SnapshotError):
@@ -76,24 +90,62 @@ class SnapshotStore(Protocol):
         """The last snapshot saved, or None if there is none."""
 
 
+def encode_snapshot(snapshot: Snapshot) -> list[bytes]:
+    """The file's bytes, in two parts (the payload is not copied)."""
+    head = _HEADER.pack(_MAGIC, snapshot.offset, len(snapshot.data), 0)[:_COVERED]
+    crc = int(google_crc32c.extend(google_crc32c.value(head), snapshot.data))
+    return [head + struct.pack("<I", crc), snapshot.data]
+
+
+def decode_snapshot(path: Path, raw: bytes) -> Snapshot:
+    """The snapshot in the bytes ``raw`` of file ``path``; :class:`SnapshotDamagedError`
+    naming the file and byte if any byte of it was changed."""
+    if raw[:8] == _OLD_MAGIC:
+        raise SnapshotDamagedError(path, 0, MSG_OLD_FORMAT.format(found=1, expected=2))
+    if len(raw) < _HEADER.size:
+        raise SnapshotDamagedError(path, len(raw), "truncated header")
+    magic, offset, length, crc = _HEADER.unpack_from(raw)
+    if magic != _MAGIC:
+        raise SnapshotDamagedError(path, 0, "not a marginflow snapshot")
+    data = raw[_HEADER.size :]
+    if len(data) != length:
+        raise SnapshotDamagedError(
+            path, _HEADER.size, f"payload of {len(data)} bytes, header says {length}"
+        )
+    head = raw[:_COVERED]
+    if int(google_crc32c.extend(google_crc32c.value(head), data)) != crc:
+        raise SnapshotDamagedError(path, 0, MSG_BAD_CHECKSUM)
+    return Snapshot(offset, data)
+
+
 class FileSnapshotStore:
     """Snapshots as files ``<root>/<group>/<topic>-<partition>.snap``, replaced atomically
     (write a temporary file, fsync it, rename it over the old one, fsync the directory).
-    A partition's epoch is in ``<topic>-<partition>.epoch`` beside it, and its claims and
-    saves take turns on ``.<topic>-<partition>.lock`` (``flock``: across processes too)."""
+
+    Format 2: ``"MFSNAP02" | i64 offset | u64 payload length | u32 crc32c | payload``, the
+    checksum over the 24 header bytes before it and the payload, so a change to any byte,
+    the offset included, is refused with the file's name.
+
+    A partition's epoch is in ``<topic>-<partition>.epoch`` beside it (a checked JSON file,
+    :mod:`marginflow.stream.durable`), and its claims and saves take turns on
+    ``.<topic>-<partition>.lock`` (``flock``: across processes too)."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
 
-    def _path(self, group: str, tp: TP) -> Path:
+    def path(self, group: str, tp: TP) -> Path:
         return self.root / group / f"{tp[0]}-{tp[1]}.snap"
 
     @contextmanager
     def _locked(self, group: str, tp: TP) -> Iterator[Path]:
-        path = self._path(group, tp)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_name(f".{tp[0]}-{tp[1]}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.path(group, tp)
+        lock = path.with_name(f".{tp[0]}-{tp[1]}.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_failed(lock, exc, SnapshotError) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield path
@@ -102,58 +154,44 @@ class FileSnapshotStore:
 
     @staticmethod
     def _epoch(path: Path) -> int:
+        epoch_file = path.with_suffix(".epoch")
         try:
-            return int(path.with_suffix(".epoch").read_text() or 0)
+            raw = epoch_file.read_bytes()
         except FileNotFoundError:
             return 0
-        except ValueError:
-            raise SnapshotError(f"{path.with_suffix('.epoch')}: not an epoch number") from None
+        except OSError as exc:
+            raise SnapshotError(f"{epoch_file}: cannot read: {exc.strerror or exc}") from None
+        epoch = load_checked_json(epoch_file, raw, SnapshotDamagedError)
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise SnapshotDamagedError(epoch_file, 0, "not an epoch number")
+        return epoch
 
     def claim(self, group: str, tp: TP) -> int:
         with self._locked(group, tp) as path:
             epoch = self._epoch(path) + 1
-            self._replace(path.with_suffix(".epoch"), str(epoch).encode())
+            atomic_write(
+                path.with_suffix(".epoch"),
+                [checked_json(epoch)],
+                sync=self.fsync,
+                error=SnapshotError,
+            )
         return epoch
 
     def save(self, group: str, tp: TP, snapshot: Snapshot, *, epoch: int | None = None) -> None:
-        header = _HEADER.pack(
-            _MAGIC, snapshot.offset, len(snapshot.data), zlib.crc32(snapshot.data)
-        )
         with self._locked(group, tp) as path:
             if epoch is not None and (current := self._epoch(path)) > epoch:
                 raise SnapshotFencedError(group, tp, epoch, current)
-            self._replace(path, header + snapshot.data)
-
-    def _replace(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            atomic_write(path, encode_snapshot(snapshot), sync=self.fsync, error=SnapshotError)
 
     def load(self, group: str, tp: TP) -> Snapshot | None:
-        path = self._path(group, tp)
+        path = self.path(group, tp)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        if len(raw) < _HEADER.size:
-            raise SnapshotError(f"{path}: truncated header")
-        magic, offset, length, crc = _HEADER.unpack_from(raw)
-        data = raw[_HEADER.size :]
-        if magic != _MAGIC:
-            raise SnapshotError(f"{path}: not a marginflow snapshot")
-        if len(data) != length or zlib.crc32(data) != crc:
-            raise SnapshotError(f"{path}: damaged (length or checksum mismatch)")
-        return Snapshot(offset, data)
+        except OSError as exc:  # a directory in its place, no permission, an I/O error
+            raise SnapshotError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        return decode_snapshot(path, raw)
 
 
 class SnapshotWriter:

@@ -90,6 +90,7 @@ from marginflow.stream.log.base import (
     TP,
     Consumer,
     Log,
+    LogCorruptError,
     LogError,
     LogUnavailableError,
     Producer,
@@ -675,6 +676,8 @@ class MicroBatchWorker:
             consumer.commit(offsets)
         except LogUnavailableError:
             return False  # the broker is away: its health says so, once
+        except LogCorruptError:
+            raise  # a damaged offsets file is not a passing state: stop and say where
         except LogError as exc:
             # refused while the group re-forms after an outage (not a member any more)
             if not self._commit_refused:

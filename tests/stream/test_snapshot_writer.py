@@ -11,6 +11,7 @@ from marginflow.stream.log.base import TP
 from marginflow.stream.snapshots import (
     FileSnapshotStore,
     Snapshot,
+    SnapshotDamagedError,
     SnapshotError,
     SnapshotFencedError,
     SnapshotWriter,
@@ -87,3 +88,9 @@ def test_a_save_under_an_older_claim_is_refused_and_reported(tmp_path: Path) -> 
     assert store.load("g", tp) == Snapshot(20, b"new")
     writer.close()  # a refusal is not a failure of the writer
     assert FileSnapshotStore(tmp_path).claim("g", tp) == new + 1  # epochs survive a restart
+    epoch_file = tmp_path / "g" / "t-3.epoch"
+    raw = bytearray(epoch_file.read_bytes())
+    raw[-2] ^= 0x01  # one bit of the epoch
+    epoch_file.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotDamagedError, match=r"t-3\.epoch: damaged at byte"):
+        store.claim("g", tp)
