@@ -27,10 +27,9 @@ A member leaves its group (``close``) only once a rebalance it is part of has co
 up to :data:`LEAVE_SETTLE_SECONDS`. The test broker (Tansu 0.6.0) keeps a member that leaves
 while its group is re-forming as the group's leader for good: every later member is told to
 wait for that leader's assignment, which never comes, and no member of the group is ever
-assigned a partition again until the broker restarts (``test_a_member_that_leaves_while_its_
-group_reforms_does_not_wedge_it`` shows it). A worker stopped right after an outage, while
-its group re-forms, is the usual way in. On Kafka the wait is harmless: a stop takes one
-rebalance longer at most.
+assigned a partition again until the broker restarts (``tests/stream/test_broker_outage.py``
+pins it). A worker stopped right after an outage, while its group re-forms, is the usual
+way in. On Kafka the wait is harmless: a stop takes one rebalance longer at most.
 
 The broker going away
 ---------------------
