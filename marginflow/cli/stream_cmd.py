@@ -38,7 +38,9 @@ def lag_command(
     watch: Annotated[
         float, typer.Option(help="refresh every S seconds (0: once)", min=0, max=86_400)
     ] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per reading")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON document per reading (with --watch: per line)")
+    ] = False,
     alert_messages: Annotated[
         int | None, typer.Option(help="alert above this many messages", min=0)
     ] = None,

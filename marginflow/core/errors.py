@@ -119,6 +119,10 @@ MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
 MSG_BROKER_UNREACHABLE = "broker at {address} is unreachable: {reason}"
 MSG_BROKER_DOWN = "broker at {address} unreachable since {since}: {reason}"
 MSG_BROKER_BACK = "broker at {address} reachable again after {seconds:.1f} s ({retries} retries)"
+MSG_SNAPSHOT_FENCED = (
+    "{group}: {topic}[{partition}] belongs to another member now (epoch {epoch} < {current}): "
+    "its snapshot is not saved and the partition is left to its owner"
+)
 
 
 class DamagedFileError(MarginflowError):

@@ -267,7 +267,16 @@ class Supervisor:
     def finish(self, order: list[str], *, idle_exit: float = 2.0, timeout: float = 180) -> None:
         """Run each role to completion, in pipeline order, without chaos."""
         for role in order:
-            code = self.start(role, "--idle-exit", str(idle_exit)).wait(timeout)
+            proc = self.start(role, "--idle-exit", str(idle_exit))
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:  # hung: fail with its log, leave nothing behind
+                proc.kill()
+                proc.wait()
+                path = self.procs[role][1]
+                raise AssertionError(
+                    f"{role} did not finish within {timeout} s:\n{path.read_text()[-3000:]}"
+                ) from None
             if code != 0:
                 self._fail(role, code)
 

@@ -65,6 +65,13 @@ jitter) and reporting one line when the broker goes and one when it is back:
   (6 and 7 on them) and assigned again from its snapshots, as in any rebalance;
 * asked to stop while the broker is away, the worker waits ``stop_grace`` seconds for it,
   then stops without a snapshot (the restart replays from the last one).
+
+A worker that alone lost the broker may learn only after it is back that its partitions
+went to another member meanwhile. Until then it must not save snapshots for them: a worker
+claims each partition it is assigned in the snapshot store (step 1's rebalance), and 6 saves
+under that claim, so a former owner's save is refused (see
+:mod:`marginflow.stream.snapshots`); the worker then drops the partition at once, without
+committing for it (7).
 """
 
 from __future__ import annotations
@@ -237,6 +244,7 @@ class MicroBatchWorker:
         self._consumer: Consumer = log.consumer(settings.group)
         self._reader: Consumer | None = None
         self._owned: dict[TP, int] = {}  # input partition -> next offset to apply
+        self._epochs: dict[TP, int] = {}  # input partition -> epoch of this worker's claim
         self._dirty: set[TP] = set()  # partitions applied to since their last snapshot
         self._revoked: set[TP] = set()  # partitions revoked during the current drain
         self._broadcast_offsets: dict[TP, int] = {}
@@ -290,6 +298,9 @@ class MicroBatchWorker:
     def _on_assign(self, tps: list[TP]) -> dict[TP, int]:
         starts = {}
         for tp in tps:
+            # claimed first: a former owner's save from now on is refused, so the snapshot
+            # loaded next is the last one any owner will have saved before this one
+            self._epochs[tp] = self.store.claim(self.settings.group, tp)
             snap = self.store.load(self.settings.group, tp)
             self.processor.restore(tp, None if snap is None else snap.data)
             start = 0 if snap is None else snap.offset
@@ -304,9 +315,13 @@ class MicroBatchWorker:
         if not self._gave_up:  # else stopping with the broker away: no snapshot (see close)
             self._snapshot_and_commit(mine)
         for tp in mine:
-            self.processor.release(tp)
-            del self._owned[tp]
-            self._dirty.discard(tp)
+            self._release(tp)
+
+    def _release(self, tp: TP) -> None:
+        self.processor.release(tp)
+        del self._owned[tp]
+        self._dirty.discard(tp)
+        self._epochs.pop(tp, None)
 
     def close(self) -> None:
         """Snapshot and commit what is owned, leave the group and release the clients.
@@ -623,11 +638,12 @@ class MicroBatchWorker:
             if tp not in self._owned or tp not in self._dirty:
                 continue
             snapshot = Snapshot(self._owned[tp], self.processor.snapshot(tp))
-            self._writer.submit(self.settings.group, tp, snapshot)
+            self._writer.submit(self.settings.group, tp, snapshot, epoch=self._epochs.get(tp))
             self._dirty.discard(tp)
 
     def _commit_saved(self, saved: list[tuple[TP, int, object]]) -> None:
         """7: commit the offsets of the snapshots now durable (the latest per partition)."""
+        self._drop_fenced()
         # Committed offsets only report progress (a restart resumes from the snapshots), so
         # a commit the broker did not take is kept and sent again with the next one.
         offsets = {tp: o for tp, o in self._uncommitted.items() if tp in self._owned}
@@ -637,12 +653,23 @@ class MicroBatchWorker:
                 if tag and self._reader is not None:  # progress report only
                     self._try_commit(self._reader, tag)
             else:
-                offsets[tp] = offset
                 self.stats.snapshots += 1
+                if tp in self._owned:  # not one fenced off since (see _drop_fenced)
+                    offsets[tp] = offset
         if offsets and not self._try_commit(self._consumer, offsets):
             self._uncommitted = offsets
         elif offsets:
             self._phase("committed")
+
+    def _drop_fenced(self) -> None:
+        """A save refused because another member claimed the partition (see
+        :mod:`marginflow.stream.snapshots`): this worker lost it, perhaps while the broker
+        was away, and has not been told yet. It stops applying, snapshotting and committing
+        for it at once; the group's next rebalance tells it the rest."""
+        for fenced in self._writer.fenced():
+            if fenced.tp in self._owned:
+                say(str(fenced))
+                self._release(fenced.tp)
 
     def _try_commit(self, consumer: Consumer, offsets: Mapping[TP, int]) -> bool:
         try:

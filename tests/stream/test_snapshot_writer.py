@@ -1,4 +1,5 @@
-"""The background snapshot writer: order kept, durability reported, failures raised."""
+"""The background snapshot writer: order kept, durability reported, failures raised, and a
+former owner's saves fenced off."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from marginflow.stream.log.base import TP
 from marginflow.stream.snapshots import (
     FileSnapshotStore,
     Snapshot,
+    SnapshotDamagedError,
     SnapshotError,
+    SnapshotFencedError,
     SnapshotWriter,
 )
 
@@ -63,3 +66,31 @@ def test_a_failing_on_saved_callback_is_raised_rather_than_hangs(tmp_path: Path)
         writer.submit("g", ("t", 0), Snapshot(2, b"b"))
     with pytest.raises(SnapshotError):
         writer.close()  # the thread is still there to stop
+
+
+def test_a_save_under_an_older_claim_is_refused_and_reported(tmp_path: Path) -> None:
+    """Fencing: once another owner claimed the partition, a former owner's save is refused
+    (the snapshot stays the new owner's), and the writer reports it instead of failing."""
+    store = FileSnapshotStore(tmp_path)
+    tp: TP = ("t", 3)
+    old = store.claim("g", tp)
+    store.save("g", tp, Snapshot(10, b"old"), epoch=old)
+    new = store.claim("g", tp)
+    assert new > old
+    with pytest.raises(SnapshotFencedError, match=r"g: t\[3\] belongs to another member now"):
+        store.save("g", tp, Snapshot(5, b"zombie"), epoch=old)
+    store.save("g", tp, Snapshot(20, b"new"), epoch=new)
+    writer = SnapshotWriter(store)
+    writer.submit("g", tp, Snapshot(7, b"zombie"), epoch=old)
+    assert writer.wait() == []  # not durable: nothing to commit
+    assert [f.tp for f in writer.fenced()] == [tp]
+    assert writer.fenced() == []
+    assert store.load("g", tp) == Snapshot(20, b"new")
+    writer.close()  # a refusal is not a failure of the writer
+    assert FileSnapshotStore(tmp_path).claim("g", tp) == new + 1  # epochs survive a restart
+    epoch_file = tmp_path / "g" / "t-3.epoch"
+    raw = bytearray(epoch_file.read_bytes())
+    raw[-2] ^= 0x01  # one bit of the epoch
+    epoch_file.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotDamagedError, match=r"t-3\.epoch: damaged at byte"):
+        store.claim("g", tp)

@@ -190,6 +190,34 @@ def test_two_workers_share_the_partitions(
     assert report.ok, report.mismatches[:5] + report.lost[:5]
 
 
+def test_a_former_owner_saves_and_commits_nothing_once_the_partition_moved(
+    setup: tuple[EmbeddedLog, Topology, FileSnapshotStore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zombie: a worker that lost its partitions without having been told (it was away
+    from the broker while they went to another member) stops saving and committing for them
+    as soon as it tries: its state is behind the new owner's and must not replace it."""
+    log, topology, store = setup
+    every = tuple(range(topology.partitions))
+    publish_trades(log.producer(), topology, trades(FLOW, 4_000))
+    zombie = _keeper(log, topology, store, partitions=every, snapshot_interval=3600.0)
+    zombie.run(idle_exit=0.2)  # applied, not yet snapshotted
+    publish_trades(log.producer(), topology, trades(FLOW, 4_000, first=4_000))
+    owner = _keeper(log, topology, store, partitions=every)  # the partitions moved on
+    owner.run(idle_exit=0.2)
+    owner.close()
+    tps = [(topology.name(TRADES), p) for p in every]
+    saved = {tp: store.load("keeper", tp) for tp in tps}
+    committed = log.committed("keeper", tps)
+    zombie.close()  # the zombie's close snapshots and commits what it owns: refused
+    assert {tp: store.load("keeper", tp) for tp in tps} == saved
+    assert log.committed("keeper", tps) == committed
+    assert zombie.owned() == {}
+    err = capsys.readouterr().err
+    assert err.count("belongs to another member now") == topology.partitions, err
+    report = check_positions(log, topology)
+    assert report.ok, report.mismatches[:5] + report.lost[:5]
+
+
 def test_snapshot_store_round_trip_and_damage(tmp_path: Path) -> None:
     store = FileSnapshotStore(tmp_path)
     tp = ("mf.trades", 3)
