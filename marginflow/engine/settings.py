@@ -4,7 +4,8 @@ EWMA decay, stress period, seeds). One definition, one set of defaults, for ever
 point: ``marginflow margin`` and ``what-if``, the stream's risk calculators, ``cluster up``
 and ``demo``, so a batch margin and a streamed one of the same book agree.
 
-Settings travel as a flat JSON object of option names (:meth:`MarginSettings.to_json`):
+Settings travel as a flat JSON object of option names (:meth:`MarginSettings.to_json`; a
+file is read by :func:`marginflow.io.source.read_json`, then :meth:`MarginSettings.from_json`):
 ``{"confidence": 0.99, "apc": "none", "source": "fhs", "mpor": 2, "lookback": 1250, ...}``;
 unknown keys and values that do not read are refused naming the key.
 """
@@ -130,6 +131,8 @@ class MarginSettings:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> MarginSettings:
         """Settings from :meth:`to_json`'s form; missing keys take their defaults."""
+        if not isinstance(doc, Mapping):
+            raise ConfigurationError(f"margin settings must be a JSON object, got {doc!r:.80}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -138,7 +141,12 @@ class MarginSettings:
             )
         values = dict(doc)
         if "params" in values:
-            values["params"] = tuple(str(p) for p in values["params"])
+            params = values["params"]
+            if not isinstance(params, list | tuple) or not all(isinstance(p, str) for p in params):
+                raise ConfigurationError(
+                    f"params must be a list of key=value texts, got {params!r}"
+                )
+            values["params"] = tuple(params)
         try:
             return cls(**values)
         except TypeError as exc:
@@ -146,16 +154,6 @@ class MarginSettings:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> MarginSettings:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"cannot read margin settings {path}: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ConfigurationError(f"{path}: margin settings must be a JSON object")
-        return cls.from_json(doc)
 
     def describe(self) -> str:
         """In a few words, e.g. ``99% ES, 2-day MPOR, 1250-day FHS, APC none``."""

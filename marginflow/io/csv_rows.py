@@ -83,7 +83,7 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
         raise ValidationError(missing[0], f"column {MSG_MISSING} from the header of {source}")
     out = ParsedRows(header=header, values={c.name: [] for c in columns})
     seen = 0
-    for line_no, cells in _numbered(reader, source, out.failures):
+    for line_no, cells in numbered(reader, source, out.failures):
         if not any(c.strip() for c in cells):
             continue
         seen += 1
@@ -107,9 +107,11 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
     return out
 
 
-def _numbered(
+def numbered(
     reader: Iterable[list[str]], source: str, failures: list[RowFailure]
 ) -> Iterable[tuple[int, list[str]]]:
+    """The rows of a ``csv.reader`` with the line each ends on; a row the csv module cannot
+    split (a field over its size limit) becomes a failure instead of an exception."""
     it = iter(reader)
     line_no = 1
     while True:

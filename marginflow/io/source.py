@@ -16,6 +16,10 @@ so each one refuses the same things with the same words:
 - a Parquet file that does not open, or whose columns are nested or binary (lists, maps,
   structs, bytes): a row of a book is flat text and numbers.
 
+JSON and TOML configuration is read by :func:`read_json` and :func:`read_toml` (limit
+:data:`MAX_CONFIG_BYTES`), which name the line of a syntax error and refuse nesting deep
+enough to exhaust the parser's stack.
+
 Standard input (``-``) is read through :func:`read_stream_text` with the same size limit.
 
 Errors are :class:`~marginflow.core.errors.ValidationError` whose ``field`` is ``file`` (or
@@ -25,11 +29,13 @@ the column) and whose reason names the file, so the CLI prints one line and exit
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from marginflow.core.errors import (
     MSG_FILE_COLUMN_TYPE,
@@ -124,6 +130,26 @@ def read_stream_text(stream: BinaryIO, *, source: str, max_bytes: int = MAX_INPU
             raise ValidationError("file", f"{source}: more than {max_bytes:,} bytes: {reason}")
         chunks.append(chunk)
     return decode_utf8(b"".join(chunks), source=source)
+
+
+def read_json(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """A checked JSON configuration file, or one line naming the line that does not read."""
+    text = read_input_text(path, max_bytes=max_bytes)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("file", f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; an int over 4300 digits
+        raise ValidationError("file", f"{path}: not JSON: {_first_line(str(exc))}") from None
+
+
+def read_toml(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """A checked TOML configuration file, or one line naming the line that does not read."""
+    text = read_input_text(path, max_bytes=max_bytes)
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        raise ValidationError("file", f"{path}: not TOML: {_first_line(str(exc))}") from None
 
 
 def decode_utf8(data: bytes, *, source: str) -> str:

@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.engine.settings import MarginSettings
+from marginflow.io.source import read_toml
 from marginflow.store import Database
 from marginflow.store.loads import record_book_load
 from marginflow.stream import cluster_dir as cdir
@@ -145,11 +145,11 @@ class ClusterConfig:
         """Defaults, then the ``[cluster]`` table of ``path``, then ``overrides``."""
         values: dict[str, Any] = {}
         if path is not None:
-            try:
-                doc = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-            table = dict(doc.get("cluster", doc))
+            doc = read_toml(path)
+            table = doc.get("cluster", doc)
+            if not isinstance(table, dict):
+                raise ConfigurationError(f"{path}: [cluster] must be a table")
+            table = dict(table)
             table.pop("margin", None)
             known = {f.name for f in fields(cls)}
             unknown = sorted(set(table) - known)
