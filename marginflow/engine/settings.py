@@ -13,8 +13,9 @@ unknown keys and values that do not read are refused naming the key.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,29 @@ FLOOR_LOOKBACK_DAYS = 2520
 """Business days of the look-back an APC floor is measured over (ten years)."""
 
 Source = Literal["fhs", "mc"]
+
+
+def check_setting_types(settings: Any) -> None:
+    """Each field of a settings dataclass holds its default's type (a whole number where
+    the default is one, a finite number where it is a float), so a value from a JSON or TOML
+    file of the wrong type is named instead of failing later as an AttributeError."""
+    what = {bool: "true or false", float: "a finite number", int: "a whole number",
+            str: "text", dict: "a table", tuple: "a list"}  # fmt: skip
+    for f in fields(settings):
+        factory: Any = f.default_factory
+        default = factory() if f.default is MISSING else f.default
+        kind, value = type(default), getattr(settings, f.name)
+        if kind is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ConfigurationError(
+                f"{f.name} must be {what.get(kind, kind.__name__)}, got {value!r:.80}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +87,7 @@ class MarginSettings:
     params: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        check_setting_types(self)
         if self.source not in ("fhs", "mc"):
             raise ConfigurationError(f"source must be fhs or mc, got {self.source!r}")
         for name in ("mpor", "lookback", "mc_scenarios"):
@@ -197,6 +222,7 @@ __all__ = [
     "FLOOR_LOOKBACK_DAYS",
     "MarginSettings",
     "build_engine",
+    "check_setting_types",
     "fingerprint",
     "identity",
 ]

@@ -178,7 +178,9 @@ def check_header(header: Sequence[str], *, source: str) -> None:
         if not name.strip():
             raise ValidationError("header", f"{source}:1: {MSG_FILE_EMPTY_COLUMN.format(n=i)}")
         if name in seen:
-            raise ValidationError(name, f"{source}:1: {MSG_FILE_DUPLICATE_COLUMN}")
+            # a name is user text: quoted when it holds a newline, ESC or the like
+            label = name if name.isprintable() else repr(name)
+            raise ValidationError(label, f"{source}:1: {MSG_FILE_DUPLICATE_COLUMN}")
         seen.add(name)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ConfigurationError
-from marginflow.engine.settings import MarginSettings
+from marginflow.engine.settings import MarginSettings, check_setting_types
 from marginflow.io.source import read_toml
 from marginflow.store import Database
 from marginflow.store.loads import record_book_load
@@ -90,6 +90,7 @@ class ClusterConfig:
     restart_max_failures: int = 10  # consecutive rapid crashes before giving up
 
     def __post_init__(self) -> None:
+        check_setting_types(self)
         for name in (
             "partitions",
             "keepers",
