@@ -575,7 +575,10 @@ def read_history(path: Path) -> ReturnHistory:
             f"{path}:{t + 2}: close on {dates[t]} must be a number within "
             f"[{bounds.PRICE_MIN:g}, {bounds.PRICE_MAX:g}], got {closes[t, u]!r}",
         )
-    return ReturnHistory.from_closes(dates, names, closes.astype(np.float64))
+    try:
+        return ReturnHistory.from_closes(dates, names, closes.astype(np.float64))
+    except ValidationError as exc:
+        raise ValidationError(exc.field, f"{path}: {exc.reason}") from None
 
 
 def _history_csv(path: Path) -> pa.Table:
