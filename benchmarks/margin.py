@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "revaluation: American premium grids",
             tm.get("eep_grid", 0.0),
-            "pricing core, 16 × 13 nodes per (underlying, expiry, call/put)",
+            "pricing core, fixed lattice per (underlying, expiry, call/put)",
         ),
         (
             "revaluation: kernel (exact BSM + grid)",

@@ -34,8 +34,8 @@ SIZES = (10_000, 100_000, 1_000_000)
 
 
 def _worker_ours(crif: str, version: str) -> dict[str, Any]:
+    from marginflow.io.crif import read_crif
     from marginflow.simm.calibration import load_calibration
-    from marginflow.simm.crif_io import read_crif
     from marginflow.simm.report import simm_report
 
     calibration = load_calibration(version)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import RowFailure
+from marginflow.io.crif import crif_from_rows, read_crif
+from marginflow.io.fx_rates import read_fx_rates
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import crif_from_rows, read_crif
-from marginflow.simm.fx import read_fx_rates
 from marginflow.simm.report import Model, simm_report
 from marginflow.simm.results import SimmReport
 

@@ -21,6 +21,7 @@ def _register_commands() -> None:
         audit_cmd,
         demo_cmd,
         keys_cmd,
+        log_cmd,
         margin_cmd,
         platform_cmd,
         price_cmd,
@@ -45,6 +46,7 @@ def _register_commands() -> None:
         users_cmd,
         audit_cmd,
         keys_cmd,
+        log_cmd,
     ):
         module.register(app)
 

@@ -81,7 +81,10 @@ def publish_command(
         fail(str(exc))
     except OSError as exc:
         fail(f"{path}: {exc.strerror or exc}")
-    the_log = open_log(log_url)
+    try:
+        the_log = open_log(log_url)
+    except MarginflowError as exc:
+        fail(str(exc))
     t0 = time.monotonic()
     try:
         the_log.create_topics(topology.all())  # a no-op where they exist

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from marginflow.cli.output import fail, print_json, report_failures, stderr, table
 from marginflow.core.errors import MarginflowError
@@ -49,9 +50,12 @@ def lag_command(
     ] = None,
 ) -> None:
     """Lag of every consumer group behind its sources (messages, wall and event seconds) and
-    the drift between consecutive stages. Exit status 3 when a threshold is exceeded."""
+    the drift between consecutive stages. Exit status 3 when a threshold is exceeded, 2 when
+    the log cannot be read (an unreachable broker); with --watch, an unreachable broker is
+    shown (since when) and watched until it is back."""
     from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
-    from marginflow.stream.log import open_log
+    from marginflow.stream.log import LogUnavailableError, open_log
+    from marginflow.stream.log.health import health_of
     from marginflow.stream.topics import Topology
 
     try:
@@ -66,13 +70,24 @@ def lag_command(
             if not (path / "topics").is_dir():  # don't create an empty log by looking at it
                 fail(f"no embedded log at {path}")
         thresholds = Thresholds(alert_messages, alert_seconds, alert_event_seconds)
-        monitor = DriftMonitor(open_log(log), Topology(prefix=prefix), thresholds=thresholds)
+        the_log = open_log(log)
+        health = health_of(the_log)
+        if health is not None and watch > 0:  # watching: one line as the broker goes, comes
+            health.report = lambda line: stderr.print(escape(line), soft_wrap=True)
+        monitor = DriftMonitor(the_log, Topology(prefix=prefix), thresholds=thresholds)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port)
         while True:
-            report = monitor.sample()
+            try:
+                report = monitor.sample()
+            except LogUnavailableError:
+                if watch <= 0:
+                    raise
+                _show_unreachable(monitor, as_json, metrics_port is not None)
+                time.sleep(watch)
+                continue
             if metrics_port is not None:
                 export_metrics(report)
             if as_json:
@@ -93,6 +108,20 @@ def lag_command(
         return
     if report.alerts:
         raise typer.Exit(EXIT_ALERT)
+
+
+def _show_unreachable(monitor: Any, as_json: bool, metrics: bool) -> None:
+    """One reading of ``lag --watch`` with the broker away: since when (the broker's health
+    already printed that line once, when it went down); the gauges say so too."""
+    from marginflow.stream.drift import export_broker
+
+    state = monitor.broker()
+    if state is None:  # an embedded log is never unreachable
+        return
+    if metrics:
+        export_broker(state)
+    if as_json:
+        print_json({"taken_ns": time.time_ns(), "broker": asdict(state)})
 
 
 def _show(report: Any) -> None:

@@ -106,6 +106,22 @@ MSG_SCENARIO_REFUSED = (
 )
 MSG_SCENARIO_NONE = "has no valid rows"
 
+# Why a SIMM input (a CRIF, an FX rates file) was refused, beyond the checks above.
+MSG_CRIF_EMPTY_FILE = "the file is empty (no header line)"
+MSG_CRIF_NOT_CSV = "cannot be read as CSV: {error}"
+MSG_CRIF_NOT_PARQUET = "cannot be read as Parquet: {error}"
+MSG_CRIF_SAME_COLUMN = "names the same CRIF column as {other!r} ({canonical})"
+MSG_CRIF_COLUMN_TYPE = "column of type {type} cannot be read as text or numbers"
+MSG_CRIF_TOO_MANY_ROWS = "has {rows:,} rows, more than the limit of {limit:,}"
+MSG_END_DATE_RANGE = "must be between {low} and {high}, got {value!r}"
+MSG_FX_ROW = "expected Currency,USDPerUnit, got {count} field(s)"
+MSG_FX_TWICE = "{ccy} is given twice (first on line {first})"
+MSG_FX_USD = "USD is 1 USD per unit, got {value!r}"
+MSG_SIMM_PARAMETER_CONFLICT = (
+    "{portfolio}: {risk_type} {qualifier} is given {count} different values ({rows}): "
+    "the largest ({chosen:g}) is used"
+)
+
 # Why a token was refused (AuthenticationError.reason).
 MSG_AUTH_MALFORMED = "token is malformed"
 MSG_AUTH_ALGORITHM = "token algorithm is not HS256"
@@ -115,3 +131,31 @@ MSG_AUTH_EXPIRED = "token has expired"
 MSG_AUTH_NOT_YET_VALID = "token is not valid yet"
 MSG_AUTH_ISSUER = "token issuer is not marginflow"
 MSG_AUTH_AUDIENCE = "token audience is not marginflow-api"
+
+# The broker going away (marginflow.stream.log.kafka, the workers, `marginflow lag`).
+MSG_BROKER_UNREACHABLE = "broker at {address} is unreachable: {reason}"
+MSG_BROKER_DOWN = "broker at {address} unreachable since {since}: {reason}"
+MSG_BROKER_BACK = "broker at {address} reachable again after {seconds:.1f} s ({retries} retries)"
+
+
+class DamagedFileError(MarginflowError):
+    """A durable file (a log segment or its index, a durable mark, a snapshot, an offsets
+    file) failed its checksum or format check. ``path`` names it and ``position`` is the byte
+    where the damage was found. Nothing is repaired silently: ``marginflow log verify``
+    lists the damage and ``marginflow log repair`` fixes it when asked."""
+
+    def __init__(self, path: object, position: int, reason: str) -> None:
+        self.path = str(path)
+        self.position = position
+        self.reason = reason
+        super().__init__(MSG_DAMAGED.format(path=path, position=position, reason=reason))
+
+
+# Durable files: damage, old formats and failed writes (full or read-only disk).
+MSG_DAMAGED = "{path}: damaged at byte {position}: {reason}"
+MSG_BAD_CHECKSUM = "checksum mismatch"
+MSG_OLD_FORMAT = (
+    "written by an older marginflow (format {found}, this one reads format {expected}); "
+    "start a new log or cluster directory (`cluster up --fresh`)"
+)
+MSG_WRITE_FAILED = "{path}: cannot write: {reason}"

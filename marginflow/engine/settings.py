@@ -145,6 +145,9 @@ class MarginSettings:
             raise ConfigurationError(
                 "the book has no price history (history.csv) to generate scenarios from"
             )
+        # A history that stopped long before the valuation date would price today's risk
+        # with an old market: refused, naming the file and both dates.
+        book.history.check_current(book.market.valuation_date)
         return build_scenarios(book.history, self.scenario_spec(), underlyings=book.underlyings.ids)
 
     # -- serialised form -------------------------------------------------------------------

@@ -576,9 +576,10 @@ def read_history(path: Path) -> ReturnHistory:
             f"[{bounds.PRICE_MIN:g}, {bounds.PRICE_MAX:g}], got {closes[t, u]!r}",
         )
     try:
-        return ReturnHistory.from_closes(dates, names, closes.astype(np.float64))
-    except ValidationError as exc:
-        raise ValidationError(exc.field, f"{path}: {exc.reason}") from None
+        return ReturnHistory.from_closes(dates, names, closes, source=str(path))
+    except ValidationError as exc:  # the checks that know the source name it already
+        reason = exc.reason if str(path) in exc.reason else f"{path}: {exc.reason}"
+        raise ValidationError(exc.field, reason) from None
 
 
 def _history_csv(path: Path) -> pa.Table:
@@ -603,7 +604,7 @@ def _history_csv(path: Path) -> pa.Table:
 
 
 def _history_dates(path: Path, values: list[Any]) -> np.ndarray:
-    """The ``date`` column as days, strictly increasing (a search by date needs that)."""
+    """The ``date`` column as days (their order is checked by the history itself)."""
     days: list[dt.date] = []
     for row, value in enumerate(values, start=2):
         try:
@@ -612,8 +613,6 @@ def _history_dates(path: Path, values: list[Any]) -> np.ndarray:
             raise ValidationError(
                 "date", f"{path}:{row}: is not an ISO date (YYYY-MM-DD): {str(value)!r}"
             ) from None
-        if days and day <= days[-1]:
-            raise ValidationError("date", f"{path}:{row}: {day} does not follow {days[-1]}")
         days.append(day)
     return np.array(days, dtype="datetime64[D]")
 

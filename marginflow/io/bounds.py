@@ -22,22 +22,49 @@ expiry                 [0, 100] years       the longest listed options run a few
 scenario shock         (-1, 10]             relative move: -1 is a fall to zero
 =====================  ===================  ==============================================
 
-These are the input layer's bounds until :mod:`marginflow.core` holds the platform's
-magnitude limits; then the numbers move there and these parsers import them.
+The numbers are :mod:`marginflow.core.limits`' (the one place for them, with the reasons);
+here are the row parsers that apply them to file cells, so a bad cell is a rejected row
+(``FieldError``) rather than an exception. Skew and shocks are bounds of files only.
 """
 
 from __future__ import annotations
 
 from marginflow.core.errors import MSG_NEGATIVE, MSG_NOT_POSITIVE, MSG_OUT_OF_BOUNDS
+from marginflow.core.limits import (
+    EXPIRY_YEARS_MAX,
+    MULTIPLIER_MAX,
+    PRICE_MAX,
+    PRICE_MIN,
+    QUANTITY_MAX,
+    RATE_MAX,
+    VOL_MAX,
+)
 from marginflow.io.csv_rows import FieldError, Parser, number
 
-PRICE_MIN, PRICE_MAX = 1e-6, 1e9
-QUANTITY_MAX = 1e9
-MULTIPLIER_MAX = 1e6
-VOL_MAX = 10.0
-RATE_MIN, RATE_MAX = -1.0, 1.0
+__all__ = [
+    "EXPIRY_YEARS_MAX",
+    "MULTIPLIER_MAX",
+    "PRICE_MAX",
+    "PRICE_MIN",
+    "QUANTITY_MAX",
+    "RATE_MAX",
+    "RATE_MIN",
+    "SHOCK_MAX",
+    "SKEW_MAX",
+    "VOL_MAX",
+    "expiry_years",
+    "multiplier",
+    "price",
+    "quantity",
+    "rate",
+    "skew",
+    "vol",
+    "vol_or_zero",
+    "within",
+]
+
+RATE_MIN = -RATE_MAX
 SKEW_MAX = 5.0
-EXPIRY_YEARS_MAX = 100.0
 SHOCK_MAX = 10.0
 
 

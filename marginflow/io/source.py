@@ -164,23 +164,24 @@ def decode_utf8(data: bytes, *, source: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def check_header(header: Sequence[str], *, source: str) -> None:
+def check_header(header: Sequence[str], *, source: str, line: int = 1) -> None:
     """Refuse a header with an empty column name or a name given twice.
 
     A column named twice would be read from one copy with the other silently ignored, and
-    which copy wins differs between readers; so neither wins.
+    which copy wins differs between readers; so neither wins. ``line`` is the header's line
+    (a reader that skips blank lines before it says which).
     """
     if len(header) > MAX_COLUMNS:
         reason = MSG_FILE_TOO_MANY_COLUMNS.format(n=len(header), limit=MAX_COLUMNS)
-        raise ValidationError("header", f"{source}:1: {reason}")
+        raise ValidationError("header", f"{source}:{line}: {reason}")
     seen: set[str] = set()
     for i, name in enumerate(header, start=1):
         if not name.strip():
-            raise ValidationError("header", f"{source}:1: {MSG_FILE_EMPTY_COLUMN.format(n=i)}")
+            raise ValidationError("header", f"{source}:{line}: {MSG_FILE_EMPTY_COLUMN.format(n=i)}")
         if name in seen:
             # a name is user text: quoted when it holds a newline, ESC or the like
             label = name if name.isprintable() else repr(name)
-            raise ValidationError(label, f"{source}:1: {MSG_FILE_DUPLICATE_COLUMN}")
+            raise ValidationError(label, f"{source}:{line}: {MSG_FILE_DUPLICATE_COLUMN}")
         seen.add(name)
 
 

@@ -58,6 +58,24 @@ def tail_probability(confidence: float) -> float:
     return 1.0 - confidence
 
 
+def _check_finite(pnl: FloatArray, rows: IndexArray) -> None:
+    """Refuse a NaN or infinite P&L: the sorting kernels compare with ``<``, which is false
+    for NaN, so one would silently drop out of the tail and understate ES.
+
+    One summing pass per row finds them (a NaN or ±inf anywhere makes the sum non-finite;
+    P&L within the documented magnitude limits cannot overflow a sum).
+    """
+    sums = pnl.sum(axis=1) if rows.size == pnl.shape[0] else pnl[rows].sum(axis=1)
+    bad = np.flatnonzero(~np.isfinite(sums))
+    if bad.size:
+        row = int(rows[bad[0]]) if rows.size != pnl.shape[0] else int(bad[0])
+        col = int(np.flatnonzero(~np.isfinite(pnl[row]))[0])
+        value = float(pnl[row, col])
+        raise ValidationError(
+            "pnl", f"row {row}, scenario {col}: P&L must be finite, got {value!r}"
+        )
+
+
 def equal_weights(n: int) -> FloatArray:
     return np.full(n, 1.0 / n)
 
@@ -79,6 +97,7 @@ def tail_stats(
     pnl2 = np.atleast_2d(pnl)
     inc, w = _included(pnl2.shape[1], include, weights)
     rows = np.arange(pnl2.shape[0], dtype=np.intp) if rows is None else np.asarray(rows, np.intp)
+    _check_finite(pnl2, rows)
     es = np.empty(rows.size)
     var = np.empty(rows.size)
     worst = np.empty(rows.size, dtype=np.int64)
@@ -97,6 +116,7 @@ def tail(
     """The scenarios ES averages over, for one P&L vector (used for breakdowns and
     Euler contributions: a position's share of ES is ``-Σ share · its pnl[index]``)."""
     alpha = tail_probability(confidence)
+    _check_finite(np.atleast_2d(pnl), np.zeros(1, dtype=np.intp))
     inc, w = _included(pnl.shape[0], include, weights)
     idx = np.empty(_candidates(alpha, w), dtype=np.intp)
     share = np.empty(idx.size)

@@ -1,7 +1,11 @@
 """Chaos tooling: SIGKILL worker processes at random points while input keeps arriving,
 restart them, and let :mod:`marginflow.stream.reconcile` check that nothing was lost or
 doubled. Used by the crash tests (a few kills) and ``python -m benchmarks.stream --soak``
-(a hundred)."""
+(a hundred).
+
+The broker going away: :class:`BrokerFront` is what the workers connect to (a
+Kafka-protocol proxy in front of the broker); :func:`broker_outages` kills it and starts
+it again, and :func:`pause_broker` freezes the broker process itself (a slow broker)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from marginflow.io.book import write_book
 from marginflow.store import Database
 from marginflow.store.loads import record_book_load
 from marginflow.stream import events as ev
+from marginflow.stream.broker import free_port, start_broker, wait_for_port
 from marginflow.stream.log.base import Log
 from marginflow.stream.reconcile import MarginReport, Report, check_margins, check_positions
 from marginflow.stream.risk_calculator import MarginSetup
@@ -231,6 +236,34 @@ class Supervisor:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
 
+    def start_all(self, *, timeout: float = 600.0) -> None:
+        """Start one process per role (no chaos) and wait until each has partitions."""
+        for role in self.commands:
+            self.start(role)
+        deadline = time.monotonic() + timeout
+        while set(self.assigned) != set(self.commands):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not assigned within {timeout} s: {sorted(self.procs)}")
+            for role, (_, path) in self.procs.items():
+                if role not in self.assigned and b"assigned" in path.read_bytes():
+                    self.assigned[role] = time.monotonic()
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        """Fail, with its log, if any process has ended."""
+        for role, (proc, _) in self.procs.items():
+            if proc.poll() is not None:
+                self._fail(role, proc.returncode)
+
+    def stop_all(self, timeout: float = 60.0) -> None:
+        """SIGTERM every process (they snapshot and commit) and expect exit status 0."""
+        for proc, _ in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for role, (proc, _) in self.procs.items():
+            if proc.wait(timeout) != 0:
+                self._fail(role, proc.returncode)
+
     def finish(self, order: list[str], *, idle_exit: float = 2.0, timeout: float = 180) -> None:
         """Run each role to completion, in pipeline order, without chaos."""
         for role in order:
@@ -294,6 +327,7 @@ def pipeline_chaos(
     day: tuple[Sequence[ev.Trade], Sequence[ev.Event]] | None = None,
     db_url: str | None = None,
     db_prefix: str = "mf_",
+    disrupt: Callable[[Supervisor], None] | None = None,
 ) -> ChaosResult:
     """Run keeper, calculator, aggregator and sink as processes on ``log`` while a feeder
     publishes ``chunks`` x ``chunk`` trades (and price moves, and now and then an approved
@@ -303,7 +337,11 @@ def pipeline_chaos(
     ``day`` replaces the generated input by a day of trades and market events (from files:
     :mod:`marginflow.stream.sources`), published in time order in ``chunks`` parts, every
     part of it even if the kills end first, with no parameter changes. ``db_url`` is the
-    sink's database (default SQLite in ``workdir``)."""
+    sink's database (default SQLite in ``workdir``).
+
+    ``disrupt`` replaces the kills: every role runs once, without chaos, while
+    ``disrupt(supervisor)`` does its harm (takes the broker away); then every process must
+    still be alive, and must stop cleanly on SIGTERM."""
     from marginflow.sim.loadgen import TradeFlow, book_spots, parameter_change, price_moves, trades
     from marginflow.stream.pipeline import ROLES
     from marginflow.stream.publish import (
@@ -352,7 +390,14 @@ def pipeline_chaos(
 
     supervisor = Supervisor(commands, workdir / "logs", seed=seed)
     with Feeder(publish, chunks=chunks, interval=interval) as feeder:
-        supervisor.kill_until(kills, chaos=chaos, max_gap=max_gap)
+        if disrupt is None:
+            supervisor.kill_until(kills, chaos=chaos, max_gap=max_gap)
+        else:
+            supervisor.start_all()
+            disrupt(supervisor)
+            supervisor.check_alive()  # no worker left dead
+    if disrupt is not None:
+        supervisor.stop_all()
     if day is not None:  # the whole day, whenever the kills ended
         for k in range(feeder.published, chunks):
             publish_day(k)
@@ -365,3 +410,87 @@ def pipeline_chaos(
     finally:
         db.close()
     return ChaosResult(supervisor, feeder.published * chunk, positions, margins, reproduced)
+
+
+class BrokerFront:
+    """A broker whose clients all reach it through a TCP forwarder of its own
+    (:mod:`marginflow.sim.forward`, a separate process): the broker advertises the
+    forwarder's port, so every connection goes through it. :meth:`down` SIGKILLs the
+    forwarder, so every client sees what a dead broker looks like (connections reset, new
+    ones refused); :meth:`up` starts it again on the same port, the broker back with its log
+    (the test broker keeps its log in memory: restarting the broker process itself would
+    lose the log, which no client can survive). ``broker`` is the broker process, for
+    :func:`pause_broker`."""
+
+    def __init__(self, *, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.broker = start_broker(advertised_port=self.port, log_path=log_path)
+        self._forwarder: subprocess.Popen[bytes] | None = None
+        self.up()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def down(self) -> None:
+        if self._forwarder is not None:
+            self._forwarder.kill()
+            self._forwarder.wait()
+            self._forwarder = None
+
+    def up(self) -> None:
+        command = [sys.executable, "-m", "marginflow.sim.forward", str(self.port)]
+        self._forwarder = subprocess.Popen(
+            [*command, self.broker.bootstrap], env=_env(), stdin=subprocess.DEVNULL
+        )
+        if not wait_for_port("127.0.0.1", self.port, 30.0):
+            raise AssertionError(f"the forwarder did not listen on {self.port}")
+
+    def close(self) -> None:
+        self.down()
+        self.broker.stop()
+
+
+@dataclass
+class OutageReport:
+    outages: int = 0
+    down_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+def broker_outages(
+    front: BrokerFront,
+    *,
+    count: int,
+    seed: int,
+    down: tuple[float, float] = (1.0, 3.0),
+    up: tuple[float, float] = (1.0, 3.0),
+    check: Callable[[], None] | None = None,
+) -> OutageReport:
+    """Take the broker away ``count`` times, each time for ``down`` seconds (uniform), with
+    ``up`` seconds of service between; ``check()`` runs after each (workers still alive)."""
+    rng = random.Random(seed)
+    report = OutageReport()
+    t0 = time.monotonic()
+    for _ in range(count):
+        time.sleep(rng.uniform(*up))
+        front.down()
+        gone = rng.uniform(*down)
+        time.sleep(gone)
+        front.up()
+        report.outages += 1
+        report.down_seconds += gone
+        if check is not None:
+            check()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def pause_broker(pid: int, seconds: float) -> None:
+    """Freeze the broker process for ``seconds`` (SIGSTOP, then SIGCONT): connections stay
+    open and requests go unanswered, as with a broker stalled on a full disk or a long GC."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -365,12 +365,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", action="append", default=[], help="other accepted names")
     parser.add_argument("--provenance", default="", help="text for the 'source' field")
     args = parser.parse_args(argv)
-    doc = convert(
-        args.source.read_text(),
-        version=args.version,
-        aliases=args.alias,
-        source=args.provenance or f"re-expressed from {args.source.name}",
-    )
+    try:  # the operator's file: one line, not a traceback, when it cannot be used
+        if not args.source.is_file():  # a folder or /dev/zero is never an XML file
+            raise ValueError("not a regular file")
+        doc = convert(
+            args.source.read_text(encoding="utf-8"),
+            version=args.version,
+            aliases=args.alias,
+            source=args.provenance or f"re-expressed from {args.source.name}",
+        )
+    except OSError as exc:
+        parser.exit(2, f"error: {args.source}: cannot be read: {exc.strerror or exc}\n")
+    except (ET.ParseError, ValueError, KeyError) as exc:
+        parser.exit(2, f"error: {args.source}: not an ORE SIMM calibration: {exc}\n")
     args.target.write_text(dumps(doc) + "\n")
     print(f"wrote {args.target}", file=sys.stderr)
     return 0

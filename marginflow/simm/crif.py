@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from marginflow.core.errors import RowFailure, ValidationError
+from marginflow.core.errors import MSG_END_DATE_RANGE, RowFailure, ValidationError
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.currencies import ACCEPTED_CURRENCIES, CURRENCY_ALIASES
 from marginflow.simm.risk import (
@@ -71,6 +71,9 @@ DEFAULT_PORTFOLIO = "DEFAULT"
 # SIMM's products and squares of weighted sensitivities far from double overflow (1.8e308),
 # where a finite input such as 1e300 would otherwise turn a margin into inf or NaN.
 MAX_ABS_AMOUNT = 1e20
+# Plausible Schedule maturities: beyond them a date is a typo (9999-12-31 as "no end"), and
+# the ACT/ACT year fraction would step past year 9999.
+END_DATE_RANGE = (np.datetime64("1900-01-01", "D"), np.datetime64("2199-12-31", "D"))
 IM_MODEL_SIMM = 0
 IM_MODEL_SCHEDULE = 1
 
@@ -178,14 +181,17 @@ class Crif:
 
 @dataclass(frozen=True, slots=True)
 class CrifLoad:
-    """A loader's answer: the valid rows and one failure per rejected field."""
+    """A loader's answer: the valid rows and one failure per rejected row."""
 
     crif: Crif
     failures: tuple[RowFailure, ...]
 
     @property
     def rejected_lines(self) -> int:
-        return len({f.line for f in self.failures})
+        """Rejected input rows. Each has exactly one failure (its first bad field); counting
+        distinct lines instead would merge rows whose line is not known (0) or shared (two
+        records on one line, split by a lone CR)."""
+        return len(self.failures)
 
 
 def canonical_column(name: str) -> str | None:
@@ -243,7 +249,9 @@ def _numbers(column: pa.Array | pa.ChunkedArray | None, n: int) -> tuple[F64, ND
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
-        values = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+        # unsafe: an integer beyond 2**53 (a uint64 up to 1.8e19) is rounded, not refused
+        as_float = pc.cast(arr, pa.float64(), safe=False)
+        values = np.asarray(as_float.to_numpy(zero_copy_only=False), dtype=float)
         return values, np.zeros(n, dtype=bool)
     arr = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
     empty = pc.fill_null(pc.equal(arr, ""), True)
@@ -705,6 +713,12 @@ def _end_dates(rows: _Rows, schedule: NDArray[np.bool_]) -> NDArray[np.datetime6
         schedule & np.isnat(end_date),
         "EndDate",
         lambda r: MSG_END_DATE.format(value=values[idx[r]]),
+    )
+    low, high = END_DATE_RANGE
+    rows.fail.add(
+        schedule & ((end_date < low) | (end_date > high)),
+        "EndDate",
+        lambda r: MSG_END_DATE_RANGE.format(value=values[idx[r]], low=low, high=high),
     )
     return end_date
 

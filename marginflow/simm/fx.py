@@ -1,23 +1,23 @@
 """FX spot rates for converting CRIF amounts into the SIMM calculation currency.
 
 Rates are held as USD per one unit of each currency (USD itself is 1). They come from the user
-(``FxRates.of({"EUR": 1.08, ...})`` or a two-column file) or, when a CRIF carries both
+(``FxRates.of({"EUR": 1.08, ...})`` or a two-column file, read by
+:func:`marginflow.io.fx_rates.read_fx_rates`) or, when a CRIF carries both
 ``Amount`` and ``AmountUSD``, can be implied from it (:func:`implied_from_crif`).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from marginflow.core.errors import ValidationError
+from marginflow.core.errors import MSG_FX_USD, ValidationError
 from marginflow.simm.crif import Crif
 from marginflow.simm.currencies import ACCEPTED_CURRENCIES
 
+MSG_NOT_CURRENCY = "is not an ISO currency code: {value!r}"
 MSG_NO_RATE = "no FX rate for {ccy} (USD per {ccy}); give it with --fx-rates"
 MSG_BAD_RATE = "FX rate for {ccy} must be a positive number, got {value!r}"
 MSG_RATE_RANGE = (
@@ -43,7 +43,9 @@ class FxRates:
         for ccy, value in usd_per_unit.items():
             code = ccy.strip().upper()
             if code not in ACCEPTED_CURRENCIES:
-                raise ValidationError("currency", f"is not an ISO currency code: {ccy!r}")
+                raise ValidationError("currency", MSG_NOT_CURRENCY.format(value=ccy))
+            if code == "USD" and value != 1:  # one USD is one USD: any other rate is a mistake
+                raise ValidationError("fx_rate", MSG_FX_USD.format(value=value))
             if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
                 raise ValidationError("fx_rate", MSG_BAD_RATE.format(ccy=code, value=value))
             low, high = RATE_RANGE
@@ -71,23 +73,6 @@ class FxRates:
     def merged(self, other: FxRates) -> FxRates:
         """These rates, completed by ``other`` for currencies not given here."""
         return FxRates({**other.usd_per_unit, **self.usd_per_unit})
-
-
-def read_fx_rates(path: str | Path) -> FxRates:
-    """Read ``Currency,USDPerUnit`` lines (a header line is optional)."""
-    rates: dict[str, float] = {}
-    with Path(path).open(newline="") as handle:
-        for row in csv.reader(handle):
-            if len(row) < 2 or not row[0].strip() or row[0].strip().startswith("#"):
-                continue
-            try:
-                rates[row[0].strip()] = float(row[1])
-            except ValueError:
-                if rates:  # a bad number after the header line
-                    raise ValidationError(
-                        "fx_rate", MSG_BAD_RATE.format(ccy=row[0].strip(), value=row[1])
-                    ) from None
-    return FxRates.of(rates)
 
 
 def implied_from_crif(crif: Crif) -> FxRates:

@@ -18,13 +18,14 @@ from typing import Literal
 
 import numpy as np
 
-from marginflow.core.errors import ValidationError
+from marginflow.core.errors import MSG_SIMM_PARAMETER_CONFLICT, ValidationError
 from marginflow.simm.calculator import UnitResult, run_simm
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.crif import IM_MODEL_SCHEDULE, IM_MODEL_SIMM, Crif, CrifLoad
 from marginflow.simm.fx import FxRates, implied_from_crif
 from marginflow.simm.regulations import SIDES, Side, regulation_rank, winning
 from marginflow.simm.results import Node, RegulationMargin, ScheduleMargin, SideResult, SimmReport
+from marginflow.simm.risk import RISK_TYPE_NAMES, RiskType
 from marginflow.simm.schedule import schedule_margins
 
 Model = Literal["simm", "schedule", "mixed"]
@@ -113,6 +114,7 @@ def simm_report(
         for r in results
         if r.regulation is None
     )
+    notes.extend(parameter_conflicts(crif.take(simm_rows)))
     return SimmReport(
         version=calibration.version,
         mpor_days=calibration.mpor_days,
@@ -121,6 +123,36 @@ def simm_report(
         failures=tuple(failures),
         notes=tuple(notes),
     )
+
+
+def parameter_conflicts(crif: Crif) -> list[str]:
+    """A note for each product class multiplier or add-on notional factor that a portfolio's
+    rows give different values, naming the rows (``file:line: value``) in file order.
+
+    The calculator takes the largest (see ``docs/simm.md``): the conservative choice, but
+    engines differ here (one adds them up, one ignores multiplier rows that carry a product
+    class), so the user is told rather than left to guess."""
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for parameter in (RiskType.PRODUCT_CLASS_MULTIPLIER, RiskType.ADD_ON_NOTIONAL_FACTOR):
+        for r in np.flatnonzero(crif.risk_type == parameter).tolist():
+            key = (int(parameter), int(crif.portfolio[r]), int(crif.qualifier[r]))
+            groups.setdefault(key, []).append(r)
+    notes: list[tuple[int, str]] = []
+    for (kind, portfolio, qualifier), rows in groups.items():
+        values = {float(crif.amount[r]) for r in rows}
+        if len(values) < 2:
+            continue
+        listed = "; ".join(f"{crif.source}:{crif.line[r]}: {crif.amount[r]:g}" for r in rows)
+        text = MSG_SIMM_PARAMETER_CONFLICT.format(
+            portfolio=crif.portfolios[portfolio],
+            risk_type=RISK_TYPE_NAMES[RiskType(kind)],
+            qualifier=crif.qualifiers[qualifier],
+            count=len(values),
+            rows=listed,
+            chosen=max(values),
+        )
+        notes.append((int(crif.line[rows[0]]), text))
+    return [text for _, text in sorted(notes)]
 
 
 def _natural(name: str) -> tuple[tuple[int, object], ...]:

@@ -83,14 +83,27 @@ class Broker:
 
 
 def start_broker(
-    *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log_path: Path | None = None,
+    advertised_port: int | None = None,
 ) -> Broker:
-    """Start a broker on ``host:port`` (a free port if None) and wait until it listens."""
+    """Start a broker on ``host:port`` (a free port if None) and wait until it listens.
+    ``advertised_port``: tell clients to connect there instead (a forwarder's port)."""
     port = port or free_port(host)
     url = f"tcp://{host}:{port}"
+    advertised = f"tcp://{host}:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

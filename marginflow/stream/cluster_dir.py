@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marginflow.core.errors import ConfigurationError, MarginflowError
+from marginflow.core.errors import ConfigurationError, DamagedFileError, MarginflowError
+from marginflow.stream.durable import atomic_write, checked_json, load_checked_json
 from marginflow.stream.log.base import LogError
 from marginflow.stream.snapshots import FileSnapshotStore, SnapshotError
 from marginflow.stream.topics import Topology
@@ -105,19 +106,24 @@ def run_record(
 
 
 def read_run(directory: Path) -> dict[str, Any] | None:
+    """The run record of ``directory`` (None: there is none); a damaged one is refused."""
+    path = directory / RUN_FILE
     try:
-        record: dict[str, Any] = json.loads((directory / RUN_FILE).read_text())
+        record: dict[str, Any] = load_checked_json(path, path.read_bytes())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise refusal(directory, f"its {RUN_FILE} cannot be read ({exc})") from None
+    except DamagedFileError as exc:
+        raise refusal(directory, f"its {exc}") from None
     if not isinstance(record, dict) or not {"log", "log_url", "book_fingerprint"} <= set(record):
         raise refusal(directory, f"its {RUN_FILE} is not a run record")
     return record
 
 
 def write_run(directory: Path, record: dict[str, Any]) -> None:
-    (directory / RUN_FILE).write_text(json.dumps(record, indent=2))
+    """Replace the run record atomically, checksummed: a resume decides on it."""
+    atomic_write(directory / RUN_FILE, [checked_json(record)], sync=True, error=ConfigurationError)
 
 
 def _non_empty(path: Path) -> bool:

@@ -14,6 +14,12 @@ the pipeline and the **drift between two consumers** (how far the risk calculato
 the position keeper, the sink behind the calculator) is the difference of their event-time
 watermarks (the latest event time each has committed, over its inputs).
 
+When the log is a broker that does not answer, :meth:`DriftMonitor.sample` raises
+:class:`~marginflow.stream.log.base.LogUnavailableError` at once (it asks whether the broker
+listens before anything else) and :meth:`DriftMonitor.broker` says since when it is
+unreachable; ``marginflow lag --watch`` shows that and keeps watching, and the gauges
+``marginflow_broker_up`` and ``marginflow_broker_unreachable_since_seconds`` carry it.
+
 Committed offsets advance when a worker snapshots (every ``snapshot_interval``), so the lag
 read here includes up to one interval of work done but not yet committed. Broadcast topics
 (market data) show each calculator's progress under the group ``<group>.broadcast``.
@@ -30,6 +36,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec
 from marginflow.stream.log.base import TP, Log
+from marginflow.stream.log.health import BrokerHealth, BrokerState, health_of
 from marginflow.stream.topics import (
     CRIF,
     DEAD_LETTERS,
@@ -100,6 +107,7 @@ class LagReport:
     groups: list[GroupLag] = field(default_factory=list)
     partitions: list[PartitionLag] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
+    broker: BrokerState | None = None  # None: an embedded log
 
     @property
     def alerts(self) -> list[GroupLag]:
@@ -111,6 +119,7 @@ class LagReport:
             "groups": [asdict(g) for g in self.groups],
             "drift": [asdict(d) for d in self.drift],
             "partitions": [asdict(p) for p in self.partitions],
+            "broker": None if self.broker is None else asdict(self.broker),
         }
 
 
@@ -141,6 +150,16 @@ class DriftMonitor:
         self.thresholds = thresholds or Thresholds()
         self._codec: Codec[ev.Event] = Codec([*ev.INPUT_EVENTS, *ev.RESULT_EVENTS])
         self._reader = log.consumer()
+        self._health: BrokerHealth | None = health_of(log)
+
+    def broker(self) -> BrokerState | None:
+        """The broker's reachability as last seen (None: the log has no broker)."""
+        return None if self._health is None else self._health.state()
+
+    def _ping(self) -> None:
+        ping = getattr(self.log, "ping", None)
+        if ping is not None:
+            ping(5.0)
 
     def _record_at(self, tp: TP, offset: int) -> tuple[int, int] | None:
         """(append time ms, event time ns) of the record at ``offset`` of ``tp``."""
@@ -168,8 +187,9 @@ class DriftMonitor:
 
     def sample(self) -> LagReport:
         """One reading of every stage's lag and the drift between stages."""
+        self._ping()  # an unreachable broker fails here, at once, not after each timeout
         now = time.time_ns()
-        report = LagReport(taken_ns=now)
+        report = LagReport(taken_ns=now, broker=self.broker())
         prefix = self.topology.prefix
         watermarks: dict[str, int] = {}
         for role, topics in STAGES:
@@ -217,6 +237,16 @@ def export_metrics(report: LagReport, registry: CollectorRegistry | None = None)
         gauges["alert"].labels(**labels).set(1.0 if g.alert else 0.0)
     for d in report.drift:
         gauges["drift"].labels(upstream=d.upstream, downstream=d.downstream).set(d.seconds)
+    if report.broker is not None:
+        export_broker(report.broker, registry)
+
+
+def export_broker(state: BrokerState, registry: CollectorRegistry | None = None) -> None:
+    """Set the broker gauges: up (1/0) and since when it is unreachable (0: it is not)."""
+    gauges = _gauges(registry)
+    gauges["broker_up"].labels(broker=state.address).set(1.0 if state.reachable else 0.0)
+    since = 0.0 if state.unreachable_since_ns is None else state.unreachable_since_ns / 1e9
+    gauges["broker_since"].labels(broker=state.address).set(since)
 
 
 _GAUGES: dict[int, dict[str, Gauge]] = {}
@@ -250,6 +280,15 @@ def _gauges(registry: CollectorRegistry | None) -> dict[str, Gauge]:
                 "marginflow_drift_seconds",
                 "Event-time watermark of upstream minus downstream",
                 ("upstream", "downstream"),
+                registry=reg,
+            ),
+            "broker_up": Gauge(
+                "marginflow_broker_up", "1 when the broker answered", ("broker",), registry=reg
+            ),
+            "broker_since": Gauge(
+                "marginflow_broker_unreachable_since_seconds",
+                "Unix time the broker stopped answering (0: it answers)",
+                ("broker",),
                 registry=reg,
             ),
         }

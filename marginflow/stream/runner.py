@@ -26,7 +26,8 @@ from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
 from marginflow.io.source import read_json
 from marginflow.store import Database
-from marginflow.stream.log import open_log
+from marginflow.stream.log import Log, LogUnavailableError, open_log
+from marginflow.stream.log.health import Backoff, health_of, say
 from marginflow.stream.pipeline import ROLES, processor_for
 from marginflow.stream.risk_calculator import MarginSetup
 from marginflow.stream.simm_worker import SimmSettings, newest_version
@@ -175,13 +176,36 @@ def _percentiles(values: Sequence[float], qs: tuple[float, ...]) -> list[float]:
     return [round(float(x), 2) for x in np.percentile(np.asarray(values), qs)]
 
 
+def _create_topics(log: Log, topology: Topology) -> None:
+    """Create the topics, waiting (with backoff) for a broker that is not there yet: a
+    worker restarted during an outage waits for it instead of crashing again."""
+    backoff = Backoff()
+    while True:
+        try:
+            log.create_topics(topology.all())
+            return
+        except LogUnavailableError:
+            time.sleep(backoff.next())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    except MarginflowError as exc:  # one line for the log, never a stack trace
+        say(f"{args.role}: {exc}")
+        return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.role == "sink" and not args.db:
         _database(args)  # refuses before anything is created
     topology = Topology(partitions=args.partitions, prefix=args.prefix)
     log = open_log(args.log)
-    log.create_topics(topology.all())
+    health = health_of(log)
+    if health is not None:  # one line in this worker's log each time the broker goes or comes
+        health.report = say
+    _create_topics(log, topology)
     processor = _processor(args.role, topology, args)
     # The engine and reference data built above live as long as the process: keep them out
     # of the cyclic collector's full passes, which otherwise rescan them every few seconds

@@ -14,22 +14,35 @@ import os
 import queue
 import struct
 import threading
-import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from marginflow.core.errors import MarginflowError
+import google_crc32c
+
+from marginflow.core.errors import (
+    MSG_BAD_CHECKSUM,
+    MSG_OLD_FORMAT,
+    DamagedFileError,
+    MarginflowError,
+)
+from marginflow.stream.durable import atomic_write, write_failed
 from marginflow.stream.log.base import TP
 
-_MAGIC = b"MFSNAP01"
-_HEADER = struct.Struct("<8sqQI")  # magic, offset, payload length, crc32(payload)
+_MAGIC = b"MFSNAP02"
+_OLD_MAGIC = b"MFSNAP01"  # format 1: a zlib CRC32 of the payload only
+# magic, offset, payload length, crc32c(magic, offset and length, then the payload)
+_HEADER = struct.Struct("<8sqQI")
+_COVERED = struct.calcsize("<8sqQ")  # the header bytes the checksum covers
 
 
 class SnapshotError(MarginflowError):
-    """A snapshot could not be read back (damaged or from an unknown format)."""
+    """A snapshot could not be saved or read back."""
+
+
+class SnapshotDamagedError(SnapshotError, DamagedFileError):
+    """A snapshot file failed its checksum or format check (names the file and byte)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,53 +62,66 @@ class SnapshotStore(Protocol):
         """The last snapshot saved, or None if there is none."""
 
 
+def encode_snapshot(snapshot: Snapshot) -> list[bytes]:
+    """The file's bytes, in two parts (the payload is not copied)."""
+    head = _HEADER.pack(_MAGIC, snapshot.offset, len(snapshot.data), 0)[:_COVERED]
+    crc = int(google_crc32c.extend(google_crc32c.value(head), snapshot.data))
+    return [head + struct.pack("<I", crc), snapshot.data]
+
+
+def decode_snapshot(path: Path, raw: bytes) -> Snapshot:
+    """The snapshot in the bytes ``raw`` of file ``path``; :class:`SnapshotDamagedError`
+    naming the file and byte if any byte of it was changed."""
+    if raw[:8] == _OLD_MAGIC:
+        raise SnapshotDamagedError(path, 0, MSG_OLD_FORMAT.format(found=1, expected=2))
+    if len(raw) < _HEADER.size:
+        raise SnapshotDamagedError(path, len(raw), "truncated header")
+    magic, offset, length, crc = _HEADER.unpack_from(raw)
+    if magic != _MAGIC:
+        raise SnapshotDamagedError(path, 0, "not a marginflow snapshot")
+    data = raw[_HEADER.size :]
+    if len(data) != length:
+        raise SnapshotDamagedError(
+            path, _HEADER.size, f"payload of {len(data)} bytes, header says {length}"
+        )
+    head = raw[:_COVERED]
+    if int(google_crc32c.extend(google_crc32c.value(head), data)) != crc:
+        raise SnapshotDamagedError(path, 0, MSG_BAD_CHECKSUM)
+    return Snapshot(offset, data)
+
+
 class FileSnapshotStore:
     """Snapshots as files ``<root>/<group>/<topic>-<partition>.snap``, replaced atomically
-    (write a temporary file, fsync it, rename it over the old one, fsync the directory)."""
+    (write a temporary file, fsync it, rename it over the old one, fsync the directory).
+
+    Format 2: ``"MFSNAP02" | i64 offset | u64 payload length | u32 crc32c | payload``, the
+    checksum over the 24 header bytes before it and the payload, so a change to any byte,
+    the offset included, is refused with the file's name."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
 
-    def _path(self, group: str, tp: TP) -> Path:
+    def path(self, group: str, tp: TP) -> Path:
         return self.root / group / f"{tp[0]}-{tp[1]}.snap"
 
     def save(self, group: str, tp: TP, snapshot: Snapshot) -> None:
-        path = self._path(group, tp)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = _HEADER.pack(
-            _MAGIC, snapshot.offset, len(snapshot.data), zlib.crc32(snapshot.data)
-        )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(snapshot.data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        path = self.path(group, tp)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(path.parent, exc, SnapshotError) from exc
+        atomic_write(path, encode_snapshot(snapshot), sync=self.fsync, error=SnapshotError)
 
     def load(self, group: str, tp: TP) -> Snapshot | None:
-        path = self._path(group, tp)
+        path = self.path(group, tp)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        if len(raw) < _HEADER.size:
-            raise SnapshotError(f"{path}: truncated header")
-        magic, offset, length, crc = _HEADER.unpack_from(raw)
-        data = raw[_HEADER.size :]
-        if magic != _MAGIC:
-            raise SnapshotError(f"{path}: not a marginflow snapshot")
-        if len(data) != length or zlib.crc32(data) != crc:
-            raise SnapshotError(f"{path}: damaged (length or checksum mismatch)")
-        return Snapshot(offset, data)
+        except OSError as exc:  # a directory in its place, no permission, an I/O error
+            raise SnapshotError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        return decode_snapshot(path, raw)
 
 
 class SnapshotWriter:

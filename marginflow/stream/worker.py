@@ -45,6 +45,26 @@ A crash anywhere replays, and never loses or doubles a result:
 A partition with no snapshot starts from offset 0 with empty state. Correctness rests on
 neither transactions nor log compaction; it rests on deterministic processing, results
 keyed by their input offsets, and the order above.
+
+The broker going away
+---------------------
+Nothing above is skipped or reordered while the log is unreachable
+(:class:`~marginflow.stream.log.base.LogUnavailableError`); the worker waits in place,
+retrying with :class:`~marginflow.stream.log.health.Backoff` (exponential, capped, with
+jitter) and reporting one line when the broker goes and one when it is back:
+
+* 1: an unreachable broker only makes ``consume`` return nothing; what was drained is kept;
+* 5: records queue in the producer (never failed for a timeout, see
+  :mod:`marginflow.stream.log.kafka`);
+* 6: the flush is retried until every record is durable; no snapshot is written before,
+  so a batch is never half-committed. A delivery the broker *refused* is a
+  :class:`~marginflow.stream.log.base.LogError`: the worker stops without a snapshot and its
+  restart redoes the batch from the last snapshot, as after a crash;
+* 7: a commit that fails is kept and retried with the next one (committed offsets only
+  report progress); a member that lost its partitions while the broker was away is revoked
+  (6 and 7 on them) and assigned again from its snapshots, as in any rebalance;
+* asked to stop while the broker is away, the worker waits ``stop_grace`` seconds for it,
+  then stops without a snapshot (the restart replays from the last one).
 """
 
 from __future__ import annotations
@@ -54,17 +74,29 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from marginflow.core.errors import ConfigurationError
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, Rejection, dead_letter, encode
-from marginflow.stream.log.base import TP, Consumer, Log, Producer, Record
+from marginflow.stream.log.base import (
+    TP,
+    Consumer,
+    Log,
+    LogCorruptError,
+    LogError,
+    LogUnavailableError,
+    Producer,
+    Record,
+)
+from marginflow.stream.log.health import Backoff, BackoffPolicy, BrokerHealth, health_of, say
 from marginflow.stream.snapshots import Snapshot, SnapshotStore, SnapshotWriter
 from marginflow.stream.topics import DEAD_LETTERS, Topology, partition_for
 
 BROADCAST_KEY: TP = ("_broadcast", 0)
 """Where a worker's snapshot store keeps its broadcast state (topic, partition)."""
+
+_T = TypeVar("_T")
 
 Guarantee = Literal["at-least-once delivery, exactly-once results"]
 
@@ -88,13 +120,15 @@ class WorkerSettings:
     poll_timeout: float = 0.05
     partitions: tuple[int, ...] | None = None
     guarantee: Guarantee = "at-least-once delivery, exactly-once results"
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    stop_grace: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.group:
             raise ConfigurationError("worker group must not be empty")
         if self.max_batch < 1:
             raise ConfigurationError(f"max_batch must be >= 1, got {self.max_batch}")
-        for name in ("max_wait", "snapshot_interval", "poll_timeout"):
+        for name in ("max_wait", "snapshot_interval", "poll_timeout", "stop_grace"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -211,7 +245,14 @@ class MicroBatchWorker:
         self._writer = SnapshotWriter(store, on_saved=lambda: self._phase("snapshotted"))
         self._started = False
         self._stopping = False
+        self._stop_at = 0.0
+        self._gave_up = False  # stopped while the log was unreachable: no snapshot at close
         self._partitions: dict[str, int] = {}
+        self._uncommitted: dict[TP, int] = {}  # durable snapshots whose commit failed
+        self._commit_refused = False  # said once per run of refusals
+        self.health: BrokerHealth | None = health_of(log)
+        self._backoff = Backoff(settings.backoff)
+        self._probe_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,9 +265,7 @@ class MicroBatchWorker:
         if self.settings.partitions is None:
             self._consumer.subscribe(inputs, on_assign=self._on_assign, on_revoke=self._on_revoke)
             return
-        tps = [
-            (t, p) for t in inputs for p in self.settings.partitions if p < self.log.partitions(t)
-        ]
+        tps = [(t, p) for t in inputs for p in self.settings.partitions if p < self._nparts(t)]
         self._consumer.assign(self._on_assign(tps))
 
     def _broadcast_key(self) -> TP:
@@ -235,7 +274,7 @@ class MicroBatchWorker:
     def _start_broadcasts(self) -> None:
         saved = self.store.load(self.settings.group, self._broadcast_key())
         starts: dict[TP, int] = {
-            (t, p): 0 for t in self.processor.broadcasts for p in range(self.log.partitions(t))
+            (t, p): 0 for t in self.processor.broadcasts for p in range(self._nparts(t))
         }
         if saved is not None:
             offsets, state = _split_broadcast(saved.data)
@@ -262,27 +301,48 @@ class MicroBatchWorker:
     def _on_revoke(self, tps: list[TP]) -> None:
         self._revoked.update(tps)
         mine = [tp for tp in tps if tp in self._owned]
-        self._snapshot_and_commit(mine)
+        if not self._gave_up:  # else stopping with the broker away: no snapshot (see close)
+            self._snapshot_and_commit(mine)
         for tp in mine:
             self.processor.release(tp)
             del self._owned[tp]
             self._dirty.discard(tp)
 
     def close(self) -> None:
-        """Snapshot and commit what is owned, leave the group and release the clients."""
-        if self._started:
-            self._snapshot_and_commit(list(self._owned))
-            self._save_broadcast()
-            self._commit_saved(self._writer.wait())
+        """Snapshot and commit what is owned, leave the group and release the clients.
+
+        With the broker gone (it did not come back within ``stop_grace``), nothing is
+        snapshotted: results not yet durable would be lost behind a snapshot; the next start
+        replays from the last snapshot instead."""
+        self.stop()
+        try:
+            if self._started and not self._gave_up:
+                self._snapshot_and_commit(list(self._owned))
+                self._save_broadcast()
+                self._commit_saved(self._writer.wait())
+        except LogUnavailableError:
+            self._gave_up = True
+        if self._gave_up:
+            say(
+                f"{self.settings.group}: stopped without a snapshot (broker unreachable); "
+                "the next start replays from the last one"
+            )
+            self._owned.clear()  # leaving the group must not snapshot either
         self._consumer.close()  # leaving the group may call _on_revoke: the writer is still up
         if self._reader is not None:
             self._reader.close()
-        self._producer.close()
+        try:
+            self._producer.close()
+        except LogError:
+            if not self._gave_up:
+                raise
         self._writer.close()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current step."""
-        self._stopping = True
+        if not self._stopping:
+            self._stopping = True
+            self._stop_at = time.monotonic()
 
     @property
     def stopping(self) -> bool:
@@ -299,6 +359,7 @@ class MicroBatchWorker:
         steps = 0
         while not self._stopping and (max_steps is None or steps < max_steps):
             steps += 1
+            self._probe()
             if self.step() or not self._owned:
                 idle_since = self._clock()
             elif idle_exit is not None and self._clock() - idle_since >= idle_exit:
@@ -494,12 +555,54 @@ class MicroBatchWorker:
     def _nparts(self, topic: str) -> int:
         n = self._partitions.get(topic)
         if n is None:
-            n = self._partitions[topic] = self.log.partitions(topic)
+            n = self._partitions[topic] = self._retry(lambda: self.log.partitions(topic))
         return n
+
+    # -- the broker going away ----------------------------------------------------------
+    def _retry(self, call: Callable[[], _T]) -> _T:
+        """``call()``, retried with backoff while the log is unreachable. Once stopping, it
+        gives up ``stop_grace`` seconds after :meth:`stop` (raising the last error)."""
+        while True:
+            try:
+                result = call()
+            except LogUnavailableError:
+                if self._stopping and time.monotonic() - self._stop_at >= self.settings.stop_grace:
+                    self._gave_up = True
+                    raise
+                time.sleep(self._backoff.next())
+                continue
+            self._backoff.reset()
+            return result
+
+    def _flush(self) -> None:
+        """Step 6's flush: wait until every record published is durable, however long the
+        broker is away. Each try returns as soon as the broker has taken everything; one
+        that takes longer than the backoff's cap says the broker is slow or gone."""
+        while True:
+            try:
+                self._producer.flush(self.settings.backoff.maximum)
+                return
+            except LogUnavailableError:
+                if self._stopping and time.monotonic() - self._stop_at >= self.settings.stop_grace:
+                    self._gave_up = True
+                    raise
+
+    def _probe(self) -> None:
+        """While the broker is away, ask it now and then whether it is back (an idle worker
+        would otherwise learn it only from the next record)."""
+        if self.health is None or self.health.reachable or time.monotonic() < self._probe_at:
+            return
+        ping = getattr(self.log, "ping", None)
+        try:
+            if ping is not None:
+                ping(self.settings.backoff.maximum)
+        except LogUnavailableError:
+            pass
+        self._probe_at = time.monotonic() + self._backoff.next()
 
     def _maybe_snapshot(self, now: float) -> None:
         if now - self._last_snapshot >= self.settings.snapshot_interval:
-            self._producer.flush()
+            self._flush()
             self._submit_snapshots(sorted(self._dirty))
             self._save_broadcast()
             self._last_snapshot = self._clock()
@@ -508,7 +611,7 @@ class MicroBatchWorker:
     def _snapshot_and_commit(self, tps: Sequence[TP]) -> None:
         """Snapshot ``tps`` and commit behind them before returning (a revocation, a close:
         the next owner must find the state)."""
-        self._producer.flush()
+        self._flush()
         self._submit_snapshots(tps)
         self._commit_saved(self._writer.wait())
         self._last_snapshot = self._clock()
@@ -525,17 +628,37 @@ class MicroBatchWorker:
 
     def _commit_saved(self, saved: list[tuple[TP, int, object]]) -> None:
         """7: commit the offsets of the snapshots now durable (the latest per partition)."""
-        offsets: dict[TP, int] = {}
+        # Committed offsets only report progress (a restart resumes from the snapshots), so
+        # a commit the broker did not take is kept and sent again with the next one.
+        offsets = {tp: o for tp, o in self._uncommitted.items() if tp in self._owned}
+        self._uncommitted = {}
         for tp, offset, tag in saved:
             if isinstance(tag, dict):  # the broadcast snapshot: its topics' offsets
                 if tag and self._reader is not None:  # progress report only
-                    self._reader.commit(tag)
+                    self._try_commit(self._reader, tag)
             else:
                 offsets[tp] = offset
                 self.stats.snapshots += 1
-        if offsets:
-            self._consumer.commit(offsets)
+        if offsets and not self._try_commit(self._consumer, offsets):
+            self._uncommitted = offsets
+        elif offsets:
             self._phase("committed")
+
+    def _try_commit(self, consumer: Consumer, offsets: Mapping[TP, int]) -> bool:
+        try:
+            consumer.commit(offsets)
+        except LogUnavailableError:
+            return False  # the broker is away: its health says so, once
+        except LogCorruptError:
+            raise  # a damaged offsets file is not a passing state: stop and say where
+        except LogError as exc:
+            # refused while the group re-forms after an outage (not a member any more)
+            if not self._commit_refused:
+                say(f"{self.settings.group}: commit not taken, kept for the next one: {exc}")
+            self._commit_refused = True
+            return False
+        self._commit_refused = False
+        return True
 
     def _save_broadcast(self) -> None:
         if self._reader is None or not self._broadcast_dirty:

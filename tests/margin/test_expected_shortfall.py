@@ -158,3 +158,17 @@ def test_k_whole_despite_rounding_of_one_minus_confidence() -> None:
     assert s.es[0] == pytest.approx(99.0, rel=1e-13)
     assert s.var[0] == 98.0
     assert math.isclose(1 - 0.99, 0.01, rel_tol=1e-14)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_pnl_is_refused_never_skipped(bad: float) -> None:
+    # NaN compares false, so a sorting kernel would silently leave it out of the tail
+    pnl = np.array([[-5.0, -1.0, 2.0, 3.0], [-100.0, -1.0, 2.0, 3.0]])
+    pnl[1, 0] = bad
+    with pytest.raises(ValidationError, match=r"pnl: row 1, scenario 0: P&L must be finite"):
+        tail_stats(pnl, confidence=0.75)
+    with pytest.raises(ValidationError, match=r"row 1, scenario 0"):
+        tail_stats(pnl, confidence=0.75, rows=np.array([1], dtype=np.intp))
+    assert tail_stats(pnl, confidence=0.75, rows=np.array([0], dtype=np.intp)).es[0] == 5.0
+    with pytest.raises(ValidationError, match="P&L must be finite"):
+        tail(pnl[1], confidence=0.75)

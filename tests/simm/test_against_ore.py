@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from marginflow.io.crif import read_crif
 from marginflow.sim.synthetic_crif import USD_PER_UNIT, CrifSpec, generate, write_crif_csv
 from marginflow.simm.calculator import SimmRun, run_simm
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import read_crif
 from marginflow.simm.fx import FxRates
 from marginflow.simm.results import Node
 
@@ -358,7 +358,7 @@ def test_edge_cases_are_what_they_claim() -> None:
     # concentration factor above 1, and a curvature margin reduced by negative theta.
     path_rows = _edge_rows()
     calibration = load_calibration("2.6")
-    from marginflow.simm.crif_io import crif_from_rows
+    from marginflow.io.crif import crif_from_rows
 
     load = crif_from_rows(path_rows, calibration=calibration)
     run = run_simm(load.crif, calibration=calibration, fx=FxRates.of(USD_PER_UNIT))
@@ -416,7 +416,7 @@ def test_newest_versions_against_ore_compiled_configuration(
     # ORE 1.8.17's application cannot build 2.8+2512, so its SimmCalculator is driven
     # directly (2.8+2506 through the same path checks the path). 120 names per class put
     # sensitivities in every bucket; the large scale hits concentration thresholds.
-    from marginflow.simm.crif_io import crif_from_rows
+    from marginflow.io.crif import crif_from_rows
     from tests.simm.ore_oracle import run_ore_low_level
 
     for seed, scale in ((21, 1.0), (22, 40.0)):

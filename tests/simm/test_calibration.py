@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from marginflow.core.errors import ConfigurationError, ValidationError
+from marginflow.io.crif import crif_from_rows
+from marginflow.io.fx_rates import read_fx_rates
 from marginflow.simm.calibration import (
     FORMAT,
     PARAMS_DIR,
@@ -19,8 +21,7 @@ from marginflow.simm.calibration import (
     load_calibration,
 )
 from marginflow.simm.calibration_import import curvature_weights, dumps
-from marginflow.simm.crif_io import crif_from_rows
-from marginflow.simm.fx import FxRates, implied_from_crif, read_fx_rates
+from marginflow.simm.fx import FxRates, implied_from_crif
 
 VERSIONS = ["2.2", "2.3", "2.4", "2.5", "2.5A", "2.6", "2.7", "2.7+2412", "2.8+2506", "2.8+2512"]
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from marginflow.core.errors import ValidationError
+from marginflow.io.crif import crif_from_rows
 from marginflow.sim.synthetic_crif import USD_PER_UNIT, CrifSpec, generate
 from marginflow.simm.calculator import run_simm, winners
 from marginflow.simm.calibration import load_calibration
 from marginflow.simm.contributions import NO_TRADE, trade_contributions
-from marginflow.simm.crif_io import crif_from_rows
 from marginflow.simm.fx import FxRates
 from marginflow.simm.report import simm_report
 

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from marginflow.core.errors import ValidationError
+from marginflow.io.crif import crif_from_rows, read_crif
 from marginflow.sim.synthetic_crif import USD_PER_UNIT, CrifSpec, generate, write_crif_csv
 from marginflow.simm import crif as crif_mod
 from marginflow.simm.calculator import run_simm
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import crif_from_rows, read_crif
 from marginflow.simm.fx import FxRates
 
 CAL = load_calibration("2.6")

@@ -14,9 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
+from marginflow.io.crif import read_crif
 from marginflow.simm.calculator import run_simm
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import read_crif
 from marginflow.simm.fx import implied_from_crif
 from tests.reference import reference_dir, reference_path
 

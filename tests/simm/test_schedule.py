@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from marginflow.io.crif import crif_from_rows, read_crif
 from marginflow.sim.synthetic_crif import USD_PER_UNIT, generate_schedule, write_schedule_csv
 from marginflow.simm.calibration import load_calibration
-from marginflow.simm.crif_io import crif_from_rows, read_crif
 from marginflow.simm.fx import FxRates
 from marginflow.simm.report import simm_report
 from marginflow.simm.risk import ProductClass

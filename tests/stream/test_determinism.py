@@ -253,7 +253,7 @@ def test_a_differently_built_engine_is_caught() -> None:
     def other() -> MarginEngine:
         e = _pristine()
         return MarginEngine(
-            e.book, e.scenarios, e.model, revaluation=RevaluationSettings(eep_moneyness_points=17)
+            e.book, e.scenarios, e.model, revaluation=RevaluationSettings(eep_moneyness_step=0.14)
         )
 
     published = versions(run([Calculator((0, 1, 2, 3), engine_factory=other)], seed=1))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marginflow.stream.log.base import LogError, Record
+from marginflow.stream.log.base import LogCorruptError, LogError, Record
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.topics import Distribution, TopicSpec
 
@@ -95,7 +95,7 @@ def test_torn_tail_is_invisible_then_truncated_by_the_next_writer(tmp_path: Path
     assert segment.stat().st_size > size
 
 
-def test_corrupted_batch_stops_the_reader(tmp_path: Path) -> None:
+def test_corrupted_batch_is_refused_with_its_file_and_offset(tmp_path: Path) -> None:
     log = EmbeddedLog(tmp_path)
     topic = _topic(log)
     for value in (b"aaaa", b"bbbb", b"cccc"):  # three flushes: three batches
@@ -104,7 +104,10 @@ def test_corrupted_batch_stops_the_reader(tmp_path: Path) -> None:
     data = bytearray(segment.read_bytes())
     data[data.index(b"bbbb")] ^= 0xFF  # flip bits in the second batch's record
     segment.write_bytes(bytes(data))
-    assert [r.value for r in _read_all(log, topic)] == [b"aaaa"]
+    with pytest.raises(
+        LogCorruptError, match=rf"{segment}: damaged at byte \d+: .*offset 1 of t\[0\]"
+    ):
+        _read_all(log, topic)  # never a silent stop after b"aaaa"
 
 
 @settings(

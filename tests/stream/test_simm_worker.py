@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ConfigurationError
+from marginflow.io.crif import read_crif
 from marginflow.sim.loadgen import crif_submissions
 from marginflow.sim.synthetic_crif import CrifSpec, generate, write_crif_csv
 from marginflow.simm.calibration import available_versions, load_calibration
-from marginflow.simm.crif_io import read_crif
 from marginflow.simm.report import simm_report
 from marginflow.store import Database
 from marginflow.stream import events as ev

@@ -13,6 +13,7 @@ from marginflow.core.ids import AccountId, InstrumentId
 from marginflow.sim.loadgen import TradeFlow, trades
 from marginflow.stream import events as ev
 from marginflow.stream.codec import Codec, encode
+from marginflow.stream.log.base import LogCorruptError
 from marginflow.stream.log.embedded import EmbeddedLog
 from marginflow.stream.position_keeper import PositionKeeper
 from marginflow.stream.publish import publish_trades
@@ -345,3 +346,19 @@ def test_partition_lost_and_regained_before_a_drain_returns_keeps_its_records(
     worker.close()
     report = check_positions(log, topology)
     assert report.ok, report.mismatches[:5] + report.lost[:5]
+
+
+def test_a_damaged_offsets_file_stops_the_worker_and_names_it(
+    setup: tuple[EmbeddedLog, Topology, FileSnapshotStore],
+) -> None:
+    # a commit that fails because the offsets file is damaged is not "try again next time"
+    log, topology, store = setup
+    publish_trades(log.producer(), topology, trades(FLOW, 4_000))
+    worker = _keeper(log, topology, store, max_batch=100)
+    worker.run(max_steps=2)
+    offsets = log.group_dir("keeper") / f"{topology.name(TRADES)}.offsets"
+    data = bytearray(offsets.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    offsets.write_bytes(bytes(data))
+    with pytest.raises(LogCorruptError, match=r"trades\.offsets"):
+        worker.run(idle_exit=0.2)

@@ -84,7 +84,13 @@ def lag(caller: Operator) -> Lag:
         from marginflow.stream.log import open_log
 
         monitor = ctx.cache["drift"] = DriftMonitor(open_log(ctx.config.log), ctx.topology)
-    report = monitor.sample()
+    from marginflow.stream.log import LogUnavailableError
+
+    try:
+        report = monitor.sample()
+    except LogUnavailableError:  # "broker at A unreachable since T: why"
+        state = monitor.broker()
+        raise ServiceError(503, state.describe() if state else "the log is unreachable") from None
     return Lag(
         taken=iso(report.taken_ns),
         groups=[asdict(g) for g in report.groups],

@@ -7,7 +7,16 @@
 
 from __future__ import annotations
 
-from marginflow.stream.log.base import TP, Consumer, Log, LogError, Producer, Record
+from marginflow.stream.log.base import (
+    TP,
+    Consumer,
+    Log,
+    LogCorruptError,
+    LogError,
+    LogUnavailableError,
+    Producer,
+    Record,
+)
 
 
 def open_log(url: str) -> Log:
@@ -31,4 +40,14 @@ def open_log(url: str) -> Log:
     return EmbeddedLog(path)
 
 
-__all__ = ["TP", "Consumer", "Log", "LogError", "Producer", "Record", "open_log"]
+__all__ = [
+    "TP",
+    "Consumer",
+    "Log",
+    "LogCorruptError",
+    "LogError",
+    "LogUnavailableError",
+    "Producer",
+    "Record",
+    "open_log",
+]

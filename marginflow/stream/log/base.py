@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from marginflow.core.errors import MarginflowError
+from marginflow.core.errors import DamagedFileError, MarginflowError
 from marginflow.stream.topics import TopicSpec
 
 TP = tuple[str, int]
@@ -42,6 +42,17 @@ OnRevoke = Callable[[list[TP]], None]
 
 class LogError(MarginflowError):
     """The log refused or lost an operation (a failed delivery, a missing topic, ...)."""
+
+
+class LogCorruptError(LogError, DamagedFileError):
+    """A file of the embedded log failed its checksum or format check: ``path`` and
+    ``position`` name where. Readers and writers refuse it; nothing is skipped or truncated
+    silently (``marginflow log verify`` and ``marginflow log repair``)."""
+
+
+class LogUnavailableError(LogError):
+    """The log could not be reached (the broker is down, restarting or too slow to answer):
+    nothing was refused or lost, and the same operation may succeed when retried."""
 
 
 class Record(NamedTuple):

@@ -2,35 +2,62 @@
 
 Layout under the log's root directory::
 
-    topics/<topic>/meta.json                  partition count
-    topics/<topic>/<p>/<base offset>.log      segment: frames, append-only
-    topics/<topic>/<p>/<base offset>.idx      sparse index: (offset, position) per write
+    topics/<topic>/meta.json                  partition count (checked JSON)
+    topics/<topic>/<p>/<base offset>.log      segment: a header, then batches, append-only
+    topics/<topic>/<p>/<base offset>.idx      sparse index: (offset, position) per batch
+    topics/<topic>/<p>/durable                the durable mark (see below)
+    topics/<topic>/<p>/gaps.json              offsets dropped by ``log repair`` (checked JSON)
     topics/<topic>/<p>/.lock                  writers' lock (flock)
-    groups/<group>/<topic>.offsets            committed offsets (JSON), replaced atomically
+    groups/<group>/<topic>.offsets            committed offsets (checked JSON), replaced atomically
     groups/<group>/members/<id>               one file per live member, flock'ed by it
     groups/<group>/owners/<topic>-<p>         partition ownership, flock'ed by its owner
 
-Records are written in batches (one per producer write), Kafka-style:
-``u32 body_len | u32 crc32(body) | body`` with
+Format 2 (checksummed; a log of format 1 is refused with a message naming the file)
+-------------------------------------------------------------------------------------
+A segment starts with the 8 bytes ``MFLOG\\0\\2\\n``. Records follow in batches (one per
+producer write), Kafka-style: ``u32 body_len | u32 crc32c(body) | body`` with
 ``body = i64 base_offset | i64 timestamp_ms | u32 count | records`` and each record
-``i32 key_len (-1: no key) | u32 value_len | key | value``. One checksum per batch keeps
-both the writer's and the reader's per-record work to a few slices.
+``i32 key_len (-1: no key) | u32 value_len | key | value``. One CRC32C per batch (as Kafka's
+record batches carry) detects any change to a batch; the length field, outside it, cannot
+change unnoticed either, since it selects the bytes the checksum must match. An index entry
+is only a hint: it is used only when it points at a valid batch holding its offset.
+``meta.json``, ``gaps.json`` and offsets files are checked JSON
+(:mod:`marginflow.stream.durable`).
 
-Durability and the fsync policy
--------------------------------
-A producer buffers records in memory and writes each partition's buffer with a single
-``write`` when it exceeds ``batch_bytes`` and on :meth:`EmbeddedProducer.flush`. A record
-written is safe from a crash of the process (it is in the kernel's page cache). With
-``fsync="flush"`` (the default) ``flush`` also fsyncs every file it wrote, so a record is
-safe from a crash of the machine once ``flush`` returns; with ``fsync="never"`` the kernel
-writes it back in its own time (faster; a power cut may lose the last seconds). Committed
-offsets are written to a temporary file, fsynced (policy permitting) and renamed over the
-old file, so a commit is either wholly there or not.
+The durable mark
+----------------
+``durable`` holds two 36-byte slots ``u64 seq | i64 segment base | i64 end position |
+i64 next offset | u32 crc32c``, written in place alternately (a torn write spoils one slot,
+never both); the valid slot with the higher ``seq`` is the mark. It says how far the
+partition is acknowledged: a producer's :meth:`EmbeddedProducer.flush` fsyncs the segments
+(with ``fsync="flush"``), then writes the mark (and fdatasyncs it), then returns.
 
-Recovery: a writer takes the partition's lock, validates the frames after the last one it
-knows (or after the last index entry when it first opens the partition) and truncates a torn
-tail left by a crash mid-write. Readers never truncate: they stop at the first incomplete
-frame or bad checksum and see what follows once a writer has repaired it.
+* Readers read only below the mark. Every batch there must be valid and hold the next
+  offset, so damage anywhere below it, a missing segment or a truncated one raises
+  :class:`LogCorruptError` naming the file, the byte and the offset; a reader never stops
+  short in silence, and never sees a record a crash could take back.
+* Writer recovery (a writer taking the partition's lock) scans from the mark: valid batches
+  after it (appended by a live writer, not yet flushed) are kept; the first invalid byte
+  after it starts a torn tail, never acknowledged, which is truncated. Data missing below
+  the mark (a segment shorter than the mark says) is refused (:class:`LogCorruptError`).
+  A writer does not re-read what is below the mark: damage there is for readers and
+  ``marginflow log verify`` to find, and no writer ever truncates below the mark.
+* Offsets are never reused. An offset exists for anyone only once it is below the mark: no
+  reader saw, and no group could commit, an offset of the torn tail, so the next append
+  takes the first offset after the last valid batch. ``log repair`` drops damaged batches
+  below the mark only when asked, and then the next append starts at the mark's old next
+  offset (a gap recorded in ``gaps.json``, which readers step over), so an offset some
+  group committed is never handed out again.
+* With ``fsync="never"`` the mark is written but not synced: a power cut may lose records
+  that were acknowledged, and the log then refuses to read past the loss until
+  ``log repair``. A process crash loses nothing flushed under either policy.
+
+A write that fails (a full disk: ENOSPC; a read-only one: EROFS, EACCES; a file-size limit:
+EFBIG) is undone (the segment and index truncated to where they were) and raised as a
+one-line :class:`LogError` naming the file; bytes left by a crash mid-write are after the
+mark and truncated by the next writer. Committed offsets are written to a temporary file,
+fsynced (policy permitting) and renamed over the old file, so a commit is either wholly
+there or not.
 
 Consumer groups work across processes: each member holds a lock on its member file (the
 kernel drops it when the process dies, however it dies), computes the same assignment as
@@ -45,26 +72,48 @@ import bisect
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import struct
 import time
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from marginflow.stream.log.base import TP, LogError, OnAssign, OnRevoke, Record
+from marginflow.core.errors import MSG_BAD_CHECKSUM, MSG_OLD_FORMAT
+from marginflow.stream.durable import (
+    atomic_write,
+    checked_json,
+    crc32c,
+    fsync_dir,
+    load_checked_json,
+    write_failed,
+)
+from marginflow.stream.log.base import (
+    TP,
+    LogCorruptError,
+    LogError,
+    OnAssign,
+    OnRevoke,
+    Record,
+)
 from marginflow.stream.topics import TopicSpec
 
 FsyncPolicy = Literal["flush", "never"]
 
-_HEAD = struct.Struct("<II")  # body_len, crc32(body)
+FORMAT = 2
+SEGMENT_MAGIC = b"MFLOG\x00\x02\n"  # the first 8 bytes of every segment of format 2
+HEADER = len(SEGMENT_MAGIC)  # where a segment's first batch starts
+MARK_FILE = "durable"
+GAPS_FILE = "gaps.json"
+_HEAD = struct.Struct("<II")  # body_len, crc32c(body)
 _TAIL = struct.Struct("<qqI")  # base_offset, timestamp_ms, count (start of the body)
 _REC = struct.Struct("<iI")  # key_len (-1: no key), value_len
 _IDX = struct.Struct("<qq")  # base offset, file position of the batch
+_MARK = struct.Struct("<QqqqI")  # seq, segment base, end position, next offset, crc32c
+_MARK_BODY = _MARK.size - 4
 _REC_OVERHEAD = _REC.size
 _MAX_BATCH = 256 << 20
 _new_record = tuple.__new__  # builds a Record without NamedTuple's Python-level __new__
@@ -72,26 +121,6 @@ _new_record = tuple.__new__  # builds a Record without NamedTuple's Python-level
 
 def _segment_name(base: int) -> str:
     return f"{base:020d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes, *, sync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if sync:
-        _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -105,45 +134,61 @@ def _flocked(path: Path) -> Iterator[None]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Batch:
-    """One valid record batch read from a segment: ``data`` is the whole batch."""
+class Batch:
+    """One valid record batch read from a segment: ``body`` is everything after the
+    8-byte head (length and checksum)."""
 
-    data: bytes
+    body: bytes
     base: int
     timestamp_ms: int
     count: int
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return _HEAD.size + len(self.body)
 
 
-def _batch_at(fd: int, pos: int) -> _Batch | None:
-    """The complete, valid batch at ``pos`` of ``fd``, or None (end of data, a batch still
-    being written, or a torn or damaged one)."""
-    head = os.pread(fd, _HEAD.size + _TAIL.size, pos)
-    if len(head) < _HEAD.size + _TAIL.size:
+def batch_at(fd: int, pos: int) -> Batch | None:
+    """The complete, valid batch at ``pos`` of ``fd``, or None (end of data, or a torn or
+    damaged batch: :func:`why_not_batch` says which)."""
+    head = os.pread(fd, _HEAD.size, pos)
+    if len(head) < _HEAD.size:
         return None
-    body_len, crc = _HEAD.unpack_from(head)
+    body_len, crc = _HEAD.unpack(head)
     if body_len < _TAIL.size or body_len > _MAX_BATCH:
         return None
-    data = os.pread(fd, _HEAD.size + body_len, pos)
-    if len(data) < _HEAD.size + body_len:
+    body = os.pread(fd, body_len, pos + _HEAD.size)
+    if len(body) < body_len or crc32c(body) != crc:
         return None
-    if zlib.crc32(memoryview(data)[_HEAD.size :]) != crc:
-        return None
-    base, ts, count = _TAIL.unpack_from(data, _HEAD.size)
-    return _Batch(data, base, ts, count)
+    base, ts, count = _TAIL.unpack_from(body)
+    return Batch(body, base, ts, count)
+
+
+def why_not_batch(fd: int, pos: int) -> str:
+    """Why there is no valid batch at ``pos`` (the slow path of :func:`batch_at`)."""
+    size = os.fstat(fd).st_size
+    if pos >= size:
+        return f"the file ends at byte {size}"
+    head = os.pread(fd, _HEAD.size, pos)
+    if len(head) < _HEAD.size:
+        return f"a batch head cut short by the end of the file at byte {size}"
+    body_len, _ = _HEAD.unpack(head)
+    if body_len < _TAIL.size or body_len > _MAX_BATCH:
+        return f"an impossible batch length {body_len}"
+    if pos + _HEAD.size + body_len > size:
+        return f"a batch of {body_len} bytes runs past the end of the file at byte {size}"
+    return MSG_BAD_CHECKSUM
 
 
 def _records(
-    batch: _Batch, done: int, pos: int, limit: int, topic: str, partition: int
+    batch: Batch, done: int, pos: int, limit: int, topic: str, partition: int
 ) -> tuple[list[Record], int, int]:
     """Up to ``limit`` records of ``batch`` after the first ``done`` (which end at byte
-    ``pos``; 0 means the batch start); returns them, the new count read and position."""
-    data, out = batch.data, []
+    ``pos`` of the body; 0 means the batch start); returns them, the new count read and
+    position."""
+    data, out = batch.body, []
     if done == 0:
-        pos = _HEAD.size + _TAIL.size
+        pos = _TAIL.size
     unpack, new, rec = _REC.unpack_from, _new_record, Record
     ts = batch.timestamp_ms
     stop = min(batch.count, done + limit)
@@ -160,28 +205,78 @@ def _records(
     return out, stop, pos
 
 
-def _valid_end(path: Path, pos: int, offset: int) -> tuple[int, int]:
-    """Scan ``path`` from ``pos`` (a batch boundary holding ``offset``) to the end of its
-    valid batches; returns (end position, next offset)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while True:
-            batch = _batch_at(fd, pos)
-            if batch is None or batch.base != offset:
-                return pos, offset
-            pos += batch.size
-            offset += batch.count
-    finally:
-        os.close(fd)
+def _old_format(fd: int) -> bool:
+    """Whether the segment ``fd`` starts with a batch of format 1 (zlib CRC32, no header)."""
+    head = os.pread(fd, 8, 0)
+    if len(head) < 8:
+        return False
+    body_len, crc = _HEAD.unpack(head)
+    body = os.pread(fd, min(body_len, _MAX_BATCH), 8)
+    return len(body) == body_len and bool(zlib.crc32(body) == crc)
 
 
-class _Partition:
-    """The files of one topic partition (segments and their sparse indexes)."""
+def check_header(fd: int, path: Path) -> None:
+    """Refuse a segment that does not start with the format 2 header."""
+    head = os.pread(fd, HEADER, 0)
+    if head == SEGMENT_MAGIC:
+        return
+    if _old_format(fd):
+        raise LogCorruptError(path, 0, MSG_OLD_FORMAT.format(found=1, expected=FORMAT))
+    raise LogCorruptError(path, 0, "not a marginflow log segment (bad header)")
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The durable mark of a partition: everything before offset ``next`` (which ends at
+    byte ``end`` of segment ``base``) is acknowledged as durable."""
+
+    seq: int
+    base: int
+    end: int
+    next: int
+
+
+def mark_slots(raw: bytes) -> list[Mark | None]:
+    """Both slots of a mark file's bytes: a Mark, or None where the slot is not valid."""
+    out: list[Mark | None] = []
+    for k in range(2):
+        slot = raw[k * _MARK.size : (k + 1) * _MARK.size]
+        if len(slot) == _MARK.size and crc32c(slot[:_MARK_BODY]) == _MARK.unpack(slot)[4]:
+            seq, base, end, nxt, _ = _MARK.unpack(slot)
+            out.append(Mark(seq, base, end, nxt))
+        else:
+            out.append(None)
+    return out
+
+
+def parse_mark(path: Path, raw: bytes) -> Mark | None:
+    """The mark in the bytes of its file (None: nothing acknowledged yet)."""
+    if not raw:
+        return None  # created, never written (a crash before the first flush finished)
+    slots = mark_slots(raw)
+    for k, slot in enumerate(slots):
+        # A slot never written is zeros. Any other invalid slot is damage, refused even
+        # though the other slot may be valid: falling back to an older mark would hide
+        # acknowledged records from readers and let a writer truncate them.
+        if slot is None and raw[k * _MARK.size : (k + 1) * _MARK.size].strip(b"\0"):
+            raise LogCorruptError(path, k * _MARK.size, f"slot {k} of the durable mark damaged")
+    if len(raw) > 2 * _MARK.size:
+        raise LogCorruptError(path, 2 * _MARK.size, "bytes after the two slots")
+    valid = [m for m in slots if m is not None]
+    if not valid:
+        raise LogCorruptError(path, 0, "no valid slot in the durable mark")
+    return max(valid, key=lambda m: m.seq)
+
+
+class Partition:
+    """The files of one topic partition (segments, their sparse indexes, the mark)."""
 
     def __init__(self, root: Path, topic: str, partition: int) -> None:
+        self.root = root
         self.dir = root / "topics" / topic / str(partition)
         self.topic, self.partition = topic, partition
         self.lock_path = self.dir / ".lock"
+        self.mark_path = self.dir / MARK_FILE
 
     def bases(self) -> list[int]:
         return sorted(int(p.stem) for p in self.dir.glob("*.log"))
@@ -189,56 +284,176 @@ class _Partition:
     def segment(self, base: int) -> Path:
         return self.dir / f"{_segment_name(base)}.log"
 
+    def index_path(self, base: int) -> Path:
+        return self.dir / f"{_segment_name(base)}.idx"
+
     def index(self, base: int) -> list[tuple[int, int]]:
         try:
-            data = (self.dir / f"{_segment_name(base)}.idx").read_bytes()
+            data = self.index_path(base).read_bytes()
         except FileNotFoundError:
             return []
         usable = len(data) - len(data) % _IDX.size
         return [_IDX.unpack_from(data, i) for i in range(0, usable, _IDX.size)]
 
+    def mark(self) -> Mark | None:
+        try:
+            raw = self.mark_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return parse_mark(self.mark_path, raw)
+
+    def gaps(self) -> dict[int, int]:
+        """Offsets dropped by ``log repair``: {first dropped: first kept after}."""
+        path = self.dir / GAPS_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        doc = load_checked_json(path, raw, LogCorruptError)
+        return {int(a): int(b) for a, b in doc["gaps"]}
+
+    def next_segment(self, offset: int, current: int) -> int | None:
+        """The base of the segment that holds ``offset`` once segment ``current`` ended there:
+        the segment named ``offset``, or the one after a recorded gap from ``offset``."""
+        if offset != current and self.segment(offset).exists():
+            return offset
+        after = self.gaps().get(offset)
+        if after is not None and self.segment(after).exists():
+            return after
+        return None
+
+    def damage(self, path: Path, pos: int, offset: int, why: str) -> LogCorruptError:
+        return LogCorruptError(
+            path,
+            pos,
+            f"{why}, where offset {offset} of {self.topic}[{self.partition}] should be; "
+            f"`marginflow log verify --log {self.root}` lists the damage",
+        )
+
     def locate(self, offset: int) -> tuple[int, int, int]:
-        """(segment base, position, offset at position) of a frame at or before ``offset``."""
+        """(segment base, position, offset at position) of a batch at or before ``offset``.
+        An index entry is used only if it points at a valid batch holding its offset."""
         bases = self.bases() or [0]
         base = bases[max(bisect.bisect_right(bases, offset) - 1, 0)]
         entries = self.index(base)
         i = bisect.bisect_right(entries, (offset, 1 << 62)) - 1
-        if i >= 0:
-            return base, entries[i][1], entries[i][0]
-        return base, 0, base
+        if i >= 0 and base <= entries[i][0] <= offset:
+            at, pos = entries[i]
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(self.segment(base), os.O_RDONLY)
+                try:
+                    batch = batch_at(fd, pos) if pos >= HEADER else None
+                finally:
+                    os.close(fd)
+                if batch is not None and batch.base == at:
+                    return base, pos, at
+        return base, HEADER, base
 
-    def tail(self) -> tuple[int, int, int]:
-        """(last segment base, end position, next offset) of the valid data."""
-        bases = self.bases() or [0]
-        base = bases[-1]
-        path = self.segment(base)
-        if not path.exists():
-            return base, 0, base
-        entries = self.index(base)
-        size = path.stat().st_size
-        for off, pos in reversed(entries):
-            if pos < size:
-                end, nxt = _valid_end(path, pos, off)
-                if nxt > off:  # the index entry points at a real frame
-                    return base, end, nxt
-        end, nxt = _valid_end(path, 0, base)
-        return base, end, nxt
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Where a forward scan of valid batches stopped: segment ``base``, byte ``end``, offset
+    ``next``; ``size`` is that segment's size (``size > end``: bytes that are no batch)."""
+
+    base: int
+    end: int
+    next: int
+    size: int
+
+
+def scan(part: Partition, base: int, pos: int, offset: int) -> Scan:
+    """Follow valid batches from ``pos`` of segment ``base`` (a batch boundary holding
+    ``offset``), across segment rolls and recorded gaps, to the first byte that is no
+    valid batch holding the next offset."""
+    while True:
+        path = part.segment(base)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Scan(base, 0, offset, 0)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return Scan(base, 0, offset, 0)  # created, never written
+            check_header(fd, path)
+            pos = max(pos, HEADER)
+            while (batch := batch_at(fd, pos)) is not None and batch.base == offset:
+                pos += batch.size
+                offset += batch.count
+        finally:
+            os.close(fd)
+        nxt = part.next_segment(offset, base) if pos == size else None
+        if nxt is None or nxt == base:
+            return Scan(base, pos, offset, size)
+        base, pos, offset = nxt, HEADER, nxt
+
+
+def _pwrite_all(fd: int, parts: list[bytes], pos: int) -> None:
+    """Write every byte of ``parts`` at ``pos`` (a short write is continued: a disk that
+    fills up part-way then raises ENOSPC)."""
+    data = parts
+    while data:
+        n = os.pwritev(fd, data, pos)
+        pos += n
+        while data and n >= len(data[0]):
+            n -= len(data[0])
+            data = data[1:]
+        if n:
+            data = [data[0][n:], *data[1:]]
+
+
+def trim_index(part: Partition, base: int, end: int) -> None:
+    """Drop index entries at or after byte ``end`` of segment ``base`` (and a torn one)."""
+    path = part.index_path(base)
+    entries = part.index(base)
+    keep = 0
+    while keep < len(entries) and entries[keep][1] < end:
+        keep += 1
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size != keep * _IDX.size:
+            os.truncate(path, keep * _IDX.size)
+
+
+def write_mark(part: Partition, mark: Mark, *, sync: bool) -> None:
+    """Write ``mark`` into its slot (``seq`` alternates the two) and, if ``sync``, make it
+    durable before returning."""
+    body = struct.pack("<Qqqq", mark.seq, mark.base, mark.end, mark.next)
+    slot = body + struct.pack("<I", crc32c(body))
+    new = not part.mark_path.exists()
+    try:
+        fd = os.open(part.mark_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _pwrite_all(fd, [slot], (mark.seq % 2) * _MARK.size)
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if new and sync:
+            fsync_dir(part.dir)
+    except OSError as exc:
+        raise write_failed(part.mark_path, exc, LogError) from exc
 
 
 @dataclass
 class _Writer:
-    """Appends to one partition; the lock makes it safe against writers in other processes."""
+    """Appends to one partition; the lock makes it safe against writers in other processes.
+    ``base``, ``end`` and ``next_offset`` are where this writer last saw the valid data
+    end (base -1: not yet looked)."""
 
-    part: _Partition
+    part: Partition
     segment_bytes: int
     base: int = -1
     end: int = 0
     next_offset: int = 0
-    dirty: set[str] = field(default_factory=set)
-    new_files: bool = False
 
     def append(self, frames: list[tuple[bytes | None, bytes]], timestamp_ms: int) -> None:
-        self.part.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.part.dir.mkdir(parents=True, exist_ok=True)
+            self._append(frames, timestamp_ms)
+        except OSError as exc:  # the lock or a directory on a read-only or full disk
+            raise write_failed(Path(exc.filename or self.part.dir), exc, LogError) from exc
+
+    def _append(self, frames: list[tuple[bytes | None, bytes]], timestamp_ms: int) -> None:
         with _flocked(self.part.lock_path):
             self._recover()
             if self.end >= self.segment_bytes:
@@ -253,47 +468,108 @@ class _Writer:
                     parts.append(key)
                 parts.append(value)
             body = b"".join(parts)
-            data = _HEAD.pack(len(body), zlib.crc32(body)) + body
-            seg = self.part.segment(self.base)
-            if not seg.exists():
-                self.new_files = True
-            with open(seg, "ab") as f:
-                f.write(data)
-            # the index is a hint (rebuilt by scanning if lost), so it is never fsynced
-            with open(seg.with_suffix(".idx"), "ab") as f:
-                f.write(_IDX.pack(self.next_offset, self.end))
-            self.dirty.add(str(seg))
-            self.end += len(data)
+            head = _HEAD.pack(len(body), crc32c(body))
+            prefix = SEGMENT_MAGIC if self.end == 0 else b""
+            pos = self.end + len(prefix)
+            self._write([prefix, head, body], pos)
+            self.end = pos + len(head) + len(body)
             self.next_offset += len(frames)
 
+    def _write(self, data: list[bytes], pos: int) -> None:
+        """Write a batch at ``pos`` and its index entry; undo both if either fails."""
+        seg = self.part.segment(self.base)
+        try:
+            fd = os.open(seg, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                _pwrite_all(fd, data, self.end)
+            finally:
+                os.close(fd)
+            # the index is a hint (checked on use, rebuilt by repair), so never fsynced
+            with open(self.part.index_path(self.base), "ab") as f:
+                f.write(_IDX.pack(self.next_offset, pos))
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # on a read-only disk the recovery does it
+                if self.end == 0:
+                    seg.unlink(missing_ok=True)
+                    self.part.index_path(self.base).unlink(missing_ok=True)
+                else:
+                    os.truncate(seg, self.end)
+                    trim_index(self.part, self.base, self.end)
+            raise write_failed(seg, exc, LogError) from exc
+
     def _recover(self) -> None:
-        """Catch up with what other writers appended and truncate a torn tail."""
+        """Catch up with what other writers appended and truncate a torn tail (after the
+        durable mark only: a bad batch below it is corruption, refused)."""
         bases = self.part.bases()
         last = bases[-1] if bases else 0
         seg = self.part.segment(last)
         size = seg.stat().st_size if seg.exists() else 0
         if self.base == last and size == self.end:
             return
-        if self.base == last and size > self.end:
-            end, nxt = _valid_end(seg, self.end, self.next_offset)
+        mark = self.part.mark()
+        if self.base == last and size > self.end and self.next_offset >= (mark.next if mark else 0):
+            found = scan(self.part, self.base, self.end, self.next_offset)
+        elif mark is not None:
+            found = self._from_mark(mark)
         else:
-            _, end, nxt = self.part.tail()
-        if size > end:
-            with open(seg, "r+b") as f:
-                f.truncate(end)
-        self.base, self.end, self.next_offset = last, end, nxt
-
-    def sync(self) -> None:
-        for name in self.dirty:
-            fd = os.open(name, os.O_RDONLY)
+            first = bases[0] if bases else 0
+            found = scan(self.part, first, HEADER, first)
+        if mark is not None and found.next < mark.next:
+            path = self.part.segment(found.base)
+            fd = os.open(path, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                why = why_not_batch(fd, found.end)
             finally:
                 os.close(fd)
-        if self.new_files:  # a new segment's name must be durable too
-            _fsync_dir(self.part.dir)
-            self.new_files = False
-        self.dirty.clear()
+            raise self.part.damage(path, found.end, found.next, why)
+        if found.size > found.end and found.base != last:
+            raise self.part.damage(  # segments after a bad batch: no tail, not ours to cut
+                self.part.segment(found.base), found.end, found.next, "segments follow it"
+            )
+        if found.size > found.end:  # a torn tail, after the mark: never acknowledged
+            os.truncate(self.part.segment(found.base), found.end)
+            trim_index(self.part, found.base, found.end)
+        self.base, self.end, self.next_offset = found.base, found.end, found.next
+
+    def _from_mark(self, mark: Mark) -> Scan:
+        path = self.part.segment(mark.base)
+        size = path.stat().st_size if path.exists() else -1
+        if size < mark.end:
+            why = "missing" if size < 0 else f"the file ends at byte {size}"
+            raise self.part.damage(path, mark.end, mark.next, f"{why}, before the durable mark")
+        return scan(self.part, mark.base, mark.end, mark.next)
+
+    def commit(self, *, sync: bool) -> None:
+        """Acknowledge everything appended so far: fsync the segments (if ``sync``), then
+        move the durable mark past it."""
+        try:
+            self._commit(sync=sync)
+        except OSError as exc:
+            raise write_failed(Path(exc.filename or self.part.dir), exc, LogError) from exc
+
+    def _commit(self, *, sync: bool) -> None:
+        with _flocked(self.part.lock_path):
+            self._recover()
+            mark = self.part.mark()
+            if mark is not None and mark.next >= self.next_offset and mark.base == self.base:
+                return  # another writer acknowledged it already
+            first = mark.base if mark is not None else -1
+            if sync:
+                for base in self.part.bases():
+                    if base >= first:
+                        _fsync_file(self.part.segment(base))
+                if mark is None or mark.base != self.base:  # a new segment's name too
+                    fsync_dir(self.part.dir)
+            seq = mark.seq + 1 if mark is not None else 1
+            write_mark(self.part, Mark(seq, self.base, self.end, self.next_offset), sync=sync)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class EmbeddedProducer:
@@ -305,7 +581,7 @@ class EmbeddedProducer:
         self._buffers: dict[TP, list[tuple[bytes | None, bytes]]] = {}
         self._sizes: dict[TP, int] = {}
         self._writers: dict[TP, _Writer] = {}
-        self._unsynced: set[TP] = set()
+        self._unacked: set[TP] = set()
 
     def produce(
         self, topic: str, value: bytes, *, partition: int, key: bytes | None = None
@@ -330,59 +606,88 @@ class EmbeddedProducer:
             return
         writer = self._writers.get(tp)
         if writer is None:
-            part = _Partition(self._log.root, *tp)
+            part = Partition(self._log.root, *tp)
             writer = self._writers[tp] = _Writer(part, self._log.segment_bytes)
         writer.append(frames, time.time_ns() // 1_000_000)
-        self._unsynced.add(tp)
+        self._unacked.add(tp)
 
     def send(self) -> None:
-        # A reader of the files sees a record as soon as it is written; written but not yet
-        # fsynced, a machine crash could take it back after a reader acted on it. So here,
-        # sending is flushing.
+        # A reader sees a record only once the durable mark is past it (see the module
+        # docstring), which ``flush`` moves: so here, sending is flushing.
         self.flush()
 
     def flush(self, timeout: float = 30.0) -> None:
         for tp in list(self._buffers):
             self._write(tp)
-        if self._log.fsync == "flush":
-            for tp in self._unsynced:
-                self._writers[tp].sync()
-        self._unsynced.clear()
+        sync = self._log.fsync == "flush"
+        for tp in sorted(self._unacked):
+            self._writers[tp].commit(sync=sync)
+        self._unacked.clear()
 
     def close(self) -> None:
         self.flush()
 
 
 class _Reader:
-    """Reads one partition forward from an offset, batch by batch, following segment rolls."""
+    """Reads one partition forward from an offset, batch by batch, following segment rolls,
+    below the durable mark only."""
 
-    def __init__(self, part: _Partition, offset: int) -> None:
+    def __init__(self, part: Partition, offset: int) -> None:
         self.part = part
         self._fd: int | None = None
-        self._batch: _Batch | None = None  # the batch being read, and how far
+        self._mark_fd: int | None = None
+        self._durable = 0  # the mark's next offset, as last read
+        self._batch: Batch | None = None  # the batch being read, and how far
         self._done = 0
         self._bpos = 0
         self.seek(offset)
 
+    def _refresh(self) -> int:
+        """Re-read the durable mark (through a descriptor kept open: it is written in
+        place, never replaced)."""
+        if self._mark_fd is None:
+            try:
+                self._mark_fd = os.open(self.part.mark_path, os.O_RDONLY)
+            except FileNotFoundError:
+                return 0
+        mark = parse_mark(self.part.mark_path, os.pread(self._mark_fd, 2 * _MARK.size, 0))
+        self._durable = mark.next if mark is not None else 0
+        return self._durable
+
     def seek(self, offset: int) -> None:
         self.close()
+        end = self._refresh()
+        for start, after in self.part.gaps().items():  # dropped by a repair: step over
+            if start <= offset < after:
+                offset = after
+        if offset > end:
+            raise LogError(
+                f"{self.part.topic}[{self.part.partition}]: offset {offset} is beyond "
+                f"the end ({end})"
+            )
         base, pos, at = self.part.locate(offset)
         self.base, self.pos, self.next_offset = base, pos, at
         self._batch, self._done, self._bpos = None, 0, 0
         while self.next_offset < offset:  # skip forward to the offset inside its batch
             got = self.read(min(offset - self.next_offset, 1 << 20))
             if not got:
-                raise LogError(
-                    f"{self.part.topic}[{self.part.partition}]: offset {offset} is beyond "
-                    f"the end ({self.next_offset})"
+                raise self.part.damage(
+                    self.part.segment(self.base), self.pos, self.next_offset, "no batch"
                 )
 
-    def _open(self) -> int | None:
+    def _open(self) -> int:
         if self._fd is None:
+            path = self.part.segment(self.base)
             try:
-                self._fd = os.open(self.part.segment(self.base), os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                return None
+                raise self.part.damage(path, 0, self.next_offset, "missing") from None
+            try:
+                check_header(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
 
     def read(self, limit: int) -> list[Record]:
@@ -391,19 +696,14 @@ class _Reader:
         while len(out) < limit:
             batch = self._batch
             if batch is None:
+                if self.next_offset >= self._durable and self.next_offset >= self._refresh():
+                    break
                 fd = self._open()
-                if fd is None:
-                    break
-                batch = _batch_at(fd, self.pos)
-                if batch is None:
-                    if self._roll():
+                batch = batch_at(fd, self.pos)
+                if batch is None or batch.base != self.next_offset:
+                    if batch is None and self._roll(fd):
                         continue
-                    break
-                if batch.base != self.next_offset:
-                    raise LogError(
-                        f"{topic}[{partition}]: batch at offset {batch.base}, "
-                        f"expected {self.next_offset}"
-                    )
+                    raise self._damage(fd, batch)
                 self._batch, self._done, self._bpos = batch, 0, 0
             got, self._done, self._bpos = _records(
                 batch, self._done, self._bpos, limit - len(out), topic, partition
@@ -415,18 +715,35 @@ class _Reader:
                 self._batch = None
         return out
 
-    def _roll(self) -> bool:
-        """Move to the next segment if a writer started one at our offset."""
-        if self.next_offset != self.base and self.part.segment(self.next_offset).exists():
-            self.close()
-            self.base, self.pos = self.next_offset, 0
-            return True
-        return False
+    def _damage(self, fd: int, batch: Batch | None) -> LogCorruptError:
+        if batch is not None:
+            why = f"a batch holding offset {batch.base}"
+        else:
+            why = why_not_batch(fd, self.pos)
+        path = self.part.segment(self.base)
+        return self.part.damage(path, self.pos, self.next_offset, why)
 
-    def close(self) -> None:
+    def _roll(self, fd: int) -> bool:
+        """At the clean end of a segment, move to the one holding the next offset."""
+        if self.pos != os.fstat(fd).st_size:
+            return False
+        nxt = self.part.next_segment(self.next_offset, self.base)
+        if nxt is None or nxt == self.base:
+            return False
+        self.close_segment()
+        self.base, self.pos, self.next_offset = nxt, HEADER, nxt
+        return True
+
+    def close_segment(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def close(self) -> None:
+        self.close_segment()
+        if self._mark_fd is not None:
+            os.close(self._mark_fd)
+            self._mark_fd = None
 
 
 class _Membership:
@@ -528,7 +845,10 @@ class EmbeddedConsumer:
             self._log.partitions(t)  # the topic must exist
         self._topics = list(topics)
         self._on_assign, self._on_revoke = on_assign, on_revoke
-        self._member = _Membership(self._log.group_dir(self._group))
+        try:
+            self._member = _Membership(self._log.group_dir(self._group))
+        except OSError as exc:  # its files on a read-only or full disk
+            raise write_failed(Path(exc.filename or self._log.root), exc, LogError) from exc
         self._next_check = 0.0
 
     def _rebalance(self) -> None:
@@ -549,7 +869,7 @@ class EmbeddedConsumer:
             override = self._on_assign(gained) if self._on_assign is not None else None
             for tp in gained:
                 start = (override or {}).get(tp, starts[tp])
-                part = _Partition(self._log.root, *tp)
+                part = Partition(self._log.root, *tp)
                 self._readers[tp] = _Reader(part, start or 0)
 
     def assign(self, offsets: Mapping[TP, int]) -> None:
@@ -558,7 +878,7 @@ class EmbeddedConsumer:
         for reader in self._readers.values():  # exactly these partitions from now on
             reader.close()
         self._readers = {
-            (topic, p): _Reader(_Partition(self._log.root, topic, p), off)
+            (topic, p): _Reader(Partition(self._log.root, topic, p), off)
             for (topic, p), off in offsets.items()
         }
 
@@ -643,8 +963,11 @@ class EmbeddedLog:
         self.fsync: FsyncPolicy = fsync
         self.segment_bytes = segment_bytes
         self.rebalance_interval = rebalance_interval
-        (self.root / "topics").mkdir(parents=True, exist_ok=True)
-        (self.root / "groups").mkdir(parents=True, exist_ok=True)
+        for sub in ("topics", "groups"):
+            try:
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LogError(f"{self.root / sub}: cannot create: {exc.strerror or exc}") from None
         self._partitions: dict[str, int] = {}
 
     # -- topics -------------------------------------------------------------------------
@@ -663,16 +986,20 @@ class EmbeddedLog:
                     continue
                 for p in range(spec.partitions):
                     (tdir / str(p)).mkdir(parents=True, exist_ok=True)
-                body = json.dumps({"partitions": spec.partitions}).encode()
-                _atomic_write(meta, body, sync=self.fsync == "flush")
+                body = checked_json({"format": FORMAT, "partitions": spec.partitions})
+                atomic_write(meta, [body], sync=self.fsync == "flush", error=LogError)
 
     def partitions(self, topic: str) -> int:
         n = self._partitions.get(topic)
         if n is None:
+            path = self.root / "topics" / topic / "meta.json"
             try:
-                meta = json.loads((self.root / "topics" / topic / "meta.json").read_bytes())
+                raw = path.read_bytes()
             except FileNotFoundError:
                 raise LogError(f"topic {topic!r} does not exist") from None
+            except OSError as exc:
+                raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            meta = load_checked_json(path, raw, LogCorruptError)
             n = self._partitions[topic] = int(meta["partitions"])
         return n
 
@@ -693,14 +1020,18 @@ class EmbeddedLog:
         out = {}
         for tp in tps:
             self.check_partition(*tp)
-            out[tp] = _Partition(self.root, *tp).tail()[2]
+            mark = Partition(self.root, *tp).mark()
+            out[tp] = mark.next if mark is not None else 0
         return out
 
     def group_dir(self, group: str) -> Path:
         if not group or "/" in group or group.startswith("."):
             raise LogError(f"invalid consumer group name {group!r}")
         path = self.root / "groups" / group
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(path, exc, LogError) from exc
         return path
 
     def committed(self, group: str, tps: Sequence[TP]) -> dict[TP, int | None]:
@@ -713,11 +1044,15 @@ class EmbeddedLog:
         return out
 
     def _read_offsets(self, group: str, topic: str) -> dict[str, int]:
+        path = self.group_dir(group) / f"{topic}.offsets"
         try:
-            data = json.loads((self.group_dir(group) / f"{topic}.offsets").read_bytes())
+            raw = path.read_bytes()
         except FileNotFoundError:
             return {}
-        return {str(k): int(v) for k, v in data.items()}
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        data = load_checked_json(path, raw, LogCorruptError)
+        return {str(k): int(v) for k, v in data["offsets"].items()}
 
     def write_offsets(self, group: str, offsets: Mapping[TP, int]) -> None:
         by_topic: dict[str, dict[int, int]] = {}
@@ -728,8 +1063,10 @@ class EmbeddedLog:
             with _flocked(gdir / f".{topic}.lock"):
                 current = self._read_offsets(group, topic)
                 current.update({str(p): off for p, off in parts.items()})
-                body = json.dumps(current, sort_keys=True).encode()
-                _atomic_write(gdir / f"{topic}.offsets", body, sync=self.fsync == "flush")
+                body = checked_json({"format": FORMAT, "offsets": current})
+                atomic_write(
+                    gdir / f"{topic}.offsets", [body], sync=self.fsync == "flush", error=LogError
+                )
 
     def close(self) -> None:
         """Nothing to release: clients own their files."""

@@ -4,16 +4,28 @@ CSV is read with Arrow's multi-threaded reader, every column as text so that no 
 can fail the whole file; each row is then validated by :func:`~marginflow.simm.crif.build_crif`.
 Rows with the wrong number of fields become failures too. Failure line numbers are the lines a
 user sees in an editor (header = line 1; a record with a quoted line break is named by its first
-line), and the rejected input is kept as written. When records cannot be matched to lines (lone
-CR line breaks) rows are numbered as records instead and kept as the values read. For Parquet,
+line), and the rejected input is kept as written. When records cannot be matched to lines (a
+lone CR ends a record but not a line) rows are numbered as records instead and kept as the
+values read; a malformed row is then named as line 0. For Parquet,
 line numbers are 1-based row numbers.
+
+Both formats first pass the shared input checks (:mod:`marginflow.io.source`: a missing path,
+a directory, a device or pipe, a file over the size limit), and a header that names a column
+twice, or two spellings of one CRIF column (``AmountUSD`` and ``amount_usd``), is refused.
+
+No Python object is handed to Arrow's worker threads: the CSV bytes are copied into Arrow's
+memory, and rows with the wrong number of fields (which need a Python callback) are found by
+a second, single-threaded parse. A worker thread that releases a Python object must take the
+GIL; doing so while the interpreter finalises ends the thread with ``pthread_exit``, whose
+unwind through Arrow's ``noexcept`` frames aborts the process (exit 134, "terminate called
+without an active exception") in a few percent of runs that exit right after a parse.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +36,41 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from marginflow.core.errors import RowFailure, ValidationError
+from marginflow.core.errors import (
+    MSG_CRIF_COLUMN_TYPE,
+    MSG_CRIF_EMPTY_FILE,
+    MSG_CRIF_NOT_CSV,
+    MSG_CRIF_NOT_PARQUET,
+    MSG_CRIF_SAME_COLUMN,
+    MSG_CRIF_TOO_MANY_ROWS,
+    RowFailure,
+    ValidationError,
+)
+from marginflow.io.source import check_header, check_input, read_input
 from marginflow.simm.calibration import Calibration
 from marginflow.simm.crif import CrifLoad, build_crif, canonical_column
 
 I64 = NDArray[np.int64]
 
-MSG_EMPTY_FILE = "the file is empty (no header line)"
-MSG_UNREADABLE = "cannot be read: {error}"
+#: The most rows a CRIF file may hold (CSV lines or Parquet rows). A large bank's CRIF for
+#: all its netting sets is a few million rows; each row costs ~100 bytes once validated.
+MAX_ROWS = 50_000_000
+# Arrow's errors may quote a whole row (a 10 MB line): messages keep this much of them.
+_MAX_ERROR_CHARS = 300
 
 
 def read_crif(path: str | Path, *, calibration: Calibration) -> CrifLoad:
     """Load and validate the CRIF at ``path`` (``.parquet``/``.pq`` as Parquet, anything
     else as CSV). Raises :class:`ValidationError` when the file itself cannot be used."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path, calibration)
-    return _read_csv(path, calibration)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return _read_parquet(path, calibration)
+        return _read_csv(path, calibration)
+    except ValidationError as exc:  # the CRIF validator names a missing column, not the file
+        if str(path) in exc.reason:
+            raise
+        raise ValidationError(exc.field, f"{path}:1: {exc.reason}") from None
 
 
 def crif_from_rows(
@@ -63,13 +93,20 @@ def crif_from_rows(
     return _from_table(table, calibration, source, np.arange(1, len(materialised) + 1), None)
 
 
-def _canonical_columns(table: pa.Table) -> dict[str, Any]:
-    columns: dict[str, Any] = {}
-    for name in table.column_names:
+def canonical_names(names: Sequence[str], *, source: str, line: int = 1) -> dict[str, str]:
+    """Canonical CRIF column -> the header name that gives it. A name given twice, or two
+    spellings of one column, is refused: one copy would be read and the other ignored."""
+    check_header(names, source=source, line=line)
+    found: dict[str, str] = {}
+    for name in names:
         canonical = canonical_column(name)
-        if canonical is not None and canonical not in columns:
-            columns[canonical] = table.column(name)
-    return columns
+        if canonical is None:
+            continue
+        if canonical in found:
+            reason = MSG_CRIF_SAME_COLUMN.format(other=found[canonical], canonical=canonical)
+            raise ValidationError(name, f"{source}:{line}: {reason}")
+        found[canonical] = name
+    return found
 
 
 def _from_table(
@@ -78,9 +115,12 @@ def _from_table(
     source: str,
     lines: NDArray[np.int64],
     raw: Any,
+    header_line: int = 1,
 ) -> CrifLoad:
+    wanted = canonical_names(table.column_names, source=source, line=header_line)
+    index = {name: i for i, name in enumerate(table.column_names)}
     return build_crif(
-        _canonical_columns(table),
+        {canonical: table.column(index[name]) for canonical, name in wanted.items()},
         calibration=calibration,
         source=source,
         lines=np.asarray(lines, dtype=np.int64),
@@ -88,16 +128,57 @@ def _from_table(
     )
 
 
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + " ..."
+
+
 def _read_parquet(path: Path, calibration: Calibration) -> CrifLoad:
+    """Only the CRIF columns are read; each must hold text or numbers (a date, a boolean or
+    a dictionary of text is read as its text)."""
+    check_input(path)
+    source = str(path)
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as parquet:
+            names = parquet.schema_arrow.names
+            wanted = canonical_names(names, source=source)
+            rows = parquet.metadata.num_rows
+            if rows > MAX_ROWS:
+                reason = MSG_CRIF_TOO_MANY_ROWS.format(rows=rows, limit=MAX_ROWS)
+                raise ValidationError("file", f"{source}: {reason}")
+            table = parquet.read(columns=list(wanted.values()))
     except (OSError, pa.ArrowException) as exc:
-        raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
-    return _from_table(table, calibration, str(path), np.arange(1, table.num_rows + 1), None)
+        reason = MSG_CRIF_NOT_PARQUET.format(error=_one_line(exc))
+        raise ValidationError("file", f"{source}: {reason}") from None
+    plain = pa.table(
+        [_plain(table.column(i), name, source) for i, name in enumerate(table.column_names)],
+        names=table.column_names,
+    )
+    return _from_table(plain, calibration, source, np.arange(1, plain.num_rows + 1), None)
+
+
+def _plain(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
+    """A Parquet column as text or numbers, the two kinds :func:`build_crif` reads."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column
+    if pa.types.is_integer(kind) or kind in (pa.float32(), pa.float64()):
+        return column
+    try:
+        if pa.types.is_timestamp(kind):  # an EndDate written as a timestamp
+            column = column.cast(pa.date32())
+        if pa.types.is_nested(kind):
+            raise pa.ArrowNotImplementedError(str(kind))
+        return column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        reason = MSG_CRIF_COLUMN_TYPE.format(type=kind)
+        raise ValidationError(name, f"{source}: {reason}") from None
 
 
 def _line_spans(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Start and end offsets of every line (without the line break)."""
+    """Start and end offsets of every line (without the line break: LF or CR LF)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(buf == 10).astype(np.int64)
     starts = np.concatenate([np.zeros(1, np.int64), breaks + 1])
@@ -110,9 +191,13 @@ def _line_spans(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
 
 def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
     data, utf8_ok = _read_utf8(path)
-    header = _header(data, path)
-    table, invalid = _parse_csv(data, header, path)
     starts, ends = _line_spans(data)
+    if starts.size > MAX_ROWS:
+        reason = MSG_CRIF_TOO_MANY_ROWS.format(rows=int(starts.size), limit=MAX_ROWS)
+        raise ValidationError("file", f"{path}: {reason}")
+    header, header_line = _header(data, starts, ends, path)
+    canonical_names(header, source=str(path), line=header_line)  # before the parse
+    table, invalid = _parse_csv(data, header, path)
     located = _locate_records(data, starts, ends, header, table.num_rows, invalid)
 
     def text(first: int, last: int) -> str:
@@ -139,7 +224,7 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
             return _csv_line([col[i].as_py() for col in columns])
 
         malformed = [(0, row_text, count) for row_text, count in invalid]
-    load = _from_table(table, calibration, str(path), lines, raw)
+    load = _from_table(table, calibration, str(path), lines, raw, header_line)
     if not utf8_ok:
         bad_lines = lines[_rows_with_replacement_chars(table)]
         load = _reject_lines(load, bad_lines, lambda k: raw(int(np.searchsorted(lines, k))))
@@ -154,12 +239,10 @@ def _read_csv(path: Path, calibration: Calibration) -> CrifLoad:
 
 
 def _read_utf8(path: Path) -> tuple[bytes, bool]:
-    """The file's bytes, and whether they were valid UTF-8. Invalid bytes become U+FFFD so
-    that the file still parses; the rows holding them are rejected afterwards."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
+    """The file's bytes (after the shared input checks), and whether they were valid UTF-8.
+    Invalid bytes become U+FFFD so that the file still parses; the rows holding them are
+    rejected afterwards."""
+    data = read_input(path)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -167,19 +250,46 @@ def _read_utf8(path: Path) -> tuple[bytes, bool]:
     return data, True
 
 
-def _header(data: bytes, path: Path) -> list[str]:
-    text_head = data[:65536].decode("utf-8-sig", errors="replace")
-    header_line = text_head.splitlines()[0] if text_head.strip() else ""
-    if not header_line.strip():
-        raise ValidationError(str(path), MSG_EMPTY_FILE)
-    return next(csv.reader(io.StringIO(header_line)))
+def _header(data: bytes, starts: I64, ends: I64, path: Path) -> tuple[list[str], int]:
+    """The header's names and its line number: the first line that is not empty (Arrow
+    skips empty lines too), up to a lone CR (where Arrow ends the record)."""
+    filled = np.flatnonzero(ends > starts)
+    if not filled.size:
+        raise ValidationError("file", f"{path}: {MSG_CRIF_EMPTY_FILE}")
+    first = int(filled[0])
+    text = data[starts[first] : ends[first]].decode("utf-8", errors="replace")
+    text = text.split("\r", 1)[0]
+    if first == 0:
+        text = text.removeprefix("\ufeff")
+    try:
+        header = next(csv.reader([text]), [])
+    except csv.Error as exc:
+        reason = MSG_CRIF_NOT_CSV.format(error=_one_line(exc))
+        raise ValidationError("header", f"{path}:{first + 1}: {reason}") from None
+    return header, first + 1
 
 
 def _parse_csv(
     data: bytes, header: list[str], path: Path
 ) -> tuple[pa.Table, list[tuple[str, int]]]:
-    """Arrow's multi-threaded parse, every column as text; rows with the wrong number of
-    fields are skipped and returned as (text, field count), in file order."""
+    """Every column as text; rows with the wrong number of fields are skipped and returned
+    as (text, field count), in file order.
+
+    Arrow's multi-threaded parse reads a copy of the bytes in Arrow's memory and is given no
+    Python callback, so its worker threads never hold a Python object (see the module
+    docstring). Only when it finds a malformed row is the file parsed again, on this thread,
+    with the callback that collects those rows."""
+    buffer = _arrow_buffer(data)
+    convert = pv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    try:
+        fast = pv.ReadOptions(use_threads=True, block_size=1 << 24)
+        return pv.read_csv(pa.BufferReader(buffer), read_options=fast, convert_options=convert), []
+    except pa.ArrowInvalid:
+        pass  # a malformed row, or a file Arrow cannot read: the careful parse says which
     invalid: list[tuple[str, int]] = []
 
     def on_invalid(row: Any) -> str:
@@ -188,18 +298,23 @@ def _parse_csv(
 
     try:
         table = pv.read_csv(
-            io.BytesIO(data),
-            read_options=pv.ReadOptions(use_threads=True, block_size=1 << 24),
+            pa.BufferReader(buffer),
+            read_options=pv.ReadOptions(use_threads=False, block_size=1 << 24),
             parse_options=pv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=convert,
         )
     except pa.ArrowException as exc:
-        raise ValidationError(str(path), MSG_UNREADABLE.format(error=exc)) from exc
+        reason = MSG_CRIF_NOT_CSV.format(error=_one_line(exc))
+        raise ValidationError("file", f"{path}: {reason}") from None
     return table, invalid
+
+
+def _arrow_buffer(data: bytes) -> pa.Buffer:
+    """``data`` copied into memory that Arrow owns (a buffer over the Python bytes would be
+    released, under the GIL, by whichever worker thread drops it last)."""
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return sink.getvalue()
 
 
 def _locate_records(
