@@ -159,7 +159,7 @@ def margin_book(
 def user_scenarios(loaded: LoadedBook, path: Path, settings: MarginSettings) -> ScenarioSet:
     """The user's shocks in ``path`` over the book's underlyings (failures kept in
     ``loaded.failures``)."""
-    sf = read_scenario_file(path)
+    sf = read_scenario_file(path, underlyings=loaded.book.underlyings.ids)
     loaded.failures.extend(sf.failures)
     return sf.scenario_set(underlyings=loaded.book.underlyings.ids, horizon_days=settings.mpor)
 

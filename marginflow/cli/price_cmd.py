@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import typer
 from marginflow.cli.output import fail, output_file, report_failures, write_csv_rows, write_rejects
 from marginflow.core.errors import ValidationError
 from marginflow.core.text import visible
-from marginflow.io.option_csv import OptionFile, read_option_csv
+from marginflow.io.option_csv import OptionFile, read_option_csv, read_option_file
+from marginflow.io.source import read_stream_text
 from marginflow.pricing.api import greeks, price
 
 GREEK_COLUMNS = ("delta", "gamma", "vega", "theta", "rho")
@@ -62,16 +64,11 @@ def price_command(
 
 def load_option_file(path: Path) -> OptionFile:
     """Read an option file ('-' for standard input); whole-file errors exit with status 2."""
-    source = "<stdin>" if str(path) == "-" else str(path)
     try:
         if str(path) == "-":
-            return read_option_csv(sys.stdin, source=source)
-        with open(path, encoding="utf-8", newline="") as fh:
-            return read_option_csv(fh, source=source)
-    except FileNotFoundError:
-        fail(f"{source}: no such file")
-    except UnicodeDecodeError as exc:
-        fail(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+            text = read_stream_text(sys.stdin.buffer, source="<stdin>")
+            return read_option_csv(io.StringIO(text, newline=""), source="<stdin>")
+        return read_option_file(path)
     except ValidationError as exc:
         fail(str(exc))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +40,9 @@ from marginflow.cli.output import (
     table,
     write_rejects,
 )
-from marginflow.core.errors import MarginflowError, RowFailure
+from marginflow.core.errors import MSG_FILE_NO_HEADER, MarginflowError, RowFailure
+from marginflow.io.csv_rows import numbered
+from marginflow.io.source import check_header, read_input_text
 
 KINDS = ("trades", "market", "positions", "crif", "reference", "roll")
 REFERENCE_KINDS = ("members", "accounts", "instruments")
@@ -162,8 +165,6 @@ def _read(
     from marginflow.stream.sources import read_market, read_trades, replay
 
     if kind in ("trades", "market"):
-        if path.is_dir():
-            fail(f"{path} is a folder; give the {kind} file")
         r = read_trades(path) if kind == "trades" else read_market(path)
 
         def send_replay(
@@ -224,39 +225,38 @@ def _crif_submissions(
         dt.date.fromisoformat(day)
     except ValueError:
         fail(f"--business-date must be an ISO date, got {business_date!r}")
-    if path.is_dir():
-        fail(f"{path} is a folder; give the CRIF file")
+    text = read_input_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        fail(f"{path}:1: header: not valid CSV: {exc}")
+    if header is None:
+        fail(f"{path} {MSG_FILE_NO_HEADER}")
+    names = [canonical_column(h) or h for h in header]
+    check_header(names, source=str(path))
     failures: list[RowFailure] = []
     by_portfolio: dict[str, list[ev.CrifRow]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            fail(f"{path}: the file is empty (no header line)")
-        names = [canonical_column(h) or h for h in header]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            fail(f"{path}:1: {dup[0]}: the column appears twice in the header")
-        for line, cells in enumerate(reader, start=2):
-            row = dict(zip(names, cells, strict=False))
-            try:
-                event_row = crif_row(row)
-            except (KeyError, ValueError) as exc:
-                failures.append(RowFailure(str(path), line, "Amount", f"{exc}", ",".join(cells)))
-                continue
-            name = row.get("PortfolioID") or portfolio
-            if not name:
-                failures.append(
-                    RowFailure(
-                        str(path),
-                        line,
-                        "PortfolioID",
-                        "is missing (or give --portfolio)",
-                        ",".join(cells),
-                    )
+    for line, cells in numbered(reader, str(path), failures):
+        row = dict(zip(names, cells, strict=False))
+        try:
+            event_row = crif_row(row)
+        except (KeyError, ValueError) as exc:
+            failures.append(RowFailure(str(path), line, "Amount", f"{exc}", ",".join(cells)))
+            continue
+        name = row.get("PortfolioID") or portfolio
+        if not name:
+            failures.append(
+                RowFailure(
+                    str(path),
+                    line,
+                    "PortfolioID",
+                    "is missing (or give --portfolio)",
+                    ",".join(cells),
                 )
-                continue
-            by_portfolio.setdefault(name, []).append(event_row)
+            )
+            continue
+        by_portfolio.setdefault(name, []).append(event_row)
     now = time.time_ns()
     subs = [
         ev.CrifSubmission(

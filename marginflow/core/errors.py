@@ -78,6 +78,8 @@ MSG_NOT_FINITE = "must be finite, got {value!r}"
 MSG_NOT_POSITIVE = "must be > 0, got {value!r}"
 MSG_NEGATIVE = "must be >= 0, got {value!r}"
 MSG_NOT_ONE_OF = "must be one of {choices}, got {value!r}"
+MSG_OUT_OF_BOUNDS = "must be within {interval} ({what}), got {value!r}"
+MSG_NOT_WHOLE = "must be a whole number of {unit}, got {value!r}"
 
 # Why an input file was refused before any row was read (marginflow.io.source).
 MSG_FILE_MISSING = "no such file"
@@ -88,6 +90,21 @@ MSG_FILE_UNREADABLE = "cannot be read: {reason}"
 MSG_FILE_NOT_UTF8 = "line {line}: byte {byte} ({value!r}) is not UTF-8 text"
 MSG_FILE_DUPLICATE_COLUMN = "the column appears twice in the header"
 MSG_FILE_EMPTY_COLUMN = "column {n} of the header has no name"
+MSG_FILE_NO_HEADER = "is empty: expected a header line"
+MSG_FILE_TOO_MANY_ROWS = "has more than {limit:,} rows"
+MSG_FILE_TOO_MANY_COLUMNS = "has {n:,} columns, more than the limit of {limit:,}"
+MSG_FILE_NOT_PARQUET = "is not a readable Parquet file: {reason}"
+MSG_FILE_COLUMN_TYPE = (
+    "column {name!r} is of type {type}; expected text, a number, a boolean, a date or a time"
+)
+
+# Why a user scenario file's row or scenario was refused (marginflow.io.scenario_file).
+MSG_SCENARIO_UNKNOWN_UNDERLYING = "{value!r} is not an underlying of the book"
+MSG_SCENARIO_REFUSED = (
+    "scenario {name!r} is refused: its row on line {line} was rejected "
+    "(the rest of a scenario is not margined alone)"
+)
+MSG_SCENARIO_NONE = "has no valid rows"
 
 # Why a SIMM input (a CRIF, an FX rates file) was refused, beyond the checks above.
 MSG_CRIF_EMPTY_FILE = "the file is empty (no header line)"

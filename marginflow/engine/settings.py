@@ -4,7 +4,8 @@ EWMA decay, stress period, seeds). One definition, one set of defaults, for ever
 point: ``marginflow margin`` and ``what-if``, the stream's risk calculators, ``cluster up``
 and ``demo``, so a batch margin and a streamed one of the same book agree.
 
-Settings travel as a flat JSON object of option names (:meth:`MarginSettings.to_json`):
+Settings travel as a flat JSON object of option names (:meth:`MarginSettings.to_json`; a
+file is read by :func:`marginflow.io.source.read_json`, then :meth:`MarginSettings.from_json`):
 ``{"confidence": 0.99, "apc": "none", "source": "fhs", "mpor": 2, "lookback": 1250, ...}``;
 unknown keys and values that do not read are refused naming the key.
 """
@@ -12,8 +13,9 @@ unknown keys and values that do not read are refused naming the key.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +34,29 @@ FLOOR_LOOKBACK_DAYS = 2520
 """Business days of the look-back an APC floor is measured over (ten years)."""
 
 Source = Literal["fhs", "mc"]
+
+
+def check_setting_types(settings: Any) -> None:
+    """Each field of a settings dataclass holds its default's type (a whole number where
+    the default is one, a finite number where it is a float), so a value from a JSON or TOML
+    file of the wrong type is named instead of failing later as an AttributeError."""
+    what = {bool: "true or false", float: "a finite number", int: "a whole number",
+            str: "text", dict: "a table", tuple: "a list"}  # fmt: skip
+    for f in fields(settings):
+        factory: Any = f.default_factory
+        default = factory() if f.default is MISSING else f.default
+        kind, value = type(default), getattr(settings, f.name)
+        if kind is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ConfigurationError(
+                f"{f.name} must be {what.get(kind, kind.__name__)}, got {value!r:.80}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +87,7 @@ class MarginSettings:
     params: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        check_setting_types(self)
         if self.source not in ("fhs", "mc"):
             raise ConfigurationError(f"source must be fhs or mc, got {self.source!r}")
         for name in ("mpor", "lookback", "mc_scenarios"):
@@ -133,6 +159,8 @@ class MarginSettings:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> MarginSettings:
         """Settings from :meth:`to_json`'s form; missing keys take their defaults."""
+        if not isinstance(doc, Mapping):
+            raise ConfigurationError(f"margin settings must be a JSON object, got {doc!r:.80}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -141,7 +169,12 @@ class MarginSettings:
             )
         values = dict(doc)
         if "params" in values:
-            values["params"] = tuple(str(p) for p in values["params"])
+            params = values["params"]
+            if not isinstance(params, list | tuple) or not all(isinstance(p, str) for p in params):
+                raise ConfigurationError(
+                    f"params must be a list of key=value texts, got {params!r}"
+                )
+            values["params"] = tuple(params)
         try:
             return cls(**values)
         except TypeError as exc:
@@ -149,16 +182,6 @@ class MarginSettings:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> MarginSettings:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"cannot read margin settings {path}: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ConfigurationError(f"{path}: margin settings must be a JSON object")
-        return cls.from_json(doc)
 
     def describe(self) -> str:
         """In a few words, e.g. ``99% ES, 2-day MPOR, 1250-day FHS, APC none``."""
@@ -202,6 +225,7 @@ __all__ = [
     "FLOOR_LOOKBACK_DAYS",
     "MarginSettings",
     "build_engine",
+    "check_setting_types",
     "fingerprint",
     "identity",
 ]

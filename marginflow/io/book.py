@@ -47,19 +47,27 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from marginflow.core.book import Book, InstrumentKind, Instruments, Market, Positions, Underlyings
-from marginflow.core.errors import RowFailure, ValidationError
+from marginflow.core.errors import MSG_FILE_NO_HEADER, MSG_NOT_WHOLE, RowFailure, ValidationError
 from marginflow.core.fingerprint import files_fingerprint, fingerprint
 from marginflow.core.history import ReturnHistory
+from marginflow.io import bounds
 from marginflow.io.csv_rows import (
     Column,
     FieldError,
     ParsedRows,
-    number,
     one_of,
     positive,
     read_rows,
 )
-from marginflow.io.source import check_input, read_input_text
+from marginflow.io.source import (
+    MAX_INPUT_BYTES,
+    check_header,
+    check_row_count,
+    decode_utf8,
+    read_input,
+    read_input_text,
+    read_parquet,
+)
 
 Format = Literal["csv", "parquet"]
 FILES = ("market", "underlyings", "members", "accounts", "instruments", "positions", "history")
@@ -95,11 +103,11 @@ def _boolean(text: str) -> bool:
 MARKET_COLUMNS = (
     Column("underlying", _text),
     Column("date", _date),
-    Column("spot", positive),
-    Column("atm_vol", positive),
-    Column("skew", number, required=False, default="0"),
-    Column("dividend_yield", number, required=False, default="0"),
-    Column("rate", number, required=False, default="0"),
+    Column("spot", bounds.price),
+    Column("atm_vol", bounds.vol),
+    Column("skew", bounds.skew, required=False, default="0"),
+    Column("dividend_yield", bounds.rate, required=False, default="0"),
+    Column("rate", bounds.rate, required=False, default="0"),
 )
 UNDERLYING_COLUMNS = (
     Column("underlying", _text),
@@ -117,15 +125,15 @@ INSTRUMENT_COLUMNS = (
     Column("instrument", _text),
     Column("underlying", _text),
     Column("type", one_of("stock", "call", "put")),
-    Column("strike", _optional(positive), required=False),
+    Column("strike", _optional(bounds.price), required=False),
     Column("expiry", _optional(_date), required=False),
     Column("style", one_of("american", "european"), required=False, default="american"),
-    Column("multiplier", _optional(positive), required=False),
+    Column("multiplier", _optional(bounds.multiplier), required=False),
 )
 POSITION_COLUMNS = (
     Column("account", _text),
     Column("instrument", _text),
-    Column("quantity", number),
+    Column("quantity", bounds.quantity),
 )
 
 
@@ -157,7 +165,7 @@ def reference_files(folder: Path) -> dict[str, bytes]:
     for name in REFERENCE_FILES:
         path = find_file(folder, name)
         if path is not None:
-            out[path.name] = path.read_bytes()
+            out[path.name] = read_input(path)
     return out
 
 
@@ -258,23 +266,22 @@ def load_reference(files: Mapping[str, bytes], folder: Path) -> LoadedBook:
     return load_book(folder)
 
 
-def read_table(path: Path, columns: Sequence[Column]) -> ParsedRows:
+def read_table(
+    path: Path, columns: Sequence[Column], *, max_bytes: int = MAX_INPUT_BYTES
+) -> ParsedRows:
     """Rows of a CSV or Parquet file, parsed column by column (see module docstring)."""
-    check_input(path)
-    try:
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
-            buf = io.BytesIO()
-            pacsv.write_csv(
-                table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), buf
-            )
-            text = buf.getvalue().decode("utf-8")
-            # pyarrow quotes every string field; the row reader unquotes them.
-            return read_rows(io.StringIO(text), source=str(path), columns=columns)
-        text = read_input_text(path)
+    if path.suffix != ".parquet":
+        text = read_input_text(path, max_bytes=max_bytes)
         return read_rows(io.StringIO(text, newline=""), source=str(path), columns=columns)
+    table = read_parquet(path, max_bytes=max_bytes)
+    buf = io.BytesIO()
+    try:
+        pacsv.write_csv(table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), buf)
     except pa.ArrowException as exc:
         raise ValidationError("file", f"{path}: cannot be read: {exc}") from None
+    # pyarrow quotes every string field; the row reader unquotes them.
+    text = decode_utf8(buf.getvalue(), source=str(path))
+    return read_rows(io.StringIO(text, newline=""), source=str(path), columns=columns)
 
 
 def load_book(
@@ -377,7 +384,9 @@ def _market(t: _Table) -> tuple[list[str], Market]:
             continue
         keep.append(i)
     if valuation is None:
-        raise ValidationError("market", f"{t.source} has no valid row")
+        why = next((f" (line {f.line}: {f.field}: {f.reason})" for f in t.failures
+                    if f.source == t.source), "")  # fmt: skip
+        raise ValidationError("market", f"{t.source} has no valid row{why}")
 
     def col(name: str) -> np.ndarray:
         return np.array([t.value(name, i) for i in keep], dtype=np.float64)
@@ -525,6 +534,9 @@ def _positions(t: _Table, accounts: list[str], instruments: Instruments) -> sp.c
         if t.duplicate(seen, f"{name_a} / {name_j}", i, "instrument", "position"):
             continue
         quantity = t.value("quantity", i)
+        if instruments.kind[j] != InstrumentKind.STOCK and not float(quantity).is_integer():
+            t.fail(i, "quantity", MSG_NOT_WHOLE.format(unit="contracts", value=quantity))
+            continue
         if quantity != 0.0:
             r.append(a)
             c.append(j)
@@ -538,49 +550,76 @@ def _positions(t: _Table, accounts: list[str], instruments: Instruments) -> sp.c
 
 
 def read_history(path: Path) -> ReturnHistory:
-    """Closes (wide: ``date`` then one column per underlying) as daily log returns."""
-    check_input(path)
-    try:
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
-        else:
-            table = pacsv.read_csv(
-                path, convert_options=pacsv.ConvertOptions(column_types={"date": pa.string()})
-            )
-    except FileNotFoundError:
-        raise ValidationError("history", f"{path}: no such file") from None
-    except pa.ArrowException as exc:
-        raise ValidationError("history", f"{path}: cannot be read: {exc}") from None
+    """Closes (wide: ``date`` then one column per underlying) as daily log returns.
+
+    The file is one table of numbers, so any fault refuses it whole, naming the line: a
+    date that does not read or does not follow the one before, a close outside
+    [:data:`~marginflow.io.bounds.PRICE_MIN`, :data:`~marginflow.io.bounds.PRICE_MAX`].
+    """
+    table = read_parquet(path) if path.suffix == ".parquet" else _history_csv(path)
     if "date" not in table.column_names:
         raise ValidationError("date", f"column is missing from the header of {path}")
     names = tuple(n for n in table.column_names if n != "date")
+    dates = _history_dates(path, table["date"].to_pylist())
     try:
-        dates = np.array(
-            [dt.date.fromisoformat(str(d)) for d in table["date"].to_pylist()],
-            dtype="datetime64[D]",
-        )
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("date", f"{path}: not an ISO date: {exc}") from None
-    closes = (
-        np.column_stack(
-            [
-                np.asarray(
-                    table[n].cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-                )
-                for n in names
-            ]
-        )
-        if names
-        else np.zeros((len(dates), 0))
-    )
-    bad = ~(np.isfinite(closes) & (closes > 0))
+        cols = [table[n].cast(pa.float64()).to_numpy(zero_copy_only=False) for n in names]
+    except pa.ArrowException as exc:
+        reason = f"a close is not a number: {_first_line(exc)}"
+        raise ValidationError("history", f"{path}: {reason}") from None
+    closes = np.column_stack(cols) if cols else np.zeros((len(dates), 0))
+    bad = ~(np.isfinite(closes) & (closes >= bounds.PRICE_MIN) & (closes <= bounds.PRICE_MAX))
     if bad.any():
         t, u = np.argwhere(bad)[0]
         raise ValidationError(
             names[u],
-            f"{path}:{t + 2}: close on {dates[t]} must be a number > 0, got {closes[t, u]!r}",
+            f"{path}:{t + 2}: close on {dates[t]} must be a number within "
+            f"[{bounds.PRICE_MIN:g}, {bounds.PRICE_MAX:g}], got {closes[t, u]!r}",
         )
-    return ReturnHistory.from_closes(dates, names, closes, source=str(path))
+    try:
+        return ReturnHistory.from_closes(dates, names, closes, source=str(path))
+    except ValidationError as exc:  # the checks that know the source name it already
+        reason = exc.reason if str(path) in exc.reason else f"{path}: {exc.reason}"
+        raise ValidationError(exc.field, reason) from None
+
+
+def _history_csv(path: Path) -> pa.Table:
+    """A history CSV read by pyarrow (fast for wide files) after the checks every input
+    passes: the text is UTF-8 and the header names each column once."""
+    data = read_input(path)
+    text = decode_utf8(data, source=str(path))
+    header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or None], newline="")), [])
+    if not header:
+        raise ValidationError("header", f"{path} {MSG_FILE_NO_HEADER}")
+    check_header([h.strip() for h in header], source=str(path))
+    types = {h: (pa.string() if h == "date" else pa.float64()) for h in header}
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(text.encode()),
+            convert_options=pacsv.ConvertOptions(column_types=types),
+        )
+    except pa.ArrowException as exc:
+        raise ValidationError("history", f"{path}: cannot be read: {_first_line(exc)}") from None
+    check_row_count(table.num_rows, source=str(path))
+    return table
+
+
+def _history_dates(path: Path, values: list[Any]) -> np.ndarray:
+    """The ``date`` column as days (their order is checked by the history itself)."""
+    days: list[dt.date] = []
+    for row, value in enumerate(values, start=2):
+        try:
+            day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ValidationError(
+                "date", f"{path}:{row}: is not an ISO date (YYYY-MM-DD): {str(value)!r}"
+            ) from None
+        days.append(day)
+    return np.array(days, dtype="datetime64[D]")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_book(

@@ -63,9 +63,14 @@ def read_crif(path: str | Path, *, calibration: Calibration) -> CrifLoad:
     """Load and validate the CRIF at ``path`` (``.parquet``/``.pq`` as Parquet, anything
     else as CSV). Raises :class:`ValidationError` when the file itself cannot be used."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path, calibration)
-    return _read_csv(path, calibration)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return _read_parquet(path, calibration)
+        return _read_csv(path, calibration)
+    except ValidationError as exc:  # the CRIF validator names a missing column, not the file
+        if str(path) in exc.reason:
+            raise
+        raise ValidationError(exc.field, f"{path}:1: {exc.reason}") from None
 
 
 def crif_from_rows(

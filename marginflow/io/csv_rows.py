@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from marginflow.core.errors import (
+    MSG_FILE_NO_HEADER,
     MSG_MISSING,
     MSG_NEGATIVE,
     MSG_NOT_FINITE,
@@ -25,7 +26,7 @@ from marginflow.core.errors import (
     RowFailure,
     ValidationError,
 )
-from marginflow.io.source import check_header
+from marginflow.io.source import MAX_INPUT_ROWS, check_header, check_row_count
 
 Parser = Callable[[str], Any]
 
@@ -51,6 +52,9 @@ class ParsedRows:
     lines: list[int] = field(default_factory=list)
     raw: list[dict[str, str]] = field(default_factory=list)
     failures: list[RowFailure] = field(default_factory=list)
+    #: The cells of each rejected row that could be split into cells, by line: a loader
+    #: that groups rows (a scenario file) needs to know which group a reject belonged to.
+    rejected: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -60,7 +64,8 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
     """Read a CSV with a header line; every row is parsed or becomes a failure.
 
     Raises :class:`ValidationError` only for a file that cannot be read as a whole (no
-    header, a required column absent).
+    header, a header :func:`~marginflow.io.source.check_header` refuses, a required column
+    absent, more than :data:`~marginflow.io.source.MAX_INPUT_ROWS` rows).
     """
     text = stream.read()
     if text.startswith("\ufeff"):
@@ -69,7 +74,7 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise ValidationError("header", f"{source} is empty: expected a header line") from None
+        raise ValidationError("header", f"{source} {MSG_FILE_NO_HEADER}") from None
     except csv.Error as exc:
         raise ValidationError("header", f"{source} cannot be read as CSV: {exc}") from None
     check_header(header, source=source)
@@ -77,17 +82,23 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
     if missing:
         raise ValidationError(missing[0], f"column {MSG_MISSING} from the header of {source}")
     out = ParsedRows(header=header, values={c.name: [] for c in columns})
-    for line_no, cells in _numbered(reader, source, out.failures):
+    seen = 0
+    for line_no, cells in numbered(reader, source, out.failures):
         if not any(c.strip() for c in cells):
             continue
+        seen += 1
+        if seen > MAX_INPUT_ROWS:
+            check_row_count(seen, source=source)
         raw = dict(zip(header, cells, strict=False))
         raw_line = ",".join(cells)
         if len(cells) != len(header):
             reason = f"has {len(cells)} fields, the header has {len(header)}"
             out.failures.append(RowFailure(source, line_no, "row", reason, raw_line))
+            out.rejected[line_no] = raw
             continue
         parsed = _parse_row(raw, columns, source, line_no, raw_line, out.failures)
         if parsed is None:
+            out.rejected[line_no] = raw
             continue
         for name, value in parsed.items():
             out.values[name].append(value)
@@ -96,9 +107,11 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
     return out
 
 
-def _numbered(
+def numbered(
     reader: Iterable[list[str]], source: str, failures: list[RowFailure]
 ) -> Iterable[tuple[int, list[str]]]:
+    """The rows of a ``csv.reader`` with the line each ends on; a row the csv module cannot
+    split (a field over its size limit) becomes a failure instead of an exception."""
     it = iter(reader)
     line_no = 1
     while True:

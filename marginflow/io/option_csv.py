@@ -5,43 +5,43 @@ Columns (header line required, any order, extra columns carried through):
 ==================  =====================================================================
 ``kind``            ``call`` or ``put``
 ``style``           ``european`` or ``american``
-``spot``            underlying price (> 0); for options on futures, the futures price
-``strike``          strike (> 0), same units as spot
-``expiry_years``    time to expiry in years (>= 0; 0 prices the intrinsic value)
+``spot``            underlying price; for options on futures, the futures price
+``strike``          strike, same units as spot
+``expiry_years``    time to expiry in years (0 prices the intrinsic value)
 ``rate``            risk-free rate, continuously compounded, annualised (may be negative)
 ``dividend_yield``  continuous dividend yield, annualised (set equal to ``rate`` for Black-76)
-``vol``             volatility of log returns, annualised (>= 0)
+``vol``             volatility of log returns, annualised (0 prices deterministically)
 ==================  =====================================================================
+
+Numbers must be within the bounds of :mod:`marginflow.io.bounds` (spot and strike in
+[1e-6, 1e9], expiry in [0, 100] years, rate and yield in [-1, 1], vol in [0, 10]); a row
+outside them is rejected naming the bound.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 from marginflow.core.batch import OptionBatch
 from marginflow.core.errors import RowFailure
-from marginflow.io.csv_rows import (
-    Column,
-    ParsedRows,
-    nonnegative,
-    number,
-    one_of,
-    positive,
-    read_rows,
-)
+from marginflow.io import bounds
+from marginflow.io.csv_rows import Column, ParsedRows, one_of, read_rows
+from marginflow.io.source import read_input_text
 
 COLUMNS = (
     Column("kind", one_of("call", "put")),
     Column("style", one_of("european", "american")),
-    Column("spot", positive),
-    Column("strike", positive),
-    Column("expiry_years", nonnegative),
-    Column("rate", number),
-    Column("dividend_yield", number),
-    Column("vol", nonnegative),
+    Column("spot", bounds.price),
+    Column("strike", bounds.price),
+    Column("expiry_years", bounds.expiry_years),
+    Column("rate", bounds.rate),
+    Column("dividend_yield", bounds.rate),
+    Column("vol", bounds.vol_or_zero),
 )
 
 
@@ -55,6 +55,11 @@ class OptionFile:
     @property
     def failures(self) -> list[RowFailure]:
         return self.rows.failures
+
+
+def read_option_file(path: Path) -> OptionFile:
+    """The option file at ``path``, after the checks of :mod:`marginflow.io.source`."""
+    return read_option_csv(io.StringIO(read_input_text(path), newline=""), source=str(path))
 
 
 def read_option_csv(stream: TextIO, *, source: str) -> OptionFile:

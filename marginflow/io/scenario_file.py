@@ -5,10 +5,18 @@ Columns (header line required, any order, extra columns ignored):
 ================  ==========================================================================
 ``scenario``      scenario name (rows with the same name form one scenario)
 ``underlying``    underlying id, or ``*`` for every underlying the scenario does not name
-``spot_shock``    relative spot move over the horizon: -0.2 is a 20% fall (> -1)
-``vol_shock``     optional: relative move of the implied-vol smile: 0.5 is +50% (> -1; default 0)
+``spot_shock``    relative spot move over the horizon: -0.2 is a 20% fall (> -1, <= 10)
+``vol_shock``     optional: relative move of the implied-vol smile: 0.5 is +50% (> -1, <= 10;
+                  default 0)
 ``group``         optional: ``current`` (default) or ``stressed``
 ================  ==========================================================================
+
+A scenario is the file's rows of one name, taken together, so a row is never dropped on its
+own: a row that is rejected (a bad number, a second shock for the same underlying, an
+underlying the book does not have) refuses its whole scenario, and each of the scenario's
+other rows is rejected naming the line that refused it. Otherwise a rejected ``SPX`` row
+would leave ``SPX`` to the ``*`` row, and a margin would be computed on a move nobody meant.
+A file left with no scenario is an error.
 
 Example::
 
@@ -24,17 +32,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marginflow.core.errors import RowFailure
+from marginflow.core.errors import (
+    MSG_OUT_OF_BOUNDS,
+    MSG_SCENARIO_NONE,
+    MSG_SCENARIO_REFUSED,
+    MSG_SCENARIO_UNKNOWN_UNDERLYING,
+    RowFailure,
+    ValidationError,
+)
 from marginflow.io.book import read_table
-from marginflow.io.csv_rows import Column, FieldError, number, one_of
+from marginflow.io.bounds import SHOCK_MAX
+from marginflow.io.csv_rows import Column, FieldError, ParsedRows, number, one_of
+from marginflow.io.source import MAX_CONFIG_BYTES
 from marginflow.scenarios.scenario_set import ScenarioGroup, ScenarioSet
-from marginflow.scenarios.user_set import ShockRow, scenario_set_from_rows
+from marginflow.scenarios.user_set import WILDCARD, ShockRow, scenario_set_from_rows
 
 
 def _shock(text: str) -> float:
     value = number(text)
     if value <= -1.0:
         raise FieldError(f"must be > -1 (a relative move), got {text!r}")
+    if value > SHOCK_MAX:
+        interval = f"(-1, {SHOCK_MAX:g}]"
+        raise FieldError(
+            MSG_OUT_OF_BOUNDS.format(interval=interval, what="a relative move", value=text)
+        )
     return value
 
 
@@ -61,27 +83,69 @@ class ScenarioFile:
         return scenario_set_from_rows(self.rows, underlyings=underlyings, horizon_days=horizon_days)
 
 
-def read_scenario_file(path: Path) -> ScenarioFile:
-    parsed = read_table(path, COLUMNS)
+def read_scenario_file(path: Path, *, underlyings: Sequence[str]) -> ScenarioFile:
+    """The shocks of ``path`` for a book of ``underlyings``: every row is kept, or rejected
+    with its scenario (see the module docstring); rows in = rows kept + rows rejected."""
+    parsed = read_table(path, COLUMNS, max_bytes=MAX_CONFIG_BYTES)
     failures = list(parsed.failures)
+    known = set(underlyings) | {WILDCARD}
     seen: dict[tuple[str, str], int] = {}
-    rows: list[ShockRow] = []
+    good: list[int] = []
     v = parsed.values
     for i, line in enumerate(parsed.lines):
         key = (v["scenario"][i], v["underlying"][i])
         first = seen.setdefault(key, line)
         if first != line:
-            failures.append(
-                RowFailure(
-                    str(path),
-                    line,
-                    "underlying",
-                    f"duplicate shock for scenario {key[0]!r}, underlying {key[1]!r} "
-                    f"(first on line {first})",
-                    ",".join(parsed.raw[i].values()),
-                )
+            reason = (
+                f"duplicate shock for scenario {key[0]!r}, underlying {key[1]!r} "
+                f"(first on line {first})"
             )
+            failures.append(_failure(path, parsed, i, "underlying", reason))
+        elif key[1] not in known:
+            reason = MSG_SCENARIO_UNKNOWN_UNDERLYING.format(value=key[1])
+            failures.append(_failure(path, parsed, i, "underlying", reason))
+        else:
+            good.append(i)
+    refused = _refused_scenarios(path, parsed, failures)
+    rows: list[ShockRow] = []
+    for i in good:
+        name = v["scenario"][i]
+        if name in refused:
+            reason = MSG_SCENARIO_REFUSED.format(name=name, line=refused[name])
+            failures.append(_failure(path, parsed, i, "scenario", reason))
             continue
         group = ScenarioGroup.STRESSED if v["group"][i] == "stressed" else ScenarioGroup.CURRENT
-        rows.append(ShockRow(key[0], key[1], v["spot_shock"][i], v["vol_shock"][i], group))
+        rows.append(
+            ShockRow(name, v["underlying"][i], v["spot_shock"][i], v["vol_shock"][i], group)
+        )
+    if not rows:
+        f0 = min(failures, key=lambda f: f.line, default=None)
+        why = f" (line {f0.line}: {f0.field}: {f0.reason})" if f0 else ""
+        raise ValidationError("scenarios", f"{path} {MSG_SCENARIO_NONE}{why}")
     return ScenarioFile(tuple(rows), sorted(failures, key=lambda f: f.line))
+
+
+def _refused_scenarios(
+    path: Path, parsed: ParsedRows, failures: list[RowFailure]
+) -> dict[str, int]:
+    """Scenario name -> the first line of it that was rejected. A rejected row whose scenario
+    cannot be told (not CSV, or no name) could belong to any of them: the file is refused."""
+    refused: dict[str, int] = {}
+    kept = {line: i for i, line in enumerate(parsed.lines)}
+    for f in sorted(failures, key=lambda f: f.line):
+        if f.line in kept:
+            name = parsed.values["scenario"][kept[f.line]]
+        else:
+            name = parsed.rejected.get(f.line, {}).get("scenario", "").strip()
+        if not name:
+            raise ValidationError(
+                "scenario",
+                f"{path}:{f.line}: the row is rejected ({f.field}: {f.reason}) and names no "
+                "scenario, so no scenario of the file can be trusted",
+            )
+        refused.setdefault(name, f.line)
+    return refused
+
+
+def _failure(path: Path, parsed: ParsedRows, i: int, field: str, reason: str) -> RowFailure:
+    return RowFailure(str(path), parsed.lines[i], field, reason, ",".join(parsed.raw[i].values()))

@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from marginflow.core.errors import ConfigurationError
-from marginflow.engine.settings import MarginSettings
+from marginflow.engine.settings import MarginSettings, check_setting_types
+from marginflow.io.source import read_toml
 from marginflow.store import Database
 from marginflow.store.loads import record_book_load
 from marginflow.stream import cluster_dir as cdir
@@ -90,6 +90,7 @@ class ClusterConfig:
     restart_max_failures: int = 10  # consecutive rapid crashes before giving up
 
     def __post_init__(self) -> None:
+        check_setting_types(self)
         for name in (
             "partitions",
             "keepers",
@@ -145,11 +146,11 @@ class ClusterConfig:
         """Defaults, then the ``[cluster]`` table of ``path``, then ``overrides``."""
         values: dict[str, Any] = {}
         if path is not None:
-            try:
-                doc = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-            table = dict(doc.get("cluster", doc))
+            doc = read_toml(path)
+            table = doc.get("cluster", doc)
+            if not isinstance(table, dict):
+                raise ConfigurationError(f"{path}: [cluster] must be a table")
+            table = dict(table)
             table.pop("margin", None)
             known = {f.name for f in fields(cls)}
             unknown = sorted(set(table) - known)

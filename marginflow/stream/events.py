@@ -36,6 +36,9 @@ import msgspec
 
 from marginflow.core.errors import ValidationError
 from marginflow.core.ids import AccountId, InstrumentId, MemberId, UnderlyingId
+from marginflow.io import bounds
+
+_QMAX = int(bounds.QUANTITY_MAX)
 
 # Schema version of each event type this code writes (and the newest it reads).
 SCHEMA_VERSIONS: dict[str, int] = {}
@@ -89,6 +92,21 @@ def _nonnegative(field: str, value: float) -> None:
         raise ValidationError(field, f"must be finite and >= 0, got {value!r}")
 
 
+def _at_most(field: str, value: float, high: float) -> None:
+    """|value| <= high: the plausibility bounds of :mod:`marginflow.io.bounds`, so a
+    hostile 1e308 is dead-lettered here instead of overflowing a worker's arithmetic."""
+    if not abs(value) <= high:
+        raise ValidationError(field, f"must be within [-{high:g}, {high:g}], got {value!r}")
+
+
+def _price(field: str, value: float) -> None:
+    _positive(field, value)
+    if not bounds.PRICE_MIN <= value <= bounds.PRICE_MAX:
+        raise ValidationError(
+            field, f"must be within [{bounds.PRICE_MIN:g}, {bounds.PRICE_MAX:g}], got {value!r}"
+        )
+
+
 def _time(field: str, value: int) -> None:
     if value <= 0:
         raise ValidationError(field, f"must be > 0 (ns since the Unix epoch), got {value!r}")
@@ -129,7 +147,8 @@ class Trade(Event, frozen=True, kw_only=True, tag="trade"):
         tid, acc, ins = self.trade_id, self.account, self.instrument
         if (
             self.quantity
-            and 0.0 <= self.price < math.inf
+            and -_QMAX <= self.quantity <= _QMAX
+            and 0.0 <= self.price <= bounds.PRICE_MAX
             and self.event_time > 0
             and tid
             and acc
@@ -144,7 +163,9 @@ class Trade(Event, frozen=True, kw_only=True, tag="trade"):
         _nonempty("instrument", self.instrument)
         if self.quantity == 0:
             raise ValidationError("quantity", "must not be 0")
+        _at_most("quantity", self.quantity, _QMAX)
         _nonnegative("price", self.price)
+        _at_most("price", self.price, bounds.PRICE_MAX)
         _time("event_time", self.event_time)
 
 
@@ -163,6 +184,7 @@ class PositionSnapshot(Event, frozen=True, kw_only=True, tag="position_snapshot"
     def __post_init__(self) -> None:
         _nonempty("account", self.account)
         _nonempty("instrument", self.instrument)
+        _at_most("quantity", self.quantity, _QMAX)
         _iso_date("business_date", self.business_date)
         _time("event_time", self.event_time)
 
@@ -177,7 +199,7 @@ class PriceUpdate(Event, frozen=True, kw_only=True, tag="price"):
 
     def __post_init__(self) -> None:
         _nonempty("underlying", self.underlying)
-        _positive("price", self.price)
+        _price("price", self.price)
         _time("event_time", self.event_time)
 
 
@@ -214,7 +236,7 @@ class VolUpdate(Event, frozen=True, kw_only=True, tag="vol"):
         if self.expiry is not None:
             _iso_date("expiry", self.expiry)
         if self.strike is not None:
-            _positive("strike", self.strike)
+            _price("strike", self.strike)
         _time("event_time", self.event_time)
 
 
@@ -242,13 +264,14 @@ class InstrumentRef(Event, frozen=True, kw_only=True, tag="instrument"):
         _one_of("kind", self.kind, INSTRUMENT_KINDS)
         _one_of("style", self.style, EXERCISE_STYLES)
         _positive("multiplier", self.multiplier)
+        _at_most("multiplier", self.multiplier, bounds.MULTIPLIER_MAX)
         if self.kind in ("call", "put"):
             if self.strike is None:
                 raise ValidationError("strike", f"is required for a {self.kind}")
             if self.expiry is None:
                 raise ValidationError("expiry", f"is required for a {self.kind}")
         if self.strike is not None:
-            _positive("strike", self.strike)
+            _price("strike", self.strike)
         if self.expiry is not None:
             _iso_date("expiry", self.expiry)
         _time("event_time", self.event_time)

@@ -24,6 +24,7 @@ import numpy as np
 from marginflow.core.errors import ConfigurationError, MarginflowError
 from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
+from marginflow.io.source import read_json
 from marginflow.store import Database
 from marginflow.stream.log import Log, LogUnavailableError, open_log
 from marginflow.stream.log.health import Backoff, health_of, say
@@ -42,7 +43,11 @@ def _engine(args: argparse.Namespace) -> tuple[MarginEngine, str]:
     if args.book is None:
         raise SystemExit("risk-calculator: --book DIR is required (a book folder)")
     try:
-        settings = MarginSettings.load(args.settings) if args.settings else MarginSettings()
+        settings = (
+            MarginSettings.from_json(read_json(args.settings))
+            if args.settings
+            else MarginSettings()
+        )
         setup, failures = MarginSetup.from_folder(args.book, settings)
         for f in failures:
             print(f"book: {f}", flush=True)

@@ -30,8 +30,9 @@ import msgspec
 
 from marginflow.core.errors import RowFailure, ValidationError
 from marginflow.core.ids import AccountId, InstrumentId, UnderlyingId
+from marginflow.io import bounds
 from marginflow.io.book import read_table
-from marginflow.io.csv_rows import Column, FieldError, ParsedRows, nonnegative, positive
+from marginflow.io.csv_rows import Column, FieldError, ParsedRows, nonnegative
 from marginflow.stream import events as ev
 from marginflow.stream.codec import encode
 from marginflow.stream.log.base import Producer
@@ -41,8 +42,11 @@ from marginflow.stream.topics import MARKET, TRADES, Topology, partition_for
 def timestamp_ns(text: str) -> int:
     """Nanoseconds since the epoch of an ISO 8601 timestamp (no zone = UTC) or of a whole
     number of nanoseconds."""
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        value = int(text[:20])  # more digits than an int64 holds are out of range anyway
+        if len(text) > 19 or value >= 1 << 63:
+            raise FieldError(f"is outside 1970-01-01 .. 2262-04-11 (int64 nanoseconds): {text!r}")
+        return value
     try:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -50,7 +54,10 @@ def timestamp_ns(text: str) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     whole = int(t.replace(microsecond=0).timestamp())
-    return whole * 1_000_000_000 + t.microsecond * 1_000
+    value = whole * 1_000_000_000 + t.microsecond * 1_000
+    if not 0 < value < 1 << 63:  # events carry int64 nanoseconds after the epoch
+        raise FieldError(f"is outside 1970-01-01 .. 2262-04-11 (int64 nanoseconds): {text!r}")
+    return value
 
 
 def _text(value: str) -> str:
@@ -72,6 +79,7 @@ def _whole(text: str) -> int:
         value = int(as_float)
     if value == 0:
         raise FieldError("must not be 0")
+    bounds.quantity(text)
     return value
 
 
@@ -80,6 +88,11 @@ def _optional(parse: Callable[[str], float]) -> Callable[[str], float | None]:
         return None if text == "" else parse(text)
 
     return inner
+
+
+def _price(text: str) -> float:
+    """A trade price: 0 (not given) or a price within the bounds."""
+    return 0.0 if nonnegative(text) == 0 else bounds.price(text)
 
 
 def _skew(text: str) -> float | None:
@@ -99,14 +112,14 @@ TRADE_COLUMNS = (
     Column("account", _text),
     Column("instrument", _text),
     Column("quantity", _whole),
-    Column("price", nonnegative, required=False, default="0"),
+    Column("price", _price, required=False, default="0"),
     Column("trade_id", str, required=False),
 )
 MARKET_COLUMNS = (
     Column("time", timestamp_ns),
     Column("underlying", _text),
-    Column("spot", positive),
-    Column("atm_vol", _optional(positive), required=False),
+    Column("spot", bounds.price),
+    Column("atm_vol", _optional(bounds.vol), required=False),
     Column("skew", _skew, required=False),
 )
 

@@ -136,7 +136,7 @@ def test_publish_names_what_is_wrong_with_the_command(tmp_path: Path) -> None:
     assert "KIND must be one of trades, market, positions, crif" in res.stderr
     res = run("publish", "trades", str(tmp_path), "--log", f"embedded://{tmp_path / 'l'}")
     assert res.returncode == 2
-    assert "is a folder; give the trades file" in res.stderr
+    assert "is a directory, expected a file" in res.stderr
     res = run("publish", "trades", str(tmp_path / "none.csv"), "--dir", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "give --dir of a running cluster, or --log URL" in res.stderr

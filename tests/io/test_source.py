@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ValidationError
-from marginflow.io.source import check_header, check_input, decode_utf8, read_input
+from marginflow.io.source import (
+    MAX_COLUMNS,
+    check_header,
+    check_input,
+    decode_utf8,
+    read_input,
+    read_json,
+    read_parquet,
+    read_stream_text,
+    read_toml,
+)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -92,3 +106,62 @@ def test_decode_utf8_either_decodes_or_names_a_line(data: bytes) -> None:
             decode_utf8(data, source="f.csv")
     else:
         assert decode_utf8(data, source="f.csv") == expected
+
+
+def test_standard_input_is_read_with_a_limit() -> None:
+    assert read_stream_text(io.BytesIO(b"\xef\xbb\xbfa,b\n"), source="<stdin>") == "a,b\n"
+    with pytest.raises(ValidationError, match=r"<stdin>: more than 10 bytes"):
+        read_stream_text(io.BytesIO(b"x" * 11), source="<stdin>", max_bytes=10)
+
+
+def test_too_many_columns_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"f\.csv:1: has 20,001 columns, more than"):
+        check_header([f"c{i}" for i in range(MAX_COLUMNS + 1)], source="f.csv")
+
+
+def test_a_json_syntax_error_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{\n  "mpor": 2,\n  oops\n}\n')
+    with pytest.raises(ValidationError, match=r"s\.json:3: not JSON: Expecting property name"):
+        read_json(path)
+
+
+def test_a_toml_syntax_error_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[cluster]\npartitions = = 4\n")
+    with pytest.raises(ValidationError, match=r"c\.toml: not TOML: .*line 2"):
+        read_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (pa.array([[1, 2]]), "column 'x' is of type list<"),
+        (pa.array([{"a": 1}]), "column 'x' is of type struct<a: int64>"),
+        (pa.array([b"\xff"]), "column 'x' is of type binary"),
+    ],
+)
+def test_a_parquet_column_that_is_not_flat_is_refused(
+    tmp_path: Path, column: pa.Array, message: str
+) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": ["1"], "x": column}), path)
+    with pytest.raises(ValidationError, match=re.escape(f"t.parquet:1: {message}")):
+        read_parquet(path)
+
+
+def test_a_parquet_column_named_twice_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table([pa.array([1]), pa.array([2])], names=["q", "q"]), path)
+    with pytest.raises(ValidationError, match=r"t\.parquet:1: the column appears twice") as err:
+        read_parquet(path)
+    assert err.value.field == "q"
+
+
+def test_damaged_parquet_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0] * 100}), path)
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(ValidationError, match=r"t\.parquet: is not a readable Parquet file") as err:
+        read_parquet(path)
+    assert "\n" not in str(err.value)

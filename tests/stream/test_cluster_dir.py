@@ -19,6 +19,7 @@ import pytest
 from marginflow.app.reproduce import reproduce_sample
 from marginflow.core.errors import ConfigurationError
 from marginflow.engine.settings import MarginSettings
+from marginflow.io.source import read_json
 from marginflow.store import Database
 from marginflow.stream import cluster_dir as cdir
 from marginflow.stream.cluster import read_state, status
@@ -86,7 +87,7 @@ def test_the_embedded_log_resumes_where_it_left(tmp_path: Path) -> None:
     log = EmbeddedLog(directory / "log")
     db = Database(f"sqlite:///{directory / 'margins.db'}")
     setup, _ = MarginSetup.from_folder(
-        directory / "book", MarginSettings.load(directory / "margin.json")
+        directory / "book", MarginSettings.from_json(read_json(directory / "margin.json"))
     )
     try:
         assert check_positions(log, TOPOLOGY).ok

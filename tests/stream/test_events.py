@@ -238,3 +238,27 @@ def test_decoding_a_run_equals_decoding_each_record(raws: list[bytes]) -> None:
     many, clean = ALL.decode_many(raws)
     assert many == one_by_one
     assert clean == (not any(isinstance(x, Rejection) for x in one_by_one))
+
+
+@pytest.mark.parametrize(
+    ("tag", "name", "value"),
+    [
+        ("trade", "quantity", 2**62),
+        ("trade", "price", 1e308),
+        ("position_snapshot", "quantity", -(2**62)),
+        ("price", "price", 1e300),
+        ("price", "price", 1e-300),
+        ("instrument", "strike", 1e308),
+        ("instrument", "multiplier", 1e300),
+    ],
+)
+def test_an_implausible_magnitude_is_dead_lettered_at_its_field(
+    tag: str, name: str, value: float
+) -> None:
+    # decoded as valid, a 1e308 would overflow a worker's arithmetic: it must be refused here
+    doc = msgspec.to_builtins(samples()[tag])
+    doc[name] = value
+    result = ALL.try_decode(msgspec.msgpack.encode(doc))
+    assert isinstance(result, Rejection), result
+    assert result.field == name
+    assert "must be within" in result.reason
