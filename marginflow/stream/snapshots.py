@@ -128,7 +128,8 @@ class FileSnapshotStore:
 
     A partition's epoch is in ``<topic>-<partition>.epoch`` beside it (a checked JSON file,
     :mod:`marginflow.stream.durable`), and its claims and saves take turns on
-    ``.<topic>-<partition>.lock`` (``flock``: across processes too)."""
+    ``<topic>-<partition>.lock`` (``flock``: across processes too; its name has no leading
+    dot, which marks a half-written file)."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -140,7 +141,7 @@ class FileSnapshotStore:
     @contextmanager
     def _locked(self, group: str, tp: TP) -> Iterator[Path]:
         path = self.path(group, tp)
-        lock = path.with_name(f".{tp[0]}-{tp[1]}.lock")
+        lock = path.with_suffix(".lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
