@@ -26,7 +26,12 @@ from marginflow.core.errors import (
     RowFailure,
     ValidationError,
 )
-from marginflow.io.source import MAX_INPUT_ROWS, check_header, check_row_count
+from marginflow.io.source import (
+    MAX_INPUT_ROWS,
+    check_column_count,
+    check_header,
+    check_row_count,
+)
 
 Parser = Callable[[str], Any]
 
@@ -77,6 +82,7 @@ def read_rows(stream: TextIO, *, source: str, columns: Sequence[Column]) -> Pars
         raise ValidationError("header", f"{source} {MSG_FILE_NO_HEADER}") from None
     except csv.Error as exc:
         raise ValidationError("header", f"{source} cannot be read as CSV: {exc}") from None
+    check_column_count(len(header), source=source)
     check_header(header, source=source)
     missing = [c.name for c in columns if c.required and c.name not in header]
     if missing:

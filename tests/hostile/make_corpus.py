@@ -46,13 +46,17 @@ SHOCKS = "scenario,underlying,spot_shock,vol_shock\ndown,*,-0.1,0.3\nup,*,0.1,-0
 
 
 def history_text(days: int = 100) -> str:
-    rows = ["date,SPX,NDX"]
-    day = dt.date(2018, 8, 1)  # 100 business days end before the valuation date
-    for k in range(days):
+    """Closes on the ``days`` business days up to the valuation date (a stale history is
+    refused, so a good one must end there)."""
+    dates = [dt.date(2019, 1, 2)]
+    while len(dates) < days:
+        day = dates[-1] - dt.timedelta(days=1)
         while day.weekday() >= 5:
-            day += dt.timedelta(days=1)
+            day -= dt.timedelta(days=1)
+        dates.append(day)
+    rows = ["date,SPX,NDX"]
+    for k, day in enumerate(reversed(dates)):
         rows.append(f"{day},{2500 * math.exp(0.01 * math.sin(k)):.4f},{6600 + 10 * (k % 7)}")
-        day += dt.timedelta(days=1)
     return "\n".join(rows) + "\n"
 
 

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marginflow.core.errors import ValidationError
+from marginflow.io.csv_rows import read_rows
 from marginflow.io.source import (
     MAX_COLUMNS,
     check_header,
@@ -114,9 +115,10 @@ def test_standard_input_is_read_with_a_limit() -> None:
         read_stream_text(io.BytesIO(b"x" * 11), source="<stdin>", max_bytes=10)
 
 
-def test_too_many_columns_are_refused() -> None:
+def test_too_many_columns_are_refused_by_the_row_reader() -> None:
+    text = ",".join(f"c{i}" for i in range(MAX_COLUMNS + 1)) + "\n"
     with pytest.raises(ValidationError, match=r"f\.csv:1: has 20,001 columns, more than"):
-        check_header([f"c{i}" for i in range(MAX_COLUMNS + 1)], source="f.csv")
+        read_rows(io.StringIO(text), source="f.csv", columns=[])
 
 
 def test_a_json_syntax_error_names_its_line(tmp_path: Path) -> None:

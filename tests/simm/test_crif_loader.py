@@ -180,9 +180,10 @@ def test_both_regulation_spellings_and_case_insensitive_headers(tmp_path: Path) 
 
 
 def test_missing_required_columns_is_a_file_error(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="RiskType: column is missing"):
+    # the file is named (the whole-file error is one line a user can act on)
+    with pytest.raises(ValidationError, match=r"RiskType: \S+\.csv:1: column is missing"):
         _load(tmp_path, "TradeID,Amount\nT1,5\n")
-    with pytest.raises(ValidationError, match="Amount: column is missing"):
+    with pytest.raises(ValidationError, match=r"Amount: \S+\.csv:1: column is missing"):
         _load(tmp_path, "RiskType,Qualifier\nRisk_FX,EUR\n")
     with pytest.raises(ValidationError, match="empty"):
         _load(tmp_path, "")
