@@ -318,9 +318,13 @@ def _margin(received: _Received) -> tuple[SimmRun, list[RowFailure]]:
                 path, version=received.version, mpor=received.mpor, currency=received.currency
             )
         except ValidationError as exc:
-            if exc.field == str(path):  # the file itself (empty, unreadable)
-                raise ServiceError(422, f"{received.name}: {exc.reason}", field="file") from None
-            reason = f"{received.name}: {str(exc).replace(str(path), received.name)}"
+            # input errors name the temporary file: name the upload instead, once
+            reason = exc.reason.replace(str(path), received.name)
+            if exc.field in ("file", str(path)):  # the file itself (empty, unreadable)
+                reason = reason.removeprefix(f"{received.name}: ")
+                raise ServiceError(422, f"{received.name}: {reason}", field="file") from None
+            reason = reason.removeprefix(f"{received.name}:1: ")
+            reason = f"{received.name}: {exc.field}: {reason}"
             raise ServiceError(422, reason, field=exc.field) from None
         except MarginflowError as exc:
             text = str(exc).replace(str(path), received.name).splitlines()[0]
