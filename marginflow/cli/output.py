@@ -59,7 +59,9 @@ def say(*parts: object, err: bool = False, style: str = "") -> None:
 
 def say_fields(*fields: object) -> None:
     """One tab-separated line on standard output, for programs (``user<TAB>password``)."""
-    _console().print(Text("\t").join(literal(f) for f in fields), soft_wrap=True)
+    # written as is: rich would expand the tab into spaces; a tab inside a field is escaped
+    sys.stdout.write("\t".join(visible(str(f)) for f in fields) + "\n")
+    sys.stdout.flush()
 
 
 def note(message: str, *, label: str = "note:", style: str = "yellow") -> None:
