@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -295,16 +295,21 @@ def test_the_test_broker_wedges_a_group_whose_leader_leaves_while_it_reforms(
 
 # -- workers under outages ------------------------------------------------------------------
 @pytest.fixture
-def artifacts(request: pytest.FixtureRequest) -> Path:
-    """A folder of this run's worker logs, state and database, kept after the test (outside
-    pytest's rotated temporary folders) so a failure can be read: ``$MARGINFLOW_ARTIFACTS``
-    or ``var/test-artifacts``, then the test's name and the time."""
+def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A folder of this run's worker logs, state and database, kept after a failed test
+    (outside pytest's rotated temporary folders) so the failure can be read:
+    ``$MARGINFLOW_ARTIFACTS`` or ``var/test-artifacts``, then the test's name and the time.
+    A passing test's folder is removed, so repeated runs do not fill the disk."""
     given = os.environ.get("MARGINFLOW_ARTIFACTS")
     root = Path(given) if given else Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
     path = root / f"{request.node.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     path.mkdir(parents=True)
     print(f"worker logs: {path / 'logs'}")
-    return path
+    failed_before = request.session.testsfailed
+    yield path
+    # the call's report is counted before fixtures are torn down
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 FLOW = TradeFlow(accounts=200, instruments=300, per_account=5)
