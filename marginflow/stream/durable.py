@@ -78,7 +78,8 @@ def write_failed(path: Path, exc: OSError, error: type[MarginflowError]) -> Marg
     return error(MSG_WRITE_FAILED.format(path=path, reason=reason))
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory (a rename is durable only once its entry is on disk)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -108,6 +109,6 @@ def atomic_write(
                 tmp.unlink()
             raise
         if sync:
-            fsync_dir(path.parent)
+            fsync_path(path.parent)
     except OSError as exc:
         raise write_failed(path, exc, error) from exc

@@ -87,7 +87,7 @@ from marginflow.stream.durable import (
     atomic_write,
     checked_json,
     crc32c,
-    fsync_dir,
+    fsync_path,
     load_checked_json,
     write_failed,
 )
@@ -429,7 +429,7 @@ def write_mark(part: Partition, mark: Mark, *, sync: bool) -> None:
         finally:
             os.close(fd)
         if new and sync:
-            fsync_dir(part.dir)
+            fsync_path(part.dir)
     except OSError as exc:
         raise write_failed(part.mark_path, exc, LogError) from exc
 
@@ -557,19 +557,11 @@ class _Writer:
             if sync:
                 for base in self.part.bases():
                     if base >= first:
-                        _fsync_file(self.part.segment(base))
+                        fsync_path(self.part.segment(base))
                 if mark is None or mark.base != self.base:  # a new segment's name too
-                    fsync_dir(self.part.dir)
+                    fsync_path(self.part.dir)
             seq = mark.seq + 1 if mark is not None else 1
             write_mark(self.part, Mark(seq, self.base, self.end, self.next_offset), sync=sync)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EmbeddedProducer:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from marginflow.core.errors import DamagedFileError
-from marginflow.stream.durable import atomic_write, checked_json, fsync_dir, load_checked_json
+from marginflow.stream.durable import atomic_write, checked_json, fsync_path, load_checked_json
 from marginflow.stream.log.base import LogCorruptError, LogError
 from marginflow.stream.log.embedded import (
     FORMAT,
@@ -352,7 +352,7 @@ def _repair_partition(part: Partition, folder: Path) -> list[Dropped]:
         os.truncate(part.mark_path, 0)
     write_mark(part, Mark(seq - 1, new_mark.base, new_mark.end, new_mark.next), sync=True)
     write_mark(part, Mark(seq, new_mark.base, new_mark.end, new_mark.next), sync=True)
-    fsync_dir(part.dir)
+    fsync_path(part.dir)
     out.append(Dropped(str(part.mark_path), f"rewritten: next offset {new_mark.next}"))
     return out
 
