@@ -166,15 +166,15 @@ def _plain(column: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
         return column
     if pa.types.is_integer(kind) or kind in (pa.float32(), pa.float64()):
         return column
+    refused = ValidationError(name, f"{source}: {MSG_CRIF_COLUMN_TYPE.format(type=kind)}")
+    if pa.types.is_nested(kind):
+        raise refused
     try:
         if pa.types.is_timestamp(kind):  # an EndDate written as a timestamp
             column = column.cast(pa.date32())
-        if pa.types.is_nested(kind):
-            raise pa.ArrowNotImplementedError(str(kind))
         return column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        reason = MSG_CRIF_COLUMN_TYPE.format(type=kind)
-        raise ValidationError(name, f"{source}: {reason}") from None
+        raise refused from None
 
 
 def _line_spans(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
