@@ -9,18 +9,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from marginflow.cli.app import _register_commands, app
 from marginflow.core.errors import MSG_OPTION_IGNORED, MSG_OPTION_TWICE
+from tests import cli_runner
 
 EXE = shutil.which("marginflow")
-_register_commands()
 
 
 def invoke(*args: str) -> tuple[int, str]:
     """Run a command in this process: (exit status, standard error)."""
-    res = CliRunner().invoke(app, list(args))
+    res = cli_runner.invoke(args)
     return res.exit_code, res.stderr
 
 

@@ -35,15 +35,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from marginflow.cli.app import _register_commands, app
+from tests.cli_runner import invoke
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
 BASE = HERE / "base"
-
-_register_commands()
 
 
 def cases() -> list[Any]:
@@ -77,7 +75,7 @@ def test_hostile_input(spec: dict[str, Any], path: Path, tmp_path: Path) -> None
     args = [arg.format(**names) for arg in tokens]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning printed to a user is a fault too
-        res = CliRunner().invoke(app, args, catch_exceptions=False)
+        res = invoke(args, catch_exceptions=False)
     assert res.exit_code in spec.get("exit", (0, 2)), res.output
     assert "Traceback" not in res.output
     kept = _rejects(rejects)

@@ -13,23 +13,15 @@ import traceback
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from marginflow.core.errors import ValidationError
 from marginflow.io.crif import read_crif
 from marginflow.simm.calibration import load_calibration
+from tests.cli_runner import invoke
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "crif"
 MANIFEST = tomllib.loads((CORPUS / "manifest.toml").read_text())
 FILES = sorted(p for p in CORPUS.iterdir() if p.name != "manifest.toml")
-
-
-@pytest.fixture(scope="module")
-def runner() -> CliRunner:
-    from marginflow.cli.app import _register_commands
-
-    _register_commands()
-    return CliRunner()
 
 
 def test_the_corpus_is_large_enough() -> None:
@@ -37,11 +29,9 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_corpus_file(path: Path, tmp_path: Path, runner: CliRunner) -> None:
-    from marginflow.cli.app import app
-
+def test_corpus_file(path: Path, tmp_path: Path) -> None:
     args = shlex.split(MANIFEST["command"].format(file=path, tmp=tmp_path))
-    result = runner.invoke(app, args)
+    result = invoke(args)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         trace = "".join(traceback.format_exception(result.exception))
         pytest.fail(f"{path.name}: an exception escaped:\n{trace}")

@@ -13,11 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from marginflow.cli.app import _register_commands, app
-
-_register_commands()
+from tests.cli_runner import invoke
 
 MARKET = "underlying,date,spot,atm_vol\nSPX,2019-01-02,2500,0.2\n"
 INSTRUMENTS = (
@@ -31,7 +29,7 @@ OPTIONS = "kind,style,spot,strike,expiry_years,rate,dividend_yield,vol\n"
 
 
 def cli(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return invoke([str(a) for a in args], catch_exceptions=False)
 
 
 def one_error_line(res: Result, *needles: str) -> None:

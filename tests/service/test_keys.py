@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import typer
-from typer.testing import CliRunner
 
 from marginflow.cli import keys_cmd
 from marginflow.core.errors import DecryptionError
@@ -23,6 +22,7 @@ from marginflow.service.secrets_store import load_or_create
 from marginflow.service.tokens import issue_token, verify_token
 from marginflow.store import Database
 from marginflow.store.blobs import Blobs
+from tests.cli_runner import invoke
 from tests.postgres import postgres_or_skip
 
 ENV: dict[str, str] = {}  # data keys from the key file, whatever the test process holds
@@ -58,7 +58,7 @@ def _no_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def keys(*args: str) -> dict[str, object]:
     app = typer.Typer()
     keys_cmd.register(app)
-    result = CliRunner().invoke(app, ["keys", *args, "--json"])
+    result = invoke(["keys", *args, "--json"])
     assert result.exit_code == 0, result.output
     document: dict[str, object] = json.loads(result.output)
     return document
@@ -154,7 +154,7 @@ def test_a_signing_key_rotation_keeps_issued_tokens_valid(tmp_path: Path) -> Non
 def test_keys_needs_a_service_directory(tmp_path: Path) -> None:
     app = typer.Typer()
     keys_cmd.register(app)
-    result = CliRunner().invoke(app, ["keys", "rotate-data", "--dir", str(tmp_path / "none")])
+    result = invoke(["keys", "rotate-data", "--dir", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no secrets here" in result.output
     assert not (tmp_path / "none").exists()

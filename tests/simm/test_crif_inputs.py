@@ -14,7 +14,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from marginflow.app.simm import simm_of_crif
 from marginflow.core.errors import (
@@ -27,6 +26,7 @@ from marginflow.core.errors import (
 from marginflow.io.crif import read_crif
 from marginflow.io.fx_rates import read_fx_rates
 from marginflow.simm.calibration import load_calibration
+from tests.cli_runner import invoke
 
 CAL = load_calibration("2.6")
 HEADER = "PortfolioID,TradeID,ProductClass,RiskType,Qualifier,Bucket,Label1,Label2,AmountUSD"
@@ -34,20 +34,10 @@ GOOD = "P1,T1,Equity,Risk_Equity,ACME,1,,,1000"
 GOOD2 = "P1,T2,RatesFX,Risk_IRCurve,USD,1,5y,OIS,-2000"
 
 
-@pytest.fixture(scope="module")
-def cli() -> CliRunner:
-    from marginflow.cli.app import _register_commands
-
-    _register_commands()
-    return CliRunner()
-
-
-def simm(cli: CliRunner, *args: str) -> tuple[int, str, str]:
+def simm(*args: str) -> tuple[int, str, str]:
     """``marginflow simm ARGS`` in this process: (exit status, stdout, stderr); a Python
     exception escaping the command fails the test with its traceback."""
-    from marginflow.cli.app import app
-
-    result = cli.invoke(app, ["simm", *args], catch_exceptions=True)
+    result = invoke(["simm", *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
@@ -62,7 +52,7 @@ def write(tmp_path: Path, text: str, name: str = "crif.csv") -> Path:
 # ------------------------------------------------------------------------- the file itself
 
 
-def test_a_column_named_twice_is_refused_naming_it(tmp_path: Path, cli: CliRunner) -> None:
+def test_a_column_named_twice_is_refused_naming_it(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "RiskType,ProductClass,Qualifier,Bucket,AmountUSD,AmountUSD\n"
@@ -72,7 +62,7 @@ def test_a_column_named_twice_is_refused_naming_it(tmp_path: Path, cli: CliRunne
         read_crif(path, calibration=CAL)
     assert err.value.field == "AmountUSD"
     assert f"{path}:1:" in err.value.reason
-    status, _, errors = simm(cli, str(path), "--version", "2.6")
+    status, _, errors = simm(str(path), "--version", "2.6")
     assert status == 2
     assert f"AmountUSD: {path}:1: the column appears twice in the header" in errors
 
@@ -89,9 +79,7 @@ def test_two_spellings_of_one_column_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_a_directory_a_device_or_a_missing_path_is_one_line(
-    tmp_path: Path, cli: CliRunner, suffix: str
-) -> None:
+def test_a_directory_a_device_or_a_missing_path_is_one_line(tmp_path: Path, suffix: str) -> None:
     folder = tmp_path / f"dir{suffix}"
     folder.mkdir()
     cases = [
@@ -104,7 +92,7 @@ def test_a_directory_a_device_or_a_missing_path_is_one_line(
     for path, message in cases:
         with pytest.raises(ValidationError, match=re.escape(message)):
             read_crif(path, calibration=CAL)
-        status, _, errors = simm(cli, str(path), "--version", "2.6")
+        status, _, errors = simm(str(path), "--version", "2.6")
         assert status == 2
         assert message in errors
 
@@ -240,7 +228,7 @@ def test_parquet_with_zero_rows_gives_an_empty_result(tmp_path: Path) -> None:
     assert not load.failures
 
 
-def test_a_truncated_parquet_file_is_one_line(tmp_path: Path, cli: CliRunner) -> None:
+def test_a_truncated_parquet_file_is_one_line(tmp_path: Path) -> None:
     path = _parquet(tmp_path, pa.table(_good_columns()))
     data = path.read_bytes()
     for cut in (0, 4, len(data) // 2, len(data) - 9):
@@ -248,7 +236,7 @@ def test_a_truncated_parquet_file_is_one_line(tmp_path: Path, cli: CliRunner) ->
         with pytest.raises(ValidationError, match="cannot be read as Parquet") as err:
             read_crif(path, calibration=CAL)
         assert "\n" not in str(err.value)
-    status, _, errors = simm(cli, str(path), "--version", "2.6")
+    status, _, errors = simm(str(path), "--version", "2.6")
     assert status == 2
     assert "cannot be read as Parquet" in errors
 
@@ -256,13 +244,13 @@ def test_a_truncated_parquet_file_is_one_line(tmp_path: Path, cli: CliRunner) ->
 # ----------------------------------------------------------------------------- FX rates
 
 
-def test_a_missing_fx_file_is_one_line(tmp_path: Path, cli: CliRunner) -> None:
+def test_a_missing_fx_file_is_one_line(tmp_path: Path) -> None:
     crif = write(tmp_path, f"{HEADER}\n{GOOD}\n")
     for path, message in (
         (tmp_path / "nope.csv", MSG_FILE_MISSING),
         (tmp_path, MSG_FILE_DIRECTORY),
     ):
-        status, _, errors = simm(cli, str(crif), "--version", "2.6", "--fx-rates", str(path))
+        status, _, errors = simm(str(crif), "--version", "2.6", "--fx-rates", str(path))
         assert status == 2
         assert message in errors
 
@@ -312,9 +300,7 @@ def test_fx_file_with_header_comments_and_blank_lines(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- parameter rows
 
 
-def test_conflicting_parameter_rows_are_noted_with_their_lines(
-    tmp_path: Path, cli: CliRunner
-) -> None:
+def test_conflicting_parameter_rows_are_noted_with_their_lines(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "PortfolioID,TradeID,ProductClass,RiskType,Qualifier,Bucket,Label1,Label2,Amount,"
@@ -336,10 +322,10 @@ def test_conflicting_parameter_rows_are_noted_with_their_lines(
         f"P1: Param_AddOnNotionalFactor Swaption is given 2 different values "
         f"({path}:5: 5; {path}:7: 5; {path}:8: 7.5): the largest (7.5) is used",
     ]
-    status, out, errors = simm(cli, str(path), "--version", "2.6", "--json")
+    status, out, errors = simm(str(path), "--version", "2.6", "--json")
     assert status == 0
     assert notes == [n for n in json.loads(out)["notes"] if "parameter" in n]
-    status, out, errors = simm(cli, str(path), "--version", "2.6")
+    status, out, errors = simm(str(path), "--version", "2.6")
     assert status == 0
     assert f"{path}:4: 2" in " ".join(errors.split())
 
@@ -408,7 +394,7 @@ def test_a_schedule_end_date_beyond_2199_is_a_reject(tmp_path: Path) -> None:
     assert len(simm_of_crif(path, version="2.6").report.results) == 2
 
 
-def test_hostile_text_in_a_crif_is_shown_literally(tmp_path: Path, cli: CliRunner) -> None:
+def test_hostile_text_in_a_crif_is_shown_literally(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "PortfolioID,TradeID,ProductClass,RiskType,Qualifier,Bucket,AmountUSD\n"
@@ -416,7 +402,7 @@ def test_hostile_text_in_a_crif_is_shown_literally(tmp_path: Path, cli: CliRunne
         "\x1b[31mP2,T2,Equity,Risk_Equity,A\x1b]0;x\x07,1,1000\n",
     )
     status, out, errors = simm(
-        cli, str(path), "--version", "2.6", "--detail", "--depth", "9", "--contributions"
+        str(path), "--version", "2.6", "--detail", "--depth", "9", "--contributions"
     )
     assert status == 0, errors
     assert "[/x]" in out

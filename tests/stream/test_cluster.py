@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from marginflow.cli.app import _register_commands, app
 from marginflow.core.errors import ConfigurationError
 from marginflow.store import Database, StoredMargin
 from marginflow.stream.cluster import ClusterConfig, alive, read_state, status
@@ -24,6 +22,7 @@ from marginflow.stream.drift import DriftMonitor
 from marginflow.stream.log import open_log
 from marginflow.stream.supervisor import Plan, ProcessSpec, RestartPolicy, start_detached
 from marginflow.stream.topics import Topology
+from tests.cli_runner import invoke
 from tests.stream.cluster_support import (
     SMALL,
     cli,
@@ -57,8 +56,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 
 def test_down_without_up_is_a_clear_error(tmp_path: Path) -> None:
-    _register_commands()
-    result = CliRunner().invoke(app, ["cluster", "down", "--dir", str(tmp_path)])
+    result = invoke(["cluster", "down", "--dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "no cluster is up" in result.output
 
@@ -66,14 +64,12 @@ def test_down_without_up_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.broker
 def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
-    _register_commands()
-    runner = CliRunner()
     directory = tmp_path / "cluster"
     args = [
         "--dir", str(directory), "--trades", "3000", "--rate", "0", "--accounts", "30",
         "--underlyings", "5", "--series", "100", "--lookback", "250", "--partitions", "2",
     ]  # fmt: skip
-    up = runner.invoke(app, ["cluster", "up", *args])
+    up = invoke(["cluster", "up", *args])
     assert up.exit_code == 0, up.output
     state = read_state(directory)
     try:
@@ -82,7 +78,7 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
         stored: dict[str, StoredMargin] = {}
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            status = runner.invoke(app, ["cluster", "status", "--dir", str(directory), "--json"])
+            status = invoke(["cluster", "status", "--dir", str(directory), "--json"])
             loadgen = next(
                 p for p in json.loads(status.stdout)["processes"] if p["role"] == "loadgen"
             )
@@ -97,12 +93,12 @@ def test_cluster_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
         assert all(m.margin >= 0 for m in stored.values())
     finally:
         pids = every_pid(read_state(directory))
-        down = runner.invoke(app, ["cluster", "down", "--dir", str(directory)])
+        down = invoke(["cluster", "down", "--dir", str(directory)])
     assert down.exit_code == 0, down.output
     assert not any(alive(p) for p in pids)
     assert not (directory / "cluster.json").exists()
     # the broker kept the log in memory: the snapshots left behind cannot be resumed
-    again = runner.invoke(app, ["cluster", "up", *args])
+    again = invoke(["cluster", "up", *args])
     assert again.exit_code == 2
     assert "broker it ran on kept its log in memory" in again.output
     assert "--fresh" in again.output

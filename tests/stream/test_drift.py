@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from typer.testing import CliRunner
 
-from marginflow.cli.app import _register_commands, app
 from marginflow.sim.loadgen import TradeFlow, trades
 from marginflow.stream.drift import DriftMonitor, Thresholds, export_metrics
 from marginflow.stream.log.embedded import EmbeddedLog
@@ -20,6 +18,7 @@ from marginflow.stream.publish import publish_trades
 from marginflow.stream.snapshots import FileSnapshotStore
 from marginflow.stream.topics import Topology
 from marginflow.stream.worker import MicroBatchWorker, WorkerSettings
+from tests.cli_runner import invoke
 
 FLOW = TradeFlow(accounts=10, instruments=20, per_account=3, step_ns=1_000_000)  # 1 ms apart
 
@@ -73,31 +72,27 @@ def test_thresholds_raise_alerts_and_metrics(half_done: tuple[EmbeddedLog, Topol
 
 def test_lag_command(half_done: tuple[EmbeddedLog, Topology]) -> None:
     log, topology = half_done
-    _register_commands()
-    runner = CliRunner()
     url = f"embedded://{log.root}"
-    result = runner.invoke(app, ["lag", "--log", url, "--prefix", topology.prefix, "--json"])
+    result = invoke(["lag", "--log", url, "--prefix", topology.prefix, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     keeper = next(g for g in doc["groups"] if g["group"] == "mf.position-keeper")
     assert keeper["messages"] == 600
-    alert = runner.invoke(app, ["lag", "--log", url, "--alert-messages", "10"])
+    alert = invoke(["lag", "--log", url, "--alert-messages", "10"])
     assert alert.exit_code == 3
     assert "ALERT" in alert.output
-    table = runner.invoke(app, ["lag", "--log", url])
+    table = invoke(["lag", "--log", url])
     assert "mf.position-keeper" in table.output
 
 
 def test_lag_command_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:
-    _register_commands()
-    result = CliRunner().invoke(app, ["lag", "--dir", str(tmp_path / "none")])
+    result = invoke(["lag", "--dir", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no cluster is up" in result.output
 
 
 def test_lag_command_refuses_a_missing_embedded_log(tmp_path: Path) -> None:
-    _register_commands()
-    result = CliRunner().invoke(app, ["lag", "--log", f"embedded://{tmp_path / 'none'}"])
+    result = invoke(["lag", "--log", f"embedded://{tmp_path / 'none'}"])
     assert result.exit_code == 2
     assert "no embedded log" in result.output
     assert not (tmp_path / "none").exists()
