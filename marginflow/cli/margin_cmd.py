@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
-from marginflow.app.margin import BookMargins, MarginRun, book_margins, margin_book
 from marginflow.cli.options import given, refuse_ignored, refuse_twice
 from marginflow.cli.output import (
     fail,
@@ -27,11 +26,14 @@ from marginflow.cli.output import (
     write_rejects,
 )
 from marginflow.core.errors import MSG_OPTION_IGNORED, MarginflowError
-from marginflow.engine.settings import MarginSettings
-from marginflow.io.book import LoadedBook, load_book, write_book
-from marginflow.sim.synthetic_book import generate_book
 
 BookDir = Annotated[Path, typer.Argument(help="book folder (see generate-book)")]
+
+
+if TYPE_CHECKING:  # the engine and its dependencies load when a command runs, not at CLI start
+    from marginflow.app.margin import BookMargins, MarginRun
+    from marginflow.engine.settings import MarginSettings
+    from marginflow.io.book import LoadedBook
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +61,9 @@ def generate_book_command(
     """Generate a synthetic book: members, accounts, underlyings with 20 years of price
     history (SPX and NDX real, the rest from a factor model on them), option series,
     positions and market data, written as files you can open."""
+    from marginflow.io.book import write_book
+    from marginflow.sim.synthetic_book import generate_book
+
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, got {fmt!r}")
     try:
@@ -144,6 +149,8 @@ def _settings(
     seed: int,
     param: Sequence[str] | None,
 ) -> MarginSettings:
+    from marginflow.engine.settings import MarginSettings
+
     try:
         return MarginSettings(
             confidence=confidence,
@@ -181,6 +188,9 @@ def _build(
     model_name: str,
     rejects: Path | None,
 ) -> tuple[LoadedBook, MarginRun]:
+    from marginflow.app.margin import margin_book
+    from marginflow.io.book import load_book
+
     try:
         loaded = load_book(
             book_dir, positions_file=positions, market_file=market, history_file=history
@@ -288,6 +298,8 @@ def margin_command(
         model_name=model,
         rejects=rejects,
     )
+    from marginflow.app.margin import book_margins
+
     try:
         result = book_margins(run, top=top)
     except MarginflowError as exc:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from marginflow.cli.output import fail, say, table
-from marginflow.service.bootstrap import Credential
+
+if TYPE_CHECKING:  # the service stack (SQLAlchemy, ...) is imported only by commands using it
+    from marginflow.service.bootstrap import Credential
 
 
 def register(app: typer.Typer) -> None:
