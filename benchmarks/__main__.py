@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "simm", "stream", "sod_load", "reproduce", "api")
+MODULES = ("pricing", "margin", "simm", "stream", "market_rate", "sod_load", "reproduce", "api")
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
     "simm": ["--quick"],
     "stream": ["--quick"],
+    "market_rate": ["--quick"],
     "sod_load": ["--quick"],
     "reproduce": ["--quick"],
     "api": ["--quick"],

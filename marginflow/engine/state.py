@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray
-from marginflow.core.book import Book, Instruments, Positions
+from marginflow.core.book import Book, Instruments, Market, Positions
 from marginflow.core.errors import ValidationError
 from marginflow.engine.aggregate import account_pnl, add_scaled_row
 from marginflow.engine.revaluation import RevaluationSettings, deltas, revalue
@@ -104,6 +104,10 @@ class MarginEngine:
             self.pnl = account_pnl(book.positions.matrix, self.matrix)
         with self._timed("state"):
             self._positions = _dicts_from_csr(book.positions.matrix)
+            # each account's holdings as (instrument indices ascending, quantities), built
+            # when first needed and dropped when they change: a refresh after a market move
+            # then gathers arrays instead of walking every position in Python
+            self._rows: dict[int, tuple[NDArray[np.int64], FloatArray]] = {}
             self._holders = _holders_from_csr(book.positions.matrix)
             self._delta = deltas(book.instruments, book.market, revaluation.vol_floor)
         n = len(book.positions.accounts)
@@ -170,6 +174,34 @@ class MarginEngine:
 
         Validated before anything changes, so a bad entry leaves the state as it was.
         """
+        return self.apply_batch(trades=changes)
+
+    def apply_batch(
+        self,
+        *,
+        moves: Mapping[str, Sequence[float | None]] | None = None,
+        trades: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> IndexArray:
+        """One micro-batch: market ``moves`` (as :meth:`apply_moves` takes them) and position
+        ``trades`` (as :meth:`apply_trades`) together. The moved underlyings' instruments are
+        revalued in one call, the positions changed, and every account that either touched
+        is re-summed and re-margined once. Returns those accounts' indices (sorted).
+        Validated before anything changes; the result is the same, to the bit, as applying
+        the moves and the trades one by one in any order."""
+        market, moved = self._moved_market(moves or {})
+        batch = self._trade_batch(trades or {})
+        if moved:
+            self.book = replace(self.book, market=market)
+        revalued = self._revalue_underlyings(moved)
+        traded = self._change_positions(batch)
+        touched: IndexArray = np.union1d(revalued, traded).astype(np.intp)
+        self._refresh(touched)
+        return touched
+
+    def _trade_batch(
+        self, changes: Mapping[str, Mapping[str, float]]
+    ) -> list[tuple[int, list[tuple[int, float]]]]:
+        """``changes`` by account and instrument index, validated (nothing changes here)."""
         batch: list[tuple[int, list[tuple[int, float]]]] = []
         for account, by_instrument in changes.items():
             a = self._account(account)
@@ -179,9 +211,14 @@ class MarginEngine:
                     raise ValidationError("quantity", f"must be finite, got {dq!r}")
                 items.append((self._instrument(instrument), float(dq)))
             batch.append((a, items))
+        return batch
+
+    def _change_positions(self, batch: list[tuple[int, list[tuple[int, float]]]]) -> IndexArray:
+        """Apply validated quantity deltas; returns the accounts they name (sorted)."""
         holders = self._holders
         for a, items in batch:
             pos = self._positions[a]
+            self._rows.pop(a, None)
             for j, dq in items:
                 if dq == 0.0:
                     continue
@@ -192,9 +229,7 @@ class MarginEngine:
                 else:
                     pos[j] = new
                     holders.setdefault(j, set()).add(a)
-        touched = np.unique(np.fromiter((a for a, _ in batch), dtype=np.intp, count=len(batch)))
-        self._refresh(touched)
-        return touched
+        return np.unique(np.fromiter((a for a, _ in batch), dtype=np.intp, count=len(batch)))
 
     def apply_market(
         self,
@@ -213,6 +248,12 @@ class MarginEngine:
         any of them None to leave it. Their instruments are revalued in one call and every
         holder is corrected and re-margined once, however many of its underlyings moved.
         Returns the accounts re-margined. Validated before anything changes."""
+        return self.apply_batch(moves=moves)
+
+    def _moved_market(
+        self, moves: Mapping[str, Sequence[float | None]]
+    ) -> tuple[Market, list[int]]:
+        """The market after ``moves``, and the underlyings they move (nothing changes here)."""
         market = self.book.market
         moved: list[int] = []
         for underlying, move in moves.items():
@@ -222,12 +263,11 @@ class MarginEngine:
             spot, atm_vol, skew = (*move, None, None, None)[:3]
             market = market.with_underlying(u, spot=spot, atm_vol=atm_vol, skew=skew)
             moved.append(u)
-        self.book = replace(self.book, market=market)
-        return self._revalue_underlyings(moved)
+        return market, moved
 
     def _revalue_underlyings(self, moved: Sequence[int]) -> IndexArray:
-        """Revalue every instrument of underlyings ``moved`` under the current market and
-        correct and re-margin every holder once; returns the accounts re-margined."""
+        """Revalue every instrument of underlyings ``moved`` under the current market;
+        returns their holders (sorted), whom the caller refreshes."""
         market = self.book.market
         parts = [self._rows_of_underlying[u] for u in moved]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
@@ -240,13 +280,13 @@ class MarginEngine:
             vol_shock=self._vol_shock,
             settings=self.revaluation,
             rows=rows,
+            timings=self.timings,  # the premium grids' and the kernel's share, for profiling
         )
         new_rows[self._expired[rows]] = 0.0  # an expired series is worth nothing more
         affected = sorted(set().union(*(self._holders.get(int(j), set()) for j in rows)))
         targets = np.asarray(affected, dtype=np.intp)
         self.matrix[rows] = new_rows
         self._delta[rows] = deltas(self.book.instruments, market, self.revaluation.vol_floor, rows)
-        self._refresh(targets)
         return targets
 
     # ---- reference data ---------------------------------------------------------------
@@ -276,7 +316,9 @@ class MarginEngine:
         self._expired = np.concatenate([self._expired, new.expired()])
         self._ins_index.update({i: n0 + k for k, i in enumerate(new.ids)})
         self._index_underlyings()
-        return self._revalue_underlyings(sorted(set(new.underlying.tolist())))
+        targets = self._revalue_underlyings(sorted(set(new.underlying.tolist())))
+        self._refresh(targets)
+        return targets
 
     def open_accounts(self, accounts: Sequence[tuple[str, str, str]]) -> None:
         """Open flat accounts ``(account, member, type)``; a new member joins with its first
@@ -344,6 +386,7 @@ class MarginEngine:
         for j in np.flatnonzero(newly).tolist():
             for a in self._holders.pop(j, set()):
                 self._positions[a].pop(j, None)
+                self._rows.pop(a, None)
         self.matrix = revalue(
             instruments=ins,
             market=market,
@@ -414,20 +457,33 @@ class MarginEngine:
         holdings and the P&L matrix alone, the same to the bit whatever sequence of trades
         and moves led there (a batch margin, a restored engine and ``marginflow
         reproduce`` agree exactly)."""
-        ptr: list[int] = [0]
-        cols: list[int] = []
-        vals: list[float] = []
-        for a in rows.tolist():
-            pos = self._positions[a]
-            order = sorted(pos)
-            cols.extend(order)
-            vals.extend(pos[j] for j in order)
-            ptr.append(len(cols))
-        sub = sp.csr_matrix(
-            (np.asarray(vals, dtype=np.float64), np.asarray(cols, dtype=np.int64), ptr),
-            shape=(rows.size, len(self.book.instruments)),
-        )
+        cols, vals, counts = self._holdings(rows)
+        ptr = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        sub = sp.csr_matrix((vals, cols, ptr), shape=(rows.size, len(self.book.instruments)))
         self.pnl[rows] = account_pnl(sub, self.matrix)
+
+    def _holdings(self, rows: IndexArray) -> tuple[NDArray[np.int64], FloatArray, IndexArray]:
+        """The holdings of accounts ``rows``, concatenated in that order, each account's in
+        instrument order: (instrument indices, quantities, count per account)."""
+        cache, positions = self._rows, self._positions
+        parts = []
+        for a in rows.tolist():
+            part = cache.get(a)
+            if part is None:
+                pos = positions[a]
+                order = sorted(pos)
+                part = cache[a] = (
+                    np.array(order, dtype=np.int64),
+                    np.array([pos[j] for j in order], dtype=np.float64),
+                )
+            parts.append(part)
+        counts = np.fromiter((c.size for c, _ in parts), dtype=np.intp, count=len(parts))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), counts
+        cols = np.concatenate([c for c, _ in parts])
+        vals = np.concatenate([v for _, v in parts])
+        return cols, vals, counts
 
     def _positions_csr(self) -> sp.csr_matrix:
         """The positions as the state holds them (accounts × instruments)."""
@@ -477,21 +533,10 @@ class MarginEngine:
         """
         if not self.model.concentration or rows.size == 0:
             return np.zeros(0, dtype=np.intp)
-        js: list[int] = []
-        qs: list[float] = []
-        counts = np.empty(rows.size, dtype=np.intp)
-        for k, a in enumerate(rows.tolist()):
-            pos = self._positions[a]
-            js.extend(pos.keys())
-            qs.extend(pos.values())
-            counts[k] = len(pos)
-        if not js:
+        j, q, counts = self._holdings(rows)  # by account, each in instrument order
+        if not j.size:
             return np.zeros(0, dtype=np.intp)
-        j = np.asarray(js, dtype=np.intp)
-        q = np.asarray(qs, dtype=np.float64)
         local = np.repeat(np.arange(rows.size, dtype=np.intp), counts)
-        order = np.lexsort((j, local))
-        j, q, local = j[order], q[order], local[order]
         n_und = len(self.book.underlyings)
         key = local * n_und + self.book.instruments.underlying[j]
         uniq, inv = np.unique(key, return_inverse=True)

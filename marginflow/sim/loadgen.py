@@ -105,13 +105,18 @@ def price_moves(
     seed: int = 11,
     start_ns: int = START_NS,
     step_ns: int = 1_000_000,
+    sweep: bool = False,
 ) -> Iterator[ev.PriceUpdate]:
     """``n`` price updates: a random walk of 10 bp steps (log-normal) from each underlying's
-    level in ``spots`` (a book's spots: ``book_spots``), on underlyings picked at random."""
+    level in ``spots`` (a book's spots: ``book_spots``), on underlyings picked at random, or
+    with ``sweep`` in turn (so every U consecutive moves move each of the U underlyings
+    once, as a market-data feed refreshes its whole universe)."""
     underlyings = list(spots)
     rng = np.random.default_rng(seed)
     level = {u: float(s) for u, s in spots.items()}
     picks = rng.integers(0, len(underlyings), size=n)
+    if sweep:
+        picks = np.arange(n) % len(underlyings)
     shocks = np.exp(rng.normal(0.0, 0.001, size=n))
     for k in range(n):
         u = underlyings[int(picks[k])]
@@ -119,6 +124,24 @@ def price_moves(
         yield ev.PriceUpdate(
             underlying=UnderlyingId(u), price=level[u], event_time=start_ns + k * step_ns
         )
+
+
+def market_moves(
+    book: Book, n: int, *, seed: int = 11, sweep: bool = False, vol_share: float = 0.0
+) -> Iterator[tuple[ev.PriceUpdate | ev.VolUpdate, ...]]:
+    """``n`` moves of ``book``'s underlyings, each the ticks it sends: the price tick of
+    :func:`price_moves` and, with probability ``vol_share``, a vol tick of the same
+    underlying after it (its ATM vol: a log-normal random walk of 2% steps from the book's
+    own vol). Event times are :func:`price_moves`'s; a publisher restamps them."""
+    vols = dict(zip(book.underlyings.ids, book.market.atm_vol.tolist(), strict=True))
+    rng = np.random.default_rng([seed, 1])
+    for move in price_moves(book_spots(book), n, seed=seed, sweep=sweep):
+        if not (vol_share and rng.random() < vol_share):
+            yield (move,)
+            continue
+        u = move.underlying
+        vols[u] *= float(np.exp(rng.normal(0.0, 0.02)))
+        yield move, ev.VolUpdate(underlying=u, vol=vols[u], event_time=move.event_time)
 
 
 def book_spots(book: Book) -> dict[str, float]:
@@ -136,14 +159,20 @@ def replay_day(
     market_every: int = 100,
     seed: int = 7,
     chunk: int = 1_000,
+    sweep: bool = False,
+    vol_share: float = 0.0,
 ) -> int:
     """Publish ``trades_count`` trades at ``rate`` per second (None: as fast as possible),
-    with a price move every ``market_every`` trades (0: none). Event times are wall-clock now, so
-    lag in event time reads as real seconds. Returns the number of trades published."""
+    with a market move every ``market_every`` trades (0: none; ``sweep`` and ``vol_share``
+    as :func:`market_moves` takes them). Event times are wall-clock now, so lag in event
+    time reads as real seconds. Returns the number of trades published."""
     import time
 
+    import msgspec
+
     flow = TradeFlow.over(book.positions.accounts, book.instruments.ids, seed=seed)
-    moves = price_moves(book_spots(book), trades_count // max(market_every, 1) + 1, seed=seed)
+    n_moves = trades_count // max(market_every, 1) + 1
+    moves = market_moves(book, n_moves, seed=seed, sweep=sweep, vol_share=vol_share)
     topic, parts = topology.name(TRADES), topology.spec(TRADES).partitions
     market = topology.name(MARKET)
     start = time.monotonic()
@@ -165,11 +194,9 @@ def replay_day(
                 topic, encode(stamped), partition=partition_for(key, parts), key=key.encode()
             )
             if market_every and (sent + k) % market_every == 0:
-                move = next(moves)
-                stamped_move = ev.PriceUpdate(
-                    underlying=move.underlying, price=move.price, event_time=now
-                )
-                producer.produce(market, encode(stamped_move), partition=0)
+                for tick in next(moves):
+                    stamped_tick = msgspec.structs.replace(tick, event_time=now)
+                    producer.produce(market, encode(stamped_tick), partition=0)
         producer.flush()
         sent += n
         if rate:

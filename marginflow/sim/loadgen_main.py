@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=None, help="replay at X times real time")
     p.add_argument("--rate", type=float, default=0.0, help="trades per second (0: unlimited)")
     p.add_argument("--market-every", type=int, default=100, help="a price move every N trades")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="moves take the underlyings in turn (each moves once per U moves), not at random",
+    )
+    p.add_argument(
+        "--vol-share", type=float, default=0.0, help="share of moves that also send a vol tick"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--chunk", type=int, default=1_000, help="trades per flush")
     p.add_argument("--no-sod", action="store_true", help="skip the start-of-day positions")
@@ -94,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             market_every=args.market_every,
             seed=args.seed,
             chunk=args.chunk,
+            sweep=args.sweep,
+            vol_share=args.vol_share,
         )
         say(f"published {sent} trades")
     producer.close()

@@ -55,7 +55,7 @@ from marginflow.store.rows import (
 from marginflow.store.schema import Tables, tables
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0003"
+HEAD = "0004"
 """The newest migration: the schema :mod:`marginflow.store.schema` describes."""
 _PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 _lines = msgspec.json.Encoder()

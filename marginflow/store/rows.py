@@ -19,7 +19,12 @@ class StoredMargin:
     ``source_partition``) and the market at ``market_offset`` (the market topic's offset),
     under the settings with fingerprint ``settings`` started from book load ``book_load``.
     ``es``, ``var``, ``apc`` and ``concentration`` break the margin down (None where the
-    model has no such part); ``driver`` labels the scenario at the ES tail's edge."""
+    model has no such part); ``driver`` labels the scenario at the ES tail's edge.
+    ``market_from``, ``market_ticks`` and ``market_moves`` say what the micro-batch that
+    computed it covered on the market topic (offsets ``market_from`` .. ``market_offset``,
+    its price and vol ticks, the underlying moves they were coalesced into; None for
+    margins stored before they were recorded: see
+    :class:`marginflow.stream.events.AccountMargin`)."""
 
     account: str
     member: str
@@ -38,6 +43,9 @@ class StoredMargin:
     settings: str = ""
     book_load: str = ""
     business_date: str = ""
+    market_from: int | None = None
+    market_ticks: int | None = None
+    market_moves: int | None = None
 
     @property
     def time(self) -> dt.datetime:

@@ -40,6 +40,10 @@ class Tables:
     blob: sa.Table
 
 
+MARKET_COVER = ("market_from", "market_ticks", "market_moves")
+"""The columns of a margin saying what its micro-batch covered on the market topic."""
+
+
 def _margin_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("member", sa.Text, nullable=False),
@@ -57,6 +61,8 @@ def _margin_columns() -> list[sa.Column[Any]]:
         sa.Column("settings", sa.Text, nullable=False, server_default=""),
         sa.Column("book_load", sa.Text, nullable=False, server_default=""),
         sa.Column("business_date", sa.Text, nullable=False, server_default=""),
+        # what the micro-batch that computed it covered on the market topic (0004)
+        *(sa.Column(name, sa.BigInteger) for name in MARKET_COVER),
     ]
 
 

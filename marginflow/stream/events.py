@@ -460,7 +460,17 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     label of the scenario with the worst loss; ``settings`` the fingerprint of the model and
     scenario set (:func:`marginflow.engine.settings.fingerprint`); ``book_load`` the id of
     the start-of-day load the calculator started from (:func:`marginflow.io.book.load_id`;
-    empty for a book given in memory) and ``business_date`` the valuation date (ISO)."""
+    empty for a book given in memory) and ``business_date`` the valuation date (ISO).
+
+    What the micro-batch that computed it covered on the market topic (None in events
+    written before it was recorded): it read offsets ``market_from`` .. ``market_offset``
+    (an empty range, ``market_from = market_offset + 1``, when it read none), among them
+    ``market_ticks`` price and vol ticks (refused ones excluded: they are dead letters),
+    which it applied as ``market_moves`` moves of distinct underlyings, the latest state of
+    each in offset order. The margin reflects the market at ``market_offset`` whole (every
+    event up to it); the ticks between ``market_from`` and it were coalesced, never
+    margined on their own. A replay may batch differently: these fields describe the run
+    that published the result, not the result's version."""
 
     KEY_FIELD: ClassVar[str | None] = "account"
     account: AccountId
@@ -480,6 +490,9 @@ class AccountMargin(Event, frozen=True, kw_only=True, tag="account_margin"):
     settings: str = ""
     book_load: str = ""
     business_date: str = ""
+    market_from: int | None = None
+    market_ticks: int | None = None
+    market_moves: int | None = None
 
     def __post_init__(self) -> None:
         _nonempty("account", self.account)

@@ -4,9 +4,19 @@ the engine's incremental path (:class:`marginflow.engine.state.MarginEngine`).
 Inputs: the positions topic (partitioned by account; the keeper's absolute, versioned
 positions) and the market topic (broadcast: every calculator reads all of it). A
 micro-batch (count or time, whichever first; see :class:`~marginflow.stream.worker.
-WorkerSettings`) is applied as a whole: the last price and vol of each moved underlying are
-applied once, each changed account's position deltas are applied together, and the margin
-of each owned account the batch touched is recomputed once and published.
+WorkerSettings`) is applied as a whole, in one engine call
+(:meth:`~marginflow.engine.state.MarginEngine.apply_batch`): the price and vol ticks are
+coalesced per underlying, in market-offset order, field by field (the last spot, the last
+ATM vol and the last skew each win, so a spot-only tick and a vol-only tick of one
+underlying both apply), and each moved underlying is revalued once; each changed account's
+position deltas are applied together; and every account the moves or the trades touched is
+re-summed and re-margined once, and published once if this worker owns it. The result is
+the engine state of applying every tick and trade one by one, to the bit.
+
+What a batch covered on the market topic travels on each margin it publishes
+(``market_from`` .. ``market_offset``, ``market_ticks`` read, ``market_moves`` applied; see
+:class:`~marginflow.stream.events.AccountMargin`), so an auditor can tell which market a
+margin reflects and which ticks were coalesced into it, from the store alone.
 
 Every :class:`~marginflow.stream.events.AccountMargin` carries its version: the trades
 offset its positions reflect (``position_version``) and the offset of the last market event
@@ -168,6 +178,11 @@ class RiskCalculator(Processor):
         self._changed: dict[str, int] = {}  # account -> event time that triggered it
         self._moves: dict[str, list[float | None]] = {}
         self._market = _MarketState(offset=-1, event_time=0, spot={}, vol={})
+        # what the batch being read covers on the market topic (see AccountMargin)
+        self._market_from: int | None = None  # first market offset read in it
+        self._ticks = 0  # price and vol ticks accepted in it
+        self._moved = 0  # underlying moves applied to the engine for it
+        self._profile: dict[str, float] = {}  # seconds per stage of recompute, summed
         self._params_dirty = False  # parameter changes accepted, not yet in the engine
         self._waiting: set[tuple[TP, str]] = set()  # accounts with positions events held
         self._fingerprint = ""  # of the model in force
@@ -309,6 +324,8 @@ class RiskCalculator(Processor):
 
     def _apply_market(self, events: Sequence[tuple[int, ev.Event]]) -> list[tuple[int, Rejection]]:
         refused = []
+        if events and self._market_from is None:
+            self._market_from = events[0][0]
         for offset, event in events:
             self._market.offset = offset
             why = self._apply_market_event(offset, event)
@@ -344,6 +361,7 @@ class RiskCalculator(Processor):
             if event.skew is not None:
                 move[2] = event.skew
         self._market.event_time = event.event_time
+        self._ticks += 1
         return None
 
     def _apply_reference(
@@ -437,17 +455,29 @@ class RiskCalculator(Processor):
         self._settle()
         return refused
 
-    def _settle(self) -> None:
-        """Parameter changes and coalesced moves read so far, into the engine."""
+    def _settle(self, trades: dict[str, dict[str, float]] | None = None) -> None:
+        """Parameter changes, the coalesced moves read so far and ``trades`` (position
+        deltas by account), into the engine: one call, every account touched refreshed
+        once."""
         engine = self._engine
         if self._params_dirty:
             self._params_dirty = False
             engine.set_model(model_with(engine.model, self._market.params))
             for name in self._owner:  # every owned account: its margin may have moved
                 self._changed.setdefault(name, self._market.event_time)
-        if self._moves:
-            # every moved underlying revalued in one call, every holder refreshed once
-            touched = engine.apply_moves(self._moves)
+        if self._moves or trades:
+            t0 = time.perf_counter()
+            grid, kernel = engine.timings.get("eep_grid", 0.0), engine.timings.get("kernel", 0.0)
+            # every moved underlying revalued in one call, every account touched refreshed
+            # once (accounts a trade touched are already marked, with the trade's time)
+            touched = engine.apply_batch(moves=self._moves, trades=trades)
+            spent = time.perf_counter() - t0
+            grid = engine.timings.get("eep_grid", 0.0) - grid
+            kernel = engine.timings.get("kernel", 0.0) - kernel
+            self._time("revaluation: premium grids", grid)
+            self._time("revaluation: kernel", kernel)
+            self._time("refresh (P&L sums, tails, add-ons)", spent - grid - kernel)
+            self._moved += len(self._moves)
             for underlying, (spot, vol, skew) in self._moves.items():
                 if spot is not None:
                     self._market.spot[underlying] = spot
@@ -462,18 +492,31 @@ class RiskCalculator(Processor):
                     self._changed[name] = self._market.event_time
             self._moves.clear()
 
+    def _time(self, stage: str, seconds: float) -> None:
+        self._profile[stage] = self._profile.get(stage, 0.0) + seconds
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent so far in each stage of :meth:`recompute`: the premium grids and
+        the kernel of the revaluation of moved underlyings, the refresh of the accounts
+        touched (P&L sums, tail statistics, add-ons), and building the margin events."""
+        return dict(self._profile)
+
     def recompute(self) -> list[Output]:
-        self._settle()
         engine = self._engine
+        # held positions first: their reference data may have come in this batch
         out: list[Output] = self._release_held() if self._waiting else []
-        if self._deltas:
-            engine.apply_trades(self._deltas)
-            self._deltas = {}
+        deltas, self._deltas = self._deltas, {}
+        self._settle(deltas)
+        t0 = time.perf_counter()
         now = time.time_ns()
         margin, labels = engine.margin, engine.scenarios.labels
         if self._fingerprint_of is not engine.model:
             self._fingerprint = fingerprint(identity(engine))
             self._fingerprint_of = engine.model
+        m = self._market
+        market_from = m.offset + 1 if self._market_from is None else self._market_from
+        ticks, moves = self._ticks, self._moved
+        self._market_from, self._ticks, self._moved = None, 0, 0
         for account, event_time in self._changed.items():
             tp = self._owner.get(account)
             if tp is None:
@@ -500,9 +543,13 @@ class RiskCalculator(Processor):
                 settings=self._fingerprint,
                 book_load=self._book_load,
                 business_date=engine.book.market.valuation_date.isoformat(),
+                market_from=market_from,
+                market_ticks=ticks,
+                market_moves=moves,
             )
             out.append(Output(self._out, result))
         self._changed.clear()
+        self._time("results (margin events)", time.perf_counter() - t0)
         return out
 
     # -- snapshots --------------------------------------------------------------------------

@@ -249,6 +249,7 @@ def _main(args: argparse.Namespace) -> int:
         "last_record_ns": st.last_record_ns,
         "max_batch_seconds": st.max_batch_seconds,
         "busy_seconds": st.busy_seconds,
+        "timings": processor.timings(),
         "arrival_ms_p50_p90_p99": _percentiles(st.arrival_ms, (50, 90, 99)),
     }
     print(f"{args.role} stopped: {st.records} records", flush=True)

@@ -69,6 +69,9 @@ def stored_margin(e: ev.AccountMargin) -> StoredMargin:
         settings=e.settings,
         book_load=e.book_load,
         business_date=e.business_date,
+        market_from=e.market_from,
+        market_ticks=e.market_ticks,
+        market_moves=e.market_moves,
     )
 
 

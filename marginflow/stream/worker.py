@@ -193,6 +193,11 @@ class Processor(ABC):
     def restore_broadcast(self, data: bytes | None) -> None:  # noqa: B027 (optional hook)
         """Restore what :meth:`snapshot_broadcast` saved (nothing by default)."""
 
+    def timings(self) -> dict[str, float]:
+        """Seconds spent so far per stage of this processor's own work (empty: it keeps
+        none); a worker's summary reports them beside the commit protocol's phases."""
+        return {}
+
 
 @dataclass
 class WorkerStats:

@@ -43,7 +43,8 @@ def margin(account: str = "A1", version: int = 1, offset: int = 0, value: float 
 
 def test_a_margin_reads_back_with_its_breakdown(db: Database) -> None:
     m = margin(es=80.0, var=70.0, apc=20.0, concentration=0.0, driver="stress:2008-10-15",
-               settings="f" * 64, book_load="b" * 64, business_date="2018-12-31")  # fmt: skip
+               settings="f" * 64, book_load="b" * 64, business_date="2018-12-31",
+               market_from=3, market_ticks=2_000, market_moves=1_987)  # fmt: skip
     db.write(margins=[m])
     assert db.account_margins() == {"A1": m}
     assert db.margin_history() == [m]

@@ -75,6 +75,32 @@ def test_a_store_at_the_first_revision_is_upgraded_with_its_rows(url: str, prefi
         db.close()
 
 
+def test_margins_stored_before_the_market_cover_read_back_without_it(url: str, prefix: str) -> None:
+    _at(url, prefix, "0003")
+    engine = engine_for(url)
+    with engine.execution_options(immediate=True).begin() as conn:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {prefix}account_margin_history (account, position_version, "
+                "market_offset, member, margin, model, source_partition, event_time, "
+                "computed_time) VALUES ('A1', 3, 7, 'M1', 1234.5, 'es', 0, :t, :t)"
+            ),
+            {"t": T0},
+        )
+    engine.dispose()
+    db = Database(url, prefix=prefix)
+    try:
+        (old,) = db.margin_history()
+        assert (old.market_from, old.market_ticks, old.market_moves) == (None, None, None)
+        new = StoredMargin("A1", "M1", 99.0, "es", 0, 3, 9, T0, T0, market_from=8,
+                           market_ticks=2, market_moves=1)  # fmt: skip
+        db.write(margins=[new])
+        assert db.margin("A1") == new
+    finally:
+        db.drop()
+        db.close()
+
+
 def test_tables_made_before_migrations_existed_are_taken_as_the_first_revision(
     url: str, prefix: str
 ) -> None:

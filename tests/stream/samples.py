@@ -93,6 +93,9 @@ def samples() -> dict[str, ev.Event]:
             var=15020.0,
             driver="2008-10-15",
             settings="9f2c" * 16,
+            market_from=70,
+            market_ticks=9,
+            market_moves=4,
         ),
         "member_margin_partial": ev.MemberMarginPartial(
             member=mem,

@@ -54,6 +54,19 @@ def test_wire_form_matches_golden_file(tag: str) -> None:
     assert ALL.decode(bytes.fromhex(golden["msgpack_hex"])) == event
 
 
+def test_a_margin_written_before_the_market_cover_still_reads() -> None:
+    """A compatible addition keeps ``v``: bytes written before ``market_from``,
+    ``market_ticks`` and ``market_moves`` existed decode with them None (not recorded)."""
+    old = json.loads((GOLDEN / "account_margin.v1.before-market-cover.json").read_text())
+    event = ALL.decode(bytes.fromhex(old["msgpack_hex"]))
+    now = samples()["account_margin"]
+    assert isinstance(event, ev.AccountMargin)
+    assert (event.market_from, event.market_ticks, event.market_moves) == (None, None, None)
+    assert event == msgspec.structs.replace(
+        now, market_from=None, market_ticks=None, market_moves=None
+    )
+
+
 @pytest.mark.parametrize("tag", sorted(ev.SCHEMA_VERSIONS))
 def test_round_trip(tag: str) -> None:
     event = samples()[tag]
