@@ -35,8 +35,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Tests run on every core (pytest-xdist; each test keeps its own topics, table prefixes and
+# folders); work-stealing, since a few tests (the broker outages, SIGKILL soaks) run minutes.
+TEST_JOBS ?= 2
 unit: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal
 
 test: lint typecheck unit
 
