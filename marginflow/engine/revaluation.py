@@ -14,34 +14,51 @@ vol shock; rates, dividend yields and times to expiry are held (an instantaneous
 Pricing. Stocks are linear. European options are priced exactly for every scenario
 (Black-Scholes-Merton, the closed form of :func:`marginflow.pricing.black_scholes.bsm_scalar`,
 with the pricing core's vectorisable normal CDF, 3e-13 relative, so the scenario loop runs
-in SIMD registers). American options: ``V = V_European + EEP``, the European part exact per
-scenario, the early-exercise premium EEP from a grid priced by the pricing core's American
-pricer, one grid per (underlying, expiry, call/put) bucket:
+in SIMD registers). American options, ``method="grid"`` (the default): ``V = V_European +
+EEP``, the European part exact per scenario, the early-exercise premium EEP from a grid
+priced by the pricing core's American pricer, one grid per (underlying, expiry, call/put)
+bucket:
 
 * axes: log-moneyness ``m = ln(S'/K)`` and the log of the scenario's vol multiplier
   ``ln vm``, ``vm = 1 + vol_shock``. The smile depends on m alone, so vol' = vm · smile(m)
   and one grid serves every strike of the bucket; prices are homogeneous of degree one in
   (S, K), so the grid is per unit strike;
 * nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the bucket's
-  ATM total vol σ√T (at least 0.005) and ``h`` = ``eep_moneyness_step`` (steps of about h · c near
-  the strike, where the premium bends, growing with |m| in the far tails, where it is
-  smooth: the node count grows with the log of the range), and ``ln vm = j ·
-  eep_log_vol_step``; the scenarios only decide how far the lattice extends. A scenario's
-  premium is then a function of its own shocks alone: adding scenarios to a set (the APC
-  floor's 10-year windows, say) adds nodes but moves none, so the P&L of the scenarios
-  already there does not change by a bit. (Grids that spread a fixed number of nodes over
-  the set's range moved every node when a scenario was added: the floor lowered margins.);
-* bilinear interpolation; today's price uses the same grid (vm = 1 is a node), so a zero
-  shock is a zero P&L;
-* calls without dividends carry no premium and no grid.
+  ATM total vol σ√T (at least 0.005) and ``h`` = ``eep_moneyness_step`` (steps of about h · c
+  near the strike, growing with |m| in the far tails), and ``ln vm = j · eep_log_vol_step``;
+  the scenarios only decide how far the lattice extends. A scenario's premium is then a
+  function of its own shocks alone: adding scenarios to a set (the APC floor's 10-year
+  windows, say) adds nodes but moves none, so the P&L of the scenarios already there does
+  not change by a bit;
+* the **exercise boundary** of every vol row, ``m*`` (the root of m = ln(S*/K) at the
+  smile's vol at m, :func:`_boundaries`, from the pricer's own boundary
+  :func:`marginflow.pricing.american.exercise_log_moneyness`): a scenario beyond it (m* cubic
+  across rows) is exercised and priced at its intrinsic value, exactly. The American price is
+  only C1 at the boundary (the premium's curvature jumps), which capped any interpolation
+  across it at the step squared (the old bilinear grid's worst errors sat there). Nodes
+  beyond a row's boundary are not priced; they carry the continuation region's premium
+  extended smoothly across it (the cubic through the boundary's value and slope, known by
+  smooth pasting, and the first two nodes inside; :func:`_extend_rows`), so continuation
+  points near the boundary interpolate one smooth function;
+* interpolation: the cubic through four nodes in each axis (Lagrange, exact for cubics: the
+  error falls as the step to the fourth power); today's price uses the same grid (vm = 1 is
+  a row), so a zero shock is a zero P&L; the price is floored at the intrinsic value;
+* calls without dividends (early exercise never optimal) carry no premium and no grid.
 
-Measured against pricing every scenario with the pricing core (``method="exact"``) on the
-engine tests' synthetic book under its FHS set (``tests/engine/test_revaluation.py``): the
-grid's error is about 7% of the early-exercise effect on P&L (the earlier 16 × 13
-set-spanning grid: 6.8%), at most 0.05% of the underlying notional per contract; it prices
-~1.5× as many nodes there, and the quick margin benchmark's grid stage took 17.0 s against
-9.3 s (Monte Carlo tails stretch the lattice). ``method="exact"`` is the reference, fine for
-small books.
+Measured against QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at every
+scenario's market (``benchmarks/revaluation_accuracy.py``, ``tests/engine/
+test_american_accuracy.py``): on the quick margin benchmark's book under its Student-t Monte
+Carlo set, every scenario P&L within 1e-3 per unit of underlying at spot 100 (figures in
+``benchmarks/README.md``), the pricing core's own bound. The bilinear grid this replaced
+(h = 0.06 in asinh moneyness, 0.07 in ln vm) was off by up to 2.5e-2 there. Known limit:
+where the linear smile reaches ``vol_floor`` the premium has a kink the lattice does not
+see; the error there can exceed the bound (``vol_floor`` is reached at ``m = -(atm - floor)
+/ skew``, beyond -0.75 for ATM vols above 20% and skews down to -0.25).
+
+``method="exact"`` prices every American option under every scenario with the pricing core
+(one ALO price per option and scenario): the reference, fine for small books, what-if and
+few scenarios; the margin setting ``revaluation`` (``marginflow margin --revaluation``, the
+stream's margin settings) chooses it.
 
 Determinism: a row depends only on its instrument, its underlying's market data and shocks,
 and each scenario's P&L on that scenario's own shocks (not on the other scenarios of the
@@ -81,7 +98,7 @@ def price_american(batch: OptionBatch) -> FloatArray:
 @dataclass(frozen=True, slots=True)
 class RevaluationSettings:
     method: Literal["grid", "exact"] = "grid"
-    eep_moneyness_step: float = 0.035
+    eep_moneyness_step: float = 0.025
     """Premium grid step h in asinh(ln(S/K) / 3σ√T): about 3h · σ√T near the strike."""
     eep_log_vol_step: float = 0.1
     """Premium grid step in the log of the scenario's vol multiplier."""
@@ -335,33 +352,9 @@ def _eep_buckets(
     row = row_offset[b_idx] + local % nv
     vm = r_vm[row]
     m = scale[b_idx] * np.sinh(i_node * h)
-    u_idx = b_u[b_idx]
-    # Nodes beyond their row's boundary are not priced: _extend_rows fills them.
-    eep = np.zeros(m.size)
-    pick = np.flatnonzero((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0))
-    batch = OptionBatch.of(
-        is_call=b_call[b_idx[pick]],
-        is_american=True,
-        spot=np.exp(m[pick]),
-        strike=1.0,
-        expiry_years=b_t[b_idx[pick]],
-        rate=market.rate[u_idx[pick]],
-        dividend_yield=market.dividend_yield[u_idx[pick]],
-        vol=_smile_vols(
-            market.atm_vol[u_idx[pick]],
-            market.skew[u_idx[pick]],
-            vm[pick],
-            m[pick],
-            settings.vol_floor,
-        ),
-    )
-    eep[pick] = np.maximum(price_american(batch) - european_price(batch), 0.0)
-    f0, s0 = _boundary_premium(
-        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
-        market.atm_vol[r_u], market.skew[r_u], r_vm, bd, settings.vol_floor,
-    )  # fmt: skip
-    # The extension's two continuation nodes, priced whether or not the lattice reaches
-    # them, so that it does not depend on how far the scenarios stretched the lattice.
+    # The extension's two continuation nodes per row (_extend_rows), priced whether or not
+    # the lattice reaches them, so that it does not depend on how far the scenarios
+    # stretched the lattice.
     r_side = side[r_idx]
     c_r = scale[r_idx]
     y_star = np.arcsinh(bd / c_r) / h
@@ -370,24 +363,37 @@ def _eep_buckets(
     cand_m = c_r[:, None] * np.sinh(cand * h)
     dist = r_side[:, None] * (cand_m - bd[:, None])
     ok = dist >= 0.5 * h * c_r[:, None] * np.cosh(cand * h)
-    first_ok = np.argmax(ok, axis=1)
-    two = first_ok[:, None] + np.arange(2)[None, :]  # ok is monotone along the walk
-    pts_m = np.take_along_axis(cand_m, two, axis=1)
+    two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
+    pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
     pts_d = np.take_along_axis(dist, two, axis=1)
+    pts_row = np.repeat(np.arange(r_idx.size), 2)
+    # Nodes beyond their row's boundary are not priced: _extend_rows fills them. The
+    # lattice's nodes and the extension's are priced in one batch.
+    pick = np.flatnonzero((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0))
+    p_bucket = np.concatenate([b_idx[pick], r_idx[pts_row]])
+    p_m = np.concatenate([m[pick], pts_m])
+    p_u = b_u[p_bucket]
     batch = OptionBatch.of(
-        is_call=np.repeat(b_call[r_idx], 2),
+        is_call=b_call[p_bucket],
         is_american=True,
-        spot=np.exp(pts_m.ravel()),
+        spot=np.exp(p_m),
         strike=1.0,
-        expiry_years=np.repeat(b_t[r_idx], 2),
-        rate=np.repeat(market.rate[r_u], 2),
-        dividend_yield=np.repeat(market.dividend_yield[r_u], 2),
+        expiry_years=b_t[p_bucket],
+        rate=market.rate[p_u],
+        dividend_yield=market.dividend_yield[p_u],
         vol=_smile_vols(
-            np.repeat(market.atm_vol[r_u], 2), np.repeat(market.skew[r_u], 2),
-            np.repeat(r_vm, 2), pts_m.ravel(), settings.vol_floor,
+            market.atm_vol[p_u], market.skew[p_u],
+            np.concatenate([vm[pick], r_vm[pts_row]]), p_m, settings.vol_floor,
         ),
     )  # fmt: skip
-    pts_f = np.maximum(price_american(batch) - european_price(batch), 0.0).reshape(-1, 2)
+    premium = np.maximum(price_american(batch) - european_price(batch), 0.0)
+    eep = np.zeros(m.size)
+    eep[pick] = premium[: pick.size]
+    pts_f = premium[pick.size :].reshape(-1, 2)
+    f0, s0 = _boundary_premium(
+        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
+        market.atm_vol[r_u], market.skew[r_u], r_vm, bd, settings.vol_floor,
+    )  # fmt: skip
     _extend_rows(eep, r_idx, row_offset, offset, m_first, m_count, nv_b, scale, h, side, bd,
                  f0, s0, pts_d, pts_f)  # fmt: skip
     grids = EepGrids(
@@ -475,21 +481,34 @@ def _boundaries(
     steps from the ATM vol's boundary. NaN without a single boundary. Each entry depends on
     its own inputs alone."""
 
-    def boundary(m: FloatArray) -> FloatArray:
-        vol = _smile_vols(atm, skew, vm, m, vol_floor)
+    def boundary_at(rows: IndexArray, m: FloatArray) -> FloatArray:
+        vol = _smile_vols(atm[rows], skew[rows], vm[rows], m, vol_floor)
         return exercise_log_moneyness(
-            is_call=call, expiry_years=t, rate=r, dividend_yield=q, vol=vol
+            is_call=call[rows], expiry_years=t[rows], rate=r[rows], dividend_yield=q[rows], vol=vol
         )
+
+    def boundary(m: FloatArray) -> FloatArray:
+        return boundary_at(np.arange(t.size), m)
 
     m0 = boundary(np.zeros_like(t))
     m1 = boundary(np.where(np.isfinite(m0), m0, 0.0))
     f0 = m1 - m0
+    # A row stops where its own residual is converged (so its value never depends on how
+    # long the other rows take); the loop stops when every row has.
+    done = ~np.isfinite(f0) | (np.abs(f0) <= _BOUNDARY_TOLERANCE)
     for _ in range(_BOUNDARY_SECANT_STEPS):
-        f1 = boundary(np.where(np.isfinite(m1), m1, 0.0)) - m1
+        if done.all():
+            break
+        live = np.flatnonzero(~done)
+        f1 = np.full_like(m1, np.nan)
+        f1[live] = boundary_at(live, m1[live]) - m1[live]
         d = f1 - f0
-        ok = np.isfinite(d) & (d != 0.0)
+        ok = ~done & np.isfinite(d) & (d != 0.0)
         m2 = np.where(ok, m1 - f1 * (m1 - m0) / np.where(ok, d, 1.0), m1 + f1)
-        m0, f0, m1 = m1, f1, m2
+        m2 = np.where(done, m1, m2)
+        m0, f0 = np.where(done, m0, m1), np.where(done, f0, f1)
+        m1 = m2
+        done |= ~np.isfinite(f1) | (np.abs(f1) <= _BOUNDARY_TOLERANCE)
     return m1
 
 
@@ -522,7 +541,8 @@ def _boundary_premium(
 
 _MIN_SCALE = 0.005
 _SCALE_TOTAL_VOLS = 3.0
-_BOUNDARY_SECANT_STEPS = 5
+_BOUNDARY_SECANT_STEPS = 8
+_BOUNDARY_TOLERANCE = 1e-6
 
 
 def _vol_lattice(
