@@ -5,7 +5,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "revaluation_accuracy", "simm", "stream", "sod_load", "reproduce", "api")
+MODULES = (
+    "pricing",
+    "margin",
+    "revaluation_accuracy",
+    "simm",
+    "stream",
+    "sod_load",
+    "reproduce",
+    "api",
+)
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
