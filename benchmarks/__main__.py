@@ -5,10 +5,21 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("pricing", "margin", "simm", "stream", "market_rate", "sod_load", "reproduce", "api")
+MODULES = (
+    "pricing",
+    "margin",
+    "revaluation_accuracy",
+    "simm",
+    "stream",
+    "market_rate",
+    "sod_load",
+    "reproduce",
+    "api",
+)
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
     "margin": ["--quick"],
+    "revaluation_accuracy": ["--rows", "20", "--scenarios-sampled", "100"],
     "simm": ["--quick"],
     "stream": ["--quick"],
     "market_rate": ["--quick"],

@@ -102,7 +102,7 @@ def generate_book_command(
 
 
 ES_OPTIONS = ("confidence", "apc", "param", "scenarios", "source", "mpor", "lookback", "decay",
-              "stress", "overlapping", "mc_scenarios", "seed")  # fmt: skip
+              "stress", "overlapping", "mc_scenarios", "seed", "revaluation")  # fmt: skip
 GENERATED_ONLY = ("source", "lookback", "decay", "stress", "overlapping", "mc_scenarios", "seed")
 APC_PARAMS = {"apc_buffer": "buffer", "stressed_weight": "stressed-weight"}
 
@@ -148,6 +148,7 @@ def _settings(
     mc_scenarios: int,
     seed: int,
     param: Sequence[str] | None,
+    revaluation: str = "grid",
 ) -> MarginSettings:
     from marginflow.engine.settings import MarginSettings
 
@@ -164,12 +165,13 @@ def _settings(
             mc_scenarios=mc_scenarios,
             seed=seed,
             params=tuple(param or ()),
+            revaluation=revaluation,
         )
     except MarginflowError as exc:
         fail(_option_words(str(exc)))
 
 
-_SETTING = re.compile(r"^(source|mpor|lookback|decay|stress|mc_scenarios)\b")
+_SETTING = re.compile(r"^(source|mpor|lookback|decay|stress|mc_scenarios|revaluation)\b")
 
 
 def _option_words(text: str) -> str:
@@ -236,6 +238,13 @@ StressOpt = Annotated[
 OverlapOpt = Annotated[bool, typer.Option(help="overlapping n-day windows")]
 McOpt = Annotated[int, typer.Option(help="Monte Carlo scenario count", min=1, max=1_000_000)]
 SeedOpt = Annotated[int, typer.Option(help="Monte Carlo seed", min=0, max=2**63 - 1)]
+RevalOpt = Annotated[
+    str,
+    typer.Option(
+        help="American options: grid (premium grids, within 1e-3 per 100 of exact; large "
+        "books) or exact (the American pricer per scenario; small books, what-if)"
+    ),
+]
 ApcOpt = Annotated[
     str, typer.Option(help="anti-procyclicality: none, buffer, stressed-weight, floor-10y")
 ]
@@ -264,6 +273,7 @@ def margin_command(
     overlapping: OverlapOpt = True,
     mc_scenarios: McOpt = 10_000,
     seed: SeedOpt = 0,
+    revaluation: RevalOpt = "grid",
     top: Annotated[
         int, typer.Option(help="contributing positions per account", min=0, max=1000)
     ] = 3,
@@ -286,7 +296,7 @@ def margin_command(
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
         decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
-        seed=seed, param=param,
+        seed=seed, param=param, revaluation=revaluation,
     )  # fmt: skip
     loaded, run = _build(
         book,
@@ -381,6 +391,7 @@ def what_if_command(
     overlapping: OverlapOpt = True,
     mc_scenarios: McOpt = 10_000,
     seed: SeedOpt = 0,
+    revaluation: RevalOpt = "grid",
     as_json: JsonOpt = False,
     rejects: RejectsOpt = None,
 ) -> None:
@@ -393,7 +404,7 @@ def what_if_command(
     settings = _settings(
         confidence=confidence, apc=apc, source=source, mpor=mpor, lookback=lookback,
         decay=decay, stress=stress, overlapping=overlapping, mc_scenarios=mc_scenarios,
-        seed=seed, param=param,
+        seed=seed, param=param, revaluation=revaluation,
     )  # fmt: skip
     loaded, run = _build(
         book,

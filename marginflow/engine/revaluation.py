@@ -14,34 +14,51 @@ vol shock; rates, dividend yields and times to expiry are held (an instantaneous
 Pricing. Stocks are linear. European options are priced exactly for every scenario
 (Black-Scholes-Merton, the closed form of :func:`marginflow.pricing.black_scholes.bsm_scalar`,
 with the pricing core's vectorisable normal CDF, 3e-13 relative, so the scenario loop runs
-in SIMD registers). American options: ``V = V_European + EEP``, the European part exact per
-scenario, the early-exercise premium EEP from a grid priced by the pricing core's American
-pricer, one grid per (underlying, expiry, call/put) bucket:
+in SIMD registers). American options, ``method="grid"`` (the default): ``V = V_European +
+EEP``, the European part exact per scenario, the early-exercise premium EEP from a grid
+priced by the pricing core's American pricer, one grid per (underlying, expiry, call/put)
+bucket:
 
 * axes: log-moneyness ``m = ln(S'/K)`` and the log of the scenario's vol multiplier
   ``ln vm``, ``vm = 1 + vol_shock``. The smile depends on m alone, so vol' = vm · smile(m)
   and one grid serves every strike of the bucket; prices are homogeneous of degree one in
   (S, K), so the grid is per unit strike;
 * nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the bucket's
-  ATM total vol σ√T (at least 0.005) and ``h`` = ``eep_moneyness_step`` (steps of about h · c near
-  the strike, where the premium bends, growing with |m| in the far tails, where it is
-  smooth: the node count grows with the log of the range), and ``ln vm = j ·
-  eep_log_vol_step``; the scenarios only decide how far the lattice extends. A scenario's
-  premium is then a function of its own shocks alone: adding scenarios to a set (the APC
-  floor's 10-year windows, say) adds nodes but moves none, so the P&L of the scenarios
-  already there does not change by a bit. (Grids that spread a fixed number of nodes over
-  the set's range moved every node when a scenario was added: the floor lowered margins.);
-* bilinear interpolation; today's price uses the same grid (vm = 1 is a node), so a zero
-  shock is a zero P&L;
-* calls without dividends carry no premium and no grid.
+  ATM total vol σ√T (at least 0.005) and ``h`` = ``eep_moneyness_step`` (steps of about h · c
+  near the strike, growing with |m| in the far tails), and ``ln vm = j · eep_log_vol_step``;
+  the scenarios only decide how far the lattice extends. A scenario's premium is then a
+  function of its own shocks alone: adding scenarios to a set (the APC floor's 10-year
+  windows, say) adds nodes but moves none, so the P&L of the scenarios already there does
+  not change by a bit;
+* the **exercise boundary** of every vol row, ``m*`` (the root of m = ln(S*/K) at the
+  smile's vol at m, :func:`_boundaries`, from the pricer's own boundary
+  :func:`marginflow.pricing.american.exercise_log_moneyness`): a scenario beyond it (m* cubic
+  across rows) is exercised and priced at its intrinsic value, exactly. The American price is
+  only C1 at the boundary (the premium's curvature jumps), which capped any interpolation
+  across it at the step squared (the old bilinear grid's worst errors sat there). Nodes
+  beyond a row's boundary are not priced; they carry the continuation region's premium
+  extended smoothly across it (the cubic through the boundary's value and slope, known by
+  smooth pasting, and the first two nodes inside; :func:`_extend_rows`), so continuation
+  points near the boundary interpolate one smooth function;
+* interpolation: the cubic through four nodes in each axis (Lagrange, exact for cubics: the
+  error falls as the step to the fourth power); today's price uses the same grid (vm = 1 is
+  a row), so a zero shock is a zero P&L; the price is floored at the intrinsic value;
+* calls without dividends (early exercise never optimal) carry no premium and no grid.
 
-Measured against pricing every scenario with the pricing core (``method="exact"``) on the
-engine tests' synthetic book under its FHS set (``tests/engine/test_revaluation.py``): the
-grid's error is about 7% of the early-exercise effect on P&L (the earlier 16 × 13
-set-spanning grid: 6.8%), at most 0.05% of the underlying notional per contract; it prices
-~1.5× as many nodes there, and the quick margin benchmark's grid stage took 17.0 s against
-9.3 s (Monte Carlo tails stretch the lattice). ``method="exact"`` is the reference, fine for
-small books.
+Measured against QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at every
+scenario's market (``benchmarks/revaluation_accuracy.py``, ``tests/engine/
+test_american_accuracy.py``): on the quick margin benchmark's book under its Student-t Monte
+Carlo set, every scenario P&L within 1e-3 per unit of underlying at spot 100 (figures in
+``benchmarks/README.md``), the pricing core's own bound. The bilinear grid this replaced
+(h = 0.06 in asinh moneyness, 0.07 in ln vm) was off by up to 2.5e-2 there. Known limit:
+where the linear smile reaches ``vol_floor`` the premium has a kink the lattice does not
+see; the error there can exceed the bound (``vol_floor`` is reached at ``m = -(atm - floor)
+/ skew``, beyond -0.75 for ATM vols above 20% and skews down to -0.25).
+
+``method="exact"`` prices every American option under every scenario with the pricing core
+(one ALO price per option and scenario): the reference, fine for small books, what-if and
+few scenarios; the margin setting ``revaluation`` (``marginflow margin --revaluation``, the
+stream's margin settings) chooses it.
 
 Determinism: a row depends only on its instrument, its underlying's market data and shocks,
 and each scenario's P&L on that scenario's own shocks (not on the other scenarios of the
@@ -64,7 +81,7 @@ from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.core.errors import ValidationError
 from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
-from marginflow.pricing.american import american_price
+from marginflow.pricing.american import american_price, exercise_log_moneyness
 from marginflow.pricing.black_scholes import european_price
 from marginflow.pricing.greeks import greeks
 
@@ -81,9 +98,9 @@ def price_american(batch: OptionBatch) -> FloatArray:
 @dataclass(frozen=True, slots=True)
 class RevaluationSettings:
     method: Literal["grid", "exact"] = "grid"
-    eep_moneyness_step: float = 0.06
+    eep_moneyness_step: float = 0.025
     """Premium grid step h in asinh(ln(S/K) / 3σ√T): about 3h · σ√T near the strike."""
-    eep_log_vol_step: float = 0.07
+    eep_log_vol_step: float = 0.1
     """Premium grid step in the log of the scenario's vol multiplier."""
     vol_floor: float = 0.01
 
@@ -103,9 +120,11 @@ class EepGrids:
     """Early-exercise premium per unit strike on B bucket grids, on fixed lattices.
 
     Bucket ``b`` has ``m_count[b]`` moneyness nodes ``m = scale[b] · sinh((m_first[b] + i) ·
-    m_step)`` and, for
-    its underlying ``u``, ``v_count[u]`` vol nodes ``ln vm = (v_first[u] + j) · lv_step``;
-    its values are ``values[offset[b] + i · v_count[u] + j]`` (ragged, flattened).
+    m_step)`` and, for its underlying ``u``, ``v_count[u]`` vol rows ``ln vm = (v_first[u] +
+    j) · lv_step``; its values are ``values[offset[b] + i · v_count[u] + j]`` (ragged,
+    flattened). Row ``j``'s exercise boundary is at log-moneyness ``boundary[row_offset[b] +
+    j]``; ``side[b]`` is +1 for a put (exercised at or below it), -1 for a call (at or
+    above), 0 for a bucket without a single boundary.
     """
 
     scale: FloatArray
@@ -117,12 +136,15 @@ class EepGrids:
     v_first: NDArray[np.int64]
     v_count: NDArray[np.int64]
     values: FloatArray
+    side: FloatArray
+    row_offset: NDArray[np.int64]
+    boundary: FloatArray
 
     @classmethod
     def empty(cls, n_underlyings: int = 0) -> EepGrids:
         z, zi = np.ones(0), np.zeros(0, dtype=np.int64)
         vi = np.zeros(max(n_underlyings, 1), dtype=np.int64)
-        return cls(z, 1.0, zi, zi, zi, 1.0, vi, vi + 2, np.zeros(0))
+        return cls(z, 1.0, zi, zi, zi, 1.0, vi, vi + 4, np.zeros(0), z, zi, np.zeros(0))
 
 
 def revalue(
@@ -189,6 +211,9 @@ def revalue(
         grids.v_first,
         grids.v_count,
         grids.values,
+        grids.side,
+        grids.row_offset,
+        grids.boundary,
         out,
     )
     if not use_grid:
@@ -291,56 +316,248 @@ def _eep_buckets(
     ln_s = np.log(market.spot[b_u])
     shock_lo = np.minimum(spot_shock[b_u].min(axis=1), 0.0).astype(np.float64)
     shock_hi = np.maximum(spot_shock[b_u].max(axis=1), 0.0).astype(np.float64)
+    m_lo = ln_s + np.log1p(shock_lo) - k_hi
+    m_hi = ln_s + np.log1p(shock_hi) - k_lo
+    lv = settings.eep_log_vol_step
+    v_first, v_count = _vol_lattice(vol_shock, lv, np.unique(b_u))
+    nv_b = v_count[b_u]
+    row_offset = np.concatenate([[0], np.cumsum(nv_b)[:-1]]).astype(np.int64)
+    # Exercise boundary of every (bucket, vol row): set by the bucket, today's market and
+    # the row's vol multiplier alone.
+    r_idx = np.repeat(np.arange(n_b), nv_b)
+    r_vm = np.exp((v_first[b_u][r_idx] + np.arange(int(nv_b.sum())) - row_offset[r_idx]) * lv)
+    r_u = b_u[r_idx]
+    bd = _boundaries(
+        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
+        market.atm_vol[r_u], market.skew[r_u], r_vm, settings.vol_floor,
+    )  # fmt: skip
+    bad = np.zeros(n_b, dtype=np.bool_)
+    np.logical_or.at(bad, r_idx, ~np.isfinite(bd))
+    side = np.where(bad, 0.0, np.where(b_call, -1.0, 1.0))
+    bd = np.where(bad[r_idx], 0.0, bd)
     # The lattice step comes from the bucket and today's market alone (the premium varies on
     # the scale of the total vol σ√T); the scenarios only decide how far the lattice runs.
     scale = np.maximum(_SCALE_TOTAL_VOLS * market.atm_vol[b_u] * np.sqrt(b_t), _MIN_SCALE)
     h = settings.eep_moneyness_step
-    m_first = np.floor(np.arcsinh((ln_s + np.log1p(shock_lo) - k_hi) / scale) / h)
-    m_last = np.ceil(np.arcsinh((ln_s + np.log1p(shock_hi) - k_lo) / scale) / h)
-    m_first, m_last = m_first.astype(np.int64), m_last.astype(np.int64)
-    m_count = np.maximum(m_last - m_first + 1, 2)
-    lv = settings.eep_log_vol_step
-    v_first, v_count = _vol_lattice(vol_shock, lv, np.unique(b_u))
-    per_bucket = m_count * v_count[b_u]
+    m_first = np.floor(np.arcsinh(m_lo / scale) / h).astype(np.int64) - 1
+    m_last = np.floor(np.arcsinh(m_hi / scale) / h).astype(np.int64) + 2
+    m_count = m_last - m_first + 1
+    per_bucket = m_count * nv_b
     offset = np.concatenate([[0], np.cumsum(per_bucket)[:-1]]).astype(np.int64)
-    # One row per node: bucket, moneyness node, vol node (bucket-major, then m, then vm).
+    # One row per node: bucket, moneyness node, vol row (bucket-major, then m, then vm).
     b_idx = np.repeat(np.arange(n_b), per_bucket)
     local = np.arange(int(per_bucket.sum())) - offset[b_idx]
-    nv = v_count[b_u][b_idx]
-    m = scale[b_idx] * np.sinh((m_first[b_idx] + local // nv) * h)
-    vm = np.exp((v_first[b_u][b_idx] + local % nv) * lv)
-    u_idx = b_u[b_idx]
-    vol = vm * np.maximum(settings.vol_floor, market.atm_vol[u_idx] - market.skew[u_idx] * m)
+    nv = nv_b[b_idx]
+    i_node = m_first[b_idx] + local // nv
+    row = row_offset[b_idx] + local % nv
+    vm = r_vm[row]
+    m = scale[b_idx] * np.sinh(i_node * h)
+    # The extension's two continuation nodes per row (_extend_rows), priced whether or not
+    # the lattice reaches them, so that it does not depend on how far the scenarios
+    # stretched the lattice.
+    r_side = side[r_idx]
+    c_r = scale[r_idx]
+    y_star = np.arcsinh(bd / c_r) / h
+    start = np.where(r_side > 0, np.floor(y_star), np.ceil(y_star))
+    cand = start[:, None] + r_side[:, None] * np.arange(4)[None, :]
+    cand_m = c_r[:, None] * np.sinh(cand * h)
+    dist = r_side[:, None] * (cand_m - bd[:, None])
+    ok = dist >= 0.5 * h * c_r[:, None] * np.cosh(cand * h)
+    two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
+    pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
+    pts_d = np.take_along_axis(dist, two, axis=1)
+    pts_row = np.repeat(np.arange(r_idx.size), 2)
+    # Nodes beyond their row's boundary are not priced: _extend_rows fills them. The
+    # lattice's nodes and the extension's are priced in one batch.
+    pick = np.flatnonzero((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0))
+    p_bucket = np.concatenate([b_idx[pick], r_idx[pts_row]])
+    p_m = np.concatenate([m[pick], pts_m])
+    p_u = b_u[p_bucket]
     batch = OptionBatch.of(
-        is_call=b_call[b_idx],
+        is_call=b_call[p_bucket],
         is_american=True,
-        spot=np.exp(m),
+        spot=np.exp(p_m),
         strike=1.0,
-        expiry_years=b_t[b_idx],
-        rate=market.rate[u_idx],
-        dividend_yield=market.dividend_yield[u_idx],
-        vol=vol,
-    )
-    eep = np.maximum(price_american(batch) - european_price(batch), 0.0)
-    return bucket, EepGrids(scale, h, m_first, m_count, offset, lv, v_first, v_count, eep)
+        expiry_years=b_t[p_bucket],
+        rate=market.rate[p_u],
+        dividend_yield=market.dividend_yield[p_u],
+        vol=_smile_vols(
+            market.atm_vol[p_u], market.skew[p_u],
+            np.concatenate([vm[pick], r_vm[pts_row]]), p_m, settings.vol_floor,
+        ),
+    )  # fmt: skip
+    premium = np.maximum(price_american(batch) - european_price(batch), 0.0)
+    eep = np.zeros(m.size)
+    eep[pick] = premium[: pick.size]
+    pts_f = premium[pick.size :].reshape(-1, 2)
+    f0, s0 = _boundary_premium(
+        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
+        market.atm_vol[r_u], market.skew[r_u], r_vm, bd, settings.vol_floor,
+    )  # fmt: skip
+    _extend_rows(eep, r_idx, row_offset, offset, m_first, m_count, nv_b, scale, h, side, bd,
+                 f0, s0, pts_d, pts_f)  # fmt: skip
+    grids = EepGrids(
+        scale, h, m_first, m_count, offset, lv, v_first, v_count, eep,
+        side, row_offset, bd,
+    )  # fmt: skip
+    return bucket, grids
+
+
+@njit(cache=True)
+def _extend_rows(
+    values: np.ndarray,
+    r_bucket: np.ndarray,
+    row_offset: np.ndarray,
+    offset: np.ndarray,
+    m_first: np.ndarray,
+    m_count: np.ndarray,
+    nv: np.ndarray,
+    scale: np.ndarray,
+    h: float,
+    side: np.ndarray,
+    boundary: np.ndarray,
+    f_star: np.ndarray,
+    slope: np.ndarray,
+    pts_d: np.ndarray,
+    pts_f: np.ndarray,
+) -> None:
+    """Fill, in place, each row's premium at the nodes beyond its exercise boundary with
+    the continuation region's premium extended smoothly across it.
+
+    On the exercise side the premium is ``intrinsic - European``, which meets the
+    continuation side's with equal value and slope but not curvature (the American price
+    is only C1 there), so a cubic across the boundary would err by the step squared. The
+    kernel prices those points as exercised (the intrinsic value, exactly); the nodes there
+    only serve the cubics of continuation points nearby, which then see one smooth
+    function. The extension is the cubic in the distance d = side · (m - m*) through the
+    boundary's value ``f_star`` and slope (``slope`` = dF/dm; smooth pasting: the American
+    price leaves the boundary with the intrinsic value's slope) and the premium ``pts_f`` at
+    the first two lattice nodes at least half a step inside the continuation region, at
+    distances ``pts_d``."""
+    for r in range(r_bucket.shape[0]):
+        b = r_bucket[r]
+        sd = side[b]
+        if sd == 0.0:
+            continue
+        j = r - row_offset[b]
+        n_v = nv[b]
+        m_star = boundary[r]
+        c = scale[b]
+        f0 = f_star[r]
+        s0 = sd * slope[r]
+        d1, d2 = pts_d[r, 0], pts_d[r, 1]
+        v1, v2 = pts_f[r, 0], pts_f[r, 1]
+        # p(d) = f0 + s0 d + c2 d² + c3 d³ through (d1, v1) and (d2, v2)
+        e1 = (v1 - f0 - s0 * d1) / (d1 * d1)
+        e2 = (v2 - f0 - s0 * d2) / (d2 * d2)
+        c3 = (e2 - e1) / (d2 - d1)
+        c2 = e1 - c3 * d1
+        for i in range(m_count[b]):
+            y = (m_first[b] + i) * h
+            d = sd * (c * math.sinh(y) - m_star)
+            if d <= 0.0:
+                values[offset[b] + i * n_v + j] = f0 + d * (s0 + d * (c2 + d * c3))
+
+
+def _smile_vols(
+    atm: FloatArray, skew: FloatArray, vm: FloatArray, m: FloatArray, vol_floor: float
+) -> FloatArray:
+    """vm · smile(m), the vol at log-moneyness m = ln(S/K) of a vol row."""
+    return vm * np.maximum(vol_floor, atm - skew * m)
+
+
+def _boundaries(
+    call: NDArray[np.bool_],
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    atm: FloatArray,
+    skew: FloatArray,
+    vm: FloatArray,
+    vol_floor: float,
+) -> FloatArray:
+    """Log-moneyness m* of the exercise boundary on the smile: the root of m = ln(S*/K)
+    at the vol the smile gives at m (a fixed point of the pricer's boundary), by secant
+    steps from the ATM vol's boundary. NaN without a single boundary. Each entry depends on
+    its own inputs alone."""
+
+    def boundary_at(rows: IndexArray, m: FloatArray) -> FloatArray:
+        vol = _smile_vols(atm[rows], skew[rows], vm[rows], m, vol_floor)
+        return exercise_log_moneyness(
+            is_call=call[rows], expiry_years=t[rows], rate=r[rows], dividend_yield=q[rows], vol=vol
+        )
+
+    def boundary(m: FloatArray) -> FloatArray:
+        return boundary_at(np.arange(t.size), m)
+
+    m0 = boundary(np.zeros_like(t))
+    m1 = boundary(np.where(np.isfinite(m0), m0, 0.0))
+    f0 = m1 - m0
+    # A row stops where its own residual is converged (so its value never depends on how
+    # long the other rows take); the loop stops when every row has.
+    done = ~np.isfinite(f0) | (np.abs(f0) <= _BOUNDARY_TOLERANCE)
+    for _ in range(_BOUNDARY_SECANT_STEPS):
+        if done.all():
+            break
+        live = np.flatnonzero(~done)
+        f1 = np.full_like(m1, np.nan)
+        f1[live] = boundary_at(live, m1[live]) - m1[live]
+        d = f1 - f0
+        ok = ~done & np.isfinite(d) & (d != 0.0)
+        m2 = np.where(ok, m1 - f1 * (m1 - m0) / np.where(ok, d, 1.0), m1 + f1)
+        m2 = np.where(done, m1, m2)
+        m0, f0 = np.where(done, m0, m1), np.where(done, f0, f1)
+        m1 = m2
+        done |= ~np.isfinite(f1) | (np.abs(f1) <= _BOUNDARY_TOLERANCE)
+    return m1
+
+
+def _boundary_premium(
+    call: NDArray[np.bool_],
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    atm: FloatArray,
+    skew: FloatArray,
+    vm: FloatArray,
+    m_star: FloatArray,
+    vol_floor: float,
+) -> tuple[FloatArray, FloatArray]:
+    """The premium F = intrinsic - European at the boundary m* and its slope dF/dm along
+    the smile (the American price's slope there is the intrinsic value's, by smooth
+    pasting); the European part's slope by a central difference of the closed form."""
+    eps = 1e-5
+    values = []
+    for dm in (-eps, 0.0, eps):
+        m = m_star + dm
+        batch = OptionBatch.of(
+            is_call=call, is_american=False, spot=np.exp(m), strike=1.0, expiry_years=t,
+            rate=r, dividend_yield=q, vol=_smile_vols(atm, skew, vm, m, vol_floor),
+        )  # fmt: skip
+        intrinsic = np.where(call, np.exp(m) - 1.0, 1.0 - np.exp(m))
+        values.append(intrinsic - european_price(batch))
+    return values[1], (values[2] - values[0]) / (2.0 * eps)
 
 
 _MIN_SCALE = 0.005
 _SCALE_TOTAL_VOLS = 3.0
+_BOUNDARY_SECANT_STEPS = 8
+_BOUNDARY_TOLERANCE = 1e-6
 
 
 def _vol_lattice(
     vol_shock: Float32Array, step: float, underlyings: IndexArray
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per underlying: the first lattice index ``j0`` and the count of nodes
-    ``ln vm = (j0 + j) · step`` covering its scenarios' vm and 1 (today)."""
-    first = np.zeros(vol_shock.shape[0], dtype=np.int64)
-    count = np.full(vol_shock.shape[0], 2, dtype=np.int64)
+    """Per underlying: the first lattice index ``j0`` and the count of rows ``ln vm = (j0 +
+    j) · step`` covering its scenarios' vm and 1 (today), with one row beyond each end for
+    the cubic."""
+    first = np.full(vol_shock.shape[0], -1, dtype=np.int64)
+    count = np.full(vol_shock.shape[0], 4, dtype=np.int64)
     lv = np.log1p(vol_shock[underlyings].astype(np.float64))
-    lo = np.floor(np.minimum(lv.min(axis=1), 0.0) / step).astype(np.int64)
-    hi = np.ceil(np.maximum(lv.max(axis=1), 0.0) / step).astype(np.int64)
+    lo = np.floor(np.minimum(lv.min(axis=1), 0.0) / step).astype(np.int64) - 1
+    hi = np.floor(np.maximum(lv.max(axis=1), 0.0) / step).astype(np.int64) + 2
     first[underlyings] = lo
-    count[underlyings] = np.maximum(hi - lo + 1, 2)
+    count[underlyings] = hi - lo + 1
     return first, count
 
 
@@ -378,33 +595,62 @@ def _exact_american(
 
 @njit(cache=True, inline="always")
 def _cell(y: float, first: int, count: int) -> tuple[int, float]:
-    """Cell of lattice coordinate ``y`` (node ``i`` at ``first + i``) and its fraction.
+    """Cubic cell of lattice coordinate ``y`` (node ``i`` at ``first + i``): the index of the
+    cell's left node, in [1, count - 3] so the cubic's four nodes exist, and the fraction.
 
     The fraction is taken from ``y`` itself (``y - floor(y)``, exact), not from ``y - first``,
     so it does not depend on where the lattice starts: the same point interpolates the same
-    way however far the scenarios stretched the grid. Clamped at the ends."""
+    way however far the scenarios stretched the grid. Clamped at the ends (the lattices are
+    built one node wider than every scenario's reach, so a clamp is never hit)."""
     whole = math.floor(y)
     i = int(whole) - first
     f = y - whole
-    if i < 0:
-        return 0, 0.0
-    if i > count - 2:
-        return count - 2, 1.0
+    if i < 1:
+        return 1, 0.0
+    if i > count - 3:
+        return count - 3, 1.0
     return i, f
+
+
+@njit(cache=True, inline="always")
+def _cubic_weights(f: float) -> tuple[float, float, float, float]:
+    """Weights of nodes -1, 0, 1, 2 at fraction ``f`` of cell [0, 1]: the cubic through the
+    four nodes (Lagrange; exact for cubics, so the error falls as the step to the fourth
+    power where the premium is smooth); (0, 1, 0, 0) at f = 0, so a node is met exactly."""
+    fp, fm, fm2 = f + 1.0, f - 1.0, f - 2.0
+    return (
+        -f * fm * fm2 / 6.0,
+        fp * fm * fm2 / 2.0,
+        -fp * f * fm2 / 2.0,
+        fp * f * fm / 6.0,
+    )
 
 
 @njit(cache=True, inline="always")
 def _eep(b: int, m: float, j: int, fy: float, nv: int, scale: np.ndarray, h: float,
          m_first: np.ndarray, m_count: np.ndarray, offset: np.ndarray,
-         values: np.ndarray) -> float:  # fmt: skip
-    """Bilinear interpolation of bucket b's premium grid at log-moneyness ``m`` and vol
-    cell ``j`` (fraction ``fy``, ``nv`` vol nodes)."""
+         values: np.ndarray, side: np.ndarray,
+         row_offset: np.ndarray, boundary: np.ndarray) -> tuple[float, bool]:  # fmt: skip
+    """Bucket b's premium at log-moneyness ``m`` in vol cell ``j`` (fraction ``fy``, ``nv``
+    rows): (premium per unit strike, exercised). The boundary is cubic across rows; beyond
+    it the option is exercised (its price is the intrinsic value, exactly); inside, the
+    premium is bicubic in (asinh moneyness, ln vm) on nodes that continue the continuation
+    region's premium smoothly across the boundary (:func:`_extend_rows`)."""
+    w0, w1, w2, w3 = _cubic_weights(fy)
+    r = row_offset[b] + j - 1
+    if side[b] != 0.0:
+        m_star = w0 * boundary[r] + w1 * boundary[r + 1] + w2 * boundary[r + 2]
+        m_star += w3 * boundary[r + 3]
+        if side[b] * (m - m_star) <= 0.0:
+            return 0.0, True
     i, fx = _cell(math.asinh(m / scale[b]) / h, m_first[b], m_count[b])
-    g = offset[b] + i * nv + j
-    out: float = (1.0 - fx) * ((1.0 - fy) * values[g] + fy * values[g + 1]) + fx * (
-        (1.0 - fy) * values[g + nv] + fy * values[g + nv + 1]
-    )
-    return out
+    a0, a1, a2, a3 = _cubic_weights(fx)
+    g = offset[b] + (i - 1) * nv + j - 1
+    out = 0.0
+    for k, wa in enumerate((a0, a1, a2, a3)):
+        c = g + k * nv
+        out += wa * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+    return out, False
 
 
 # error_model="numpy": no ZeroDivisionError checks, so LLVM can vectorise the scenario
@@ -437,6 +683,9 @@ def _revalue_kernel(
     v_first: np.ndarray,
     v_count: np.ndarray,
     grid: np.ndarray,
+    side: np.ndarray,
+    row_offset: np.ndarray,
+    boundary: np.ndarray,
     out: np.ndarray,
 ) -> None:
     n_s = spot_shock.shape[1]
@@ -490,9 +739,12 @@ def _revalue_kernel(
             d10 = (x0 + carry_t) / sd0 + 0.5 * sd0
             p0 = sign * (s0 * df_q * fast_ncdf(sign * d10) - k_df * fast_ncdf(sign * (d10 - sd0)))
             if b >= 0:
-                p0 += kk * _eep(
-                    b, x0, base_idx, base_frac, nv, scale, m_step, m_first, m_count, offset, grid
-                )
+                e0, ex0 = _eep(
+                    b, x0, base_idx, base_frac, nv, scale, m_step, m_first, m_count, offset,
+                    grid, side, row_offset, boundary,
+                )  # fmt: skip
+                i0 = max(sign * (s0 - kk), 0.0)
+                p0 = i0 if ex0 else max(p0 + kk * e0, i0)
             for s in range(n_s):
                 x = ln_new[s] - ln_k
                 sd = vm[s] * max(vol_floor, atm - slope * x) * sqrt_t
@@ -502,10 +754,13 @@ def _revalue_kernel(
                 )
             if b >= 0:
                 for s in range(n_s):
-                    price[s] += kk * _eep(
+                    e, ex = _eep(
                         b, ln_new[s] - ln_k, v_idx[s], v_frac[s], nv,
                         scale, m_step, m_first, m_count, offset, grid,
+                        side, row_offset, boundary,
                     )  # fmt: skip
+                    intrinsic = max(sign * (s_new[s] - kk), 0.0)
+                    price[s] = intrinsic if ex else max(price[s] + kk * e, intrinsic)
             for s in range(n_s):
                 # A scenario that moves nothing has a P&L of exactly zero. The scalar p0 and
                 # the vectorised scenario loop may round differently (FMA contraction) by

@@ -95,6 +95,7 @@ __all__ = [
     "american_price",
     "american_price_spots",
     "exercise_boundary",
+    "exercise_log_moneyness",
     "perpetual_put",
 ]
 
@@ -1575,3 +1576,133 @@ def exercise_boundary(
     unit = np.exp(ln_xmax - w)
     spot = k / unit if call else k * unit
     return ExerciseBoundary(call, k, t, "single_boundary", t * tb.node_s, spot, w**2, ln_xmax)
+
+
+def exercise_log_moneyness(
+    *,
+    is_call: ArrayLike,
+    expiry_years: ArrayLike,
+    rate: ArrayLike,
+    dividend_yield: ArrayLike,
+    vol: ArrayLike,
+    scheme: AloScheme = DEFAULT_SCHEME,
+) -> FloatArray:
+    """``ln(S*/K)`` of today's early-exercise boundary (time to expiry ``expiry_years``)
+    for many options at once: a put is exercised at or below ``S*``, a call at or above.
+
+    The boundary is the one the pricer solves (:func:`exercise_boundary`'s last node), so it
+    depends on (rates, vol, expiry) and not on the spot or strike. NaN where there is no
+    single boundary (regimes ``european``, ``expired``, ``deterministic``,
+    ``double_boundary``). Each option's value depends on its own inputs alone."""
+    call, t, r, q, v = np.broadcast_arrays(
+        np.asarray(is_call, dtype=np.bool_),
+        *(np.asarray(a, dtype=np.float64) for a in (expiry_years, rate, dividend_yield, vol)),
+    )
+    out = np.full(call.shape, np.nan)
+    if call.size == 0:
+        return out
+    tb = _tables(scheme)
+    flat = out.reshape(-1)
+    _boundary_kernel(
+        np.ascontiguousarray(call.ravel()), np.ascontiguousarray(t.ravel()),
+        np.ascontiguousarray(r.ravel()), np.ascontiguousarray(q.ravel()),
+        np.ascontiguousarray(v.ravel()),
+        tb.node_s, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
+        scheme.fixed_point_iterations, scheme.tolerance, 16 * get_num_threads(), flat,
+    )  # fmt: skip
+    return out
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def _boundary_kernel(
+    is_call: BoolArray,
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    tb_node_s: FloatArray,
+    tb_fp_s: FloatArray,
+    tb_fp_mu: FloatArray,
+    tb_fp_wt: FloatArray,
+    tb_fp_wa: FloatArray,
+    tb_fp_interp: FloatArray,
+    max_iter: int,
+    tol: float,
+    n_chunks: int,
+    out: FloatArray,
+) -> None:
+    """Boundaries in groups of _GROUP of one kind (FP-A, then FP-B), as the pricer's
+    :func:`_american_kernel` solves them; NaN left where there is no single boundary."""
+    size = t.shape[0]
+    kind = np.zeros(size, dtype=np.int64)
+    for j in prange(size):
+        r_put, q_put = (q[j], r[j]) if is_call[j] else (r[j], q[j])
+        if _regime(r_put, q_put, v[j], t[j]) == _SINGLE_BOUNDARY:
+            kind[j] = 1 if _uses_fp_a(r_put, q_put, v[j]) else 2
+    fp_a = np.flatnonzero(kind == 1)
+    todo = np.concatenate((fp_a, np.flatnonzero(kind == 2)))
+    n_a = fp_a.shape[0]
+    n_groups_a = (n_a + _GROUP - 1) // _GROUP
+    n_groups = n_groups_a + (todo.shape[0] - n_a + _GROUP - 1) // _GROUP
+    n_tasks = max(1, min(n_chunks, n_groups))
+    for c in prange(n_tasks):
+        _boundary_groups(
+            todo, n_a, c * n_groups // n_tasks, (c + 1) * n_groups // n_tasks,
+            is_call, t, r, q, v,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            max_iter, tol, out,
+        )  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _boundary_groups(
+    todo: IntArray,
+    n_a: int,
+    grp_lo: int,
+    grp_hi: int,
+    is_call: BoolArray,
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    tb_node_s: FloatArray,
+    tb_fp_s: FloatArray,
+    tb_fp_mu: FloatArray,
+    tb_fp_wt: FloatArray,
+    tb_fp_wa: FloatArray,
+    tb_fp_interp: FloatArray,
+    max_iter: int,
+    tol: float,
+    out: FloatArray,
+) -> None:
+    """Boundaries of groups ``grp_lo .. grp_hi - 1`` of ``todo`` (FP-A options first)."""
+    n = tb_node_s.shape[0] - 1
+    sc = _make_scratch(n, tb_fp_mu.shape[0] // n, 1)
+    n_groups_a = (n_a + _GROUP - 1) // _GROUP
+    for grp in range(grp_lo, grp_hi):
+        if grp < n_groups_a:
+            lo = grp * _GROUP
+            hi = min(lo + _GROUP, n_a)
+        else:
+            lo = n_a + (grp - n_groups_a) * _GROUP
+            hi = min(lo + _GROUP, todo.shape[0])
+        size = hi - lo
+        for g in range(size):
+            i = todo[lo + g]
+            rr, qq = (q[i], r[i]) if is_call[i] else (r[i], q[i])
+            sc.opt[_O_X][g] = 1.0
+            sc.opt[_O_R][g] = rr
+            sc.opt[_O_Q][g] = qq
+            sc.opt[_O_VOL][g] = v[i]
+            sc.opt[_O_T][g] = t[i]
+        _group_boundary(
+            size, grp < n_groups_a,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            max_iter, tol, sc,
+        )  # fmt: skip
+        for g in range(size):
+            i = todo[lo + g]
+            # Unit-strike put boundary ln b = ln B(0+) - w at the last node (τ = T); a call
+            # is the put at x = K/S, so its boundary is at ln(S/K) = -ln b.
+            ln_b = sc.opt[_O_LNX][g] - sc.nd[_N_W][g * n + n - 1]
+            out[i] = -ln_b if is_call[i] else ln_b

@@ -198,3 +198,17 @@ def test_grid_models_from_the_command_line(tmp_path: Path) -> None:
         res = run("margin", str(tmp_path), *args)
         assert res.returncode == 2, args
         assert message in res.stderr, (args, res.stderr)
+
+
+def test_revaluation_method_is_an_option(book: Path) -> None:
+    margins = {}
+    for method in ("grid", "exact"):
+        res = run("margin", str(book), "--json", "--revaluation", method)
+        assert res.returncode == 0, res.stderr
+        margins[method] = np.array([a["margin"] for a in json.loads(res.stdout)["accounts"]])
+    # The grids are within 1e-3 per unit of underlying at spot 100 of exact pricing.
+    np.testing.assert_allclose(margins["grid"], margins["exact"], rtol=1e-4, atol=1.0)
+    bad = run("margin", str(book), "--revaluation", "fast")
+    assert bad.returncode != 0
+    assert "revaluation must be grid or exact" in bad.stderr
+    assert "Traceback" not in bad.stderr
