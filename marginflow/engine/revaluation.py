@@ -183,7 +183,7 @@ def revalue(
     group_starts = np.append(group_starts, rows.size).astype(np.intp)
 
     use_grid = settings.method == "grid"
-    cache = GridCache() if cache is None else cache
+    cache = GridCache(margin_nodes=0) if cache is None else cache  # this call's alone
     bucket, grids = (
         _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings, cache)
         if use_grid
@@ -434,12 +434,19 @@ class GridCache:
     recently used grids are dropped beyond ``max_nodes`` nodes (8 bytes each, plus a few
     per vol row), so grids of expired or delisted series, or of a market long gone, age
     out. A grid holds no reference to a market or book: a stale one can only be found by
-    the exact inputs it was built for, and it is right for them."""
+    the exact inputs it was built for, and it is right for them.
 
-    def __init__(self, max_nodes: int = 40_000_000) -> None:
-        if max_nodes < 0:
-            raise ValidationError("max_nodes", f"must be >= 0, got {max_nodes!r}")
+    Where a moneyness lattice grows it grows ``margin_nodes`` further than asked, so that the
+    next small spot move finds its nodes built (a 1% move shifts ln(S/K) by 0.01, about a
+    node near the strike of a bucket with σ√T = 0.15)."""
+
+    def __init__(self, max_nodes: int = 40_000_000, margin_nodes: int = 3) -> None:
+        if max_nodes < 0 or margin_nodes < 0:
+            raise ValidationError(
+                "max_nodes", f"must be >= 0, got {max_nodes!r} / {margin_nodes!r}"
+            )
         self.max_nodes = max_nodes
+        self.margin_nodes = margin_nodes
         self._grids: OrderedDict[GridKey, BucketGrid] = OrderedDict()
         self._nodes = 0
         self.hits = 0
@@ -511,6 +518,12 @@ def _ensure_grids(
     hull[cached, 1::2] = np.maximum(req[cached, 1::2], old[cached, 1::2])
     covered = cached & (hull == old).all(axis=1)
     todo = np.flatnonzero(~covered)
+    # Where the moneyness lattice must grow, it grows a few nodes further than asked, so the
+    # next small spot move finds them built.
+    grow_lo = ~covered & (~cached | (req[:, 0] < old[:, 0]))
+    grow_hi = ~covered & (~cached | (req[:, 1] > old[:, 1]))
+    hull[grow_lo, 0] -= cache.margin_nodes
+    hull[grow_hi, 1] += cache.margin_nodes
     # Boundaries of the vol rows the cached grids lack (all rows of a new grid).
     rows_b, rows_j = _rect_rows(hull[todo], old[todo])
     raw_new = _boundaries(
