@@ -43,7 +43,21 @@ bucket:
 * interpolation: the cubic through four nodes in each axis (Lagrange, exact for cubics: the
   error falls as the step to the fourth power); today's price uses the same grid (vm = 1 is
   a row), so a zero shock is a zero P&L; the price is floored at the intrinsic value;
-* calls without dividends (early exercise never optimal) carry no premium and no grid.
+* calls without dividends (early exercise never optimal) carry no premium and no grid;
+* **grids survive a price move** (:class:`GridCache`): a bucket's lattice scale and node
+  values depend on its call/put, expiry, rate, dividend yield, ATM vol and skew and on the
+  settings (steps, vol floor), not on the spot (nodes are in log-moneyness) nor on the
+  scenarios (they only decide how far the lattice runs). Grids are kept per bucket keyed by
+  exactly those inputs, by value: a spot move reuses a bucket's grid as it is, or extends
+  it by the lattice nodes (and vol rows, for a scenario set reaching further) it lacks,
+  pricing only those; the lattice grows a few nodes beyond the ask so the next small move
+  finds them. A vol move rebuilds: the vol axis is a multiplier of the smile, so a new ATM
+  vol or skew gives every node a new vol (vm · (atm - skew · m)) and the moneyness lattice
+  a new scale (3 · atm · √T); nothing of the old grid is a node of the new one. So do
+  rate, dividend and expiry changes (a roll). The old grid stays in the cache (a market
+  returning to the same inputs finds it) until the least recently used are dropped beyond
+  a node budget. The incremental engine owns one cache for its full and incremental
+  revaluations; a call without one builds its grids for itself.
 
 Measured against QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at every
 scenario's market (``benchmarks/revaluation_accuracy.py``, ``tests/engine/
@@ -63,7 +77,14 @@ stream's margin settings) chooses it.
 Determinism: a row depends only on its instrument, its underlying's market data and shocks,
 and each scenario's P&L on that scenario's own shocks (not on the other scenarios of the
 set), so revaluing one underlying's rows gives bit-for-bit what a full revaluation gives. The
-incremental engine relies on this.
+incremental engine relies on this. The cache keeps it: every node's value is a function of
+its bucket's inputs and its lattice point alone (the pricer prices each option on its own
+inputs, whatever batch it is in), so a grid reused or extended over any sequence of moves
+holds the bits a build in one go gives, and the kernel reads the exact rectangle a build
+without cache would have made (``tests/engine/test_grid_cache.py``, Hypothesis). One
+exception is handled, not assumed away: a bucket whose rectangle has a vol row without a
+single boundary prices all its nodes (no boundary anywhere), so a cached grid is reused or
+extended only where its rectangle, the extended one and the requested one agree on that.
 """
 
 from __future__ import annotations
