@@ -43,7 +43,21 @@ bucket:
 * interpolation: the cubic through four nodes in each axis (Lagrange, exact for cubics: the
   error falls as the step to the fourth power); today's price uses the same grid (vm = 1 is
   a row), so a zero shock is a zero P&L; the price is floored at the intrinsic value;
-* calls without dividends (early exercise never optimal) carry no premium and no grid.
+* calls without dividends (early exercise never optimal) carry no premium and no grid;
+* **grids survive a price move** (:class:`GridCache`): a bucket's lattice scale and node
+  values depend on its call/put, expiry, rate, dividend yield, ATM vol and skew and on the
+  settings (steps, vol floor), not on the spot (nodes are in log-moneyness) nor on the
+  scenarios (they only decide how far the lattice runs). Grids are kept per bucket keyed by
+  exactly those inputs, by value: a spot move reuses a bucket's grid as it is, or extends
+  it by the lattice nodes (and vol rows, for a scenario set reaching further) it lacks,
+  pricing only those; the lattice grows a few nodes beyond the ask so the next small move
+  finds them. A vol move rebuilds: the vol axis is a multiplier of the smile, so a new ATM
+  vol or skew gives every node a new vol (vm · (atm - skew · m)) and the moneyness lattice
+  a new scale (3 · atm · √T); nothing of the old grid is a node of the new one. So do
+  rate, dividend and expiry changes (a roll). The old grid stays in the cache (a market
+  returning to the same inputs finds it) until the least recently used are dropped beyond
+  a node budget. The incremental engine owns one cache for its full and incremental
+  revaluations; a call without one builds its grids for itself.
 
 Measured against QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at every
 scenario's market (``benchmarks/revaluation_accuracy.py``, ``tests/engine/
@@ -63,13 +77,21 @@ stream's margin settings) chooses it.
 Determinism: a row depends only on its instrument, its underlying's market data and shocks,
 and each scenario's P&L on that scenario's own shocks (not on the other scenarios of the
 set), so revaluing one underlying's rows gives bit-for-bit what a full revaluation gives. The
-incremental engine relies on this.
+incremental engine relies on this. The cache keeps it: every node's value is a function of
+its bucket's inputs and its lattice point alone (the pricer prices each option on its own
+inputs, whatever batch it is in), so a grid reused or extended over any sequence of moves
+holds the bits a build in one go gives, and the kernel reads the exact rectangle a build
+without cache would have made (``tests/engine/test_grid_cache.py``, Hypothesis). One
+exception is handled, not assumed away: a bucket whose rectangle has a vol row without a
+single boundary prices all its nodes (no boundary anywhere), so a cached grid is reused or
+extended only where its rectangle, the extended one and the requested one agree on that.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,12 +179,16 @@ def revalue(
     rows: IndexArray | None = None,
     out: Float32Array | None = None,
     timings: dict[str, float] | None = None,
+    cache: GridCache | None = None,
 ) -> Float32Array:
     """P&L per unit position of instruments ``rows`` (default all) under every scenario.
 
     ``spot_shock``/``vol_shock`` are U × S with rows in the market's underlying order.
     Returns float32 ``len(rows) × S`` (written into ``out`` when given). ``timings``, if
     given, receives the seconds spent on the premium grids and on the revaluation kernel.
+    ``cache`` keeps the premium grids for the next call (the incremental engine owns one);
+    without it they are built for this call alone. The result is the same to the bit
+    either way.
     """
     t0 = time.perf_counter()
     n_u, n_s = spot_shock.shape
@@ -178,8 +204,9 @@ def revalue(
     group_starts = np.append(group_starts, rows.size).astype(np.intp)
 
     use_grid = settings.method == "grid"
+    cache = GridCache(margin_nodes=0) if cache is None else cache  # this call's alone
     bucket, grids = (
-        _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings)
+        _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings, cache)
         if use_grid
         else (np.full(len(instruments), -1, np.int32), EepGrids.empty())
     )
@@ -276,9 +303,10 @@ def _eep_buckets(
     vol_shock: Float32Array,
     rows: IndexArray,
     settings: RevaluationSettings,
+    cache: GridCache,
 ) -> tuple[NDArray[np.int32], EepGrids]:
     """Assign American options of ``rows`` to (underlying, expiry, call/put) buckets and price
-    each bucket's premium grid with the pricing core.
+    each bucket's premium grid (from ``cache``, extended or built with the pricing core).
 
     A bucket's range covers every strike the whole instrument table has in it, so its grid
     (and every row priced on it) does not depend on which rows are being revalued."""
@@ -297,8 +325,8 @@ def _eep_buckets(
     if mine.size == 0:
         return bucket, EepGrids.empty()
     cand = np.flatnonzero(gridded & np.isin(u_all, np.unique(u_all[mine])))
-    keys = np.column_stack([u_all[cand], instruments.expiry_years[cand], instruments.kind[cand]])
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    ids = np.column_stack([u_all[cand], instruments.expiry_years[cand], instruments.kind[cand]])
+    uniq, inverse = np.unique(ids, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     ln_k = np.log(instruments.strike[cand])
     k_lo = np.full(uniq.shape[0], np.inf)
@@ -318,89 +346,387 @@ def _eep_buckets(
     shock_hi = np.maximum(spot_shock[b_u].max(axis=1), 0.0).astype(np.float64)
     m_lo = ln_s + np.log1p(shock_lo) - k_hi
     m_hi = ln_s + np.log1p(shock_hi) - k_lo
-    lv = settings.eep_log_vol_step
+    h, lv = settings.eep_moneyness_step, settings.eep_log_vol_step
     v_first, v_count = _vol_lattice(vol_shock, lv, np.unique(b_u))
-    nv_b = v_count[b_u]
-    row_offset = np.concatenate([[0], np.cumsum(nv_b)[:-1]]).astype(np.int64)
-    # Exercise boundary of every (bucket, vol row): set by the bucket, today's market and
-    # the row's vol multiplier alone.
-    r_idx = np.repeat(np.arange(n_b), nv_b)
-    r_vm = np.exp((v_first[b_u][r_idx] + np.arange(int(nv_b.sum())) - row_offset[r_idx]) * lv)
-    r_u = b_u[r_idx]
-    bd = _boundaries(
-        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
-        market.atm_vol[r_u], market.skew[r_u], r_vm, settings.vol_floor,
-    )  # fmt: skip
-    bad = np.zeros(n_b, dtype=np.bool_)
-    np.logical_or.at(bad, r_idx, ~np.isfinite(bd))
-    side = np.where(bad, 0.0, np.where(b_call, -1.0, 1.0))
-    bd = np.where(bad[r_idx], 0.0, bd)
     # The lattice step comes from the bucket and today's market alone (the premium varies on
     # the scale of the total vol σ√T); the scenarios only decide how far the lattice runs.
     scale = np.maximum(_SCALE_TOTAL_VOLS * market.atm_vol[b_u] * np.sqrt(b_t), _MIN_SCALE)
-    h = settings.eep_moneyness_step
     m_first = np.floor(np.arcsinh(m_lo / scale) / h).astype(np.int64) - 1
     m_last = np.floor(np.arcsinh(m_hi / scale) / h).astype(np.int64) + 2
     m_count = m_last - m_first + 1
+    nv_b = v_count[b_u]
+    j_first = v_first[b_u]
+    inputs = _BucketInputs(
+        call=b_call, t=b_t, r=market.rate[b_u], q=market.dividend_yield[b_u],
+        atm=market.atm_vol[b_u], skew=market.skew[b_u], scale=scale,
+    )  # fmt: skip
+    have = _ensure_grids(
+        cache, inputs.keys(settings), inputs, m_first, m_count, j_first, nv_b, settings
+    )
+    # The grids of exactly the lattice this call asks for, cut out of the cached ones (each
+    # node's value is its own: cutting leaves the bits as a build of this range gives them).
     per_bucket = m_count * nv_b
     offset = np.concatenate([[0], np.cumsum(per_bucket)[:-1]]).astype(np.int64)
-    # One row per node: bucket, moneyness node, vol row (bucket-major, then m, then vm).
+    row_offset = np.concatenate([[0], np.cumsum(nv_b)[:-1]]).astype(np.int64)
+    values, bd, side = [], [], np.empty(n_b)
+    for b, g in enumerate(have):
+        i = int(m_first[b]) - g.i0
+        j = int(j_first[b]) - g.j0
+        values.append(g.values[i : i + int(m_count[b]), j : j + int(nv_b[b])].ravel())
+        bd.append(g.boundary[j : j + int(nv_b[b])])
+        side[b] = g.side
+    grids = EepGrids(
+        scale, h, m_first, m_count, offset, lv, v_first, v_count, np.concatenate(values),
+        side, row_offset, np.concatenate(bd),
+    )  # fmt: skip
+    return bucket, grids
+
+
+@dataclass(frozen=True, slots=True)
+class _BucketInputs:
+    """Everything a bucket's premium grid depends on, per bucket (arrays of length B): the
+    option (call/put, expiry in years), its underlying's rate, dividend yield, ATM vol and
+    skew, and the lattice scale (a function of ATM vol and expiry)."""
+
+    call: NDArray[np.bool_]
+    t: FloatArray
+    r: FloatArray
+    q: FloatArray
+    atm: FloatArray
+    skew: FloatArray
+    scale: FloatArray
+
+    def keys(self, settings: RevaluationSettings) -> list[GridKey]:
+        """The cache key of every bucket: its inputs by value (never the underlying's
+        identity or spot), with the settings that shape a grid."""
+        extra = (settings.eep_moneyness_step, settings.eep_log_vol_step, settings.vol_floor)
+        return [
+            (c, t, r, q, a, s, *extra)
+            for c, t, r, q, a, s in zip(
+                self.call.tolist(), self.t.tolist(), self.r.tolist(), self.q.tolist(),
+                self.atm.tolist(), self.skew.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+
+    def take(self, idx: IndexArray) -> _BucketInputs:
+        return _BucketInputs(*(getattr(self, f)[idx] for f in self.__slots__))
+
+
+GridKey = tuple[bool, float, float, float, float, float, float, float, float]
+"""(call, expiry years, rate, dividend yield, ATM vol, skew, moneyness step, log-vol step,
+vol floor): exactly what a bucket's premium grid depends on."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketGrid:
+    """One bucket's premium grid on the lattice rectangle starting at moneyness node ``i0``
+    and vol row ``j0``: ``values[i, j]`` (per unit strike) at ``m = scale · sinh((i0 + i) ·
+    h)``, ``ln vm = (j0 + j) · lv``. Per vol row: the exercise boundary as solved
+    (``raw_boundary``, NaN where the row has none), and what :func:`_extend_rows` needs to
+    continue the premium across it on nodes added later (``f_star``, ``slope``, ``pts_d``,
+    ``pts_f``). ``side`` is +1 (put) / -1 (call), 0 when a row of the rectangle has no
+    single boundary (then every node is priced and ``boundary`` is 0)."""
+
+    i0: int
+    j0: int
+    values: FloatArray
+    raw_boundary: FloatArray
+    side: float
+    f_star: FloatArray
+    slope: FloatArray
+    pts_d: FloatArray
+    pts_f: FloatArray
+
+    @property
+    def boundary(self) -> FloatArray:
+        return np.zeros_like(self.raw_boundary) if self.side == 0.0 else self.raw_boundary
+
+    @property
+    def nodes(self) -> int:
+        return int(self.values.size)
+
+
+class GridCache:
+    """Premium grids kept between revaluations, per bucket, keyed by exactly the inputs
+    they depend on (:data:`GridKey`, by value): a spot move reuses a bucket's grid as it is
+    (its nodes are in log-moneyness, so only how far the lattice runs depends on the spot),
+    or extends it by the lattice nodes and vol rows it lacks; any change of a key's input
+    (ATM vol, skew, rate, dividend, expiry) is a different key and a new grid. Least
+    recently used grids are dropped beyond ``max_nodes`` nodes (8 bytes each, plus a few
+    per vol row), so grids of expired or delisted series, or of a market long gone, age
+    out. A grid holds no reference to a market or book: a stale one can only be found by
+    the exact inputs it was built for, and it is right for them.
+
+    Where a moneyness lattice grows it grows ``margin_nodes`` further than asked, so that the
+    next small spot move finds its nodes built (a 1% move shifts ln(S/K) by 0.01, about a
+    node near the strike of a bucket with σ√T = 0.15)."""
+
+    def __init__(self, max_nodes: int = 40_000_000, margin_nodes: int = 3) -> None:
+        if max_nodes < 0 or margin_nodes < 0:
+            raise ValidationError(
+                "max_nodes", f"must be >= 0, got {max_nodes!r} / {margin_nodes!r}"
+            )
+        self.max_nodes = max_nodes
+        self.margin_nodes = margin_nodes
+        self._grids: OrderedDict[GridKey, BucketGrid] = OrderedDict()
+        self._nodes = 0
+        self.hits = 0
+        self.extended = 0
+        self.built = 0
+
+    def __len__(self) -> int:
+        return len(self._grids)
+
+    @property
+    def nodes(self) -> int:
+        return self._nodes
+
+    def get(self, key: GridKey) -> BucketGrid | None:
+        grid = self._grids.get(key)
+        if grid is not None:
+            self._grids.move_to_end(key)
+        return grid
+
+    def put(self, key: GridKey, grid: BucketGrid) -> None:
+        old = self._grids.pop(key, None)
+        if old is not None:
+            self._nodes -= old.nodes
+        self._grids[key] = grid
+        self._nodes += grid.nodes
+        while self._nodes > self.max_nodes and len(self._grids) > 1:
+            _, dropped = self._grids.popitem(last=False)
+            self._nodes -= dropped.nodes
+
+    def clear(self) -> None:
+        self._grids.clear()
+        self._nodes = 0
+
+
+def _ensure_grids(
+    cache: GridCache,
+    keys: list[GridKey],
+    inputs: _BucketInputs,
+    m_first: NDArray[np.int64],
+    m_count: NDArray[np.int64],
+    j_first: NDArray[np.int64],
+    j_count: NDArray[np.int64],
+    settings: RevaluationSettings,
+) -> list[BucketGrid]:
+    """Each bucket's grid covering its requested lattice rectangle (moneyness nodes
+    ``m_first .. + m_count``, vol rows ``j_first .. + j_count``), from the cache where it
+    holds one, extended by the missing nodes only, or built; the cache is updated.
+
+    A node's value depends on its bucket's inputs, its lattice point and the bucket's side
+    alone (the pricer prices every option on its own inputs: the batch around it changes
+    no bit), so a grid extended by any sequence of moves equals, node for node, one built
+    in one go. The side is the one exception: a rectangle with a vol row without a single
+    boundary prices all its nodes (side 0). A cached grid is therefore extended only where
+    its side, the extended rectangle's and the requested one's agree; otherwise the
+    requested rectangle is built afresh (in practice: never, with positive rates)."""
+    n_b = len(keys)
+    h, lv = settings.eep_moneyness_step, settings.eep_log_vol_step
+    have: list[BucketGrid | None] = [cache.get(k) for k in keys]
+    req = np.column_stack([m_first, m_first + m_count - 1, j_first, j_first + j_count - 1])
+    old = np.zeros((n_b, 4), dtype=np.int64)
+    old[:, 1] = old[:, 3] = -1  # an empty rectangle
+    for b, g in enumerate(have):
+        if g is not None:
+            n_i, n_j = g.values.shape
+            old[b] = (g.i0, g.i0 + n_i - 1, g.j0, g.j0 + n_j - 1)
+    cached = old[:, 1] >= old[:, 0]
+    hull = req.copy()
+    hull[cached, 0::2] = np.minimum(req[cached, 0::2], old[cached, 0::2])
+    hull[cached, 1::2] = np.maximum(req[cached, 1::2], old[cached, 1::2])
+    covered = cached & (hull == old).all(axis=1)
+    todo = np.flatnonzero(~covered)
+    # Where the moneyness lattice must grow, it grows a few nodes further than asked, so the
+    # next small spot move finds them built.
+    grow_lo = ~covered & (~cached | (req[:, 0] < old[:, 0]))
+    grow_hi = ~covered & (~cached | (req[:, 1] > old[:, 1]))
+    hull[grow_lo, 0] -= cache.margin_nodes
+    hull[grow_hi, 1] += cache.margin_nodes
+    # Boundaries of the vol rows the cached grids lack (all rows of a new grid).
+    rows_b, rows_j = _rect_rows(hull[todo], old[todo])
+    raw_new = _boundaries(
+        inputs.call[todo][rows_b], inputs.t[todo][rows_b], inputs.r[todo][rows_b],
+        inputs.q[todo][rows_b], inputs.atm[todo][rows_b], inputs.skew[todo][rows_b],
+        np.exp(rows_j * lv), settings.vol_floor,
+    )  # fmt: skip
+    raw_hull = np.split(raw_new, np.cumsum(np.bincount(rows_b, minlength=todo.size))[:-1])
+    for k, b in enumerate(todo.tolist()):
+        g = have[b]
+        lo = hull[b, 2]
+        if g is not None:  # the hull's rows: the cached ones and the new ones around them
+            n_lo = g.j0 - lo
+            raw_hull[k] = np.concatenate([raw_hull[k][:n_lo], g.raw_boundary, raw_hull[k][n_lo:]])
+    # Reuse (as it is or extended) only where the sides agree; otherwise build afresh.
+    for k, b in enumerate(todo.tolist()):
+        g = have[b]
+        if g is None:
+            continue
+        req_raw = raw_hull[k][req[b, 2] - hull[b, 2] : req[b, 3] - hull[b, 2] + 1]
+        bad_old = not np.isfinite(g.raw_boundary).all()
+        if not (
+            bad_old == (not np.isfinite(raw_hull[k]).all()) == (not np.isfinite(req_raw).all())
+        ):
+            have[b] = None
+            hull[b] = req[b]
+            old[b] = (0, -1, 0, -1)
+            raw_hull[k] = req_raw
+    for b in np.flatnonzero(covered).tolist():
+        g = have[b]
+        assert g is not None
+        lo = req[b, 2] - g.j0
+        req_raw = g.raw_boundary[lo : lo + int(j_count[b])]
+        if (g.side == 0.0) != (not np.isfinite(req_raw).all()):
+            # the rare side mismatch: build the requested rectangle afresh (below)
+            have[b] = None
+            hull[b] = req[b]
+            old[b] = (0, -1, 0, -1)
+            todo = np.append(todo, b)
+            raw_hull.append(req_raw)
+    cache.hits += n_b - todo.size
+    if todo.size:
+        built = _build_grids(
+            inputs.take(todo), hull[todo], old[todo], [have[b] for b in todo.tolist()],
+            raw_hull, h, lv, settings.vol_floor,
+        )  # fmt: skip
+        for b, g in zip(todo.tolist(), built, strict=True):
+            cache.extended += have[b] is not None
+            cache.built += have[b] is None
+            have[b] = g
+            cache.put(keys[b], g)
+    return [g for g in have if g is not None]
+
+
+def _rect_rows(
+    hull: NDArray[np.int64], old: NDArray[np.int64]
+) -> tuple[IndexArray, NDArray[np.int64]]:
+    """The vol rows (bucket position, row index j) of each ``hull`` rectangle outside the
+    ``old`` one's rows, bucket-major, ascending."""
+    n_j = hull[:, 3] - hull[:, 2] + 1
+    rb = np.repeat(np.arange(hull.shape[0]), n_j)
+    j = hull[rb, 2] + np.arange(int(n_j.sum())) - np.repeat(np.cumsum(n_j) - n_j, n_j)
+    new = (j < old[rb, 2]) | (j > old[rb, 3])
+    return rb[new].astype(np.intp), j[new]
+
+
+def _build_grids(
+    inputs: _BucketInputs,
+    hull: NDArray[np.int64],
+    old: NDArray[np.int64],
+    have: list[BucketGrid | None],
+    raw: list[FloatArray],
+    h: float,
+    lv: float,
+    vol_floor: float,
+) -> list[BucketGrid]:
+    """Grids on rectangles ``hull`` (rows: i first, i last, j first, j last), each pricing
+    only the nodes and vol rows outside its ``old`` rectangle (taken from ``have``); ``raw``
+    holds every hull row's solved boundary. All the new nodes (and the boundary extensions'
+    points of the new rows) are priced in one batch."""
+    n_b = hull.shape[0]
+    n_i = hull[:, 1] - hull[:, 0] + 1
+    n_j = hull[:, 3] - hull[:, 2] + 1
+    raw_all = np.concatenate(raw)
+    row_offset = np.concatenate([[0], np.cumsum(n_j)[:-1]]).astype(np.int64)
+    r_idx = np.repeat(np.arange(n_b), n_j)
+    r_j = hull[r_idx, 2] + np.arange(r_idx.size) - row_offset[r_idx]
+    r_vm = np.exp(r_j * lv)
+    bad = np.zeros(n_b, dtype=np.bool_)
+    np.logical_or.at(bad, r_idx, ~np.isfinite(raw_all))
+    side = np.where(bad, 0.0, np.where(inputs.call, -1.0, 1.0))
+    bd = np.where(bad[r_idx], 0.0, raw_all)
+    scale = inputs.scale
+    per_bucket = n_i * n_j
+    offset = np.concatenate([[0], np.cumsum(per_bucket)[:-1]]).astype(np.int64)
+    # One entry per node: bucket, moneyness node, vol row (bucket-major, then m, then vm).
     b_idx = np.repeat(np.arange(n_b), per_bucket)
     local = np.arange(int(per_bucket.sum())) - offset[b_idx]
-    nv = nv_b[b_idx]
-    i_node = m_first[b_idx] + local // nv
+    nv = n_j[b_idx]
+    i_node = hull[b_idx, 0] + local // nv
+    j_node = hull[b_idx, 2] + local % nv
     row = row_offset[b_idx] + local % nv
-    vm = r_vm[row]
+    fresh = (i_node < old[b_idx, 0]) | (i_node > old[b_idx, 1])
+    fresh |= (j_node < old[b_idx, 2]) | (j_node > old[b_idx, 3])
     m = scale[b_idx] * np.sinh(i_node * h)
-    # The extension's two continuation nodes per row (_extend_rows), priced whether or not
-    # the lattice reaches them, so that it does not depend on how far the scenarios
-    # stretched the lattice.
-    r_side = side[r_idx]
-    c_r = scale[r_idx]
-    y_star = np.arcsinh(bd / c_r) / h
+    # The extension's two continuation nodes of every new row (_extend_rows), priced
+    # whether or not the lattice reaches them, so that it does not depend on how far the
+    # scenarios stretched the lattice.
+    new_row = (r_j < old[r_idx, 2]) | (r_j > old[r_idx, 3])
+    nr = np.flatnonzero(new_row & (side[r_idx] != 0.0))
+    r_side, c_r, bd_n = side[r_idx[nr]], scale[r_idx[nr]], bd[nr]
+    y_star = np.arcsinh(bd_n / c_r) / h
     start = np.where(r_side > 0, np.floor(y_star), np.ceil(y_star))
     cand = start[:, None] + r_side[:, None] * np.arange(4)[None, :]
     cand_m = c_r[:, None] * np.sinh(cand * h)
-    dist = r_side[:, None] * (cand_m - bd[:, None])
+    dist = r_side[:, None] * (cand_m - bd_n[:, None])
     ok = dist >= 0.5 * h * c_r[:, None] * np.cosh(cand * h)
     two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
     pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
-    pts_d = np.take_along_axis(dist, two, axis=1)
-    pts_row = np.repeat(np.arange(r_idx.size), 2)
-    # Nodes beyond their row's boundary are not priced: _extend_rows fills them. The
-    # lattice's nodes and the extension's are priced in one batch.
-    pick = np.flatnonzero((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0))
+    pts_row = np.repeat(nr, 2)
+    # Nodes beyond their row's boundary are not priced: _extend_rows fills them. The new
+    # lattice nodes and the extensions' points are priced in one batch.
+    pick = np.flatnonzero(fresh & ((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0)))
     p_bucket = np.concatenate([b_idx[pick], r_idx[pts_row]])
     p_m = np.concatenate([m[pick], pts_m])
-    p_u = b_u[p_bucket]
     batch = OptionBatch.of(
-        is_call=b_call[p_bucket],
+        is_call=inputs.call[p_bucket],
         is_american=True,
         spot=np.exp(p_m),
         strike=1.0,
-        expiry_years=b_t[p_bucket],
-        rate=market.rate[p_u],
-        dividend_yield=market.dividend_yield[p_u],
+        expiry_years=inputs.t[p_bucket],
+        rate=inputs.r[p_bucket],
+        dividend_yield=inputs.q[p_bucket],
         vol=_smile_vols(
-            market.atm_vol[p_u], market.skew[p_u],
-            np.concatenate([vm[pick], r_vm[pts_row]]), p_m, settings.vol_floor,
+            inputs.atm[p_bucket], inputs.skew[p_bucket],
+            np.concatenate([r_vm[row[pick]], r_vm[pts_row]]), p_m, vol_floor,
         ),
     )  # fmt: skip
     premium = np.maximum(price_american(batch) - european_price(batch), 0.0)
     eep = np.zeros(m.size)
     eep[pick] = premium[: pick.size]
-    pts_f = premium[pick.size :].reshape(-1, 2)
-    f0, s0 = _boundary_premium(
-        b_call[r_idx], b_t[r_idx], market.rate[r_u], market.dividend_yield[r_u],
-        market.atm_vol[r_u], market.skew[r_u], r_vm, bd, settings.vol_floor,
+    f0, s0 = np.zeros(r_idx.size), np.zeros(r_idx.size)
+    pts_d, pts_f = np.zeros((r_idx.size, 2)), np.zeros((r_idx.size, 2))
+    pts_d[nr] = np.take_along_axis(dist, two, axis=1)
+    pts_f[nr] = premium[pick.size :].reshape(-1, 2)
+    rb = r_idx[nr]
+    f0[nr], s0[nr] = _boundary_premium(
+        inputs.call[rb], inputs.t[rb], inputs.r[rb], inputs.q[rb], inputs.atm[rb],
+        inputs.skew[rb], r_vm[nr], bd_n, vol_floor,
     )  # fmt: skip
-    _extend_rows(eep, r_idx, row_offset, offset, m_first, m_count, nv_b, scale, h, side, bd,
+    # The cached part: its nodes and its rows' extension data, as they were.
+    for b, g in enumerate(have):
+        if g is None:
+            continue
+        block = eep[offset[b] : offset[b] + per_bucket[b]].reshape(int(n_i[b]), int(n_j[b]))
+        i, j = g.i0 - hull[b, 0], g.j0 - hull[b, 2]
+        gi, gj = g.values.shape
+        block[i : i + gi, j : j + gj] = g.values
+        rows = slice(row_offset[b] + j, row_offset[b] + j + gj)
+        f0[rows], s0[rows], pts_d[rows], pts_f[rows] = g.f_star, g.slope, g.pts_d, g.pts_f
+    # Rewrites the cached nodes beyond the boundary too, with the values they hold (the
+    # same function of the same row data).
+    i_first = np.ascontiguousarray(hull[:, 0])
+    _extend_rows(eep, r_idx, row_offset, offset, i_first, n_i, n_j, scale, h, side, bd,
                  f0, s0, pts_d, pts_f)  # fmt: skip
-    grids = EepGrids(
-        scale, h, m_first, m_count, offset, lv, v_first, v_count, eep,
-        side, row_offset, bd,
-    )  # fmt: skip
-    return bucket, grids
+    out = []
+    for b in range(n_b):
+        rows = slice(row_offset[b], row_offset[b] + n_j[b])
+        out.append(
+            BucketGrid(
+                i0=int(hull[b, 0]),
+                j0=int(hull[b, 2]),
+                values=eep[offset[b] : offset[b] + per_bucket[b]].reshape(int(n_i[b]), -1).copy(),
+                raw_boundary=raw_all[rows].copy(),
+                side=float(side[b]),
+                f_star=f0[rows].copy(),
+                slope=s0[rows].copy(),
+                pts_d=pts_d[rows].copy(),
+                pts_f=pts_f[rows].copy(),
+            )
+        )
+    return out
 
 
 @njit(cache=True)

@@ -37,7 +37,7 @@ from marginflow.core.batch import FloatArray
 from marginflow.core.book import Book, Instruments, Market, Positions
 from marginflow.core.errors import ValidationError
 from marginflow.engine.aggregate import account_pnl, add_scaled_row
-from marginflow.engine.revaluation import RevaluationSettings, deltas, revalue
+from marginflow.engine.revaluation import GridCache, RevaluationSettings, deltas, revalue
 from marginflow.margin.addons import concentration_addon, liquidation_days
 from marginflow.margin.base import (
     AccountMargin,
@@ -90,6 +90,10 @@ class MarginEngine:
         self._und_index = book.underlyings.index()
         self._index_underlyings()
         self._expired = book.instruments.expired()
+        # The premium grids kept between revaluations (keyed by their inputs' values, so a
+        # move reuses them only where they are still right): the full build fills it, a
+        # spot move reuses or extends them, a vol move or a roll builds new ones.
+        self.grids = GridCache()
 
         with self._timed("revaluation"):
             self.matrix = revalue(
@@ -99,6 +103,7 @@ class MarginEngine:
                 vol_shock=self._vol_shock,
                 settings=revaluation,
                 timings=self.timings,
+                cache=self.grids,
             )
         with self._timed("aggregation"):
             self.pnl = account_pnl(book.positions.matrix, self.matrix)
@@ -281,6 +286,7 @@ class MarginEngine:
             settings=self.revaluation,
             rows=rows,
             timings=self.timings,  # the premium grids' and the kernel's share, for profiling
+            cache=self.grids,
         )
         new_rows[self._expired[rows]] = 0.0  # an expired series is worth nothing more
         affected = sorted(set().union(*(self._holders.get(int(j), set()) for j in rows)))
@@ -393,6 +399,7 @@ class MarginEngine:
             spot_shock=self._spot_shock,
             vol_shock=self._vol_shock,
             settings=self.revaluation,
+            cache=self.grids,
         )
         self.matrix[self._expired] = 0.0
         self._delta = deltas(ins, market, self.revaluation.vol_floor)
