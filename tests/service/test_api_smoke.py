@@ -71,3 +71,19 @@ def test_a_retried_proposal_is_one_proposal_and_one_audit_entry(service: Service
         e for e in audit.entries(action="parameters.proposed") if e.subject == first.json()["id"]
     ]
     assert len(entries) == 1
+
+
+def test_a_margin_says_which_market_its_batch_covered(service: Service) -> None:
+    # an auditor can tell which market a margin reflects: the market-topic offsets its
+    # micro-batch read (market_from .. market_offset) and the ticks it coalesced into moves
+    items = (
+        service.client("ops")
+        .get("/api/v1/margins", params={"limit": 1000, "newest_first": True})
+        .json()["items"]
+    )
+    covered = [m for m in items if m["market_from"] is not None]
+    assert covered, "no streamed margin carries its batch's market range"
+    for m in covered:
+        assert 0 <= m["market_from"] <= m["market_offset"] + 1
+        assert m["market_ticks"] >= 0
+        assert 0 <= m["market_moves"] <= m["market_ticks"]

@@ -60,6 +60,17 @@ class Margin(BaseModel):
     event_time_ns: int
     position_version: int
     market_offset: int
+    market_from: int | None = Field(
+        None,
+        description="first market-topic offset the computing micro-batch read (it covered "
+        "market_from .. market_offset; equal when it read none); null before this was kept",
+    )
+    market_ticks: int | None = Field(
+        None, description="price and vol ticks that batch accepted (coalesced per underlying)"
+    )
+    market_moves: int | None = Field(
+        None, description="underlyings that batch moved in the engine (the ticks coalesced)"
+    )
     settings: str
     book_load: str
 
@@ -80,6 +91,9 @@ class Margin(BaseModel):
             event_time_ns=m.event_time,
             position_version=m.position_version,
             market_offset=m.market_offset,
+            market_from=m.market_from,
+            market_ticks=m.market_ticks,
+            market_moves=m.market_moves,
             settings=m.settings,
             book_load=m.book_load,
         )
