@@ -102,6 +102,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.core.errors import ValidationError
+from marginflow.core.limits import MONEYNESS_MAX
 from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
 from marginflow.pricing.american import american_price, exercise_log_moneyness
 from marginflow.pricing.black_scholes import european_price
@@ -502,6 +503,10 @@ class GridCache:
         self._nodes = 0
 
 
+_LN_MONEYNESS = math.log(MONEYNESS_MAX) - 1e-9
+"""Largest |ln(S/K)| a premium node is priced at (inside the pricer's range)."""
+
+
 def _ensure_grids(
     cache: GridCache,
     keys: list[GridKey],
@@ -669,7 +674,10 @@ def _build_grids(
     # lattice nodes and the extensions' points are priced in one batch.
     pick = np.flatnonzero(fresh & ((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0)))
     p_bucket = np.concatenate([b_idx[pick], r_idx[pts_row]])
-    p_m = np.concatenate([m[pick], pts_m])
+    # A long expiry (a market dated decades before its series) stretches the lattice past
+    # the spot/strike range the pricer resolves; such a node takes the premium at the edge
+    # of that range, where a put or call is already worthless or exercised.
+    p_m = np.clip(np.concatenate([m[pick], pts_m]), -_LN_MONEYNESS, _LN_MONEYNESS)
     batch = OptionBatch.of(
         is_call=inputs.call[p_bucket],
         is_american=True,
