@@ -118,9 +118,21 @@ def price_american(batch: OptionBatch) -> FloatArray:
     return american_price(batch)
 
 
+RevaluationMethod = Literal["grid", "exact"]
+METHODS: tuple[RevaluationMethod, ...] = ("grid", "exact")
+
+
+def revaluation_method(name: str) -> RevaluationMethod:
+    """``name`` as a revaluation method, or a ValidationError naming the choices."""
+    for method in METHODS:
+        if name == method:
+            return method
+    raise ValidationError("method", f"must be 'grid' or 'exact', got {name!r:.80}")
+
+
 @dataclass(frozen=True, slots=True)
 class RevaluationSettings:
-    method: Literal["grid", "exact"] = "grid"
+    method: RevaluationMethod = "grid"
     eep_moneyness_step: float = 0.025
     """Premium grid step h in asinh(ln(S/K) / 3σ√T): about 3h · σ√T near the strike."""
     eep_log_vol_step: float = 0.1
@@ -128,8 +140,7 @@ class RevaluationSettings:
     vol_floor: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.method not in ("grid", "exact"):
-            raise ValidationError("method", f"must be 'grid' or 'exact', got {self.method!r}")
+        revaluation_method(self.method)
         for name in ("eep_moneyness_step", "eep_log_vol_step"):
             step = getattr(self, name)
             if not (math.isfinite(step) and 0.0 < step <= 1.0):

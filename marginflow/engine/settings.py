@@ -22,7 +22,7 @@ from typing import Any, Literal
 from marginflow.core.book import Book
 from marginflow.core.errors import ConfigurationError, ValidationError
 from marginflow.core.fingerprint import fingerprint
-from marginflow.engine.revaluation import RevaluationSettings
+from marginflow.engine.revaluation import METHODS, RevaluationSettings, revaluation_method
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.models import parse_params
@@ -95,7 +95,7 @@ class MarginSettings:
         check_setting_types(self)
         if self.source not in ("fhs", "mc"):
             raise ConfigurationError(f"source must be fhs or mc, got {self.source!r}")
-        if self.revaluation not in ("grid", "exact"):
+        if self.revaluation not in METHODS:
             raise ConfigurationError(
                 f"revaluation must be grid or exact, got {self.revaluation!r:.80}"
             )
@@ -136,7 +136,7 @@ class MarginSettings:
 
     def revaluation_settings(self) -> RevaluationSettings:
         """How the engine revalues instruments under these settings."""
-        return RevaluationSettings(method=self.revaluation)  # type: ignore[arg-type]
+        return RevaluationSettings(method=revaluation_method(self.revaluation))
 
     def scenario_spec(self) -> ScenarioSpec:
         """The generated scenario set these settings describe."""

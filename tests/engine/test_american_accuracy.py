@@ -14,7 +14,7 @@ import pytest
 
 from marginflow.core.batch import OptionBatch
 from marginflow.core.book import InstrumentKind, Instruments, Market
-from marginflow.engine.revaluation import RevaluationSettings, revalue
+from marginflow.engine.revaluation import METHODS, RevaluationSettings, revalue
 from tests.pricing.test_american_quantlib import quantlib_prices
 
 VALUATION = dt.date(2018, 12, 31)
@@ -134,8 +134,8 @@ def test_a_margin_does_not_depend_on_scenarios_that_do_not_drive_it() -> None:
         np.array([[0.20, -0.45, -0.27, 0.0]], np.float32),
         np.array([[-0.30, 1.20, 2.0, -0.4]], np.float32),
     )
-    for method in ("grid", "exact"):
-        settings = RevaluationSettings(method=method)  # type: ignore[arg-type]
+    for method in METHODS:
+        settings = RevaluationSettings(method=method)
         one = revalue(instruments=inst, market=market, spot_shock=alone[0],
                       vol_shock=alone[1], settings=settings)  # fmt: skip
         four = revalue(instruments=inst, market=market, spot_shock=many[0],
