@@ -19,6 +19,7 @@ RANK = {
     "engine": 4,
     "io": 4,
     "store": 5,
+    "backtest": 5,  # margin over history against realised P&L: over engine, under app
     "stream": 6,
     "app": 7,
     "service": 8,
