@@ -103,8 +103,9 @@ from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.core.errors import ValidationError
 from marginflow.core.limits import MONEYNESS_MAX
+from marginflow.pricing.american import _fast_log as fast_log  # vectorisable ln, 3e-13
 from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
-from marginflow.pricing.american import american_price, exercise_log_moneyness
+from marginflow.pricing.american import american_price, early_exercise_premium, premium_rows
 from marginflow.pricing.black_scholes import european_price
 from marginflow.pricing.greeks import greeks
 
@@ -223,6 +224,7 @@ def revalue(
         else (np.full(len(instruments), -1, np.int32), EepGrids.empty())
     )
     t1 = time.perf_counter()
+    holes = np.zeros(max(group_starts.size - 1, 1), dtype=np.int8)
     _revalue_kernel(
         sorted_rows,
         order.astype(np.intp),
@@ -254,7 +256,10 @@ def revalue(
         grids.row_offset,
         grids.boundary,
         out,
+        holes,
     )
+    if holes.any():  # a bug, never a silent wrong number
+        raise RuntimeError("revaluation read a premium-grid node that was never priced")
     if not use_grid:
         _exact_american(instruments, market, spot_shock, vol_shock, rows, settings, out)
     if timings is not None:
@@ -317,10 +322,11 @@ def _eep_buckets(
     settings: RevaluationSettings,
     cache: GridCache,
 ) -> tuple[NDArray[np.int32], EepGrids]:
-    """Assign American options of ``rows`` to (underlying, expiry, call/put) buckets and price
-    each bucket's premium grid (from ``cache``, extended or built with the pricing core).
+    """Assign American options of ``rows`` to (underlying, expiry, call/put) buckets and
+    make sure each bucket's premium grid holds every node its points need (from ``cache``,
+    the missing nodes priced with the pricing core).
 
-    A bucket's range covers every strike the whole instrument table has in it, so its grid
+    A bucket's needs cover every strike the whole instrument table has in it, so its grid
     (and every row priced on it) does not depend on which rows are being revalued."""
     bucket = np.full(len(instruments), -1, np.int32)
     u_all = instruments.underlying
@@ -351,93 +357,54 @@ def _eep_buckets(
     uniq, k_lo, k_hi = uniq[used], k_lo[used], k_hi[used]
     b_u = uniq[:, 0].astype(np.intp)
     b_t, b_call = uniq[:, 1], uniq[:, 2] == InstrumentKind.CALL
-    n_b = uniq.shape[0]
-
-    ln_s = np.log(market.spot[b_u])
-    shock_lo = np.minimum(spot_shock[b_u].min(axis=1), 0.0).astype(np.float64)
-    shock_hi = np.maximum(spot_shock[b_u].max(axis=1), 0.0).astype(np.float64)
-    m_lo = ln_s + np.log1p(shock_lo) - k_hi
-    m_hi = ln_s + np.log1p(shock_hi) - k_lo
     h, lv = settings.eep_moneyness_step, settings.eep_log_vol_step
-    v_first, v_count = _vol_lattice(vol_shock, lv, np.unique(b_u))
-    # The lattice step comes from the bucket and today's market alone (the premium varies on
-    # the scale of the total vol σ√T); the scenarios only decide how far the lattice runs.
-    scale = np.maximum(_SCALE_TOTAL_VOLS * market.atm_vol[b_u] * np.sqrt(b_t), _MIN_SCALE)
-    m_first = np.floor(np.arcsinh(m_lo / scale) / h).astype(np.int64) - 1
-    m_last = np.floor(np.arcsinh(m_hi / scale) / h).astype(np.int64) + 2
-    m_count = m_last - m_first + 1
-    nv_b = v_count[b_u]
-    j_first = v_first[b_u]
-    inputs = _BucketInputs(
-        call=b_call, t=b_t, r=market.rate[b_u], q=market.dividend_yield[b_u],
-        atm=market.atm_vol[b_u], skew=market.skew[b_u], scale=scale,
+    scale = _lattice_scale(market.atm_vol[b_u], b_t)
+    # Where each bucket's points fall on its lattice: per vol row, the moneyness nodes the
+    # cubics of those points read.
+    unders, u_pos = np.unique(b_u, return_inverse=True)
+    bins = _scenario_bins(spot_shock, vol_shock, unders.astype(np.int64), lv)
+    args = (
+        u_pos.astype(np.int64), np.log(market.spot[b_u]), k_lo, k_hi, market.atm_vol[b_u],
+        market.skew[b_u], scale, h, lv, settings.vol_floor, *bins,
     )  # fmt: skip
-    have = _ensure_grids(
-        cache, inputs.keys(settings), inputs, m_first, m_count, j_first, nv_b, settings
-    )
-    # The grids of exactly the lattice this call asks for, cut out of the cached ones (each
-    # node's value is its own: cutting leaves the bits as a build of this range gives them).
-    per_bucket = m_count * nv_b
-    offset = np.concatenate([[0], np.cumsum(per_bucket)[:-1]]).astype(np.int64)
-    row_offset = np.concatenate([[0], np.cumsum(nv_b)[:-1]]).astype(np.int64)
-    values, bd, side = [], [], np.empty(n_b)
-    for b, g in enumerate(have):
-        i = int(m_first[b]) - g.i0
-        j = int(j_first[b]) - g.j0
-        values.append(g.values[i : i + int(m_count[b]), j : j + int(nv_b[b])].ravel())
-        bd.append(g.boundary[j : j + int(nv_b[b])])
-        side[b] = g.side
-    grids = EepGrids(
-        scale, h, m_first, m_count, offset, lv, v_first, v_count, np.concatenate(values),
-        side, row_offset, np.concatenate(bd),
+    tight = _needed_nodes(*args, 0)
+    wide = _needed_nodes(*args, cache.margin_nodes) if cache.margin_nodes else tight
+    keys = [
+        (c, t, r, q, s, h, lv)
+        for c, t, r, q, s in zip(
+            b_call.tolist(), b_t.tolist(), market.rate[b_u].tolist(),
+            market.dividend_yield[b_u].tolist(), scale.tolist(), strict=True,
+        )
+    ]  # fmt: skip
+    grids = _ensure_grids(
+        cache, keys, b_call, b_t, market.rate[b_u], market.dividend_yield[b_u], scale,
+        tight, wide, h, lv,
     )  # fmt: skip
     return bucket, grids
 
 
-@dataclass(frozen=True, slots=True)
-class _BucketInputs:
-    """Everything a bucket's premium grid depends on, per bucket (arrays of length B): the
-    option (call/put, expiry in years), its underlying's rate, dividend yield, ATM vol and
-    skew, and the lattice scale (a function of ATM vol and expiry)."""
-
-    call: NDArray[np.bool_]
-    t: FloatArray
-    r: FloatArray
-    q: FloatArray
-    atm: FloatArray
-    skew: FloatArray
-    scale: FloatArray
-
-    def keys(self, settings: RevaluationSettings) -> list[GridKey]:
-        """The cache key of every bucket: its inputs by value (never the underlying's
-        identity or spot), with the settings that shape a grid."""
-        extra = (settings.eep_moneyness_step, settings.eep_log_vol_step, settings.vol_floor)
-        return [
-            (c, t, r, q, a, s, *extra)
-            for c, t, r, q, a, s in zip(
-                self.call.tolist(), self.t.tolist(), self.r.tolist(), self.q.tolist(),
-                self.atm.tolist(), self.skew.tolist(), strict=True,
-            )
-        ]  # fmt: skip
-
-    def take(self, idx: IndexArray) -> _BucketInputs:
-        return _BucketInputs(*(getattr(self, f)[idx] for f in self.__slots__))
+def _lattice_scale(atm: FloatArray, t: FloatArray) -> FloatArray:
+    """The moneyness lattice's scale c of each bucket: three total vols σ√T, the ATM vol
+    rounded to the nearest power of two (so a vol tick within the octave keeps the lattice
+    and the grid), at least _MIN_SCALE."""
+    level = np.exp2(np.floor(np.log2(np.maximum(atm, 1e-6)) + 0.5))
+    return np.maximum(_SCALE_TOTAL_VOLS * level * np.sqrt(t), _MIN_SCALE)
 
 
-GridKey = tuple[bool, float, float, float, float, float, float, float, float]
-"""(call, expiry years, rate, dividend yield, ATM vol, skew, moneyness step, log-vol step,
-vol floor): exactly what a bucket's premium grid depends on."""
+GridKey = tuple[bool, float, float, float, float, float, float]
+"""(call, expiry years, rate, dividend yield, lattice scale, moneyness step, log-vol step):
+exactly what a bucket's premium grid depends on."""
 
 
 @dataclass(frozen=True, slots=True)
 class BucketGrid:
     """One bucket's premium grid on the lattice rectangle starting at moneyness node ``i0``
     and vol row ``j0``: ``values[i, j]`` (per unit strike) at ``m = scale · sinh((i0 + i) ·
-    h)``, ``ln vm = (j0 + j) · lv``. Per vol row: the exercise boundary as solved
-    (``raw_boundary``, NaN where the row has none), and what :func:`_extend_rows` needs to
-    continue the premium across it on nodes added later (``f_star``, ``slope``, ``pts_d``,
-    ``pts_f``). ``side`` is +1 (put) / -1 (call), 0 when a row of the rectangle has no
-    single boundary (then every node is priced and ``boundary`` is 0)."""
+    h)``, ``ln σ = (j0 + j) · lv``; NaN where a node was never needed (nodes are priced
+    lazily). Per vol row: the exercise boundary (``raw_boundary``, NaN where the row has
+    none), and what :func:`_extend_rows` needs to continue the premium across it
+    (``f_star``, ``slope``, ``pts_d``, ``pts_f``). ``side`` is +1 (put) / -1 (call), 0 when
+    a row of the rectangle has no single boundary (then no node is extended)."""
 
     i0: int
     j0: int
@@ -450,30 +417,25 @@ class BucketGrid:
     pts_f: FloatArray
 
     @property
-    def boundary(self) -> FloatArray:
-        return np.zeros_like(self.raw_boundary) if self.side == 0.0 else self.raw_boundary
-
-    @property
     def nodes(self) -> int:
         return int(self.values.size)
 
 
 class GridCache:
     """Premium grids kept between revaluations, per bucket, keyed by exactly the inputs
-    they depend on (:data:`GridKey`, by value): a spot move reuses a bucket's grid as it is
-    (its nodes are in log-moneyness, so only how far the lattice runs depends on the spot),
-    or extends it by the lattice nodes and vol rows it lacks; any change of a key's input
-    (ATM vol, skew, rate, dividend, expiry) is a different key and a new grid. Least
-    recently used grids are dropped beyond ``max_nodes`` nodes (8 bytes each, plus a few
-    per vol row), so grids of expired or delisted series, or of a market long gone, age
-    out. A grid holds no reference to a market or book: a stale one can only be found by
-    the exact inputs it was built for, and it is right for them.
+    they depend on (:data:`GridKey`, by value): a price or vol move reuses a bucket's grid
+    as it is or prices the nodes it lacks; a change of rate, dividend or expiry (a roll) is
+    a different key and a new grid. Least recently used grids are dropped beyond
+    ``max_nodes`` nodes (8 bytes each, plus a few per vol row), so grids of expired or
+    delisted series, or of a market long gone, age out. A grid holds no reference to a
+    market or book: a stale one can only be found by the exact inputs it was built for,
+    and it is right for them.
 
-    Where a moneyness lattice grows it grows ``margin_nodes`` further than asked, so that the
-    next small spot move finds its nodes built (a 1% move shifts ln(S/K) by 0.01, about a
-    node near the strike of a bucket with σ√T = 0.15)."""
+    Where a row's nodes are priced, ``margin_nodes`` more are priced on each side of what
+    was asked, so that the next small spot move finds them built (a 1% move shifts ln(S/K)
+    by 0.01, about a node near the strike of a bucket with σ√T = 0.15)."""
 
-    def __init__(self, max_nodes: int = 40_000_000, margin_nodes: int = 3) -> None:
+    def __init__(self, max_nodes: int = 80_000_000, margin_nodes: int = 3) -> None:
         if max_nodes < 0 or margin_nodes < 0:
             raise ValidationError(
                 "max_nodes", f"must be >= 0, got {max_nodes!r} / {margin_nodes!r}"
@@ -485,6 +447,7 @@ class GridCache:
         self.hits = 0
         self.extended = 0
         self.built = 0
+        self.priced = 0
 
     def __len__(self) -> int:
         return len(self._grids)
@@ -509,6 +472,11 @@ class GridCache:
             _, dropped = self._grids.popitem(last=False)
             self._nodes -= dropped.nodes
 
+    def drop(self, key: GridKey) -> None:
+        old = self._grids.pop(key, None)
+        if old is not None:
+            self._nodes -= old.nodes
+
     def clear(self) -> None:
         self._grids.clear()
         self._nodes = 0
@@ -518,160 +486,334 @@ _LN_MONEYNESS = math.log(MONEYNESS_MAX) - 1e-9
 """Largest |ln(S/K)| a premium node is priced at (inside the pricer's range)."""
 
 
-def _ensure_grids(
-    cache: GridCache,
-    keys: list[GridKey],
-    inputs: _BucketInputs,
-    m_first: NDArray[np.int64],
-    m_count: NDArray[np.int64],
-    j_first: NDArray[np.int64],
-    j_count: NDArray[np.int64],
-    settings: RevaluationSettings,
-) -> list[BucketGrid]:
-    """Each bucket's grid covering its requested lattice rectangle (moneyness nodes
-    ``m_first .. + m_count``, vol rows ``j_first .. + j_count``), from the cache where it
-    holds one, extended by the missing nodes only, or built; the cache is updated.
-
-    A node's value depends on its bucket's inputs, its lattice point and the bucket's side
-    alone (the pricer prices every option on its own inputs: the batch around it changes
-    no bit), so a grid extended by any sequence of moves equals, node for node, one built
-    in one go. The side is the one exception: a rectangle with a vol row without a single
-    boundary prices all its nodes (side 0). A cached grid is therefore extended only where
-    its side, the extended rectangle's and the requested one's agree; otherwise the
-    requested rectangle is built afresh (in practice: never, with positive rates)."""
-    n_b = len(keys)
-    h, lv = settings.eep_moneyness_step, settings.eep_log_vol_step
-    have: list[BucketGrid | None] = [cache.get(k) for k in keys]
-    req = np.column_stack([m_first, m_first + m_count - 1, j_first, j_first + j_count - 1])
-    old = np.zeros((n_b, 4), dtype=np.int64)
-    old[:, 1] = old[:, 3] = -1  # an empty rectangle
-    for b, g in enumerate(have):
-        if g is not None:
-            n_i, n_j = g.values.shape
-            old[b] = (g.i0, g.i0 + n_i - 1, g.j0, g.j0 + n_j - 1)
-    cached = old[:, 1] >= old[:, 0]
-    hull = req.copy()
-    hull[cached, 0::2] = np.minimum(req[cached, 0::2], old[cached, 0::2])
-    hull[cached, 1::2] = np.maximum(req[cached, 1::2], old[cached, 1::2])
-    covered = cached & (hull == old).all(axis=1)
-    todo = np.flatnonzero(~covered)
-    # Where the moneyness lattice must grow, it grows a few nodes further than asked, so the
-    # next small spot move finds them built.
-    grow_lo = ~covered & (~cached | (req[:, 0] < old[:, 0]))
-    grow_hi = ~covered & (~cached | (req[:, 1] > old[:, 1]))
-    hull[grow_lo, 0] -= cache.margin_nodes
-    hull[grow_hi, 1] += cache.margin_nodes
-    # Boundaries of the vol rows the cached grids lack (all rows of a new grid).
-    rows_b, rows_j = _rect_rows(hull[todo], old[todo])
-    raw_new = _boundaries(
-        inputs.call[todo][rows_b], inputs.t[todo][rows_b], inputs.r[todo][rows_b],
-        inputs.q[todo][rows_b], inputs.atm[todo][rows_b], inputs.skew[todo][rows_b],
-        np.exp(rows_j * lv), settings.vol_floor,
-    )  # fmt: skip
-    raw_hull = np.split(raw_new, np.cumsum(np.bincount(rows_b, minlength=todo.size))[:-1])
-    for k, b in enumerate(todo.tolist()):
-        g = have[b]
-        lo = hull[b, 2]
-        if g is not None:  # the hull's rows: the cached ones and the new ones around them
-            n_lo = g.j0 - lo
-            raw_hull[k] = np.concatenate([raw_hull[k][:n_lo], g.raw_boundary, raw_hull[k][n_lo:]])
-    # Reuse (as it is or extended) only where the sides agree; otherwise build afresh.
-    for k, b in enumerate(todo.tolist()):
-        g = have[b]
-        if g is None:
-            continue
-        req_raw = raw_hull[k][req[b, 2] - hull[b, 2] : req[b, 3] - hull[b, 2] + 1]
-        bad_old = not np.isfinite(g.raw_boundary).all()
-        if not (
-            bad_old == (not np.isfinite(raw_hull[k]).all()) == (not np.isfinite(req_raw).all())
-        ):
-            have[b] = None
-            hull[b] = req[b]
-            old[b] = (0, -1, 0, -1)
-            raw_hull[k] = req_raw
-    for b in np.flatnonzero(covered).tolist():
-        g = have[b]
-        assert g is not None
-        lo = req[b, 2] - g.j0
-        req_raw = g.raw_boundary[lo : lo + int(j_count[b])]
-        if (g.side == 0.0) != (not np.isfinite(req_raw).all()):
-            # the rare side mismatch: build the requested rectangle afresh (below)
-            have[b] = None
-            hull[b] = req[b]
-            old[b] = (0, -1, 0, -1)
-            todo = np.append(todo, b)
-            raw_hull.append(req_raw)
-    cache.hits += n_b - todo.size
-    if todo.size:
-        built = _build_grids(
-            inputs.take(todo), hull[todo], old[todo], [have[b] for b in todo.tolist()],
-            raw_hull, h, lv, settings.vol_floor,
-        )  # fmt: skip
-        for b, g in zip(todo.tolist(), built, strict=True):
-            cache.extended += have[b] is not None
-            cache.built += have[b] is None
-            have[b] = g
-            cache.put(keys[b], g)
-    return [g for g in have if g is not None]
+@njit(cache=True)
+def _scenario_bins(
+    spot_shock: np.ndarray, vol_shock: np.ndarray, unders: np.ndarray, lv: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per underlying of ``unders``, its scenarios (and today's point, no shock) in bins of
+    ln vm (width ``lv``, vm = 1 + vol shock): each bin's range of ln vm and of ln(1 + spot
+    shock), NaN for an empty bin. Returns (bin_start per underlying + 1, w_lo, w_hi, y_lo,
+    y_hi)."""
+    n_s = spot_shock.shape[1]
+    first = np.zeros(unders.shape[0], dtype=np.int64)
+    start = np.zeros(unders.shape[0] + 1, dtype=np.int64)
+    for a in range(unders.shape[0]):
+        lo, hi = 0, 0
+        for s in range(n_s):
+            k = math.floor(math.log1p(np.float64(vol_shock[unders[a], s])) / lv)
+            lo, hi = min(lo, k), max(hi, k)
+        first[a] = lo
+        start[a + 1] = start[a] + hi - lo + 1
+    w_lo = np.full(start[-1], np.nan)
+    w_hi = np.full(start[-1], np.nan)
+    y_lo = np.full(start[-1], np.nan)
+    y_hi = np.full(start[-1], np.nan)
+    for a in range(unders.shape[0]):
+        u = unders[a]
+        for s in range(n_s + 1):
+            w = math.log1p(np.float64(vol_shock[u, s])) if s < n_s else 0.0
+            y = math.log1p(np.float64(spot_shock[u, s])) if s < n_s else 0.0
+            c = start[a] + math.floor(w / lv) - first[a]
+            if not w_lo[c] <= w:
+                w_lo[c] = w
+            if not w_hi[c] >= w:
+                w_hi[c] = w
+            if not y_lo[c] <= y:
+                y_lo[c] = y
+            if not y_hi[c] >= y:
+                y_hi[c] = y
+    return start, w_lo, w_hi, y_lo, y_hi
 
 
-def _rect_rows(
-    hull: NDArray[np.int64], old: NDArray[np.int64]
-) -> tuple[IndexArray, NDArray[np.int64]]:
-    """The vol rows (bucket position, row index j) of each ``hull`` rectangle outside the
-    ``old`` one's rows, bucket-major, ascending."""
-    n_j = hull[:, 3] - hull[:, 2] + 1
-    rb = np.repeat(np.arange(hull.shape[0]), n_j)
-    j = hull[rb, 2] + np.arange(int(n_j.sum())) - np.repeat(np.cumsum(n_j) - n_j, n_j)
-    new = (j < old[rb, 2]) | (j > old[rb, 3])
-    return rb[new].astype(np.intp), j[new]
+@njit(cache=True, inline="always")
+def _smile(m: float, atm: float, skew: float, vol_floor: float) -> float:
+    return max(vol_floor, atm - skew * m)
 
 
-def _build_grids(
-    inputs: _BucketInputs,
-    hull: NDArray[np.int64],
-    old: NDArray[np.int64],
-    have: list[BucketGrid | None],
-    raw: list[FloatArray],
+@njit(cache=True, inline="always")
+def _smile_between(
+    lo: float, hi: float, atm: float, skew: float, vol_floor: float, a: float, z: float
+) -> tuple[float, float]:
+    """The log-moneyness interval within [a, z] where lo <= smile(m) <= hi (the smile is
+    monotone, so it is an interval); empty (first > second) where there is none."""
+    if hi < vol_floor:
+        return 1.0, -1.0
+    floor_in = vol_floor >= lo  # the floored part of the smile is inside [lo, hi]
+    if skew == 0.0:
+        ok = atm <= hi and (floor_in or atm >= lo)
+        return (a, z) if ok else (1.0, -1.0)
+    # g(m) = atm - skew·m; smile <= hi  <=>  g <= hi; smile >= lo  <=>  floor_in or g >= lo
+    if skew < 0.0:
+        m_hi = (atm - hi) / skew
+        m_lo = -math.inf if floor_in else (atm - lo) / skew
+        return max(a, m_lo), min(z, m_hi)
+    m_lo = (atm - hi) / skew
+    m_hi = math.inf if floor_in else (atm - lo) / skew
+    return max(a, m_lo), min(z, m_hi)
+
+
+@njit(cache=True)
+def _needed_nodes(
+    u_pos: np.ndarray,
+    ln_s0: np.ndarray,
+    k_lo: np.ndarray,
+    k_hi: np.ndarray,
+    atm: np.ndarray,
+    skew: np.ndarray,
+    scale: np.ndarray,
     h: float,
     lv: float,
     vol_floor: float,
-) -> list[BucketGrid]:
-    """Grids on rectangles ``hull`` (rows: i first, i last, j first, j last), each pricing
-    only the nodes and vol rows outside its ``old`` rectangle (taken from ``have``); ``raw``
-    holds every hull row's solved boundary. All the new nodes (and the boundary extensions'
-    points of the new rows) are priced in one batch."""
-    n_b = hull.shape[0]
-    n_i = hull[:, 1] - hull[:, 0] + 1
-    n_j = hull[:, 3] - hull[:, 2] + 1
-    raw_all = np.concatenate(raw)
-    row_offset = np.concatenate([[0], np.cumsum(n_j)[:-1]]).astype(np.int64)
-    r_idx = np.repeat(np.arange(n_b), n_j)
-    r_j = hull[r_idx, 2] + np.arange(r_idx.size) - row_offset[r_idx]
-    r_vm = np.exp(r_j * lv)
+    bin_start: np.ndarray,
+    w_lo: np.ndarray,
+    w_hi: np.ndarray,
+    y_lo: np.ndarray,
+    y_hi: np.ndarray,
+    margin: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per bucket, the vol rows (``j_first``, ``j_count``) and per row the moneyness nodes
+    (``need_lo .. need_hi``, flattened bucket-major; empty where lo > hi) that the cubics of
+    its points read: every (scenario, strike) point of the bucket lies, with its scenario's
+    ln vm bin, in a box of (m, ln σ) = (ln S'/K, ln vm + ln smile(m)); each σ cell of the
+    box gets the moneyness interval whose smile puts it there, widened to the cubic's four
+    nodes in each axis (and ``margin`` more moneyness nodes, and a vol row more, for the
+    next small move to find). Bounds are padded by 1e-9 against
+    rounding, so a point is never outside what is marked for it."""
+    n_b = u_pos.shape[0]
+    pad = 1e-9
+    margin_rows = 1 if margin > 0 else 0
+    j_first = np.zeros(n_b, dtype=np.int64)
+    j_count = np.zeros(n_b, dtype=np.int64)
+    for b in range(n_b):
+        a_pos = u_pos[b]
+        lo_j, hi_j = 1 << 40, -(1 << 40)
+        for c in range(bin_start[a_pos], bin_start[a_pos + 1]):
+            if w_lo[c] != w_lo[c]:
+                continue
+            a = ln_s0[b] + y_lo[c] - k_hi[b] - pad
+            z = ln_s0[b] + y_hi[c] - k_lo[b] + pad
+            s_a = _smile(a, atm[b], skew[b], vol_floor)
+            s_z = _smile(z, atm[b], skew[b], vol_floor)
+            ls_lo = w_lo[c] + math.log(min(s_a, s_z)) - pad
+            ls_hi = w_hi[c] + math.log(max(s_a, s_z)) + pad
+            lo_j = min(lo_j, math.floor(ls_lo / lv) - 1 - margin_rows)
+            hi_j = max(hi_j, math.floor(ls_hi / lv) + 2 + margin_rows)
+        j_first[b] = lo_j
+        j_count[b] = hi_j - lo_j + 1
+    row_start = np.zeros(n_b + 1, dtype=np.int64)
+    for b in range(n_b):
+        row_start[b + 1] = row_start[b] + j_count[b]
+    need_lo = np.full(row_start[-1], 1 << 40, dtype=np.int64)
+    need_hi = np.full(row_start[-1], -(1 << 40), dtype=np.int64)
+    for b in range(n_b):
+        a_pos = u_pos[b]
+        c_b = scale[b]
+        for c in range(bin_start[a_pos], bin_start[a_pos + 1]):
+            if w_lo[c] != w_lo[c]:
+                continue
+            a = ln_s0[b] + y_lo[c] - k_hi[b] - pad
+            z = ln_s0[b] + y_hi[c] - k_lo[b] + pad
+            s_a = _smile(a, atm[b], skew[b], vol_floor)
+            s_z = _smile(z, atm[b], skew[b], vol_floor)
+            ls_lo = w_lo[c] + math.log(min(s_a, s_z)) - pad
+            ls_hi = w_hi[c] + math.log(max(s_a, s_z)) + pad
+            for j in range(math.floor(ls_lo / lv), math.floor(ls_hi / lv) + 1):
+                # points in σ cell j: smile(m) between e^{j lv - w_hi} and e^{(j+1) lv - w_lo}
+                s_lo = math.exp(j * lv - w_hi[c]) * (1.0 - pad)
+                s_hi = math.exp((j + 1) * lv - w_lo[c]) * (1.0 + pad)
+                m_a, m_z = _smile_between(s_lo, s_hi, atm[b], skew[b], vol_floor, a, z)
+                if m_a > m_z:
+                    continue
+                i_a = math.floor(math.asinh(m_a / c_b) / h) - 1 - margin
+                i_z = math.floor(math.asinh(m_z / c_b) / h) + 2 + margin
+                for jj in range(j - 1 - margin_rows, j + 3 + margin_rows):
+                    r = row_start[b] + jj - j_first[b]
+                    need_lo[r] = min(need_lo[r], i_a)
+                    need_hi[r] = max(need_hi[r], i_z)
+    if margin_rows:
+        # A small move can carry a scenario's points into the next vol cell, whose rows
+        # then need that row's reach: each row also covers its neighbours' (two each side).
+        lo_s, hi_s = need_lo.copy(), need_hi.copy()
+        for b in range(n_b):
+            for r in range(row_start[b], row_start[b + 1]):
+                for rr in range(max(r - 2, row_start[b]), min(r + 3, row_start[b + 1])):
+                    lo_s[r] = min(lo_s[r], need_lo[rr])
+                    hi_s[r] = max(hi_s[r], need_hi[rr])
+        need_lo, need_hi = lo_s, hi_s
+    return j_first, j_count, need_lo, need_hi
+
+
+Needs = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+"""(j_first, j_count per bucket; need_lo, need_hi per vol row, bucket-major)."""
+
+
+@dataclass(slots=True)
+class _Layout:
+    """Every bucket's rectangle laid out in one flat buffer, the cached grids' nodes and
+    row data copied in, and the needed intervals mapped onto the rectangles' rows."""
+
+    hull: NDArray[np.int64]  # B × (i first, i last, j first, j last)
+    n_i: NDArray[np.int64]
+    n_j: NDArray[np.int64]
+    offset: NDArray[np.int64]  # B + 1
+    row_offset: NDArray[np.int64]  # B + 1
+    values: FloatArray
+    bd: FloatArray
+    f0: FloatArray
+    s0: FloatArray
+    pts_d: FloatArray
+    pts_f: FloatArray
+    known: NDArray[np.bool_]
+    need_a: NDArray[np.int64]
+    need_z: NDArray[np.int64]
+
+    @classmethod
+    def of(cls, have: list[BucketGrid | None], needs: Needs) -> _Layout:
+        j_first, j_count, need_lo, need_hi = needs
+        n_b = len(have)
+        big = np.int64(1 << 40)
+        rs = np.concatenate([[0], np.cumsum(j_count)]).astype(np.int64)
+        nonempty = need_lo <= need_hi
+        row_b = np.repeat(np.arange(n_b), j_count)
+        i_lo = np.full(n_b, big)
+        i_hi = np.full(n_b, -big)
+        np.minimum.at(i_lo, row_b[nonempty], need_lo[nonempty])
+        np.maximum.at(i_hi, row_b[nonempty], need_hi[nonempty])
+        hull = np.column_stack([i_lo, i_hi, j_first, j_first + j_count - 1])
+        for b, g in enumerate(have):
+            if g is not None:
+                gi, gj = g.values.shape
+                hull[b] = (
+                    min(hull[b, 0], g.i0), max(hull[b, 1], g.i0 + gi - 1),
+                    min(hull[b, 2], g.j0), max(hull[b, 3], g.j0 + gj - 1),
+                )  # fmt: skip
+        n_i = hull[:, 1] - hull[:, 0] + 1
+        n_j = hull[:, 3] - hull[:, 2] + 1
+        offset = np.concatenate([[0], np.cumsum(n_i * n_j)]).astype(np.int64)
+        row_offset = np.concatenate([[0], np.cumsum(n_j)]).astype(np.int64)
+        n_rows = int(row_offset[-1])
+        lay = cls(
+            hull, n_i, n_j, offset, row_offset, np.full(int(offset[-1]), np.nan),
+            np.full(n_rows, np.nan), np.zeros(n_rows), np.zeros(n_rows),
+            np.zeros((n_rows, 2)), np.zeros((n_rows, 2)), np.zeros(n_rows, dtype=np.bool_),
+            np.full(n_rows, big), np.full(n_rows, -big),
+        )  # fmt: skip
+        for b, g in enumerate(have):
+            if g is None:
+                continue
+            block = lay.values[offset[b] : offset[b + 1]].reshape(int(n_i[b]), int(n_j[b]))
+            i, j = g.i0 - hull[b, 0], g.j0 - hull[b, 2]
+            gi, gj = g.values.shape
+            block[i : i + gi, j : j + gj] = g.values
+            rows = slice(int(row_offset[b] + j), int(row_offset[b] + j + gj))
+            lay.bd[rows], lay.f0[rows], lay.s0[rows] = g.raw_boundary, g.f_star, g.slope
+            lay.pts_d[rows], lay.pts_f[rows], lay.known[rows] = g.pts_d, g.pts_f, True
+        at = row_offset[row_b] + (j_first[row_b] + np.arange(rs[-1]) - rs[row_b]) - hull[row_b, 2]
+        lay.need_a[at], lay.need_z[at] = need_lo, need_hi
+        return lay
+
+    def wanting(self) -> NDArray[np.bool_]:
+        """Rows to solve: not in a cached grid, or with a needed node not priced yet."""
+        want: NDArray[np.bool_] = ~self.known | _rows_wanting(
+            self.values, self.offset, self.row_offset, self.hull[:, 0], self.n_j,
+            self.need_a, self.need_z,
+        )  # fmt: skip
+        return want
+
+
+def _choose(covered: NDArray[np.bool_], tight: Needs, wide: Needs) -> Needs:
+    """Per bucket, the tight needs where ``covered``, else the wide ones."""
+    j_first = np.where(covered, tight[0], wide[0])
+    j_count = np.where(covered, tight[1], wide[1])
+    t_start = np.concatenate([[0], np.cumsum(tight[1])[:-1]])
+    w_start = np.concatenate([[0], np.cumsum(wide[1])[:-1]]) + tight[2].size
+    src = np.where(covered, t_start, w_start)
+    b_of = np.repeat(np.arange(covered.size), j_count)
+    pos = (
+        src[b_of] + np.arange(int(j_count.sum())) - np.repeat(np.cumsum(j_count) - j_count, j_count)
+    )
+    lo = np.concatenate([tight[2], wide[2]])[pos]
+    hi = np.concatenate([tight[3], wide[3]])[pos]
+    return j_first, j_count, lo, hi
+
+
+def _ensure_grids(
+    cache: GridCache,
+    keys: list[GridKey],
+    call: NDArray[np.bool_],
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    scale: FloatArray,
+    tight: Needs,
+    wide: Needs,
+    h: float,
+    lv: float,
+) -> EepGrids:
+    """Every bucket's grid holding the nodes it needs (``tight``: per vol row, the nodes
+    its points read), from the cache where it has them; a bucket lacking any is priced to
+    its ``wide`` needs (the tight ones with a margin, so the next small move finds them),
+    every missing node in one batch (each vol row's boundary solved once,
+    :func:`premium_rows`), and the cache updated. Returns the grids as the kernel reads
+    them (each bucket's whole rectangle).
+
+    A node's value depends on its bucket's key, its lattice point and the bucket's side
+    alone, so a grid priced over any sequence of calls holds, node for node, the bits a
+    build in one go gives. The side is the one exception (a rectangle with a vol row
+    without a single boundary extends nothing): a cached grid whose side the new rows
+    would change is priced afresh (in practice: never, with positive rates)."""
+    n_b = len(keys)
+    have: list[BucketGrid | None] = [cache.get(k) for k in keys]
+    cached = np.array([g is not None for g in have], dtype=np.bool_)
+    covered = np.zeros(n_b, dtype=np.bool_)
+    if cached.any():
+        first = _Layout.of(have, tight)
+        want = np.zeros(n_b, dtype=np.bool_)
+        np.logical_or.at(want, np.repeat(np.arange(n_b), first.n_j), first.wanting())
+        covered = cached & ~want
+    lay = _Layout.of(have, _choose(covered, tight, wide) if covered.any() else wide)
+    hull, n_i, n_j, offset, row_offset = lay.hull, lay.n_i, lay.n_j, lay.offset, lay.row_offset
+    values, bd, f0, s0, pts_d, pts_f, known = (
+        lay.values,
+        lay.bd,
+        lay.f0,
+        lay.s0,
+        lay.pts_d,
+        lay.pts_f,
+        lay.known,
+    )
+    need_a, need_z = lay.need_a, lay.need_z
+    n_rows = int(row_offset[-1])
+    side = np.where(call, -1.0, 1.0)
+    cached_side = np.array([np.nan if g is None else g.side for g in have])
+    r_b = np.repeat(np.arange(n_b), n_j)
+    r_j = hull[r_b, 2] + np.arange(n_rows) - row_offset[r_b]
+    solve = lay.wanting()
+    ridx = np.flatnonzero(solve)
+    pr = premium_rows(
+        is_call=call[r_b[ridx]], expiry_years=t[r_b[ridx]], rate=r[r_b[ridx]],
+        dividend_yield=q[r_b[ridx]], vol=np.exp(r_j[ridx] * lv),
+    )  # fmt: skip
+    fresh = ~known[ridx]
+    bd[ridx[fresh]] = pr.boundary[fresh]
     bad = np.zeros(n_b, dtype=np.bool_)
-    np.logical_or.at(bad, r_idx, ~np.isfinite(raw_all))
-    side = np.where(bad, 0.0, np.where(inputs.call, -1.0, 1.0))
-    bd = np.where(bad[r_idx], 0.0, raw_all)
-    scale = inputs.scale
-    per_bucket = n_i * n_j
-    offset = np.concatenate([[0], np.cumsum(per_bucket)[:-1]]).astype(np.int64)
-    # One entry per node: bucket, moneyness node, vol row (bucket-major, then m, then vm).
-    b_idx = np.repeat(np.arange(n_b), per_bucket)
-    local = np.arange(int(per_bucket.sum())) - offset[b_idx]
-    nv = n_j[b_idx]
-    i_node = hull[b_idx, 0] + local // nv
-    j_node = hull[b_idx, 2] + local % nv
-    row = row_offset[b_idx] + local % nv
-    fresh = (i_node < old[b_idx, 0]) | (i_node > old[b_idx, 1])
-    fresh |= (j_node < old[b_idx, 2]) | (j_node > old[b_idx, 3])
-    m = scale[b_idx] * np.sinh(i_node * h)
-    # The extension's two continuation nodes of every new row (_extend_rows), priced
-    # whether or not the lattice reaches them, so that it does not depend on how far the
-    # scenarios stretched the lattice.
-    new_row = (r_j < old[r_idx, 2]) | (r_j > old[r_idx, 3])
-    nr = np.flatnonzero(new_row & (side[r_idx] != 0.0))
-    r_side, c_r, bd_n = side[r_idx[nr]], scale[r_idx[nr]], bd[nr]
+    np.logical_or.at(bad, r_b, ~np.isfinite(bd))
+    side[bad] = 0.0
+    clash = np.isfinite(cached_side) & (cached_side != side)
+    if clash.any():  # rare: those buckets' grids are priced afresh
+        for b in np.flatnonzero(clash).tolist():
+            cache.drop(keys[b])
+        return _ensure_grids(cache, keys, call, t, r, q, scale, tight, wide, h, lv)
+    # Nodes to price: needed, not yet priced, and on the continuation side of the row's
+    # boundary (beyond it the premium is extended, not priced).
+    flat, node_row = _nodes_to_price(
+        values, offset, row_offset, hull[:, 0], n_j, need_a, need_z, side, bd, scale, h
+    )
+    # The extension's two continuation points of every new row (_extend_rows), priced
+    # whether or not the lattice reaches them, so that a row does not depend on how far the
+    # scenarios stretched it.
+    new_rows = np.flatnonzero(~known & (side[r_b] != 0.0))
+    r_side, c_r, bd_n = side[r_b[new_rows]], scale[r_b[new_rows]], bd[new_rows]
     y_star = np.arcsinh(bd_n / c_r) / h
     start = np.where(r_side > 0, np.floor(y_star), np.ceil(y_star))
     cand = start[:, None] + r_side[:, None] * np.arange(4)[None, :]
@@ -680,72 +822,116 @@ def _build_grids(
     ok = dist >= 0.5 * h * c_r[:, None] * np.cosh(cand * h)
     two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
     pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
-    pts_row = np.repeat(nr, 2)
-    # Nodes beyond their row's boundary are not priced: _extend_rows fills them. The new
-    # lattice nodes and the extensions' points are priced in one batch.
-    pick = np.flatnonzero(fresh & ((side[b_idx] == 0.0) | (side[b_idx] * (m - bd[row]) > 0.0)))
-    p_bucket = np.concatenate([b_idx[pick], r_idx[pts_row]])
+    local = np.full(n_rows, -1, dtype=np.int64)
+    local[ridx] = np.arange(ridx.size)
+    node_m = scale[r_b[node_row]] * np.sinh(
+        (hull[r_b[node_row], 0] + (flat - offset[r_b[node_row]]) // n_j[r_b[node_row]]) * h
+    )
     # A long expiry (a market dated decades before its series) stretches the lattice past
     # the spot/strike range the pricer resolves; such a node takes the premium at the edge
     # of that range, where a put or call is already worthless or exercised.
-    p_m = np.clip(np.concatenate([m[pick], pts_m]), -_LN_MONEYNESS, _LN_MONEYNESS)
-    batch = OptionBatch.of(
-        is_call=inputs.call[p_bucket],
-        is_american=True,
-        spot=np.exp(p_m),
-        strike=1.0,
-        expiry_years=inputs.t[p_bucket],
-        rate=inputs.r[p_bucket],
-        dividend_yield=inputs.q[p_bucket],
-        vol=_smile_vols(
-            inputs.atm[p_bucket], inputs.skew[p_bucket],
-            np.concatenate([r_vm[row[pick]], r_vm[pts_row]]), p_m, vol_floor,
-        ),
-    )  # fmt: skip
-    premium = np.maximum(price_american(batch) - european_price(batch), 0.0)
-    eep = np.zeros(m.size)
-    eep[pick] = premium[: pick.size]
-    f0, s0 = np.zeros(r_idx.size), np.zeros(r_idx.size)
-    pts_d, pts_f = np.zeros((r_idx.size, 2)), np.zeros((r_idx.size, 2))
-    pts_d[nr] = np.take_along_axis(dist, two, axis=1)
-    pts_f[nr] = premium[pick.size :].reshape(-1, 2)
-    rb = r_idx[nr]
-    f0[nr], s0[nr] = _boundary_premium(
-        inputs.call[rb], inputs.t[rb], inputs.r[rb], inputs.q[rb], inputs.atm[rb],
-        inputs.skew[rb], r_vm[nr], bd_n, vol_floor,
-    )  # fmt: skip
-    # The cached part: its nodes and its rows' extension data, as they were.
-    for b, g in enumerate(have):
-        if g is None:
-            continue
-        block = eep[offset[b] : offset[b] + per_bucket[b]].reshape(int(n_i[b]), int(n_j[b]))
-        i, j = g.i0 - hull[b, 0], g.j0 - hull[b, 2]
-        gi, gj = g.values.shape
-        block[i : i + gi, j : j + gj] = g.values
-        rows = slice(row_offset[b] + j, row_offset[b] + j + gj)
-        f0[rows], s0[rows], pts_d[rows], pts_f[rows] = g.f_star, g.slope, g.pts_d, g.pts_f
-    # Rewrites the cached nodes beyond the boundary too, with the values they hold (the
-    # same function of the same row data).
-    i_first = np.ascontiguousarray(hull[:, 0])
-    _extend_rows(eep, r_idx, row_offset, offset, i_first, n_i, n_j, scale, h, side, bd,
-                 f0, s0, pts_d, pts_f)  # fmt: skip
-    out = []
+    premium = early_exercise_premium(
+        pr,
+        np.concatenate([local[node_row], local[np.repeat(new_rows, 2)]]),
+        np.clip(np.concatenate([node_m, pts_m]), -_LN_MONEYNESS, _LN_MONEYNESS),
+    )
+    cache.priced += premium.size
+    values[flat] = premium[: flat.size]
+    pts_d[new_rows] = np.take_along_axis(dist, two, axis=1)
+    pts_f[new_rows] = premium[flat.size :].reshape(-1, 2)
+    rb = r_b[new_rows]
+    f0[new_rows], s0[new_rows] = _boundary_premium(
+        call[rb], t[rb], r[rb], q[rb], np.exp(r_j[new_rows] * lv), bd_n
+    )
+    boundary = np.where(side[r_b] == 0.0, 0.0, bd)
+    _extend_rows(values, r_b, row_offset, offset, hull[:, 0].copy(), n_i, n_j, scale, h, side,
+                 boundary, f0, s0, pts_d, pts_f)  # fmt: skip
     for b in range(n_b):
-        rows = slice(row_offset[b], row_offset[b] + n_j[b])
-        out.append(
+        g = have[b]
+        if g is not None and not solve[row_offset[b] : row_offset[b + 1]].any():
+            cache.hits += 1
+            continue
+        cache.extended += g is not None
+        cache.built += g is None
+        rows = slice(int(row_offset[b]), int(row_offset[b + 1]))
+        cache.put(
+            keys[b],
             BucketGrid(
-                i0=int(hull[b, 0]),
-                j0=int(hull[b, 2]),
-                values=eep[offset[b] : offset[b] + per_bucket[b]].reshape(int(n_i[b]), -1).copy(),
-                raw_boundary=raw_all[rows].copy(),
-                side=float(side[b]),
-                f_star=f0[rows].copy(),
-                slope=s0[rows].copy(),
-                pts_d=pts_d[rows].copy(),
-                pts_f=pts_f[rows].copy(),
-            )
-        )
+                i0=int(hull[b, 0]), j0=int(hull[b, 2]),
+                values=values[offset[b] : offset[b + 1]].reshape(int(n_i[b]), int(n_j[b])),
+                raw_boundary=bd[rows], side=float(side[b]), f_star=f0[rows], slope=s0[rows],
+                pts_d=pts_d[rows], pts_f=pts_f[rows],
+            ),
+        )  # fmt: skip
+    return EepGrids(
+        scale, h, hull[:, 0].copy(), n_i, offset[:-1], lv, hull[:, 2].copy(), n_j, values,
+        side, row_offset[:-1], boundary,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _rows_wanting(
+    values: np.ndarray,
+    offset: np.ndarray,
+    row_offset: np.ndarray,
+    i_first: np.ndarray,
+    n_j: np.ndarray,
+    need_a: np.ndarray,
+    need_z: np.ndarray,
+) -> np.ndarray:
+    """Rows with a needed node not priced yet (NaN)."""
+    out = np.zeros(need_a.shape[0], dtype=np.bool_)
+    for b in range(n_j.shape[0]):
+        nv = n_j[b]
+        for j in range(nv):
+            r = row_offset[b] + j
+            for i in range(need_a[r], need_z[r] + 1):
+                v = values[offset[b] + (i - i_first[b]) * nv + j]
+                if v != v:
+                    out[r] = True
+                    break
     return out
+
+
+@njit(cache=True)
+def _nodes_to_price(
+    values: np.ndarray,
+    offset: np.ndarray,
+    row_offset: np.ndarray,
+    i_first: np.ndarray,
+    n_j: np.ndarray,
+    need_a: np.ndarray,
+    need_z: np.ndarray,
+    side: np.ndarray,
+    boundary: np.ndarray,
+    scale: np.ndarray,
+    h: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(flat index, row) of every needed node not priced yet on the continuation side of
+    its row's boundary (every needed node where the bucket has no single boundary)."""
+    count = 0
+    for b in range(n_j.shape[0]):
+        for j in range(n_j[b]):
+            r = row_offset[b] + j
+            count += max(need_z[r] - need_a[r] + 1, 0)
+    flat = np.empty(count, dtype=np.int64)
+    rows = np.empty(count, dtype=np.int64)
+    k = 0
+    for b in range(n_j.shape[0]):
+        nv = n_j[b]
+        sd = side[b]
+        for j in range(nv):
+            r = row_offset[b] + j
+            for i in range(need_a[r], need_z[r] + 1):
+                f = offset[b] + (i - i_first[b]) * nv + j
+                if values[f] == values[f]:
+                    continue
+                if sd != 0.0 and sd * (scale[b] * math.sinh(i * h) - boundary[r]) <= 0.0:
+                    continue
+                flat[k] = f
+                rows[k] = r
+                k += 1
+    return flat[:k], rows[:k]
 
 
 @njit(cache=True)
@@ -804,80 +990,24 @@ def _extend_rows(
                 values[offset[b] + i * n_v + j] = f0 + d * (s0 + d * (c2 + d * c3))
 
 
-def _smile_vols(
-    atm: FloatArray, skew: FloatArray, vm: FloatArray, m: FloatArray, vol_floor: float
-) -> FloatArray:
-    """vm · smile(m), the vol at log-moneyness m = ln(S/K) of a vol row."""
-    return vm * np.maximum(vol_floor, atm - skew * m)
-
-
-def _boundaries(
-    call: NDArray[np.bool_],
-    t: FloatArray,
-    r: FloatArray,
-    q: FloatArray,
-    atm: FloatArray,
-    skew: FloatArray,
-    vm: FloatArray,
-    vol_floor: float,
-) -> FloatArray:
-    """Log-moneyness m* of the exercise boundary on the smile: the root of m = ln(S*/K)
-    at the vol the smile gives at m (a fixed point of the pricer's boundary), by secant
-    steps from the ATM vol's boundary. NaN without a single boundary. Each entry depends on
-    its own inputs alone."""
-
-    def boundary_at(rows: IndexArray, m: FloatArray) -> FloatArray:
-        vol = _smile_vols(atm[rows], skew[rows], vm[rows], m, vol_floor)
-        return exercise_log_moneyness(
-            is_call=call[rows], expiry_years=t[rows], rate=r[rows], dividend_yield=q[rows], vol=vol
-        )
-
-    def boundary(m: FloatArray) -> FloatArray:
-        return boundary_at(np.arange(t.size), m)
-
-    m0 = boundary(np.zeros_like(t))
-    m1 = boundary(np.where(np.isfinite(m0), m0, 0.0))
-    f0 = m1 - m0
-    # A row stops where its own residual is converged (so its value never depends on how
-    # long the other rows take); the loop stops when every row has.
-    done = ~np.isfinite(f0) | (np.abs(f0) <= _BOUNDARY_TOLERANCE)
-    for _ in range(_BOUNDARY_SECANT_STEPS):
-        if done.all():
-            break
-        live = np.flatnonzero(~done)
-        f1 = np.full_like(m1, np.nan)
-        f1[live] = boundary_at(live, m1[live]) - m1[live]
-        d = f1 - f0
-        ok = ~done & np.isfinite(d) & (d != 0.0)
-        m2 = np.where(ok, m1 - f1 * (m1 - m0) / np.where(ok, d, 1.0), m1 + f1)
-        m2 = np.where(done, m1, m2)
-        m0, f0 = np.where(done, m0, m1), np.where(done, f0, f1)
-        m1 = m2
-        done |= ~np.isfinite(f1) | (np.abs(f1) <= _BOUNDARY_TOLERANCE)
-    return m1
-
-
 def _boundary_premium(
     call: NDArray[np.bool_],
     t: FloatArray,
     r: FloatArray,
     q: FloatArray,
-    atm: FloatArray,
-    skew: FloatArray,
-    vm: FloatArray,
+    vol: FloatArray,
     m_star: FloatArray,
-    vol_floor: float,
 ) -> tuple[FloatArray, FloatArray]:
-    """The premium F = intrinsic - European at the boundary m* and its slope dF/dm along
-    the smile (the American price's slope there is the intrinsic value's, by smooth
-    pasting); the European part's slope by a central difference of the closed form."""
+    """The premium F = intrinsic - European at the boundary m* of a vol row and its slope
+    dF/dm (the American price's slope there is the intrinsic value's, by smooth pasting);
+    the European part's slope by a central difference of the closed form."""
     eps = 1e-5
     values = []
     for dm in (-eps, 0.0, eps):
         m = m_star + dm
         batch = OptionBatch.of(
             is_call=call, is_american=False, spot=np.exp(m), strike=1.0, expiry_years=t,
-            rate=r, dividend_yield=q, vol=_smile_vols(atm, skew, vm, m, vol_floor),
+            rate=r, dividend_yield=q, vol=vol,
         )  # fmt: skip
         intrinsic = np.where(call, np.exp(m) - 1.0, 1.0 - np.exp(m))
         values.append(intrinsic - european_price(batch))
@@ -886,24 +1016,6 @@ def _boundary_premium(
 
 _MIN_SCALE = 0.005
 _SCALE_TOTAL_VOLS = 3.0
-_BOUNDARY_SECANT_STEPS = 8
-_BOUNDARY_TOLERANCE = 1e-6
-
-
-def _vol_lattice(
-    vol_shock: Float32Array, step: float, underlyings: IndexArray
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per underlying: the first lattice index ``j0`` and the count of rows ``ln vm = (j0 +
-    j) · step`` covering its scenarios' vm and 1 (today), with one row beyond each end for
-    the cubic."""
-    first = np.full(vol_shock.shape[0], -1, dtype=np.int64)
-    count = np.full(vol_shock.shape[0], 4, dtype=np.int64)
-    lv = np.log1p(vol_shock[underlyings].astype(np.float64))
-    lo = np.floor(np.minimum(lv.min(axis=1), 0.0) / step).astype(np.int64) - 1
-    hi = np.floor(np.maximum(lv.max(axis=1), 0.0) / step).astype(np.int64) + 2
-    first[underlyings] = lo
-    count[underlyings] = hi - lo + 1
-    return first, count
 
 
 def _exact_american(
@@ -1032,6 +1144,7 @@ def _revalue_kernel(
     row_offset: np.ndarray,
     boundary: np.ndarray,
     out: np.ndarray,
+    holes: np.ndarray,
 ) -> None:
     n_s = spot_shock.shape[1]
     for g in prange(group_starts.shape[0] - 1):
@@ -1042,18 +1155,12 @@ def _revalue_kernel(
         s_new = np.empty(n_s)
         ln_new = np.empty(n_s)
         vm = np.empty(n_s)
-        v_idx = np.empty(n_s, dtype=np.int64)
-        v_frac = np.empty(n_s)
         price = np.empty(n_s)
-        uv = min(u, v_first.shape[0] - 1)
-        v0, nv = v_first[uv], v_count[uv]
         for s in range(n_s):
             shock = np.float64(spot_shock[u, s])
             s_new[s] = s0 * (1.0 + shock)
             ln_new[s] = ln_s0 + math.log1p(shock)
             vm[s] = 1.0 + np.float64(vol_shock[u, s])
-            v_idx[s], v_frac[s] = _cell(math.log1p(np.float64(vol_shock[u, s])) / lv_step, v0, nv)
-        base_idx, base_frac = _cell(0.0, v0, nv)
         r, q = rate[u], div[u]
         atm, slope = atm_vol[u], skew[u]
         for k in range(lo, hi):
@@ -1083,9 +1190,13 @@ def _revalue_kernel(
             sd0 = max(vol_floor, atm - slope * x0) * sqrt_t
             d10 = (x0 + carry_t) / sd0 + 0.5 * sd0
             p0 = sign * (s0 * df_q * fast_ncdf(sign * d10) - k_df * fast_ncdf(sign * (d10 - sd0)))
+            # Set on every path: a variable set in one branch of a prange body and read in
+            # another was read as garbage by Numba's parallel lowering (NaN premiums).
+            v0, nv = v_first[max(b, 0)], v_count[max(b, 0)]
             if b >= 0:
+                j0, fy0 = _cell(math.log(sd0 / sqrt_t) / lv_step, v0, nv)
                 e0, ex0 = _eep(
-                    b, x0, base_idx, base_frac, nv, scale, m_step, m_first, m_count, offset,
+                    b, x0, j0, fy0, nv, scale, m_step, m_first, m_count, offset,
                     grid, side, row_offset, boundary,
                 )  # fmt: skip
                 i0 = max(sign * (s0 - kk), 0.0)
@@ -1098,12 +1209,17 @@ def _revalue_kernel(
                     s_new[s] * df_q * fast_ncdf(sign * d1) - k_df * fast_ncdf(sign * (d1 - sd))
                 )
             if b >= 0:
+                # the premium grid's vol axis is the option's own scenario vol (ln σ)
                 for s in range(n_s):
+                    xs = ln_new[s] - ln_k
+                    vol_s = vm[s] * max(vol_floor, atm - slope * xs)
+                    v_cell, v_frac = _cell(fast_log(vol_s) / lv_step, v0, nv)
                     e, ex = _eep(
-                        b, ln_new[s] - ln_k, v_idx[s], v_frac[s], nv,
-                        scale, m_step, m_first, m_count, offset, grid,
-                        side, row_offset, boundary,
+                        b, xs, v_cell, v_frac, nv, scale, m_step, m_first, m_count, offset,
+                        grid, side, row_offset, boundary,
                     )  # fmt: skip
+                    if e != e:  # a node the cubic read was never priced
+                        holes[g] = 1
                     intrinsic = max(sign * (s_new[s] - kk), 0.0)
                     price[s] = intrinsic if ex else max(price[s] + kk * e, intrinsic)
             for s in range(n_s):

@@ -1706,3 +1706,341 @@ def _boundary_groups(
             # is the put at x = K/S, so its boundary is at ln(S/K) = -ln b.
             ln_b = sc.opt[_O_LNX][g] - sc.nd[_N_W][g * n + n - 1]
             out[i] = -ln_b if is_call[i] else ln_b
+
+
+# --------------------------------------------------------------------------------------
+# Many options sharing a boundary: one solve per row, the premium anywhere along it
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PremiumRows:
+    """R "rows" of American options, each a (call/put, expiry, rate, dividend yield, vol)
+    whose exercise boundary is solved once, so that its early-exercise premium at any
+    moneyness costs only the premium integral (:func:`early_exercise_premium`).
+
+    ``boundary`` is each row's ``ln(S*/K)`` (NaN without a single boundary). A row in the
+    ALO regime keeps the put-space premium constants of :func:`_group_premium_terms`
+    (``consts``: 5 × R × premium points of its scheme); a long-dated row (see
+    :func:`_long_dated`) is solved, as :func:`american_price` solves it, with the
+    high-precision scheme at the trusted length (``long_consts``, ``solve_t``) and its
+    values are clipped to the perpetual bounds. Other rows (closed-form regimes, double
+    boundary, not converged) are priced by :func:`american_price` point by point."""
+
+    is_call: BoolArray
+    expiry_years: FloatArray
+    rate: FloatArray
+    dividend_yield: FloatArray
+    vol: FloatArray
+    boundary: FloatArray
+    kind: NDArray[np.int8]  # 0: point by point, 1: default scheme, 2: long-dated
+    solve_t: FloatArray
+    consts: FloatArray
+    long_consts: FloatArray
+
+
+def premium_rows(
+    *,
+    is_call: ArrayLike,
+    expiry_years: ArrayLike,
+    rate: ArrayLike,
+    dividend_yield: ArrayLike,
+    vol: ArrayLike,
+) -> PremiumRows:
+    """Solve the exercise boundary of every row (1-D arrays of equal length; units as
+    :func:`american_price`, the default scheme). Each row's boundary and constants depend
+    on its own inputs alone (rows are solved in groups, every lane converging on its own),
+    so a row solved in any batch gives the same bits."""
+    call, t, r, q, v = (
+        np.ascontiguousarray(np.asarray(a, dtype=d).ravel())
+        for a, d in (
+            (is_call, np.bool_), (expiry_years, np.float64), (rate, np.float64),
+            (dividend_yield, np.float64), (vol, np.float64),
+        )
+    )  # fmt: skip
+    r_put, q_put = np.where(call, q, r), np.where(call, r, q)
+    speed = np.maximum(v * v, np.maximum(np.abs(r_put), np.abs(q_put)))
+    long = (speed * t > _LONG) & (r_put * t > 1e-12) & (v * np.sqrt(t) > _TINY_TOTAL_VOL)
+    solve_t = np.where(long, np.minimum(t, _TRUSTED / np.where(long, speed, 1.0)), t)
+    boundary = np.full(t.size, np.nan)
+    consts = _solve_rows(call, t, r, q, v, ~long, DEFAULT_SCHEME, boundary)
+    long_consts = _solve_rows(call, solve_t, r, q, v, long, HIGH_PRECISION_SCHEME, boundary)
+    kind = np.where(long, 2, 1).astype(np.int8)
+    kind[~(np.isfinite(consts).all(axis=(0, 2)) | long)] = 0
+    kind[long & ~np.isfinite(long_consts).all(axis=(0, 2))] = 0
+    return PremiumRows(call, t, r, q, v, boundary, kind, solve_t, consts, long_consts)
+
+
+def _solve_rows(
+    call: BoolArray, t: FloatArray, r: FloatArray, q: FloatArray, v: FloatArray,
+    mine: BoolArray, scheme: AloScheme, boundary: FloatArray,
+) -> FloatArray:  # fmt: skip
+    """Constants (5 × R × points, NaN where not ``mine`` or not single-boundary) of the rows
+    ``mine`` under ``scheme``; their boundaries written into ``boundary``."""
+    tb = _tables(scheme)
+    consts = np.full((5, t.size, tb.pr_theta.size), np.nan)
+    idx = np.flatnonzero(mine)
+    if idx.size == 0:
+        return consts
+    sub_b = np.full(idx.size, np.nan)
+    sub_c = np.full((5, idx.size, tb.pr_theta.size), np.nan)
+    _rows_kernel(
+        call[idx], t[idx], r[idx], q[idx], v[idx],
+        tb.node_s, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
+        tb.pr_theta, tb.pr_wt, tb.pr_interp,
+        scheme.fixed_point_iterations, scheme.tolerance, 16 * get_num_threads(),
+        sub_b, sub_c,
+    )  # fmt: skip
+    boundary[idx] = sub_b
+    consts[:, idx] = sub_c
+    return consts
+
+
+def early_exercise_premium(
+    rows: PremiumRows, row: ArrayLike, ln_moneyness: ArrayLike
+) -> FloatArray:
+    """American minus European price per unit strike of row ``row[i]``'s option at
+    ``S/K = exp(ln_moneyness[i])`` (non-negative; the American price as
+    :func:`american_price` gives it). Each value depends on its row's inputs and its
+    moneyness alone."""
+    from marginflow.pricing.black_scholes import european_price
+
+    idx = np.ascontiguousarray(np.asarray(row, dtype=np.int64).ravel())
+    m = np.ascontiguousarray(np.asarray(ln_moneyness, dtype=np.float64).ravel())
+    out = np.empty(m.size)
+    if m.size == 0:
+        return out
+    check_moneyness(np.exp(m), 1.0)
+    order = np.argsort(idx, kind="stable")  # runs of one row (usually sorted already)
+    idx, m = idx[order], m[order]
+    kind = rows.kind[idx]
+    for k, consts in ((1, rows.consts), (2, rows.long_consts)):
+        pick = np.flatnonzero(kind == k)
+        if pick.size:
+            sub_out, sub_eu = np.empty(pick.size), np.empty(pick.size)
+            _premium_at_kernel(
+                idx[pick], m[pick], rows.is_call, rows.expiry_years, rows.solve_t, rows.rate,
+                rows.dividend_yield, rows.vol, consts[0], consts[1], consts[2], consts[3],
+                consts[4], k == 2, sub_out, sub_eu,
+            )  # fmt: skip
+            if k == 2:
+                sub_out = _clip_long(rows, idx[pick], m[pick], sub_out, sub_eu)
+            out[pick] = sub_out
+    slow = np.flatnonzero(kind == 0)
+    if slow.size:
+        i = idx[slow]
+        batch = OptionBatch.of(
+            is_call=rows.is_call[i], is_american=True, spot=np.exp(m[slow]), strike=1.0,
+            expiry_years=rows.expiry_years[i], rate=rows.rate[i],
+            dividend_yield=rows.dividend_yield[i], vol=rows.vol[i],
+        )  # fmt: skip
+        out[slow] = np.maximum(american_price(batch) - european_price(batch), 0.0)
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _clip_long(
+    rows: PremiumRows, idx: IntArray, m: FloatArray, unit_put: FloatArray, european: FloatArray
+) -> FloatArray:
+    """Long-dated points: the unit put's value clipped to the perpetual bounds, as
+    :func:`_long_dated` clips it, then the premium over the European price."""
+    call = rows.is_call[idx]
+    x = np.exp(np.where(call, -m, m))
+    r = np.where(call, rows.dividend_yield[idx], rows.rate[idx])
+    q = np.where(call, rows.rate[idx], rows.dividend_yield[idx])
+    v, t = rows.vol[idx], rows.expiry_years[idx]
+    upper = perpetual_put(x, r, q, v)
+    lower = upper - _unexercised_bound(x, r, q, v, t)
+    p = np.minimum(np.maximum(unit_put, lower), upper)
+    scale = np.where(call, np.exp(m), 1.0)
+    american = np.maximum(scale * p, scale * np.maximum(1.0 - x, 0.0))
+    return np.asarray(np.maximum(american - european, 0.0), dtype=np.float64)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def _rows_kernel(
+    is_call: BoolArray,
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    tb_node_s: FloatArray,
+    tb_fp_s: FloatArray,
+    tb_fp_mu: FloatArray,
+    tb_fp_wt: FloatArray,
+    tb_fp_wa: FloatArray,
+    tb_fp_interp: FloatArray,
+    tb_pr_theta: FloatArray,
+    tb_pr_wt: FloatArray,
+    tb_pr_interp: FloatArray,
+    max_iter: int,
+    tol: float,
+    n_chunks: int,
+    boundary: FloatArray,
+    consts: FloatArray,
+) -> None:
+    """Boundaries and premium constants in groups of _GROUP rows of one kind (FP-A, then
+    FP-B), as :func:`_american_kernel` solves them; rows without a single boundary are
+    left NaN."""
+    size = t.shape[0]
+    kind = np.zeros(size, dtype=np.int64)
+    for j in prange(size):
+        r_put, q_put = (q[j], r[j]) if is_call[j] else (r[j], q[j])
+        if _regime(r_put, q_put, v[j], t[j]) == _SINGLE_BOUNDARY:
+            kind[j] = 1 if _uses_fp_a(r_put, q_put, v[j]) else 2
+    fp_a = np.flatnonzero(kind == 1)
+    todo = np.concatenate((fp_a, np.flatnonzero(kind == 2)))
+    n_a = fp_a.shape[0]
+    n_groups_a = (n_a + _GROUP - 1) // _GROUP
+    n_groups = n_groups_a + (todo.shape[0] - n_a + _GROUP - 1) // _GROUP
+    n_tasks = max(1, min(n_chunks, n_groups))
+    for c in prange(n_tasks):
+        _rows_groups(
+            todo, n_a, c * n_groups // n_tasks, (c + 1) * n_groups // n_tasks,
+            is_call, t, r, q, v,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            tb_pr_theta, tb_pr_wt, tb_pr_interp, max_iter, tol, boundary, consts,
+        )  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _rows_groups(
+    todo: IntArray,
+    n_a: int,
+    grp_lo: int,
+    grp_hi: int,
+    is_call: BoolArray,
+    t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    tb_node_s: FloatArray,
+    tb_fp_s: FloatArray,
+    tb_fp_mu: FloatArray,
+    tb_fp_wt: FloatArray,
+    tb_fp_wa: FloatArray,
+    tb_fp_interp: FloatArray,
+    tb_pr_theta: FloatArray,
+    tb_pr_wt: FloatArray,
+    tb_pr_interp: FloatArray,
+    max_iter: int,
+    tol: float,
+    boundary: FloatArray,
+    consts: FloatArray,
+) -> None:
+    """Rows of groups ``grp_lo .. grp_hi - 1`` of ``todo`` (FP-A rows first)."""
+    n = tb_node_s.shape[0] - 1
+    n_p = tb_pr_theta.shape[0]
+    sc = _make_scratch(n, tb_fp_mu.shape[0] // n, n_p)
+    n_groups_a = (n_a + _GROUP - 1) // _GROUP
+    for grp in range(grp_lo, grp_hi):
+        if grp < n_groups_a:
+            lo = grp * _GROUP
+            hi = min(lo + _GROUP, n_a)
+        else:
+            lo = n_a + (grp - n_groups_a) * _GROUP
+            hi = min(lo + _GROUP, todo.shape[0])
+        size = hi - lo
+        for g in range(size):
+            i = todo[lo + g]
+            rr, qq = (q[i], r[i]) if is_call[i] else (r[i], q[i])
+            sc.opt[_O_X][g] = 1.0
+            sc.opt[_O_R][g] = rr
+            sc.opt[_O_Q][g] = qq
+            sc.opt[_O_VOL][g] = v[i]
+            sc.opt[_O_T][g] = t[i]
+        _group_boundary(
+            size, grp < n_groups_a,
+            tb_node_s, tb_fp_s, tb_fp_mu, tb_fp_wt, tb_fp_wa, tb_fp_interp,
+            max_iter, tol, sc,
+        )  # fmt: skip
+        _group_premium_terms(size, n, tb_pr_theta, tb_pr_wt, tb_pr_interp, sc)
+        for g in range(size):
+            i = todo[lo + g]
+            # as _boundary_groups: the unit put's ln b at the last node; a call's is -ln b
+            ln_b = sc.opt[_O_LNX][g] - sc.nd[_N_W][g * n + n - 1]
+            boundary[i] = -ln_b if is_call[i] else ln_b
+            for k in range(5):
+                for p in range(n_p):
+                    consts[k, i, p] = sc.pr[k][g * n_p + p]
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def _premium_at_kernel(
+    row: IntArray,
+    m: FloatArray,
+    is_call: BoolArray,
+    t: FloatArray,
+    solve_t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    c_lnx: FloatArray,
+    c_0: FloatArray,
+    c_v: FloatArray,
+    c_r: FloatArray,
+    c_q: FloatArray,
+    unit_put: bool,
+    out: FloatArray,
+    european: FloatArray,
+) -> None:
+    """At every point of a solved row: the unit put's value in put space (the European
+    put plus the premium integral, floored, as :func:`_group_prices` prices it, at the
+    row's solve length) and the European price in the option's own terms. ``out`` gets the
+    premium (American less European, per unit strike), or the unit put's value itself when
+    ``unit_put`` (long-dated rows, clipped by the caller).
+
+    Points come sorted by row; each run of one row is a block whose loops over points are
+    innermost, so they run in SIMD registers (as :func:`_spots_alo_kernel`)."""
+    size = m.shape[0]
+    n_p = c_0.shape[1]
+    starts = np.flatnonzero(np.diff(row)) + 1
+    bounds = np.empty(starts.shape[0] + 2, dtype=np.int64)
+    bounds[0] = 0
+    bounds[1:-1] = starts
+    bounds[-1] = size
+    n_runs = bounds.shape[0] - 1
+    n_tasks = min(n_runs, 64)
+    for task in prange(n_tasks):
+        lx = np.empty(_SPOT_BLOCK)
+        x = np.empty(_SPOT_BLOCK)
+        pr = np.empty(_SPOT_BLOCK)
+        for run in range(task * n_runs // n_tasks, (task + 1) * n_runs // n_tasks):
+            j = row[bounds[run]]
+            call = is_call[j]
+            rr, qq = (q[j], r[j]) if call else (r[j], q[j])
+            ts, tt, vol = solve_t[j], t[j], v[j]
+            sd_s, sd_t = vol * math.sqrt(ts), vol * math.sqrt(tt)
+            shift_s = (rr - qq) * ts / sd_s + 0.5 * sd_s
+            shift_t = (rr - qq) * tt / sd_t + 0.5 * sd_t
+            dr_s, dq_s = math.exp(-rr * ts), math.exp(-qq * ts)
+            dr_t, dq_t = math.exp(-rr * tt), math.exp(-qq * tt)
+            for lo in range(bounds[run], bounds[run + 1], _SPOT_BLOCK):
+                n = min(bounds[run + 1], lo + _SPOT_BLOCK) - lo
+                for s in range(n):
+                    lx[s] = -m[lo + s] if call else m[lo + s]
+                    x[s] = _fast_exp(lx[s])
+                    pr[s] = 0.0
+                for p in range(n_p):
+                    a_l, a_0, a_v = c_lnx[j, p], c_0[j, p], c_v[j, p]
+                    a_r, a_q = c_r[j, p], c_q[j, p]
+                    for s in range(n):
+                        dp = lx[s] * a_l + a_0
+                        pr[s] += a_r * _fast_ncdf(a_v - dp) - x[s] * a_q * _fast_ncdf(-dp)
+                for s in range(n):
+                    # the European put in put space at the solve length and at expiry
+                    dp = lx[s] / sd_s + shift_s
+                    eu_s = dr_s * _fast_ncdf(sd_s - dp) - x[s] * dq_s * _fast_ncdf(-dp)
+                    dp = lx[s] / sd_t + shift_t
+                    eu_t = dr_t * _fast_ncdf(sd_t - dp) - x[s] * dq_t * _fast_ncdf(-dp)
+                    value = _fmax(eu_s + _fmax(pr[s], 0.0), _deterministic_floor(x[s], rr, qq, ts))
+                    value = _fmax(value, 1.0 - x[s])
+                    # put space: a call is S/K unit puts at x = K/S with the rates swapped
+                    scale = 1.0 / x[s] if call else 1.0
+                    european[lo + s] = scale * eu_t
+                    if unit_put:
+                        out[lo + s] = value
+                    else:
+                        premium = _fmax(scale * (value - eu_t), 0.0)
+                        out[lo + s] = premium if pr[s] == pr[s] else np.nan

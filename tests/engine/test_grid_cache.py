@@ -18,11 +18,12 @@ MODEL = ExpectedShortfallModel()
 
 # (underlying, spot factor, ATM vol factor or None, skew shift or None): spot-only moves up
 # to ±35% stretch the moneyness lattice either way (the scenario reach is about ±30%), a
-# factor of 1 returns to a price already seen; vol and skew moves need new grids.
+# factor of 1 returns to a price already seen; vol and skew moves add vol rows, and a vol
+# move to another octave changes the lattice (a new grid).
 move = st.tuples(
     st.integers(0, 7),
     st.sampled_from([0.65, 0.8, 0.97, 1.0, 1.01, 1.2, 1.35]),
-    st.one_of(st.none(), st.sampled_from([0.9, 1.0, 1.15])),
+    st.one_of(st.none(), st.sampled_from([0.9, 1.0, 1.15, 1.7])),
     st.one_of(st.none(), st.sampled_from([-0.05, 0.0, 0.03])),
 )
 
@@ -58,7 +59,7 @@ def test_cached_moves_equal_fresh_revaluation(small_case: SmallCase, moves: list
     assert np.array_equal(eng.matrix, _fresh(eng, eng.book.market))
 
 
-def test_spot_moves_reuse_and_extend_vol_moves_rebuild(small_case: SmallCase) -> None:
+def test_spot_and_vol_moves_reuse_and_extend_new_octave_rebuilds(small_case: SmallCase) -> None:
     b = small_case.book
     eng = MarginEngine(b, small_case.scenarios, MODEL)
     cache = eng.grids
@@ -87,7 +88,12 @@ def test_spot_moves_reuse_and_extend_vol_moves_rebuild(small_case: SmallCase) ->
     assert cache.hits > hits
     assert np.array_equal(eng.matrix, _fresh(eng, eng.book.market))
 
-    eng.apply_market(u, atm_vol=v0 * 1.1)  # every node's vol changes: new grids
+    # The vol axis is the option's own vol, so a vol move keeps the grids (at most new vol
+    # rows): only the lattice scale, the ATM vol's octave, is in the key.
+    eng.apply_market(u, atm_vol=v0 * 1.1)
+    assert cache.built == built
+    assert np.array_equal(eng.matrix, _fresh(eng, eng.book.market))
+    eng.apply_market(u, atm_vol=v0 * 2.0)  # another octave: another lattice, new grids
     assert cache.built > built
     built = cache.built
     assert np.array_equal(eng.matrix, _fresh(eng, eng.book.market))
