@@ -12,6 +12,7 @@ from marginflow.scenarios.ewma import (
     calibrate_vol_response,
     ewma_filter,
     ewma_log_change_for_return,
+    ewma_sigma_now,
 )
 from marginflow.scenarios.history import load_arch_series
 
@@ -25,6 +26,22 @@ def test_filter_matches_the_recursion() -> None:
         assert f.sigma_before[t] == pytest.approx(np.sqrt(var), rel=1e-12)
         var = 0.94 * var + 0.06 * r[t] ** 2
         assert f.sigma_after[t] == pytest.approx(np.sqrt(var), rel=1e-12)
+
+
+def test_sigma_now_is_the_recursions_last_value() -> None:
+    rng = np.random.default_rng(1)
+    # More rows than one block, a flat column (the warm-up's floor) and a 1-D series.
+    r = rng.normal(0, 0.01, (700, 4)) * np.array([1.0, 3.0, 0.2, 0.0])
+    var = (r[:50] ** 2).mean(axis=0)
+    var[3] = 1e-8
+    for t in range(700):
+        var = 0.97 * var + 0.03 * r[t] ** 2
+    np.testing.assert_allclose(ewma_sigma_now(r, decay=0.97), np.sqrt(var), rtol=1e-12)
+    assert ewma_sigma_now(r[:, 1], decay=0.97) == pytest.approx(np.sqrt(var[1]), rel=1e-12)
+    with pytest.raises(ValidationError, match="decay"):
+        ewma_sigma_now(r, decay=0.0)
+    with pytest.raises(ValidationError, match="at least 50"):
+        ewma_sigma_now(r[:49], decay=0.9)
 
 
 def test_filter_rejects_bad_decay_and_short_history() -> None:
