@@ -114,7 +114,7 @@ def student_t_copula(
         threads=threads,
     )
     sqrt_n = math.sqrt(horizon_days)
-    resid_sigma = ewma_sigma_now(model.residuals(history), decay=decay)
+    resid_sigma = model.residual_sigma_now(history, decay=decay)
     total_sigma = ewma_sigma_now(history.log_returns, decay=decay)
     n_u = len(history.underlyings)
     spot, vol = underlying_shocks(

@@ -255,6 +255,24 @@ def test_residuals_are_independent_standardised_t(
         assert joint == pytest.approx(1e-4, abs=float(binomial_band(1e-4, n_s)))
 
 
+def test_residuals_of_underlyings_sharing_a_block_are_independent() -> None:
+    # 200 underlyings × 2,000 scenarios: 16 rows to a block. Every pair's correlation is
+    # within 6/√n of zero (19,900 pairs: a correct generator exceeds it with odds ~4e-5).
+    n_u, n_s = 200, 2000
+    spot, _ = underlying_shocks(
+        np.zeros((1, n_s)),
+        loadings=np.zeros((n_u, 1)),
+        residual_scale=np.full(n_u, 0.01),
+        total_scale=np.full(n_u, 0.01),
+        row_seeds=np.random.SeedSequence(2).generate_state(3 * n_u, np.uint64).reshape(n_u, 3),
+        dof=5.0,
+        ewma_decay=0.97**2,
+        vol_response=DEFAULT_VOL_RESPONSE,
+    )
+    c = np.corrcoef(np.log1p(spot.astype(np.float64)))
+    assert np.abs(c[np.triu_indices(n_u, 1)]).max() <= 6.0 / math.sqrt(n_s)
+
+
 def test_vol_shock_is_the_vol_response_of_the_move(
     indices: tuple[ReturnHistory, FactorModel],
 ) -> None:
