@@ -38,8 +38,8 @@ How it is computed (10,000 scenarios × 2,000 underlyings in about 0.2 s on two 
   ``numba.get_num_threads()`` threads (NumPy and the Numba kernels release the GIL).
 * Step 5's vol response is written out (``expm1(a · ½ ln(λⁿ + (1 - λⁿ) z²) + b z)``) instead
   of calling :func:`~.ewma.ewma_log_change_for_return` and
-  :meth:`~.ewma.VolResponse.vol_shock`, which would take nine passes over the block instead
-  of four; the tests check the two agree.
+  :meth:`~.ewma.VolResponse.vol_shock`, which would take nine passes over the block and five
+  temporaries instead of three passes; the tests check the two agree.
 """
 
 from __future__ import annotations
@@ -283,9 +283,16 @@ def underlying_shocks(
     ``ewma_decay`` is ``λⁿ``.
     """
     n_u, n_s = loadings.shape[0], x_f.shape[1]
+    # The kernels' arithmetic is typed by their arguments: signed seeds would shift wrong.
+    seeds = np.ascontiguousarray(row_seeds, dtype=np.uint64)
+    if seeds.shape != (n_u, 3):
+        raise ValidationError("row_seeds", f"must be {n_u} × 3, got {seeds.shape}")
+    x_f = np.ascontiguousarray(x_f, dtype=np.float64)
+    loadings = np.ascontiguousarray(loadings, dtype=np.float64)
     spot = np.empty((n_u, n_s), dtype=np.float32)
     vol = np.empty((n_u, n_s), dtype=np.float32)
-    # The polar draw gives t_ν with variance ν/(ν-2); its scale √ν / √w is folded in here.
+    # ε = t_ν √((ν-2)/ν) with t_ν = v1 √ν √(w^(-2/ν) - 1) / √w: the √ν cancels, leaving
+    # √(ν-2) · v1 / √w (the draw kernel, scaled here) times √(w^(-2/ν) - 1) (NumPy's passes).
     a_scale = np.asarray(residual_scale, dtype=np.float64) * math.sqrt(dof - 2.0)
     inv_total = 1.0 / np.asarray(total_scale, dtype=np.float64)
     rows = max(1, BLOCK_VALUES // n_s)
@@ -298,7 +305,7 @@ def underlying_shocks(
 
         def fn(r0: int, r1: int) -> None:
             a, w, x, q, bz = (b[: r1 - r0] for b in buf)
-            _polar_t_parts(row_seeds[r0:r1], a_scale[r0:r1], a, w)
+            _polar_t_parts(seeds[r0:r1], a_scale[r0:r1], a, w)
             # w := √(w^(-2/ν) - 1), so that a·w is the residual
             np.log(w, out=w)
             w *= power

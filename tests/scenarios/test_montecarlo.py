@@ -356,3 +356,14 @@ def test_bad_settings(indices: tuple[ReturnHistory, FactorModel]) -> None:
         student_t_copula(h, m, n_scenarios=10, dof=2.0)
     with pytest.raises(ValidationError, match="n_scenarios"):
         student_t_copula(h, m, n_scenarios=0)
+    with pytest.raises(ValidationError, match="row_seeds"):
+        underlying_shocks(
+            np.zeros((1, 10)),
+            loadings=np.zeros((4, 1)),
+            residual_scale=np.ones(4),
+            total_scale=np.ones(4),
+            row_seeds=np.zeros((3, 3), dtype=np.uint64),
+            dof=5.0,
+            ewma_decay=0.9,
+            vol_response=DEFAULT_VOL_RESPONSE,
+        )
