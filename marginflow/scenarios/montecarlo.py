@@ -16,8 +16,10 @@ For each of N draws (n = margin period of risk in days, ν the copula's degrees 
 5. spot shock ``exp(x_u) - 1``; vol shock by the :class:`~.ewma.VolResponse` applied to
    ``z_u = x_u / (σ_u,now √n)``, with the EWMA change the n-day move would cause.
 
-How it is computed (10,000 scenarios × 2,000 underlyings in about 0.2 s on two cores,
-``python -m benchmarks.scenarios``; the plain NumPy/SciPy version took 2.5-4 s):
+How it is computed. 10,000 scenarios × 2,000 underlyings take 0.18-0.21 s (0.33-0.39
+CPU-seconds over the two cores) with a neighbour's job on the machine; the NumPy/SciPy
+version it replaced took 1.2-1.3 s at best (1.4-1.6 CPU-s), 3.3-4 s whenever its ~1 GB of
+float64 temporaries had to be faulted in afresh (``python -m benchmarks.scenarios``):
 
 * Random streams: ``SeedSequence(seed)`` spawns one child for the factor draws (NumPy's
   PCG64) and one whose state seeds an SFC64 stream per underlying (the generator of
