@@ -77,7 +77,7 @@ def ewma_sigma_now(
     The recursion unrolled, ``σ²_T-1 = λ^T σ²_-1 + (1 - λ) Σ_t λ^(T-1-t) r_t²``, is one
     weighted sum per column: a single read of the history instead of the filter's passes
     over T × U temporaries (the Monte Carlo generator needs only today's value). Equal to
-    the filter's last row up to rounding (about 1e-15 relative).
+    the filter's last row up to rounding (the tests hold it to 1e-12 relative).
     """
     if not 0.0 < decay < 1.0:
         raise ValidationError("decay", f"must be in (0, 1), got {decay!r}")
@@ -92,6 +92,13 @@ def ewma_sigma_now(
     else:
         f = np.ascontiguousarray(less[0], dtype=np.float64)
         loadings_t = np.ascontiguousarray(np.asarray(less[1], dtype=np.float64).T)
+        # The kernel does not check its bounds: a mismatch would read past the arrays.
+        if f.ndim != 2 or f.shape[0] != t or loadings_t.shape != (f.shape[1], r2.shape[1]):
+            raise ValidationError(
+                "less",
+                f"needs factors T × F and loadings U × F for {t} × {r2.shape[1]} returns, "
+                f"got {f.shape} and {loadings_t.T.shape}",
+            )
     weights = (1.0 - decay) * decay ** np.arange(t - 1, -1, -1, dtype=np.float64)
     warm, total = np.zeros(r2.shape[1]), np.zeros(r2.shape[1])
     _weighted_square_sums(np.ascontiguousarray(r2), f, loadings_t, weights, warmup, warm, total)

@@ -224,6 +224,10 @@ def empirical_quantile(
     from scipy.special import stdtr, stdtrit  # here: scipy.special costs ~0.3 s at CLI start
 
     m = sorted_sample.shape[0]
+    if sorted_sample.shape[1:] != t.shape[:1] or t.ndim != 2 or m < 2:
+        raise ValidationError(
+            "sorted_sample", f"must be m × {t.shape[0]} with m >= 2, got {sorted_sample.shape}"
+        )
     u = np.empty_like(t)
 
     def cdf_rows() -> Callable[[int, int], None]:
@@ -291,6 +295,12 @@ def underlying_shocks(
         raise ValidationError("row_seeds", f"must be {n_u} × 3, got {seeds.shape}")
     x_f = np.ascontiguousarray(x_f, dtype=np.float64)
     loadings = np.ascontiguousarray(loadings, dtype=np.float64)
+    # The kernels do not check their bounds: a mismatch would read past the arrays.
+    if x_f.ndim != 2 or loadings.shape != (n_u, x_f.shape[0]):
+        raise ValidationError("loadings", f"must be U × {x_f.shape[0]}, got {loadings.shape}")
+    for name, arr in (("residual_scale", residual_scale), ("total_scale", total_scale)):
+        if np.shape(arr) != (n_u,):
+            raise ValidationError(name, f"must have {n_u} entries, got {np.shape(arr)}")
     spot = np.empty((n_u, n_s), dtype=np.float32)
     vol = np.empty((n_u, n_s), dtype=np.float32)
     # ε = t_ν √((ν-2)/ν) with t_ν = v1 √ν √(w^(-2/ν) - 1) / √w: the √ν cancels, leaving

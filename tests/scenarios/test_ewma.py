@@ -45,6 +45,10 @@ def test_sigma_now_is_the_recursions_last_value() -> None:
     resid = ewma_filter(r - f @ loadings.T, decay=0.97).sigma_after[-1]
     got = ewma_sigma_now(r, decay=0.97, less=(f, loadings))
     np.testing.assert_allclose(got, resid, rtol=1e-12)
+    with pytest.raises(ValidationError, match="less"):
+        ewma_sigma_now(r, decay=0.97, less=(f[1:], loadings))
+    with pytest.raises(ValidationError, match="less"):
+        ewma_sigma_now(r, decay=0.97, less=(f, loadings[:, :2]))
     with pytest.raises(ValidationError, match="decay"):
         ewma_sigma_now(r, decay=0.0)
     with pytest.raises(ValidationError, match="at least 50"):

@@ -356,6 +356,19 @@ def test_bad_settings(indices: tuple[ReturnHistory, FactorModel]) -> None:
         student_t_copula(h, m, n_scenarios=10, dof=2.0)
     with pytest.raises(ValidationError, match="n_scenarios"):
         student_t_copula(h, m, n_scenarios=0)
+    with pytest.raises(ValidationError, match="sorted_sample"):
+        empirical_quantile(np.zeros((10, 3)), np.zeros((2, 5)), 5.0)
+    with pytest.raises(ValidationError, match="loadings"):
+        underlying_shocks(
+            np.zeros((2, 10)),
+            loadings=np.zeros((4, 1)),
+            residual_scale=np.ones(4),
+            total_scale=np.ones(4),
+            row_seeds=np.zeros((4, 3), dtype=np.uint64),
+            dof=5.0,
+            ewma_decay=0.9,
+            vol_response=DEFAULT_VOL_RESPONSE,
+        )
     with pytest.raises(ValidationError, match="row_seeds"):
         underlying_shocks(
             np.zeros((1, 10)),
