@@ -70,6 +70,10 @@ from marginflow.scenarios.scenario_set import Float32Array, ScenarioGroup, Scena
 
 SeedArray = NDArray[np.uint64]
 
+GENERATOR = "pcg64-copula/sfc64-polar-t"
+"""Which random draws a seed stands for (in the set's params): PCG64 for the copula,
+SFC64 streams and Bailey's polar t for the residuals."""
+
 BLOCK_VALUES = 1 << 15
 """Values per work block of steps 4-5 (whole underlyings: at least one row). Five float64
 buffers of this size are 1.3 MB, about one core's L2 cache."""
@@ -146,6 +150,9 @@ def student_t_copula(
             "decay": decay,
             "dof": dof,
             "seed": seed,
+            # The draws a seed gives: a stored margin names them, so one made by another
+            # generator (NumPy's standard_t before 2026-12) is told apart, not mismatched.
+            "generator": GENERATOR,
             "factors": list(model.factor_names),
             "vol_response": [vol_response.ewma_elasticity, vol_response.return_beta],
         },

@@ -26,6 +26,7 @@ from marginflow.scenarios.ewma import (
 from marginflow.scenarios.factors import FactorModel, fit_pca_factor_model
 from marginflow.scenarios.history import load_arch_series
 from marginflow.scenarios.montecarlo import (
+    GENERATOR,
     empirical_quantile,
     run_blocks,
     sfc64_raw,
@@ -78,6 +79,7 @@ def test_reproducible_and_shaped(indices: tuple[ReturnHistory, FactorModel]) -> 
     assert np.array_equal(a.vol_shock, b.vol_shock)
     assert not np.array_equal(a.spot_shock, c.spot_shock)
     assert a.labels[0] == "mc:00001"
+    assert a.params["generator"] == GENERATOR  # a stored margin says which draws it used
 
 
 def test_same_numbers_whatever_the_thread_count() -> None:
