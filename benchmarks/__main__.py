@@ -7,6 +7,7 @@ import sys
 
 MODULES = (
     "pricing",
+    "scenarios",
     "margin",
     "revaluation_accuracy",
     "simm",
@@ -18,6 +19,7 @@ MODULES = (
 )
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
+    "scenarios": ["--quick"],
     "margin": ["--quick"],
     "revaluation_accuracy": ["--rows", "20", "--scenarios-sampled", "100"],
     "simm": ["--quick"],

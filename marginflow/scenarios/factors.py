@@ -14,7 +14,7 @@ import numpy as np
 from marginflow.core.batch import FloatArray
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
-from marginflow.scenarios.ewma import ewma_filter
+from marginflow.scenarios.ewma import ewma_filter, ewma_sigma_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +36,23 @@ class FactorModel:
 
     def residuals(self, history: ReturnHistory) -> FloatArray:
         """Idiosyncratic returns ``e_t = r_t - f_t · loadingsᵀ`` (T × U)."""
+        self._check(history)
+        return np.asarray(history.log_returns - self.factor_returns @ self.loadings.T)
+
+    def residual_sigma_now(self, history: ReturnHistory, *, decay: float) -> FloatArray:
+        """Today's EWMA volatility of each underlying's residual (U): the last row of
+        ``ewma_filter(self.residuals(history)).sigma_after``, in one pass (no T × U
+        residual matrix)."""
+        self._check(history)
+        return ewma_sigma_now(
+            history.log_returns, decay=decay, less=(self.factor_returns, self.loadings)
+        )
+
+    def _check(self, history: ReturnHistory) -> None:
         if history.underlyings != self.underlyings:
             raise ValidationError("history", "underlyings differ from the factor model's")
         if self.factor_returns.shape[0] != len(history):
             raise ValidationError("history", "dates differ from the factor model's")
-        return np.asarray(history.log_returns - self.factor_returns @ self.loadings.T)
 
 
 def fit_pca_factor_model(
