@@ -581,7 +581,7 @@ def _needed_nodes(
     rounding, so a point is never outside what is marked for it."""
     n_b = u_pos.shape[0]
     pad = 1e-9
-    margin_rows = 1 if margin > 0 else 0
+    margin_rows = 0
     j_first = np.zeros(n_b, dtype=np.int64)
     j_count = np.zeros(n_b, dtype=np.int64)
     for b in range(n_b):
@@ -1110,6 +1110,43 @@ def _eep(b: int, m: float, j: int, fy: float, nv: int, scale: np.ndarray, h: flo
     return out, False
 
 
+_SCENARIO_BLOCK = 256
+
+
+@njit(cache=True, inline="always")
+def _eep_at(b: int, m: float, yv: float, fy: float, ym: float, fx: float, v0: int, nv: int,
+            m_first: np.ndarray, m_count: np.ndarray, offset: np.ndarray,
+            values: np.ndarray, side: np.ndarray,
+            row_offset: np.ndarray, boundary: np.ndarray) -> tuple[float, bool]:  # fmt: skip
+    """:func:`_eep` from lattice coordinates already split into cell and fraction (``yv``,
+    ``fy`` on the vol axis, ``ym``, ``fx`` on the moneyness axis; cells as floats), clamped
+    at the lattice's ends as :func:`_cell` clamps."""
+    j = int(yv) - v0
+    if j < 1:
+        j, fy = 1, 0.0
+    elif j > nv - 3:
+        j, fy = nv - 3, 1.0
+    w0, w1, w2, w3 = _cubic_weights(fy)
+    r = row_offset[b] + j - 1
+    if side[b] != 0.0:
+        m_star = w0 * boundary[r] + w1 * boundary[r + 1] + w2 * boundary[r + 2]
+        m_star += w3 * boundary[r + 3]
+        if side[b] * (m - m_star) <= 0.0:
+            return 0.0, True
+    i = int(ym) - m_first[b]
+    if i < 1:
+        i, fx = 1, 0.0
+    elif i > m_count[b] - 3:
+        i, fx = m_count[b] - 3, 1.0
+    a0, a1, a2, a3 = _cubic_weights(fx)
+    g = offset[b] + (i - 1) * nv + j - 1
+    out = 0.0
+    for k, wa in enumerate((a0, a1, a2, a3)):
+        c = g + k * nv
+        out += wa * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+    return out, False
+
+
 # error_model="numpy": no ZeroDivisionError checks, so LLVM can vectorise the scenario
 # loops (with the vectorisable normal CDF: ~3× faster than math.erfc per price).
 @njit(cache=True, parallel=True, error_model="numpy", fastmath={"contract"})
@@ -1156,6 +1193,10 @@ def _revalue_kernel(
         ln_new = np.empty(n_s)
         vm = np.empty(n_s)
         price = np.empty(n_s)
+        cell_v = np.empty(_SCENARIO_BLOCK)
+        frac_v = np.empty(_SCENARIO_BLOCK)
+        cell_m = np.empty(_SCENARIO_BLOCK)
+        frac_m = np.empty(_SCENARIO_BLOCK)
         for s in range(n_s):
             shock = np.float64(spot_shock[u, s])
             s_new[s] = s0 * (1.0 + shock)
@@ -1209,19 +1250,34 @@ def _revalue_kernel(
                     s_new[s] * df_q * fast_ncdf(sign * d1) - k_df * fast_ncdf(sign * (d1 - sd))
                 )
             if b >= 0:
-                # the premium grid's vol axis is the option's own scenario vol (ln σ)
-                for s in range(n_s):
-                    xs = ln_new[s] - ln_k
-                    vol_s = vm[s] * max(vol_floor, atm - slope * xs)
-                    v_cell, v_frac = _cell(fast_log(vol_s) / lv_step, v0, nv)
-                    e, ex = _eep(
-                        b, xs, v_cell, v_frac, nv, scale, m_step, m_first, m_count, offset,
-                        grid, side, row_offset, boundary,
-                    )  # fmt: skip
-                    if e != e:  # a node the cubic read was never priced
-                        holes[g] = 1
-                    intrinsic = max(sign * (s_new[s] - kk), 0.0)
-                    price[s] = intrinsic if ex else max(price[s] + kk * e, intrinsic)
+                # The premium grid's axes are the option's own scenario vol (ln σ) and asinh
+                # moneyness: their lattice coordinates in one SIMD pass per block of
+                # scenarios, then the gathers of the bicubic (scalar) in a second.
+                c_b = scale[b]
+                for lo_s in range(0, n_s, _SCENARIO_BLOCK):
+                    n = min(n_s, lo_s + _SCENARIO_BLOCK) - lo_s
+                    for t_ in range(n):
+                        xs = ln_new[lo_s + t_] - ln_k
+                        yv = fast_log(vm[lo_s + t_] * max(vol_floor, atm - slope * xs)) / lv_step
+                        z = abs(xs) / c_b
+                        ym = fast_log(z + math.sqrt(z * z + 1.0)) / m_step
+                        ym = ym if xs >= 0.0 else -ym
+                        yv_lo = math.floor(yv)
+                        ym_lo = math.floor(ym)
+                        cell_v[t_] = yv_lo
+                        frac_v[t_] = yv - yv_lo
+                        cell_m[t_] = ym_lo
+                        frac_m[t_] = ym - ym_lo
+                    for t_ in range(n):
+                        s = lo_s + t_
+                        e, ex = _eep_at(
+                            b, ln_new[s] - ln_k, cell_v[t_], frac_v[t_], cell_m[t_], frac_m[t_],
+                            v0, nv, m_first, m_count, offset, grid, side, row_offset, boundary,
+                        )  # fmt: skip
+                        if e != e:  # a node the cubic read was never priced
+                            holes[g] = 1
+                        intrinsic = max(sign * (s_new[s] - kk), 0.0)
+                        price[s] = intrinsic if ex else max(price[s] + kk * e, intrinsic)
             for s in range(n_s):
                 # A scenario that moves nothing has a P&L of exactly zero. The scalar p0 and
                 # the vectorised scenario loop may round differently (FMA contraction) by
