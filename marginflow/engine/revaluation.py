@@ -790,12 +790,20 @@ def _ensure_grids(
     r_j = hull[r_b, 2] + np.arange(n_rows) - row_offset[r_b]
     solve = lay.wanting()
     ridx = np.flatnonzero(solve)
+    # A row's boundary and premium depend on (call, expiry, rate, dividend, vol row) and
+    # not on the lattice scale or the underlying: buckets sharing them (a listed expiry of
+    # underlyings with one dividend yield) solve the row once.
+    row_keys = np.column_stack(
+        [call[r_b[ridx]], t[r_b[ridx]], r[r_b[ridx]], q[r_b[ridx]], r_j[ridx]]
+    ).astype(np.float64)
+    uniq_rows, row_of = np.unique(row_keys, axis=0, return_inverse=True)
+    row_of = row_of.ravel()
     pr = premium_rows(
-        is_call=call[r_b[ridx]], expiry_years=t[r_b[ridx]], rate=r[r_b[ridx]],
-        dividend_yield=q[r_b[ridx]], vol=np.exp(r_j[ridx] * lv),
+        is_call=uniq_rows[:, 0] != 0.0, expiry_years=uniq_rows[:, 1], rate=uniq_rows[:, 2],
+        dividend_yield=uniq_rows[:, 3], vol=np.exp(uniq_rows[:, 4] * lv),
     )  # fmt: skip
     fresh = ~known[ridx]
-    bd[ridx[fresh]] = pr.boundary[fresh]
+    bd[ridx[fresh]] = pr.boundary[row_of[fresh]]
     bad = np.zeros(n_b, dtype=np.bool_)
     np.logical_or.at(bad, r_b, ~np.isfinite(bd))
     side[bad] = 0.0
@@ -823,7 +831,7 @@ def _ensure_grids(
     two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
     pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
     local = np.full(n_rows, -1, dtype=np.int64)
-    local[ridx] = np.arange(ridx.size)
+    local[ridx] = row_of
     node_m = scale[r_b[node_row]] * np.sinh(
         (hull[r_b[node_row], 0] + (flat - offset[r_b[node_row]]) // n_j[r_b[node_row]]) * h
     )
