@@ -226,6 +226,8 @@ def historical_set(
         if last is None
         else int(np.searchsorted(dates, np.datetime64(last, "D"), "right"))
     )
+    if hi - lo < max(horizons, default=1):
+        raise ValidationError("first", f"too few trading days from {first} to {last}")
     windows: dict[tuple[int, int], _Window] = {}
     for u, title in SERIES.items():
         x = hist.column(u)[lo:hi]

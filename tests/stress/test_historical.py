@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from arch.data import nasdaq, sp500, vix
 
+from marginflow.core.errors import ValidationError
 from marginflow.stress.historical import (
     calibrate_vol_proxy,
     historical_set,
@@ -57,6 +58,11 @@ def test_largest_moves_by_hand() -> None:
     rises2 = largest_moves(x, horizon_days=2, count=5, direction="rise")
     assert [(i, round(m, 12)) for i, m in rises2] == [(4, 0.03), (2, -0.02), (0, -0.04)]
     assert largest_moves(x[:1], horizon_days=2, count=1, direction="fall") == []
+
+
+def test_a_window_of_dates_too_short_is_refused() -> None:
+    with pytest.raises(ValidationError, match="too few trading days from 2008-10-15"):
+        historical_set(first=D(2008, 10, 15), last=D(2008, 10, 20), horizons=(1, 5))
 
 
 def test_the_largest_one_day_fall_is_15_october_2008(closes: pd.DataFrame, hist: StressSet) -> None:
