@@ -20,6 +20,7 @@ RANK = {
     "io": 4,
     "store": 5,
     "backtest": 5,  # margin over history against realised P&L: over engine, under app
+    "stress": 5,  # stress sets: files through io's checks and reader, scenarios below; under app
     "stream": 6,
     "app": 7,
     "service": 8,

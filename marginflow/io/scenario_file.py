@@ -77,18 +77,23 @@ COLUMNS = (
 class ScenarioFile:
     rows: tuple[ShockRow, ...]
     failures: list[RowFailure]
+    lines: tuple[int, ...] = ()
+    """The file line of each of ``rows``."""
 
     def scenario_set(self, *, underlyings: Sequence[str], horizon_days: int) -> ScenarioSet:
         """The scenarios over ``underlyings`` (raises naming the first gap in coverage)."""
         return scenario_set_from_rows(self.rows, underlyings=underlyings, horizon_days=horizon_days)
 
 
-def read_scenario_file(path: Path, *, underlyings: Sequence[str]) -> ScenarioFile:
+def read_scenario_file(path: Path, *, underlyings: Sequence[str] | None) -> ScenarioFile:
     """The shocks of ``path`` for a book of ``underlyings``: every row is kept, or rejected
-    with its scenario (see the module docstring); rows in = rows kept + rows rejected."""
+    with its scenario (see the module docstring); rows in = rows kept + rows rejected.
+
+    ``underlyings=None`` reads the file without a book (a stored stress set, margined later
+    on whatever book it is run against): any underlying name is kept."""
     parsed = read_table(path, COLUMNS, max_bytes=MAX_CONFIG_BYTES)
     failures = list(parsed.failures)
-    known = set(underlyings) | {WILDCARD}
+    known = None if underlyings is None else set(underlyings) | {WILDCARD}
     seen: dict[tuple[str, str], int] = {}
     good: list[int] = []
     v = parsed.values
@@ -101,13 +106,14 @@ def read_scenario_file(path: Path, *, underlyings: Sequence[str]) -> ScenarioFil
                 f"(first on line {first})"
             )
             failures.append(_failure(path, parsed, i, "underlying", reason))
-        elif key[1] not in known:
+        elif known is not None and key[1] not in known:
             reason = MSG_SCENARIO_UNKNOWN_UNDERLYING.format(value=key[1])
             failures.append(_failure(path, parsed, i, "underlying", reason))
         else:
             good.append(i)
     refused = _refused_scenarios(path, parsed, failures)
     rows: list[ShockRow] = []
+    lines: list[int] = []
     for i in good:
         name = v["scenario"][i]
         if name in refused:
@@ -118,11 +124,12 @@ def read_scenario_file(path: Path, *, underlyings: Sequence[str]) -> ScenarioFil
         rows.append(
             ShockRow(name, v["underlying"][i], v["spot_shock"][i], v["vol_shock"][i], group)
         )
+        lines.append(parsed.lines[i])
     if not rows:
         f0 = min(failures, key=lambda f: f.line, default=None)
         why = f" (line {f0.line}: {f0.field}: {f0.reason})" if f0 else ""
         raise ValidationError("scenarios", f"{path} {MSG_SCENARIO_NONE}{why}")
-    return ScenarioFile(tuple(rows), sorted(failures, key=lambda f: f.line))
+    return ScenarioFile(tuple(rows), sorted(failures, key=lambda f: f.line), tuple(lines))
 
 
 def _refused_scenarios(

@@ -145,11 +145,16 @@ def read_json(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
 
 def read_toml(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
     """A checked TOML configuration file, or one line naming the line that does not read."""
-    text = read_input_text(path, max_bytes=max_bytes)
+    return parse_toml(read_input_text(path, max_bytes=max_bytes), source=str(path))
+
+
+def parse_toml(text: str, *, source: str) -> dict[str, Any]:
+    """TOML text already read through the checks (a reader that also wants the text, to
+    name the line of a value it refuses), or one line naming the line that does not read."""
     try:
         return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
-        raise ValidationError("file", f"{path}: not TOML: {_first_line(str(exc))}") from None
+        raise ValidationError("file", f"{source}: not TOML: {_first_line(str(exc))}") from None
 
 
 def decode_utf8(data: bytes, *, source: str) -> str:

@@ -67,3 +67,12 @@ def test_missing_column(tmp_path: Path) -> None:
     p.write_text("scenario,underlying\nx,SPX\n", encoding="utf-8")
     with pytest.raises(ValidationError, match="spot_shock"):
         read_scenario_file(p, underlyings=["SPX"])
+
+
+def test_read_without_a_book_keeps_any_underlying_and_each_rows_line(tmp_path: Path) -> None:
+    p = tmp_path / "s.csv"
+    p.write_text("scenario,underlying,spot_shock\n\ncrash,*,-0.2\ncrash,ANY,-0.3\n")
+    sf = read_scenario_file(p, underlyings=None)
+    assert [(r.underlying, r.spot_shock) for r in sf.rows] == [("*", -0.2), ("ANY", -0.3)]
+    assert sf.lines == (3, 4)  # the blank line 2 is skipped, not renumbered
+    assert sf.failures == []
