@@ -19,55 +19,63 @@ EEP``, the European part exact per scenario, the early-exercise premium EEP from
 priced by the pricing core's American pricer, one grid per (underlying, expiry, call/put)
 bucket:
 
-* axes: log-moneyness ``m = ln(S'/K)`` and the log of the scenario's vol multiplier
-  ``ln vm``, ``vm = 1 + vol_shock``. The smile depends on m alone, so vol' = vm · smile(m)
-  and one grid serves every strike of the bucket; prices are homogeneous of degree one in
-  (S, K), so the grid is per unit strike;
-* nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the bucket's
-  ATM total vol σ√T (at least 0.005) and ``h`` = ``eep_moneyness_step`` (steps of about h · c
-  near the strike, growing with |m| in the far tails), and ``ln vm = j · eep_log_vol_step``;
-  the scenarios only decide how far the lattice extends. A scenario's premium is then a
-  function of its own shocks alone: adding scenarios to a set (the APC floor's 10-year
-  windows, say) adds nodes but moves none, so the P&L of the scenarios already there does
-  not change by a bit;
-* the **exercise boundary** of every vol row, ``m*`` (the root of m = ln(S*/K) at the
-  smile's vol at m, :func:`_boundaries`, from the pricer's own boundary
-  :func:`marginflow.pricing.american.exercise_log_moneyness`): a scenario beyond it (m* cubic
-  across rows) is exercised and priced at its intrinsic value, exactly. The American price is
-  only C1 at the boundary (the premium's curvature jumps), which capped any interpolation
-  across it at the step squared (the old bilinear grid's worst errors sat there). Nodes
-  beyond a row's boundary are not priced; they carry the continuation region's premium
-  extended smoothly across it (the cubic through the boundary's value and slope, known by
-  smooth pasting, and the first two nodes inside; :func:`_extend_rows`), so continuation
-  points near the boundary interpolate one smooth function;
+* axes: log-moneyness ``m = ln(S'/K)`` and the log of the option's own scenario vol
+  ``ln σ``, ``σ = vm · max(vol_floor, atm - skew · m)`` (the kernel computes it exactly, so
+  the smile and its floor stay outside the grid). Every option is priced at its own vol,
+  flat, so a grid node is the flat-vol premium F(m, σ) of the bucket's (call/put, expiry,
+  rate, dividend), and one grid serves every strike of the bucket; prices are homogeneous of
+  degree one in (S, K), so the grid is per unit strike;
+* **one boundary solve per vol row**: every node of a row shares its exercise boundary (the
+  boundary depends on the vol, not on the spot), so the pricing core solves it once
+  (:func:`marginflow.pricing.american.premium_rows`, ALO as :func:`american_price` solves
+  it) and each node costs only the premium integral
+  (:func:`marginflow.pricing.american.early_exercise_premium`, ~20× cheaper than a full
+  American price); a row is shared by every bucket with the same (call/put, expiry, rate,
+  dividend);
+* nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the total vol
+  at the ATM vol rounded to the nearest power of two, √T (at least 0.005), and ``h`` =
+  ``eep_moneyness_step`` (steps of about h · c near the strike, growing with |m| in the far
+  tails), and ``ln σ = j · eep_log_vol_step``; the scenarios only decide which nodes are
+  read. A scenario's premium is then a function of its own shocks alone: adding scenarios to
+  a set (the APC floor's 10-year windows, say) adds nodes but moves none, so the P&L of the
+  scenarios already there does not change by a bit;
+* nodes **priced lazily**: only those the cubics of the bucket's (scenario, strike) points
+  read (:func:`_needed_nodes`: per bin of the scenarios' ln vm, the box of (m, ln σ) its
+  points fill, cut per vol cell by inverting the smile), padded against rounding; the others
+  stay NaN and the kernel refuses, with an error, any read of one (a bug guard, never a
+  silent number);
+* the **exercise boundary** of every vol row, ``m*``: a scenario beyond it (m* cubic across
+  rows) is exercised and priced at its intrinsic value, exactly. The American price is only
+  C1 at the boundary (the premium's curvature jumps), which capped any interpolation across
+  it at the step squared (the old bilinear grid's worst errors sat there). Nodes beyond a
+  row's boundary are not priced; they carry the continuation region's premium extended
+  smoothly across it (the cubic through the boundary's value and slope, known by smooth
+  pasting, and the first two nodes inside; :func:`_extend_rows`), so continuation points
+  near the boundary interpolate one smooth function;
 * interpolation: the cubic through four nodes in each axis (Lagrange, exact for cubics: the
-  error falls as the step to the fourth power); today's price uses the same grid (vm = 1 is
-  a row), so a zero shock is a zero P&L; the price is floored at the intrinsic value;
+  error falls as the step to the fourth power); today's price uses the same grid, so a zero
+  shock is a zero P&L; the price is floored at the intrinsic value;
 * calls without dividends (early exercise never optimal) carry no premium and no grid;
-* **grids survive a price move** (:class:`GridCache`): a bucket's lattice scale and node
-  values depend on its call/put, expiry, rate, dividend yield, ATM vol and skew and on the
-  settings (steps, vol floor), not on the spot (nodes are in log-moneyness) nor on the
-  scenarios (they only decide how far the lattice runs). Grids are kept per bucket keyed by
-  exactly those inputs, by value: a spot move reuses a bucket's grid as it is, or extends
-  it by the lattice nodes (and vol rows, for a scenario set reaching further) it lacks,
-  pricing only those; the lattice grows a few nodes beyond the ask so the next small move
-  finds them. A vol move rebuilds: the vol axis is a multiplier of the smile, so a new ATM
-  vol or skew gives every node a new vol (vm · (atm - skew · m)) and the moneyness lattice
-  a new scale (3 · atm · √T); nothing of the old grid is a node of the new one. So do
-  rate, dividend and expiry changes (a roll). The old grid stays in the cache (a market
-  returning to the same inputs finds it) until the least recently used are dropped beyond
-  a node budget. The incremental engine owns one cache for its full and incremental
-  revaluations; a call without one builds its grids for itself.
+* **grids survive price and vol moves** (:class:`GridCache`): a grid depends on its bucket's
+  call/put, expiry, rate, dividend yield and lattice scale and on the steps, not on the spot
+  (nodes are in log-moneyness), the smile (the vol axis is the option's own vol) nor the
+  scenarios. Grids are kept per bucket keyed by exactly those inputs, by value: a move
+  reuses a bucket's grid as it is, or prices the nodes (and vol rows) it lacks, a few more
+  than asked around them so the next small move finds them built. A vol move within the
+  ATM vol's octave keeps the lattice; one to another octave, and rate, dividend and expiry
+  changes (a roll), use another grid. The old grid stays in the cache (a market returning to
+  the same inputs finds it) until the least recently used are dropped beyond a node budget.
+  The incremental engine owns one cache for its full and incremental revaluations; a call
+  without one builds its grids for itself.
 
 Measured against QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at every
 scenario's market (``benchmarks/revaluation_accuracy.py``, ``tests/engine/
 test_american_accuracy.py``): on the quick margin benchmark's book under its Student-t Monte
 Carlo set, every scenario P&L within 1e-3 per unit of underlying at spot 100 (figures in
 ``benchmarks/README.md``), the pricing core's own bound. The bilinear grid this replaced
-(h = 0.06 in asinh moneyness, 0.07 in ln vm) was off by up to 2.5e-2 there. Known limit:
-where the linear smile reaches ``vol_floor`` the premium has a kink the lattice does not
-see; the error there can exceed the bound (``vol_floor`` is reached at ``m = -(atm - floor)
-/ skew``, beyond -0.75 for ATM vols above 20% and skews down to -0.25).
+(h = 0.06 in asinh moneyness, 0.07 in ln vm) was off by up to 2.5e-2 there. The vol floor
+of the smile no longer puts a kink inside the grid (the floor is applied to σ before the
+lookup), which was the previous design's known limit.
 
 ``method="exact"`` prices every American option under every scenario with the pricing core
 (one ALO price per option and scenario): the reference, fine for small books, what-if and
@@ -137,7 +145,7 @@ class RevaluationSettings:
     eep_moneyness_step: float = 0.025
     """Premium grid step h in asinh(ln(S/K) / 3σ√T): about 3h · σ√T near the strike."""
     eep_log_vol_step: float = 0.1
-    """Premium grid step in the log of the scenario's vol multiplier."""
+    """Premium grid step in the log of the option's own scenario vol (ln σ)."""
     vol_floor: float = 0.01
 
     def __post_init__(self) -> None:
@@ -155,9 +163,9 @@ class EepGrids:
     """Early-exercise premium per unit strike on B bucket grids, on fixed lattices.
 
     Bucket ``b`` has ``m_count[b]`` moneyness nodes ``m = scale[b] · sinh((m_first[b] + i) ·
-    m_step)`` and, for its underlying ``u``, ``v_count[u]`` vol rows ``ln vm = (v_first[u] +
-    j) · lv_step``; its values are ``values[offset[b] + i · v_count[u] + j]`` (ragged,
-    flattened). Row ``j``'s exercise boundary is at log-moneyness ``boundary[row_offset[b] +
+    m_step)`` and ``v_count[b]`` vol rows ``ln σ = (v_first[b] + j) · lv_step``; its values
+    are ``values[offset[b] + i · v_count[b] + j]`` (ragged, flattened; NaN where never
+    priced). Row ``j``'s exercise boundary is at log-moneyness ``boundary[row_offset[b] +
     j]``; ``side[b]`` is +1 for a put (exercised at or below it), -1 for a call (at or
     above), 0 for a bucket without a single boundary.
     """
@@ -1099,7 +1107,7 @@ def _eep(b: int, m: float, j: int, fy: float, nv: int, scale: np.ndarray, h: flo
     """Bucket b's premium at log-moneyness ``m`` in vol cell ``j`` (fraction ``fy``, ``nv``
     rows): (premium per unit strike, exercised). The boundary is cubic across rows; beyond
     it the option is exercised (its price is the intrinsic value, exactly); inside, the
-    premium is bicubic in (asinh moneyness, ln vm) on nodes that continue the continuation
+    premium is bicubic in (asinh moneyness, ln σ) on nodes that continue the continuation
     region's premium smoothly across the boundary (:func:`_extend_rows`)."""
     w0, w1, w2, w3 = _cubic_weights(fy)
     r = row_offset[b] + j - 1
