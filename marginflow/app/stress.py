@@ -677,6 +677,8 @@ def run_stress(
     engine = run.engine
     margin = engine.margin.copy()
     timings["margin"] = time.perf_counter() - t0
+    # the margin's own revaluation (its scenarios × every instrument), part of "margin"
+    timings["margin_revaluation"] = engine.timings.get("revaluation", 0.0)
 
     betas, betas_text = book_betas(book)
     scen, owner = materialise(sets, book.underlyings.ids, betas)
@@ -727,6 +729,9 @@ def run_stress(
             progress=progress,
         )
         timings["reverse"] = time.perf_counter() - t0
+        timings["reverse_revaluation"] = reverse_timings.get("grids", 0.0) + reverse_timings.get(
+            "revaluation", 0.0
+        )
 
     days: list[HistoryDay] = []
     if history_days:
