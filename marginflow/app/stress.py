@@ -309,8 +309,8 @@ class StressResult:
                     "direction": r.direction,
                     "move": r.move,
                     "exhausted": r.exhausted,
-                    "gross_loss": r.gross_loss,
-                    "uncovered": r.uncovered,
+                    "gross_loss": r.gross_loss if r.exhausted else None,
+                    "uncovered": r.uncovered if r.exhausted else None,
                     "bound": r.bound,
                 }
                 for r in self.reverse
@@ -530,17 +530,21 @@ def reverse_stress(
     moves = np.concatenate([-grid, grid])
     if progress:
         progress(f"reverse stress: {moves.size} market moves up to ±{bound:.0%}")
-    unc, _ = member_losses(moves)
+    unc, gross = member_losses(moves)
     over = unc > resources[:, np.newaxis]
-    # per (member, direction): the first grid index where the resources are exhausted
+    # per (member, direction): the bracket [lo, hi] of the crossing, and the member's
+    # uncovered and gross loss at hi (kept as hi moves, so no revaluation at the end)
     lo = np.zeros((n_members, 2))
     hi = np.full((n_members, 2), np.nan)
+    at_hi = np.zeros((n_members, 2, 2))  # (uncovered, gross)
     for d in range(2):
         part = over[:, d * n : (d + 1) * n]
-        hit = part.any(axis=1)
-        first = np.argmax(part, axis=1)
-        hi[hit, d] = grid[first[hit]]
-        lo[hit, d] = np.where(first[hit] > 0, grid[first[hit] - 1], 0.0)
+        hit = np.flatnonzero(part.any(axis=1))
+        first = np.argmax(part, axis=1)[hit]
+        hi[hit, d] = grid[first]
+        lo[hit, d] = np.where(first > 0, grid[first - 1], 0.0)
+        at_hi[hit, d, 0] = unc[hit, d * n + first]
+        at_hi[hit, d, 1] = gross[hit, d * n + first]
     sign = np.array([-1.0, 1.0])
     steps = max(0, math.ceil(math.log2(step / tolerance)))
     for k in range(steps):
@@ -549,31 +553,25 @@ def reverse_stress(
             break
         if progress:
             progress(f"reverse stress: bisection {k + 1}/{steps} ({len(active)} searches)")
-        mid = (lo[active[:, 0], active[:, 1]] + hi[active[:, 0], active[:, 1]]) / 2
-        signed = mid * sign[active[:, 1]]
-        uniq, inv = np.unique(signed, return_inverse=True)
-        u, _ = member_losses(uniq)
-        exhausted = u[active[:, 0], inv] > resources[active[:, 0]]
-        for (m, d), x, e in zip(active.tolist(), mid.tolist(), exhausted.tolist(), strict=True):
-            if e:
-                hi[m, d] = x
-            else:
-                lo[m, d] = x
-    found = np.argwhere(np.isfinite(hi))
-    at = hi[found[:, 0], found[:, 1]] * sign[found[:, 1]]
-    uniq, inv = np.unique(at, return_inverse=True)
-    u_at, g_at = member_losses(uniq) if uniq.size else (np.zeros((n_members, 0)),) * 2
+        m_, d_ = active[:, 0], active[:, 1]
+        mid = (lo[m_, d_] + hi[m_, d_]) / 2
+        # brackets share the grid's dyadic lattice, so many searches ask for one move
+        uniq, inv = np.unique(mid * sign[d_], return_inverse=True)
+        u, g = member_losses(uniq)
+        exhausted = u[m_, inv] > resources[m_]
+        hi[m_[exhausted], d_[exhausted]] = mid[exhausted]
+        at_hi[m_[exhausted], d_[exhausted], 0] = u[m_, inv][exhausted]
+        at_hi[m_[exhausted], d_[exhausted], 1] = g[m_, inv][exhausted]
+        lo[m_[~exhausted], d_[~exhausted]] = mid[~exhausted]
     out: list[ReverseMove] = []
-    where = {(int(m), int(d)): i for i, (m, d) in enumerate(found.tolist())}
     for m in range(n_members):
         for d, name in enumerate(DIRECTIONS):
-            i = where.get((m, d))
-            if i is None:
-                out.append(ReverseMove(m, name, None, 0.0, 0.0, bound))
+            if np.isfinite(hi[m, d]):
+                move = float(hi[m, d] * sign[d])
+                uncovered, loss = float(at_hi[m, d, 0]), float(at_hi[m, d, 1])
+                out.append(ReverseMove(m, name, move, loss, uncovered, bound))
             else:
-                col = int(inv[i])
-                gross, uncovered = float(g_at[m, col]), float(u_at[m, col])
-                out.append(ReverseMove(m, name, float(at[i]), gross, uncovered, bound))
+                out.append(ReverseMove(m, name, None, 0.0, 0.0, bound))
     return out
 
 
