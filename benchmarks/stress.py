@@ -7,8 +7,8 @@ the built-in ``historical`` and ``published`` sets (137), as ``marginflow stress
 filtered-historical scenarios, its revaluation timed apart), then the stress revaluation
 (premium grids, shared with the margin's through its cache, and the kernel), the
 aggregation (positions × P&L matrix, members, uncovered losses), Cover-1/2 and the
-contributions, and the reverse stress (a grid of 100 market moves, then bisection per
-member and direction).
+contributions, and the reverse stress (a grid of 100 market moves, then the 0.1% points of
+each member's and direction's crossing bracket in one revaluation).
 
 Goal (issue 13): the whole run in under a minute on this machine; the ratio printed is the
 run's time over 60 s. The share of time in revaluation counts every revaluation of the run

@@ -42,9 +42,11 @@ Conventions (amounts in the book's currency; P&L profit-positive, a loss ``L = -
   default-fund contribution. An underlying moves by its beta in log returns as the stress
   sets do, ``1 + spot = (1 + x) ** β`` (β = 1 without a history), and every implied vol by
   the one-day VIX proxy of :class:`marginflow.stress.historical.VolProxy` as stored with the
-  ``published`` set. Found on a grid of moves ``step`` apart up to ``bound``, then by
-  bisection to ``tolerance``: the move reported exhausts the resources, one ``tolerance``
-  smaller does not; a crossing and its reversal between two grid points is not seen.
+  ``published`` set. Found on a grid of moves ``step`` apart up to ``bound``, then refined
+  inside the first bracket that crosses on the lattice of ``tolerance`` (every point in one
+  revaluation: what a bisection to the tolerance finds, in one call instead of four): the
+  move reported exhausts the resources, one ``tolerance`` smaller does not; a crossing and
+  its reversal between two grid points is not seen.
 * **History** (:func:`cover_history`): Cover-2 re-run on each of the last N days of the
   book's price history with the spots of that day (today's spots moved back by the
   history's log returns) and the positions held today. Held constant, and said so in every
@@ -89,7 +91,9 @@ stress test took index futures down 25%)."""
 REVERSE_STEP = 0.01
 """Spacing of the reverse stress's first grid of moves (1%)."""
 REVERSE_TOLERANCE = 0.001
-"""Bisection tolerance of the reverse stress's move (0.1%)."""
+"""Resolution of the reverse stress's move (0.1%)."""
+REVERSE_CHUNK = 1000
+"""Most market moves of the reverse stress revalued in one call."""
 MAX_HISTORY_DAYS = 2520
 HISTORY_HELD = (
     "positions, implied vols and smiles, rates, dividends and times to expiry are today's; "
@@ -509,7 +513,14 @@ def reverse_stress(
     underlyings = revaluer.book.underlyings.ids
 
     def member_losses(moves: np.ndarray) -> tuple[FloatArray, FloatArray]:
-        """Members × moves: uncovered loss and gross loss under each market move."""
+        """Members × moves: uncovered loss and gross loss under each market move (in
+        chunks of :data:`REVERSE_CHUNK` moves, which bound the P&L matrix's memory)."""
+        if moves.size > REVERSE_CHUNK:
+            parts = [
+                member_losses(moves[i : i + REVERSE_CHUNK])
+                for i in range(0, moves.size, REVERSE_CHUNK)
+            ]
+            return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
         scenarios = tuple(
             StressScenario(
                 label=f"reverse:{k}",
@@ -533,7 +544,7 @@ def reverse_stress(
     unc, gross = member_losses(moves)
     over = unc > resources[:, np.newaxis]
     # per (member, direction): the bracket [lo, hi] of the crossing, and the member's
-    # uncovered and gross loss at hi (kept as hi moves, so no revaluation at the end)
+    # uncovered and gross loss at hi (kept as hi moves: no revaluation at the end)
     lo = np.zeros((n_members, 2))
     hi = np.full((n_members, 2), np.nan)
     at_hi = np.zeros((n_members, 2, 2))  # (uncovered, gross)
@@ -546,23 +557,32 @@ def reverse_stress(
         at_hi[hit, d, 0] = unc[hit, d * n + first]
         at_hi[hit, d, 1] = gross[hit, d * n + first]
     sign = np.array([-1.0, 1.0])
-    steps = max(0, math.ceil(math.log2(step / tolerance)))
-    for k in range(steps):
-        active = np.argwhere(np.isfinite(hi) & (hi - lo > tolerance))
-        if active.size == 0:
-            break
-        if progress:
-            progress(f"reverse stress: bisection {k + 1}/{steps} ({len(active)} searches)")
+    # Refine each bracket on the tolerance's lattice in one revaluation: every point
+    # lo + j·tolerance inside it (what a bisection to the tolerance finds, but the smallest
+    # such point, and one revaluation instead of ⌈log2(step / tolerance)⌉; a revaluation
+    # call has a fixed cost over the whole book, the number of moves matters less).
+    inner = round(step / tolerance) - 1
+    active = np.argwhere(np.isfinite(hi))
+    if inner > 0 and active.size:
         m_, d_ = active[:, 0], active[:, 1]
-        mid = (lo[m_, d_] + hi[m_, d_]) / 2
-        # brackets share the grid's dyadic lattice, so many searches ask for one move
-        uniq, inv = np.unique(mid * sign[d_], return_inverse=True)
+        points = lo[m_, d_][:, np.newaxis] + tolerance * np.arange(1, inner + 1)
+        signed = points * sign[d_][:, np.newaxis]
+        uniq, inv = np.unique(np.round(signed, 12), return_inverse=True)
+        inv = inv.reshape(points.shape)
+        if progress:
+            progress(
+                f"reverse stress: {len(active)} brackets refined to ±{tolerance:.1%} "
+                f"({uniq.size} market moves)"
+            )
         u, g = member_losses(uniq)
-        exhausted = u[m_, inv] > resources[m_]
-        hi[m_[exhausted], d_[exhausted]] = mid[exhausted]
-        at_hi[m_[exhausted], d_[exhausted], 0] = u[m_, inv][exhausted]
-        at_hi[m_[exhausted], d_[exhausted], 1] = g[m_, inv][exhausted]
-        lo[m_[~exhausted], d_[~exhausted]] = mid[~exhausted]
+        rows = m_[:, np.newaxis]
+        exhausted = u[rows, inv] > resources[rows]
+        found = exhausted.any(axis=1)
+        j = np.argmax(exhausted, axis=1)[found]
+        mf, df, col = m_[found], d_[found], inv[found, j]
+        hi[mf, df] = points[found, j]
+        at_hi[mf, df, 0] = u[mf, col]
+        at_hi[mf, df, 1] = g[mf, col]
     out: list[ReverseMove] = []
     for m in range(n_members):
         for d, name in enumerate(DIRECTIONS):

@@ -193,8 +193,8 @@ def _reverse(rep: Report, r: StressResult) -> None:
     rep.paragraph(
         "The smallest market move, down and up, under which a member's losses beyond its "
         "accounts' margins exceed its default-fund contribution. Single names move by their "
-        "beta, implied vols by the one-day VIX proxy; grid of 1% moves, then bisection to "
-        "0.1%."
+        "beta, implied vols by the one-day VIX proxy; grid of 1% moves, then the 0.1% points "
+        "inside the first bracket that crosses."
     )
     rows: dict[int, list[str]] = {}
     for mv in r.reverse:
