@@ -105,6 +105,9 @@ def test_export_csv_and_parquet_read_back_equal_the_matrix(book: Path, tmp_path:
         # the CSV guards a formula-like cell for spreadsheets: '=cmd...' becomes "'=..."
         shown = [("'" + m if m.startswith("=") else m) for m in members]
         assert list(frame["member"]) == shown
+        if name.endswith(".parquet"):  # the file names the set it came from
+            meta = pq.read_schema(path).metadata
+            assert builtin_set("published").fingerprint.encode() in meta[b"stress_sets"]
         got = frame[list(expected.labels)].to_numpy(dtype=np.float64)
         np.testing.assert_array_equal(got, expected.pnl)  # bit for bit: shortest repr
 
