@@ -384,11 +384,50 @@ def _eep_buckets(
             market.dividend_yield[b_u].tolist(), scale.tolist(), strict=True,
         )
     ]  # fmt: skip
-    grids = _ensure_grids(
-        cache, keys, b_call, b_t, market.rate[b_u], market.dividend_yield[b_u], scale,
-        tight, wide, h, lv,
+    # Buckets with one key (a listed expiry of underlyings with one rate, dividend yield
+    # and vol octave) read one grid: priced, cached and laid out once, to the union of
+    # their needs. Apart they would each extend the cached grid their own way and only the
+    # last would be kept, so the others would price their nodes again on every call.
+    index: dict[GridKey, int] = {}
+    g_of = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    first = np.unique(g_of, return_index=True)[1]
+    merged = _ensure_grids(
+        cache, list(index), b_call[first], b_t[first], market.rate[b_u][first],
+        market.dividend_yield[b_u][first], scale[first], _merge_needs(tight, g_of, len(index)),
+        _merge_needs(wide, g_of, len(index)) if wide is not tight else None, h, lv,
+    )  # fmt: skip
+    grids = EepGrids(
+        merged.scale[g_of], h, merged.m_first[g_of], merged.m_count[g_of],
+        merged.offset[g_of], lv, merged.v_first[g_of], merged.v_count[g_of], merged.values,
+        merged.side[g_of], merged.row_offset[g_of], merged.boundary,
     )  # fmt: skip
     return bucket, grids
+
+
+def _merge_needs(needs: Needs, group: NDArray[np.int64], n_groups: int) -> Needs:
+    """The needs of buckets ``0..B-1`` merged by ``group``: each group's vol rows span its
+    buckets' and each row's moneyness interval covers theirs (rows no bucket needs are
+    empty, lo > hi)."""
+    j_first, j_count, lo, hi = needs
+    big = np.int64(1 << 40)
+    some = j_count > 0
+    g_first = np.full(n_groups, big)
+    g_last = np.full(n_groups, -big)
+    np.minimum.at(g_first, group[some], j_first[some])
+    np.maximum.at(g_last, group[some], (j_first + j_count - 1)[some])
+    g_count = np.maximum(g_last - g_first + 1, 0)
+    g_first = np.where(g_count > 0, g_first, 0)
+    g_rows = np.concatenate([[0], np.cumsum(g_count)]).astype(np.int64)
+    row_b = np.repeat(np.arange(j_count.size), j_count)
+    row_start = np.repeat(np.cumsum(j_count) - j_count, j_count)
+    row_j = j_first[row_b] + np.arange(row_b.size) - row_start
+    dest = g_rows[group[row_b]] + row_j - g_first[group[row_b]]
+    g_lo = np.full(int(g_rows[-1]), big)
+    g_hi = np.full(int(g_rows[-1]), -big)
+    ne = lo <= hi
+    np.minimum.at(g_lo, dest[ne], lo[ne])
+    np.maximum.at(g_hi, dest[ne], hi[ne])
+    return g_first, g_count, g_lo, g_hi
 
 
 def _lattice_scale(atm: FloatArray, t: FloatArray) -> FloatArray:
@@ -452,6 +491,7 @@ class GridCache:
         self.margin_nodes = margin_nodes
         self._grids: OrderedDict[GridKey, BucketGrid] = OrderedDict()
         self._nodes = 0
+        self._scratch = np.empty(0)
         self.hits = 0
         self.extended = 0
         self.built = 0
@@ -479,6 +519,17 @@ class GridCache:
         while self._nodes > self.max_nodes and len(self._grids) > 1:
             _, dropped = self._grids.popitem(last=False)
             self._nodes -= dropped.nodes
+
+    def scratch(self, n: int) -> FloatArray:
+        """``n`` NaNs in a buffer reused from call to call (grown, never shrunk): a call's
+        layout, which nothing keeps beyond the call (:func:`_ensure_grids` copies what it
+        caches), so it need not be fresh memory, whose first touch costs ~2.5 ms/MiB on
+        these machines."""
+        if self._scratch.size < n:
+            self._scratch = np.empty(max(n, int(self._scratch.size * 1.25)))
+        out = self._scratch[:n]
+        out.fill(np.nan)
+        return out
 
     def drop(self, key: GridKey) -> None:
         old = self._grids.pop(key, None)
@@ -676,7 +727,9 @@ class _Layout:
     need_z: NDArray[np.int64]
 
     @classmethod
-    def of(cls, have: list[BucketGrid | None], needs: Needs) -> _Layout:
+    def of(
+        cls, have: list[BucketGrid | None], needs: Needs, scratch: GridCache | None = None
+    ) -> _Layout:
         j_first, j_count, need_lo, need_hi = needs
         n_b = len(have)
         big = np.int64(1 << 40)
@@ -700,8 +753,10 @@ class _Layout:
         offset = np.concatenate([[0], np.cumsum(n_i * n_j)]).astype(np.int64)
         row_offset = np.concatenate([[0], np.cumsum(n_j)]).astype(np.int64)
         n_rows = int(row_offset[-1])
+        n_nodes = int(offset[-1])
         lay = cls(
-            hull, n_i, n_j, offset, row_offset, np.full(int(offset[-1]), np.nan),
+            hull, n_i, n_j, offset, row_offset,
+            np.full(n_nodes, np.nan) if scratch is None else scratch.scratch(n_nodes),
             np.full(n_rows, np.nan), np.zeros(n_rows), np.zeros(n_rows),
             np.zeros((n_rows, 2)), np.zeros((n_rows, 2)), np.zeros(n_rows, dtype=np.bool_),
             np.full(n_rows, big), np.full(n_rows, -big),
@@ -719,6 +774,20 @@ class _Layout:
         at = row_offset[row_b] + (j_first[row_b] + np.arange(rs[-1]) - rs[row_b]) - hull[row_b, 2]
         lay.need_a[at], lay.need_z[at] = need_lo, need_hi
         return lay
+
+    def grids(
+        self, scale: FloatArray, h: float, lv: float, side: FloatArray,
+        boundary: FloatArray | None = None,
+    ) -> EepGrids:  # fmt: skip
+        """The layout as the kernel reads it (``boundary``: the rows' exercise boundaries,
+        0 where the bucket has no single one; default ``bd`` so)."""
+        if boundary is None:
+            r_b = np.repeat(np.arange(self.n_j.size), self.n_j)
+            boundary = np.where(side[r_b] == 0.0, 0.0, self.bd)
+        return EepGrids(
+            scale, h, self.hull[:, 0].copy(), self.n_i, self.offset[:-1], lv,
+            self.hull[:, 2].copy(), self.n_j, self.values, side, self.row_offset[:-1], boundary,
+        )  # fmt: skip
 
     def wanting(self) -> NDArray[np.bool_]:
         """Rows to solve: not in a cached grid, or with a needed node not priced yet."""
@@ -754,7 +823,7 @@ def _ensure_grids(
     q: FloatArray,
     scale: FloatArray,
     tight: Needs,
-    wide: Needs,
+    wide: Needs | None,
     h: float,
     lv: float,
 ) -> EepGrids:
@@ -771,15 +840,23 @@ def _ensure_grids(
     without a single boundary extends nothing): a cached grid whose side the new rows
     would change is priced afresh (in practice: never, with positive rates)."""
     n_b = len(keys)
+    wide = tight if wide is None else wide
     have: list[BucketGrid | None] = [cache.get(k) for k in keys]
     cached = np.array([g is not None for g in have], dtype=np.bool_)
     covered = np.zeros(n_b, dtype=np.bool_)
+    # With grids cached this is an incremental call: the layout goes into the cache's
+    # scratch buffer (memory already backed, not fresh pages each call) and what the cache
+    # keeps is copied out of it, so it holds no view of a call's buffers.
+    scratch = cache if cached.any() else None
     if cached.any():
-        first = _Layout.of(have, tight)
+        first = _Layout.of(have, tight, scratch)
         want = np.zeros(n_b, dtype=np.bool_)
         np.logical_or.at(want, np.repeat(np.arange(n_b), first.n_j), first.wanting())
         covered = cached & ~want
-    lay = _Layout.of(have, _choose(covered, tight, wide) if covered.any() else wide)
+        if covered.all():  # every node needed is cached: nothing to price or extend
+            cache.hits += n_b
+            return first.grids(scale, h, lv, np.array([g.side for g in have if g is not None]))
+    lay = _Layout.of(have, _choose(covered, tight, wide) if covered.any() else wide, scratch)
     hull, n_i, n_j, offset, row_offset = lay.hull, lay.n_i, lay.n_j, lay.offset, lay.row_offset
     values, bd, f0, s0, pts_d, pts_f, known = (
         lay.values,
@@ -859,9 +936,20 @@ def _ensure_grids(
     f0[new_rows], s0[new_rows] = _boundary_premium(
         call[rb], t[rb], r[rb], q[rb], np.exp(r_j[new_rows] * lv), bd_n
     )
+    # A cached row whose rectangle did not grow was extended when it was cached; only new
+    # rows and rows of grown rectangles have nodes beyond the boundary still to fill.
+    grew = np.array(
+        [g is None or (g.i0, g.j0, *g.values.shape) != (hull[b, 0], hull[b, 2], n_i[b], n_j[b])
+         for b, g in enumerate(have)], dtype=np.bool_,
+    )  # fmt: skip
+    extend = ~known | grew[r_b]
     boundary = np.where(side[r_b] == 0.0, 0.0, bd)
     _extend_rows(values, r_b, row_offset, offset, hull[:, 0].copy(), n_i, n_j, scale, h, side,
-                 boundary, f0, s0, pts_d, pts_f)  # fmt: skip
+                 boundary, f0, s0, pts_d, pts_f, extend)  # fmt: skip
+
+    def own(a: FloatArray) -> FloatArray:
+        return a.copy() if scratch is not None else a
+
     for b in range(n_b):
         g = have[b]
         if g is not None and not solve[row_offset[b] : row_offset[b + 1]].any():
@@ -874,15 +962,12 @@ def _ensure_grids(
             keys[b],
             BucketGrid(
                 i0=int(hull[b, 0]), j0=int(hull[b, 2]),
-                values=values[offset[b] : offset[b + 1]].reshape(int(n_i[b]), int(n_j[b])),
-                raw_boundary=bd[rows], side=float(side[b]), f_star=f0[rows], slope=s0[rows],
-                pts_d=pts_d[rows], pts_f=pts_f[rows],
+                values=own(values[offset[b] : offset[b + 1]]).reshape(int(n_i[b]), int(n_j[b])),
+                raw_boundary=own(bd[rows]), side=float(side[b]), f_star=own(f0[rows]),
+                slope=own(s0[rows]), pts_d=own(pts_d[rows]), pts_f=own(pts_f[rows]),
             ),
         )  # fmt: skip
-    return EepGrids(
-        scale, h, hull[:, 0].copy(), n_i, offset[:-1], lv, hull[:, 2].copy(), n_j, values,
-        side, row_offset[:-1], boundary,
-    )  # fmt: skip
+    return lay.grids(scale, h, lv, side, boundary)
 
 
 @njit(cache=True)
@@ -967,9 +1052,10 @@ def _extend_rows(
     slope: np.ndarray,
     pts_d: np.ndarray,
     pts_f: np.ndarray,
+    rows: np.ndarray,
 ) -> None:
-    """Fill, in place, each row's premium at the nodes beyond its exercise boundary with
-    the continuation region's premium extended smoothly across it.
+    """Fill, in place, the premium of each row of the mask ``rows`` at the nodes beyond its
+    exercise boundary with the continuation region's premium extended smoothly across it.
 
     On the exercise side the premium is ``intrinsic - European``, which meets the
     continuation side's with equal value and slope but not curvature (the American price
@@ -984,7 +1070,7 @@ def _extend_rows(
     for r in range(r_bucket.shape[0]):
         b = r_bucket[r]
         sd = side[b]
-        if sd == 0.0:
+        if sd == 0.0 or not rows[r]:
             continue
         j = r - row_offset[b]
         n_v = nv[b]
@@ -1130,37 +1216,49 @@ _SCENARIO_BLOCK = 256
 
 
 @njit(cache=True, inline="always")
-def _eep_at(b: int, m: float, yv: float, fy: float, ym: float, fx: float, v0: int, nv: int,
-            m_first: np.ndarray, m_count: np.ndarray, offset: np.ndarray,
-            values: np.ndarray, side: np.ndarray,
-            row_offset: np.ndarray, boundary: np.ndarray) -> tuple[float, bool]:  # fmt: skip
-    """:func:`_eep` from lattice coordinates already split into cell and fraction (``yv``,
-    ``fy`` on the vol axis, ``ym``, ``fx`` on the moneyness axis; cells as floats), clamped
-    at the lattice's ends as :func:`_cell` clamps."""
-    j = int(yv) - v0
-    if j < 1:
-        j, fy = 1, 0.0
-    elif j > nv - 3:
-        j, fy = nv - 3, 1.0
-    w0, w1, w2, w3 = _cubic_weights(fy)
-    r = row_offset[b] + j - 1
-    if side[b] != 0.0:
+def _eep_block(n: int, b: int, ln_m: np.ndarray, cell_v: np.ndarray, frac_v: np.ndarray,
+               cell_m: np.ndarray, frac_m: np.ndarray, v0: int, nv: int,
+               m_first: np.ndarray, m_count: np.ndarray, offset: np.ndarray,
+               values: np.ndarray, side: np.ndarray, row_offset: np.ndarray,
+               boundary: np.ndarray, eep: np.ndarray, exercised: np.ndarray) -> None:  # fmt: skip
+    """:func:`_eep` for points ``0..n-1`` of a block, from lattice coordinates already split
+    into cell and fraction (``cell_v``, ``frac_v`` on the vol axis, ``cell_m``, ``frac_m`` on
+    the moneyness axis; cells as floats), clamped at the lattice's ends as :func:`_cell`
+    clamps; ``ln_m`` the points' log-moneyness. Writes the premium per unit strike into
+    ``eep`` and whether the point is exercised into ``exercised``.
+
+    Without a branch, so that the loop runs in SIMD lanes (the node reads become gathers):
+    every point reads its boundary and its 16 nodes, exercised or not (the clamps keep the
+    reads inside the bucket), and the exercise test selects. Same bits as the
+    point-by-point form with its early return; 3× it in isolation with unpredictable
+    exercise, 4% less kernel CPU on a synthetic book (1 thread, 1,144 scenarios)."""
+    sd = side[b]
+    first, ro, off = m_first[b], row_offset[b], offset[b]
+    j_hi = float(nv - 3)
+    i_hi = float(m_count[b] - 3)
+    for t in range(n):
+        jr = cell_v[t] - v0
+        fy = 0.0 if jr < 1.0 else (1.0 if jr > j_hi else frac_v[t])
+        j = np.int64(min(max(jr, 1.0), j_hi))
+        w0, w1, w2, w3 = _cubic_weights(fy)
+        r = ro + j - 1
         m_star = w0 * boundary[r] + w1 * boundary[r + 1] + w2 * boundary[r + 2]
         m_star += w3 * boundary[r + 3]
-        if side[b] * (m - m_star) <= 0.0:
-            return 0.0, True
-    i = int(ym) - m_first[b]
-    if i < 1:
-        i, fx = 1, 0.0
-    elif i > m_count[b] - 3:
-        i, fx = m_count[b] - 3, 1.0
-    a0, a1, a2, a3 = _cubic_weights(fx)
-    g = offset[b] + (i - 1) * nv + j - 1
-    out = 0.0
-    for k, wa in enumerate((a0, a1, a2, a3)):
-        c = g + k * nv
-        out += wa * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
-    return out, False
+        ir = cell_m[t] - first
+        fx = 0.0 if ir < 1.0 else (1.0 if ir > i_hi else frac_m[t])
+        i = np.int64(min(max(ir, 1.0), i_hi))
+        a0, a1, a2, a3 = _cubic_weights(fx)
+        c = off + (i - 1) * nv + j - 1
+        e = a0 * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+        c += nv
+        e += a1 * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+        c += nv
+        e += a2 * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+        c += nv
+        e += a3 * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
+        ex = sd != 0.0 and sd * (ln_m[t] - m_star) <= 0.0
+        eep[t] = 0.0 if ex else e
+        exercised[t] = ex
 
 
 # error_model="numpy": no ZeroDivisionError checks, so LLVM can vectorise the scenario
@@ -1213,6 +1311,9 @@ def _revalue_kernel(
         frac_v = np.empty(_SCENARIO_BLOCK)
         cell_m = np.empty(_SCENARIO_BLOCK)
         frac_m = np.empty(_SCENARIO_BLOCK)
+        ln_m = np.empty(_SCENARIO_BLOCK)
+        eep = np.empty(_SCENARIO_BLOCK)
+        exercised = np.empty(_SCENARIO_BLOCK, dtype=np.bool_)
         for s in range(n_s):
             shock = np.float64(spot_shock[u, s])
             s_new[s] = s0 * (1.0 + shock)
@@ -1268,7 +1369,7 @@ def _revalue_kernel(
             if b >= 0:
                 # The premium grid's axes are the option's own scenario vol (ln σ) and asinh
                 # moneyness: their lattice coordinates in one SIMD pass per block of
-                # scenarios, then the gathers of the bicubic (scalar) in a second.
+                # scenarios, the bicubics' gathers in a second (_eep_block, branch-free).
                 c_b = scale[b]
                 for lo_s in range(0, n_s, _SCENARIO_BLOCK):
                     n = min(n_s, lo_s + _SCENARIO_BLOCK) - lo_s
@@ -1284,16 +1385,20 @@ def _revalue_kernel(
                         frac_v[t_] = yv - yv_lo
                         cell_m[t_] = ym_lo
                         frac_m[t_] = ym - ym_lo
+                        ln_m[t_] = xs
+                    _eep_block(
+                        n, b, ln_m, cell_v, frac_v, cell_m, frac_m, v0, nv, m_first, m_count,
+                        offset, grid, side, row_offset, boundary, eep, exercised,
+                    )  # fmt: skip
+                    hole = False
                     for t_ in range(n):
                         s = lo_s + t_
-                        e, ex = _eep_at(
-                            b, ln_new[s] - ln_k, cell_v[t_], frac_v[t_], cell_m[t_], frac_m[t_],
-                            v0, nv, m_first, m_count, offset, grid, side, row_offset, boundary,
-                        )  # fmt: skip
-                        if e != e:  # a node the cubic read was never priced
-                            holes[g] = 1
+                        e, ex = eep[t_], exercised[t_]
+                        hole |= e != e  # a node the cubic read was never priced
                         intrinsic = max(sign * (s_new[s] - kk), 0.0)
                         price[s] = intrinsic if ex else max(price[s] + kk * e, intrinsic)
+                    if hole:
+                        holes[g] = 1
             for s in range(n_s):
                 # A scenario that moves nothing has a P&L of exactly zero. The scalar p0 and
                 # the vectorised scenario loop may round differently (FMA contraction) by

@@ -4,6 +4,8 @@ cache's memory is bounded."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -136,3 +138,37 @@ def test_memory_bounded_least_recently_used_dropped(small_case: SmallCase) -> No
     assert np.array_equal(
         revalue(**args, market=b.market, cache=small), revalue(**args, market=b.market)
     )
+
+
+def test_underlyings_with_one_key_share_a_grid_and_reprice_nothing(small_case: SmallCase) -> None:
+    """Underlyings with one rate, dividend yield and vol octave read one grid per expiry
+    and side, extended to all their needs: moving them back and forth over prices already
+    seen prices no node again, the bits are a fresh build's, and the cache keeps no view
+    of a call's scratch buffer."""
+    b = small_case.book
+    n_u = len(b.underlyings)
+    market = replace(
+        b.market, rate=np.full(n_u, 0.03), dividend_yield=np.full(n_u, 0.02),
+        atm_vol=np.full(n_u, 0.25),
+    )  # fmt: skip
+    book = replace(b, market=market)
+    eng = MarginEngine(book, small_case.scenarios, MODEL)
+    cache = eng.grids
+    americans = b.instruments.is_american & b.instruments.is_option
+    kind, expiry = b.instruments.kind[americans], b.instruments.expiry_years[americans]
+    per_key = {(int(k), float(t)) for k, t in zip(kind, expiry, strict=True)}
+    assert len(cache) <= len(per_key)  # one grid per (side, expiry), not per underlying
+    ids = b.underlyings.ids
+    up = {u: (float(market.spot[k]) * 1.04,) for k, u in enumerate(ids)}
+    down = {u: (float(market.spot[k]),) for k, u in enumerate(ids)}
+    eng.apply_batch(moves=up)
+    eng.apply_batch(moves=down)
+    priced = cache.priced
+    for _ in range(2):
+        eng.apply_batch(moves=up)
+        eng.apply_batch(moves=down)
+    assert cache.priced == priced
+    assert np.array_equal(eng.matrix, _fresh(eng, eng.book.market))
+    scratch = cache._scratch
+    for grid in cache._grids.values():
+        assert not np.shares_memory(grid.values, scratch)
