@@ -587,7 +587,7 @@ def reverse_stress(
     for m in range(n_members):
         for d, name in enumerate(DIRECTIONS):
             if np.isfinite(hi[m, d]):
-                move = float(hi[m, d] * sign[d])
+                move = round(float(hi[m, d] * sign[d]), 10)  # lattice points, not float noise
                 uncovered, loss = float(at_hi[m, d, 0]), float(at_hi[m, d, 1])
                 out.append(ReverseMove(m, name, move, loss, uncovered, bound))
             else:
