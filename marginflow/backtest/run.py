@@ -60,7 +60,7 @@ from marginflow.core.book import Book, InstrumentKind, Instruments, Market, Posi
 from marginflow.core.errors import ConfigurationError, ValidationError
 from marginflow.core.history import DateArray
 from marginflow.engine.grid_margins import grid_margin_book
-from marginflow.engine.revaluation import option_batch
+from marginflow.engine.revaluation import GridCache, option_batch
 from marginflow.engine.settings import MarginSettings, build_engine
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
@@ -336,6 +336,9 @@ def run_backtest(
                 if engine is None:
                     first = _day_book(cut, market, stacked, len(paths))
                     engine = build_engine(first, settings, scenarios=scen)
+                    # a day's grids serve no other day (times to expiry move with the
+                    # date): no nodes priced ahead for moves within the day
+                    engine.grids = GridCache(margin_nodes=0)
                 else:
                     engine.roll(day, market=market, scenarios=scen)
                     if not static:  # static holdings change only by expiry, as the roll's

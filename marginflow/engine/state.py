@@ -561,9 +561,7 @@ class MarginEngine:
         for a in self._exposed(rows).tolist():
             self.concentration[a] = self._concentration_of(self.pnl[a], self._positions[a])
 
-    def _exposed(
-        self, rows: IndexArray, model: ExpectedShortfallModel | None = None
-    ) -> IndexArray:
+    def _exposed(self, rows: IndexArray, model: ExpectedShortfallModel | None = None) -> IndexArray:
         """The accounts of ``rows`` holding an exposure beyond the margin period's
         liquidation capacity: the only ones with a concentration add-on.
 
