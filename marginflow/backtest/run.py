@@ -34,7 +34,8 @@ Conventions
 * **Models.** ``es`` at each confidence given (one revaluation serves them all:
   :meth:`~marginflow.engine.state.MarginEngine.margins_under`), ``span`` and ``pm`` (the
   scenario-grid models of :mod:`marginflow.engine.grid_margins` on the day's market). The
-  grid models state no confidence; their statistics use :data:`GRID_CONFIDENCE`.
+  grid models state no confidence; their statistics use :data:`GRID_CONFIDENCE`. SPAN is
+  tested on its risk requirement before the net option value credit (:func:`_grid_cover`).
 
 Speed: one :class:`~marginflow.engine.state.MarginEngine` serves the whole window; each day
 one :meth:`~marginflow.engine.state.MarginEngine.roll` moves it to the day's date, market and
@@ -65,6 +66,8 @@ from marginflow.engine.settings import MarginSettings, build_engine
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.models import parse_params
+from marginflow.margin.portfolio_margin import PortfolioMarginResult
+from marginflow.margin.span import SpanResult
 from marginflow.pricing.api import price
 from marginflow.scenarios.ewma import DEFAULT_WARMUP
 from marginflow.scenarios.scenario_set import ScenarioSet
@@ -354,7 +357,7 @@ def run_backtest(
             with _timed(timings, "grid models"):
                 for i, m in enumerate(modes):
                     g = _day_book(cut, market, held[i], 1)
-                    m.margin[c.key][k] = grid_margin_book(c.model, g).margin
+                    m.margin[c.key][k] = _grid_cover(grid_margin_book(c.model, g))
         with _timed(timings, "realised P&L"):
             change = values.at(t + h) - values.at(t)
             for i, m in enumerate(modes):
@@ -384,6 +387,14 @@ def run_backtest(
         instruments=len(cut.instruments),
         scenarios=scenarios_count,
     )
+
+
+def _grid_cover(result: SpanResult | PortfolioMarginResult) -> FloatArray:
+    """What a grid model holds against a loss: portfolio margin's requirement; SPAN's risk
+    before the net option value is taken off (the long options' value is the position's
+    own, whose fall the realised P&L already counts: netting it would count it twice)."""
+    cover: FloatArray = result.risk if isinstance(result, SpanResult) else result.margin
+    return cover
 
 
 @contextmanager

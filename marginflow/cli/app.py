@@ -45,6 +45,7 @@ def _options(
 def _register_commands() -> None:
     from marginflow.cli import (
         audit_cmd,
+        backtest_cmd,
         demo_cmd,
         keys_cmd,
         log_cmd,
@@ -65,6 +66,7 @@ def _register_commands() -> None:
         demo_cmd,
         price_cmd,
         margin_cmd,
+        backtest_cmd,
         simm_cmd,
         stream_cmd,
         publish_cmd,
