@@ -362,7 +362,7 @@ def run_backtest(
             change = values.at(t + h) - values.at(t)
             for i, m in enumerate(modes):
                 m.pnl[k] = held[i] @ change
-                m.held[k] = np.diff(held[i].indptr) > 0
+                m.held[k] = np.asarray(abs(held[i]).sum(axis=1)).ravel() > 0
         if progress is not None:
             progress(k + 1, n_days)
     if engine is not None:
