@@ -120,6 +120,8 @@ def backtest_book(
     the window is given (otherwise a note says why not)."""
     if mode not in MODE_CHOICES:
         raise ConfigurationError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+    if mode in ("dynamic", "both") and database is None:
+        raise ConfigurationError(MSG_DYNAMIC_NEEDS_DB.format(mode=mode))
     columns = columns_of(models, confidences, settings.confidence)
     book = sample_accounts(loaded.book, accounts)
     window = choose_window(book, settings, days=days, start=start, end=end)
@@ -389,10 +391,17 @@ def _dates(r: BacktestResult) -> Any:
 
 
 def _pnl_margin_chart(
-    report: Report, caption: str, r: BacktestResult, loss: np.ndarray, margins: dict[str, Any]
+    report: Report,
+    caption: str,
+    r: BacktestResult,
+    loss: np.ndarray,
+    margins: dict[str, Any],
+    title: str = "",
 ) -> None:
     x = _dates(r)
     with report.figure(caption) as ax:
+        if title:
+            ax.set_title(title, fontsize=9)
         ax.plot(x, loss, color="#333", lw=0.9, label="loss over the horizon (-P&L)")
         for (label, margin), colour in zip(margins.items(), _COLOURS, strict=False):
             ax.plot(x, margin, color=colour, lw=1.2, label=f"margin {label}")
@@ -452,6 +461,7 @@ def _worst_section(report: Report, bt: Backtest, top: int) -> None:
             r,
             -m.pnl[:, a],
             margins,
+            title=f"{w.name} ({w.member}, {w.mode})",
         )
         pnl = m.pnl[:, a]
         with report.figure(

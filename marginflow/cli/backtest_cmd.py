@@ -125,6 +125,11 @@ def backtest_command(
     coverage, Kupiec, Christoffersen, Basel traffic light.
     """
     models = model or ["es"]
+    from marginflow.backtest.run import MODELS, MSG_UNKNOWN_MODEL
+
+    for name in models:
+        if name not in MODELS:
+            fail(MSG_UNKNOWN_MODEL.format(model=name))
     if "es" not in models:
         refuse_ignored_settings(
             ctx, model=models[0], scenarios=None, source=source, apc=apc, param=param
