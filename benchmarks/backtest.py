@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     reval = t.get("revaluation", 0.0)
     stages = [
         ("scenario generation (FHS from the history up to each day)", t.get("scenarios", 0.0)),
-        ("revaluation (premium grids + kernel, one roll a day)", reval),
+        (
+            "revaluation: American premium grids (rebuilt daily: T moves)",
+            t.get("premium grids", 0.0),
+        ),
+        ("revaluation: kernel (every held series × scenario)", t.get("kernel", 0.0)),
         ("margin: aggregation, tails, concentration", t.get("margin", 0.0)),
         ("grid models", t.get("grid models", 0.0)),
         ("realised P&L: pricing every held series once a day", t.get("pricing", 0.0)),
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             ("Numba warm-up (excluded)", warmup),
             ("book generation (excluded)", generate),
             ("per day (s)", run / result.days.size),
+            ("option prices per day (series × scenarios)", result.instruments * result.scenarios),
             ("share of time in revaluation", f"{reval / total:.1%}"),
             ("goal (s)", GOAL_SECONDS),
             ("total / goal", total / GOAL_SECONDS),

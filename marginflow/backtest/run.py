@@ -366,9 +366,9 @@ def run_backtest(
         if progress is not None:
             progress(k + 1, n_days)
     if engine is not None:
-        timings["revaluation"] = engine.timings.get("eep_grid", 0.0) + engine.timings.get(
-            "kernel", 0.0
-        )
+        timings["premium grids"] = engine.timings.get("eep_grid", 0.0)
+        timings["kernel"] = engine.timings.get("kernel", 0.0)
+        timings["revaluation"] = timings["premium grids"] + timings["kernel"]
         timings["margin"] = timings.get("margin", 0.0) - timings["revaluation"]
     timings["pricing"] = values.seconds
     p = cut.positions
