@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marginflow.app.report import Report, chart_text
+from marginflow.app.report import Report
 from marginflow.app.stress import HISTORY_HELD, StressResult
 
 WORST_ACCOUNTS = 3
@@ -83,7 +83,7 @@ def _members(rep: Report, r: StressResult) -> None:
         ax.barh(y - h, [m["gross_loss"] for m in shown], h, label="worst loss (gross)")
         ax.barh(y, [m["uncovered"] for m in shown], h, label="beyond margin")
         ax.barh(y + h, [m["margin"] for m in shown], h, label="margin posted")
-        ax.set_yticks(y, [chart_text(m["member"]) for m in shown])
+        ax.set_yticks(y, [m["member"] for m in shown])
         ax.invert_yaxis()
         ax.set_xlabel("amount (book currency)")
         ax.legend(loc="lower right")
@@ -144,10 +144,10 @@ def _worst_accounts(rep: Report, r: StressResult) -> None:
                 label="loss beyond margin",
             )
             ax.axvline(-float(r.margin[a]), color="#c44e52", ls="--", label="- margin")
-            ax.axvline(float(pnl[int(scen[a])]), color="black", label=chart_text(label))
+            ax.axvline(float(pnl[int(scen[a])]), color="black", label=label)
             ax.set_xlabel("scenario P&L (book currency, profit positive)")
             ax.set_ylabel("scenarios")
-            ax.set_title(chart_text(f"{name} ({member})"))
+            ax.set_title(f"{name} ({member})")
             ax.legend(loc="upper right", fontsize="small")
 
 
