@@ -43,6 +43,12 @@ def _cell(value: Cell, digits: int) -> tuple[str, str]:
     return html.escape(value), "t"
 
 
+def chart_text(text: str) -> str:
+    """``text`` as a matplotlib label shows it: a ``$`` would start mathtext (``$x^2$`` set
+    as a formula), so it is escaped; nothing else in a label is interpreted."""
+    return text.replace("$", r"\$")
+
+
 @dataclass
 class Report:
     """An HTML report being built: a title, a line of provenance, then sections of

@@ -55,6 +55,7 @@ def _register_commands() -> None:
         serve_cmd,
         simm_cmd,
         stream_cmd,
+        stress_cmd,
         trace_cmd,
         users_cmd,
     )
@@ -65,6 +66,7 @@ def _register_commands() -> None:
         demo_cmd,
         price_cmd,
         margin_cmd,
+        stress_cmd,
         simm_cmd,
         stream_cmd,
         publish_cmd,

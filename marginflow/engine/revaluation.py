@@ -1229,8 +1229,9 @@ def _eep_block(n: int, b: int, ln_m: np.ndarray, cell_v: np.ndarray, frac_v: np.
 
     Without a branch, so that the loop runs in SIMD lanes (the node reads become gathers):
     every point reads its boundary and its 16 nodes, exercised or not (the clamps keep the
-    reads inside the bucket), and the exercise test selects. ~3× the point-by-point form
-    with its early return."""
+    reads inside the bucket), and the exercise test selects. Same bits as the
+    point-by-point form with its early return; 3× it in isolation with unpredictable
+    exercise, 4% less kernel CPU on a synthetic book (1 thread, 1,144 scenarios)."""
     sd = side[b]
     first, ro, off = m_first[b], row_offset[b], offset[b]
     j_hi = float(nv - 3)

@@ -130,6 +130,24 @@ class VolProxy:
             f"the VIX's own moves [{np.expm1(self.low):+.0%}, {np.expm1(self.high):+.0%}]"
         )
 
+    @classmethod
+    def from_document(cls, doc: Any) -> VolProxy:
+        """The proxy :meth:`document` wrote (a stored set's ``params.vol_proxy.<h>``)."""
+        try:
+            return cls(
+                horizon_days=int(doc["horizon_days"]),
+                fall_elasticity=float(doc["fall_elasticity"]),
+                rise_elasticity=float(doc["rise_elasticity"]),
+                low=float(doc["log_low"]),
+                high=float(doc["log_high"]),
+                observations=int(doc["observations"]),
+                r_squared=float(doc["r_squared"]),
+                first=doc["first"],
+                last=doc["last"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError("vol_proxy", f"not a stored vol proxy: {exc}") from None
+
     def document(self) -> dict[str, Any]:
         return {
             "horizon_days": self.horizon_days,
