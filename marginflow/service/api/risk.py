@@ -277,6 +277,10 @@ class CoverageOut(BaseModel):
     test_level: float
     zone: str
     zone_probability: float
+    transitions: dict[str, int] = Field(
+        description="breach transitions day to day (n00, n01, n10, n11) of the "
+        "Christoffersen tests"
+    )
     worst_excess: float
 
     @classmethod
