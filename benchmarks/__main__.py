@@ -17,6 +17,7 @@ MODULES = (
     "sod_load",
     "reproduce",
     "api",
+    "backtest",
 )
 QUICK_ARGS = {
     "pricing": ["--n", "200000", "--sample", "500"],
@@ -30,6 +31,7 @@ QUICK_ARGS = {
     "sod_load": ["--quick"],
     "reproduce": ["--quick"],
     "api": ["--quick"],
+    "backtest": ["--quick"],
 }
 
 

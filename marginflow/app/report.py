@@ -25,7 +25,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#1
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccd}
 table{border-collapse:collapse;margin:.6em 0}th,td{padding:.25em .7em;text-align:right}
 th{background:#eef1f5}td.t,th.t{text-align:left}tr:nth-child(even) td{background:#f7f8fa}
-.meta{color:#556}.zone-green{color:#176d2c}.zone-amber{color:#9a6a00}.zone-red{color:#b0201b}
+.meta{color:#556}.zone-green{color:#176d2c}.zone-amber,.zone-yellow{color:#9a6a00}.zone-red{color:#b0201b}
 figure{margin:.8em 0}figcaption{color:#556;font-size:.9em}
 """
 
@@ -100,9 +100,12 @@ class Report:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(width, height))
+        # user text in labels and legends is plain text: a "$" must not start mathtext
+        with matplotlib.rc_context({"text.parse_math": False}):
+            fig, ax = plt.subplots(figsize=(width, height))
         try:
-            yield ax
+            with matplotlib.rc_context({"text.parse_math": False}):
+                yield ax
             ax.grid(True, alpha=0.3)
             fig.tight_layout()
             buf = io.StringIO()

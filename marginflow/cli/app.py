@@ -45,6 +45,7 @@ def _options(
 def _register_commands() -> None:
     from marginflow.cli import (
         audit_cmd,
+        backtest_cmd,
         demo_cmd,
         keys_cmd,
         log_cmd,
@@ -67,6 +68,7 @@ def _register_commands() -> None:
         price_cmd,
         margin_cmd,
         stress_cmd,
+        backtest_cmd,
         simm_cmd,
         stream_cmd,
         publish_cmd,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -93,6 +94,46 @@ def status(message: str) -> Iterator[None]:
     """A spinner with ``message`` on standard error while the block runs."""
     with _console(err=True).status(literal(message)):
         yield
+
+
+class Progress:
+    """``label: done/total unit, elapsed, ETA`` on standard error while a long run goes: on
+    a terminal one line redrawn in place, otherwise a line at most every ``every`` seconds
+    (and at the end), so a log shows it without flooding. Call it with (done, total)."""
+
+    def __init__(self, label: str, unit: str, *, every: float = 10.0) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.label, self.unit, self.every = label, unit, every
+        self.t0 = self._clock()
+        self._last = -math.inf
+        self._console = _console(err=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        final = done >= total
+        live = self._console.is_terminal
+        if not final and not live and now - self._last < self.every:
+            return
+        self._last = now
+        elapsed = now - self.t0
+        eta = elapsed / done * (total - done) if done else math.nan
+        text = f"{self.label}: {done:,}/{total:,} {self.unit}, {_duration(elapsed)} elapsed"
+        if not final:
+            text += f", ETA {_duration(eta)}"
+        if live:
+            self._console.file.write("\r\x1b[2K" + visible(text) + ("\n" if final else ""))
+            self._console.file.flush()
+        else:
+            self._console.print(literal(text), soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = round(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def write_csv_rows(out: TextIO, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:

@@ -100,6 +100,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -376,7 +377,6 @@ def _eep_buckets(
         market.skew[b_u], scale, h, lv, settings.vol_floor, *bins,
     )  # fmt: skip
     tight = _needed_nodes(*args, 0)
-    wide = _needed_nodes(*args, cache.margin_nodes) if cache.margin_nodes else tight
     keys = [
         (c, t, r, q, s, h, lv)
         for c, t, r, q, s in zip(
@@ -394,7 +394,8 @@ def _eep_buckets(
     merged = _ensure_grids(
         cache, list(index), b_call[first], b_t[first], market.rate[b_u][first],
         market.dividend_yield[b_u][first], scale[first], _merge_needs(tight, g_of, len(index)),
-        _merge_needs(wide, g_of, len(index)) if wide is not tight else None, h, lv,
+        lambda: _merge_needs(_needed_nodes(*args, cache.margin_nodes), g_of, len(index))
+        if cache.margin_nodes else None, h, lv,
     )  # fmt: skip
     grids = EepGrids(
         merged.scale[g_of], h, merged.m_first[g_of], merged.m_count[g_of],
@@ -823,13 +824,14 @@ def _ensure_grids(
     q: FloatArray,
     scale: FloatArray,
     tight: Needs,
-    wide: Needs | None,
+    wanted_wide: Callable[[], Needs | None],
     h: float,
     lv: float,
 ) -> EepGrids:
     """Every bucket's grid holding the nodes it needs (``tight``: per vol row, the nodes
     its points read), from the cache where it has them; a bucket lacking any is priced to
-    its ``wide`` needs (the tight ones with a margin, so the next small move finds them),
+    its wide needs (``wanted_wide()``, asked only then: the tight ones with a margin, so
+    the next small move finds them; None: the tight ones),
     every missing node in one batch (each vol row's boundary solved once,
     :func:`premium_rows`), and the cache updated. Returns the grids as the kernel reads
     them (each bucket's whole rectangle).
@@ -840,7 +842,6 @@ def _ensure_grids(
     without a single boundary extends nothing): a cached grid whose side the new rows
     would change is priced afresh (in practice: never, with positive rates)."""
     n_b = len(keys)
-    wide = tight if wide is None else wide
     have: list[BucketGrid | None] = [cache.get(k) for k in keys]
     cached = np.array([g is not None for g in have], dtype=np.bool_)
     covered = np.zeros(n_b, dtype=np.bool_)
@@ -856,6 +857,7 @@ def _ensure_grids(
         if covered.all():  # every node needed is cached: nothing to price or extend
             cache.hits += n_b
             return first.grids(scale, h, lv, np.array([g.side for g in have if g is not None]))
+    wide = wanted_wide() or tight  # only now: an incremental call is mostly covered
     lay = _Layout.of(have, _choose(covered, tight, wide) if covered.any() else wide, scratch)
     hull, n_i, n_j, offset, row_offset = lay.hull, lay.n_i, lay.n_j, lay.offset, lay.row_offset
     values, bd, f0, s0, pts_d, pts_f, known = (
@@ -896,7 +898,7 @@ def _ensure_grids(
     if clash.any():  # rare: those buckets' grids are priced afresh
         for b in np.flatnonzero(clash).tolist():
             cache.drop(keys[b])
-        return _ensure_grids(cache, keys, call, t, r, q, scale, tight, wide, h, lv)
+        return _ensure_grids(cache, keys, call, t, r, q, scale, tight, lambda: wide, h, lv)
     # Nodes to price: needed, not yet priced, and on the continuation side of the row's
     # boundary (beyond it the premium is extended, not priced).
     flat, node_row = _nodes_to_price(

@@ -372,19 +372,37 @@ class MarginEngine:
         self._positions.extend({} for _ in range(added))
         self._acc_index.update({a: n0 + k for k, a in enumerate(ids[n0:])})
 
-    def roll(self, valuation_date: dt.date) -> list[str]:
+    def roll(
+        self,
+        valuation_date: dt.date,
+        *,
+        market: Market | None = None,
+        scenarios: ScenarioSet | None = None,
+    ) -> list[str]:
         """Move to ``valuation_date``: every instrument is resolved and revalued for the new
-        times to expiry (the market's levels and the scenario set stay: a new day's closes
-        and scenarios come with its start-of-day load), series that expired before it leave
-        the book (their rows are zero and positions in them are dropped), and every account
-        is recomputed from its positions. Returns the series that left."""
+        times to expiry, series that expired before it leave the book (their rows are zero
+        and positions in them are dropped), and every account is recomputed from its
+        positions. Returns the series that left.
+
+        By default the market's levels and the scenario set stay (a new day's closes and
+        scenarios come with its start-of-day load). ``market`` (the same underlyings; its
+        date is replaced by ``valuation_date``) and ``scenarios`` (shocks for every
+        underlying of the book) replace them in the same revaluation: a back-test moves one
+        engine from day to day this way, one revaluation a day, its premium grids kept."""
         if valuation_date < self.book.market.valuation_date:
             raise ValidationError(
                 "business_date",
                 f"{valuation_date} is before the valuation date {self.book.market.valuation_date}",
             )
+        if market is not None and market.spot.shape != self.book.market.spot.shape:
+            raise ValidationError("market", "must have one value per underlying of the book")
+        if scenarios is not None:
+            # validated (every underlying has shocks) before anything changes
+            spot_shock, vol_shock = scenarios.aligned(self.book.underlyings.ids)
+            self.scenarios, self._spot_shock, self._vol_shock = scenarios, spot_shock, vol_shock
+            self.model_info = self.model.info(scenarios)
         ins = self.book.instruments.resolved(valuation_date)
-        market = replace(self.book.market, valuation_date=valuation_date)
+        market = replace(market or self.book.market, valuation_date=valuation_date)
         self.book = replace(self.book, instruments=ins, market=market)
         newly = ins.expired() & ~self._expired
         self._expired = ins.expired()
@@ -399,6 +417,7 @@ class MarginEngine:
             spot_shock=self._spot_shock,
             vol_shock=self._vol_shock,
             settings=self.revaluation,
+            timings=self.timings,
             cache=self.grids,
         )
         self.matrix[self._expired] = 0.0
@@ -444,6 +463,19 @@ class MarginEngine:
             pnl, pos, a_components=(core.es_base[0], core.apc[0], conc, core.var[0])
         )
         return WhatIf(account, self._member_of(a), float(self.margin[a]), after, breakdown)
+
+    def margins_under(self, model: ExpectedShortfallModel) -> FloatArray:
+        """Every account's margin (ES floored at 0, plus the concentration add-on) under
+        ``model`` on this state's P&L vectors and scenarios; the state is unchanged. How a
+        back-test reads several confidence levels off one revaluation."""
+        self.check_model(model)
+        rows = np.arange(self.pnl.shape[0], dtype=np.intp)
+        core = model.evaluate(self.pnl, self.scenarios.group, rows=rows)
+        concentration = np.zeros(rows.size)
+        for a in self._exposed(rows, model).tolist():
+            concentration[a] = self._concentration_of(self.pnl[a], self._positions[a], model)
+        out: FloatArray = np.maximum(core.es, 0.0) + concentration
+        return out
 
     def current_book(self) -> Book:
         """The book as the state now holds it (for a full recompute or to save)."""
@@ -529,7 +561,7 @@ class MarginEngine:
         for a in self._exposed(rows).tolist():
             self.concentration[a] = self._concentration_of(self.pnl[a], self._positions[a])
 
-    def _exposed(self, rows: IndexArray) -> IndexArray:
+    def _exposed(self, rows: IndexArray, model: ExpectedShortfallModel | None = None) -> IndexArray:
         """The accounts of ``rows`` holding an exposure beyond the margin period's
         liquidation capacity: the only ones with a concentration add-on.
 
@@ -538,7 +570,8 @@ class MarginEngine:
         underlying), as in :meth:`_concentration_of`, so both decide the same way to the
         bit.
         """
-        if not self.model.concentration or rows.size == 0:
+        model = model or self.model
+        if not model.concentration or rows.size == 0:
             return np.zeros(0, dtype=np.intp)
         j, q, counts = self._holdings(rows)  # by account, each in instrument order
         if not j.size:
@@ -549,13 +582,16 @@ class MarginEngine:
         uniq, inv = np.unique(key, return_inverse=True)
         exposure = np.bincount(inv, weights=q * self._delta[j]).astype(np.float64)
         days = liquidation_days(
-            exposure, self.book.underlyings.adv[uniq % n_und], self.model.participation
+            exposure, self.book.underlyings.adv[uniq % n_und], model.participation
         )
         flagged: IndexArray = rows[np.unique(uniq[days > self.scenarios.horizon_days] // n_und)]
         return flagged
 
-    def _concentration_of(self, pnl: FloatArray, pos: dict[int, float]) -> float:
-        if not self.model.concentration or not pos:
+    def _concentration_of(
+        self, pnl: FloatArray, pos: dict[int, float], model: ExpectedShortfallModel | None = None
+    ) -> float:
+        model = model or self.model
+        if not model.concentration or not pos:
             return 0.0
         j = np.fromiter(pos.keys(), dtype=np.intp, count=len(pos))
         q = np.fromiter(pos.values(), dtype=np.float64, count=len(pos))
@@ -568,17 +604,17 @@ class MarginEngine:
         uniq, inv = np.unique(und, return_inverse=True)
         exposure = np.bincount(inv, weights=q * self._delta[j]).astype(np.float64)
         adv = self.book.underlyings.adv[uniq]
-        days = liquidation_days(exposure, adv, self.model.participation)
+        days = liquidation_days(exposure, adv, model.participation)
         if not (days > self.scenarios.horizon_days).any():
             return 0.0
-        t = self.model.tail(pnl, self.scenarios.group)
+        t = model.tail(pnl, self.scenarios.group)
         share = -q * (self.matrix[np.ix_(j, t.index)].astype(np.float64) @ t.share)
         es_share = np.bincount(inv, weights=share, minlength=uniq.size).astype(np.float64)
         addon = concentration_addon(
             es_share=es_share,
             exposure=exposure,
             adv=adv,
-            participation=self.model.participation,
+            participation=model.participation,
             horizon_days=self.scenarios.horizon_days,
         )
         return float(addon.sum())

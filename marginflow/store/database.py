@@ -521,6 +521,15 @@ class Database:
             held[instrument] = int(quantity)
         return {i: q for i, q in held.items() if q != 0}
 
+    def position_history(self) -> list[tuple[str, int, str, int, int]]:
+        """Every stored position change as (account, version, instrument, quantity,
+        event_time ns), in event-time then version order: the stream's position history,
+        which a dynamic back-test replays day by day."""
+        p = self.t.position
+        query = sa.select(p.c.account, p.c.version, p.c.instrument, p.c.quantity, p.c.event_time)
+        query = query.order_by(p.c.event_time, p.c.version, p.c.account, p.c.instrument)
+        return [(r[0], int(r[1]), r[2], int(r[3]), int(r[4])) for r in self._rows(query)]
+
     def position_versions(self, account: str) -> list[int]:
         p = self.t.position
         query = sa.select(p.c.version).where(p.c.account == account).distinct()
