@@ -278,8 +278,7 @@ class CoverageOut(BaseModel):
     zone: str
     zone_probability: float
     transitions: dict[str, int] = Field(
-        description="breach transitions day to day (n00, n01, n10, n11) of the "
-        "Christoffersen tests"
+        description="breach transitions day to day (n00, n01, n10, n11) of the Christoffersen tests"
     )
     worst_excess: float
 
