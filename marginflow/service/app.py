@@ -127,6 +127,7 @@ def _routers() -> list[Any]:
         ops,
         parameters,
         query,
+        risk,
         simm,
     )
     from marginflow.service.web import pages
@@ -142,5 +143,6 @@ def _routers() -> list[Any]:
         simm.router,
         query.router,
         events.router,
+        risk.router,
         pages.router,
     ]

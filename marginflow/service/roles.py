@@ -2,6 +2,12 @@
 is the query scope's business (:mod:`marginflow.service.scope`): a member's roles reach its
 own member's data only, the clearing house's roles every member's.
 
+Stress testing and back-testing (``stress``, ``backtest``) recompute over the stored book:
+the risk roles and a member's users may run them, a member's user seeing its own member's
+rows only (the scope decides, in :mod:`marginflow.service.api.risk`); the whole-firm HTML
+reports (``risk.reports``) hold every member's numbers and go to the risk roles only. The
+administrator gets neither: it manages users and does not read members' data.
+
 Separation of duties is in the table: who proposes a risk-parameter change (risk analyst)
 cannot approve one (risk approver), the administrator who manages users cannot approve
 changes or read the audit trail's verdicts alone, and the auditor reads but changes
@@ -37,6 +43,9 @@ class Permission(StrEnum):
     AUDIT = "audit"  # read and verify the audit trail
     USERS = "users"  # manage users (a member administrator: its own member's)
     SELF = "self"  # one's own profile and API keys: every signed-in user
+    STRESS = "stress"  # stress the stored book (recomputes: heavy; a member sees its own rows)
+    BACKTEST = "backtest"  # back-test the stored book (recomputes: heavy; in scope)
+    RISK_REPORTS = "risk.reports"  # the whole-firm stress and back-test reports (every member)
 
 
 MEMBER_ROLES = frozenset({Role.MEMBER_USER, Role.MEMBER_ADMIN})
@@ -51,13 +60,16 @@ _MEMBER = {
     Permission.QUERY,
     Permission.EXPORT,
     Permission.SELF,
+    Permission.STRESS,
+    Permission.BACKTEST,
 }
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.MEMBER_USER: frozenset(_MEMBER),
     Role.MEMBER_ADMIN: frozenset(_MEMBER | {Permission.USERS}),
     Role.RISK_ANALYST: frozenset(
-        _MEMBER | {Permission.PARAMETERS_READ, Permission.PARAMETERS_PROPOSE}
+        _MEMBER
+        | {Permission.PARAMETERS_READ, Permission.PARAMETERS_PROPOSE, Permission.RISK_REPORTS}
     ),
     Role.RISK_APPROVER: frozenset(
         {
@@ -66,6 +78,9 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.PARAMETERS_READ,
             Permission.PARAMETERS_APPROVE,
             Permission.SELF,
+            Permission.STRESS,
+            Permission.BACKTEST,
+            Permission.RISK_REPORTS,
         }
     ),
     Role.OPERATIONS: frozenset({Permission.READ, Permission.OPERATIONS, Permission.SELF}),

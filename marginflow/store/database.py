@@ -535,6 +535,28 @@ class Database:
         query = sa.select(p.c.version).where(p.c.account == account).distinct()
         return sorted(int(r[0]) for r in self._rows(query))
 
+    def current_positions(self) -> dict[str, dict[str, int]]:
+        """Every account's holdings at the position version of its latest margin (account ->
+        instrument -> quantity, flat ones left out), read in one query: each (account,
+        instrument)'s latest change at or before that version."""
+        p, a = self.t.position, self.t.account_margin
+        query = (
+            sa.select(p.c.account, p.c.instrument, p.c.quantity)
+            .join(a, a.c.account == p.c.account)
+            .where(p.c.version <= a.c.position_version)
+            .order_by(p.c.account, p.c.version)
+        )
+        held: dict[str, dict[str, int]] = {}
+        for account, instrument, quantity in self._rows(query):
+            held.setdefault(account, {})[instrument] = int(quantity)
+        return {acc: {i: q for i, q in pos.items() if q != 0} for acc, pos in held.items()}
+
+    def last_market_offset(self) -> int:
+        """The offset of the newest stored market-topic event (-1 when there is none)."""
+        m = self.t.market_event
+        found = self._rows(sa.select(sa.func.max(m.c.offset)))[0][0]
+        return -1 if found is None else int(found)
+
     def market_events(self, *, after: int = -1, upto: int | None = None) -> list[MarketRecord]:
         """Market-topic events with ``after < offset <= upto``, in log order."""
         m = self.t.market_event

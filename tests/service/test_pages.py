@@ -97,9 +97,9 @@ def test_no_template_or_script_writes_markup() -> None:
 @pytest.mark.parametrize(
     ("username", "shown"),
     [
-        ("m001.user", ["Margins", "What-if", "SIMM"]),
-        ("risk.analyst", ["Margins", "What-if", "SIMM", "Parameters"]),
-        ("risk.approver", ["Margins", "Parameters"]),
+        ("m001.user", ["Margins", "What-if", "SIMM", "Stress", "Back-test"]),
+        ("risk.analyst", ["Margins", "What-if", "SIMM", "Stress", "Back-test", "Parameters"]),
+        ("risk.approver", ["Margins", "Stress", "Back-test", "Parameters"]),
         ("ops", ["Margins", "Lag and drift"]),
         ("auditor", ["Margins", "Parameters", "Audit log"]),
         ("admin", ["Lag and drift"]),
@@ -128,7 +128,7 @@ def test_a_page_the_roles_do_not_allow_is_refused_with_a_page(service: Service) 
     assert r.status_code == 403
     assert "text/html" in r.headers["content-type"]
     assert "your roles do not allow audit" in r.text
-    assert nav(r.text) == ["Margins", "What-if", "SIMM"]
+    assert nav(r.text) == ["Margins", "What-if", "SIMM", "Stress", "Back-test"]
 
 
 def test_text_from_the_request_is_escaped_in_the_page(service: Service) -> None:

@@ -41,6 +41,8 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("/", "Margins", Permission.READ),
     ("/what-if", "What-if", Permission.WHAT_IF),
     ("/simm", "SIMM", Permission.SIMM),
+    ("/stress", "Stress", Permission.STRESS),
+    ("/backtest", "Back-test", Permission.BACKTEST),
     ("/parameters", "Parameters", Permission.PARAMETERS_READ),
     ("/ops", "Lag and drift", Permission.OPERATIONS),
     ("/audit", "Audit log", Permission.AUDIT),
@@ -172,6 +174,29 @@ def what_if(
 @router.get("/simm", response_class=HTMLResponse)
 def simm(request: Request, visit: Annotated[Visit, Depends(page(Permission.SIMM))]) -> Response:
     return _show(visit, request, "simm.html", "SIMM", "simm")
+
+
+@router.get("/stress", response_class=HTMLResponse)
+def stress(request: Request, visit: Annotated[Visit, Depends(page(Permission.STRESS))]) -> Response:
+    """Stress losses by member, Cover-1 / Cover-2 and the worst accounts' P&L over the
+    stress scenarios, of the stored book (``POST /api/v1/stress``)."""
+    return _show(visit, request, "stress.html", "Stress test", "stress", reports=_reports(visit))
+
+
+@router.get("/backtest", response_class=HTMLResponse)
+def backtest(
+    request: Request, visit: Annotated[Visit, Depends(page(Permission.BACKTEST))]
+) -> Response:
+    """Margin against realised P&L with breaches marked, and the coverage table with zones,
+    of the stored book (``POST /api/v1/backtest``)."""
+    return _show(
+        visit, request, "backtest.html", "Margin back-test", "backtest", reports=_reports(visit)
+    )
+
+
+def _reports(visit: Visit) -> bool:
+    """Whether the page offers the whole-firm HTML report (``risk.reports``)."""
+    return visit.caller is not None and visit.caller.principal.can(Permission.RISK_REPORTS)
 
 
 @router.get("/parameters", response_class=HTMLResponse)

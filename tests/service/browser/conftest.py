@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,11 @@ class Web:
             log.close()
 
 
-@pytest.fixture(scope="session")
-def web(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    directory = tmp_path_factory.mktemp("web") / "demo"
-    shutil.copytree(demo_dir, directory, ignore=shutil.ignore_patterns(".lock"))
-    config = service_config(directory, events_poll_seconds=0.2)
-    app = create_app(config)
+@contextmanager
+def serve(directory: Path, **config: object) -> Iterator[Web]:
+    """The service over the demo folder ``directory`` on a free local port, with the demo's
+    users (fresh passwords), until the block ends."""
+    app = create_app(service_config(directory, events_poll_seconds=0.2, **config))
     ctx: ServiceContext = app.state.ctx
     ids = [m.member for m in ctx.db.member_margins()]
     members = ids[1:] + ids[:1]  # as the API tests' fixture: m001.user and m002.user
@@ -166,9 +166,19 @@ def web(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[We
         if not thread.is_alive():
             raise RuntimeError("the service did not start")
         time.sleep(0.05)
-    yield Web(f"http://127.0.0.1:{port}", directory, passwords, members, ctx)
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield Web(f"http://127.0.0.1:{port}", directory, passwords, members, ctx)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def web(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    directory = tmp_path_factory.mktemp("web") / "demo"
+    shutil.copytree(demo_dir, directory, ignore=shutil.ignore_patterns(".lock"))
+    with serve(directory) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -311,3 +311,133 @@ export function barChart(container, { rows, title, label, format = String, empty
   axes(root, box);
   root.append(svg("text", { x: (box.x0 + box.x1) / 2, y: height - 6, class: "axis-title mid" }, title));
 }
+
+/**
+ * The P&L distribution of one account over stress scenarios: `scenarios` is
+ * [{label, pnl, beyond_margin}]; the bars stack the scenarios whose loss exceeds the
+ * account's `margin` (the tail) under the others, with lines at −margin and at the worst
+ * scenario's P&L (`worstLoss`, a positive loss, named `worstScenario`).
+ */
+export function stressDistribution(container, { scenarios, margin, worstLoss, worstScenario, label }) {
+  if (!scenarios.length) {
+    empty(container, "No scenarios: nothing to show.");
+    return;
+  }
+  const height = 300;
+  const root = frame(container, height, label);
+  const box = { x0: MARGIN.left, x1: W - MARGIN.right, y0: MARGIN.top + 14, y1: height - MARGIN.bottom };
+  const pnl = scenarios.map((s) => s.pnl);
+  let lo = Math.min(...pnl, -margin);
+  let hi = Math.max(...pnl, 0);
+  if (hi === lo) {
+    lo -= 1;
+    hi += 1;
+  }
+  const bins = Math.max(10, Math.min(50, Math.round(2 * Math.sqrt(scenarios.length))));
+  const width = (hi - lo) / bins;
+  const counts = Array.from({ length: bins }, () => ({ tail: 0, rest: 0 }));
+  for (const s of scenarios) {
+    const k = Math.min(bins - 1, Math.max(0, Math.floor((s.pnl - lo) / width)));
+    if (s.beyond_margin) counts[k].tail += 1;
+    else counts[k].rest += 1;
+  }
+  const top = Math.max(...counts.map((c) => c.tail + c.rest));
+  const yTicks = ticks(0, Math.max(top, 1), 5, true).filter((v) => Number.isInteger(v));
+  const yMax = Math.max(top, yTicks.at(-1) || 1);
+  const xs = (v) => box.x0 + ((v - lo) / (hi - lo)) * (box.x1 - box.x0);
+  const ys = (n) => box.y1 - (n / yMax) * (box.y1 - box.y0);
+  yAxis(root, ys, yTicks, box, (v) => String(v));
+  for (const v of ticks(lo, hi, 7)) {
+    const x = xs(v);
+    root.append(svg("line", { x1: x, x2: x, y1: box.y1, y2: box.y1 + 5, class: "axis" }));
+    root.append(svg("text", { x, y: box.y1 + 18, class: "tick mid" }, shortMoney(v)));
+  }
+  counts.forEach((c, k) => {
+    const x = xs(lo + k * width) + 0.5;
+    const w = Math.max(1, xs(lo + (k + 1) * width) - xs(lo + k * width) - 1);
+    const range = `${shortMoney(lo + k * width)} to ${shortMoney(lo + (k + 1) * width)}`;
+    if (c.tail) {
+      const bar = svg("rect", { x, width: w, y: ys(c.tail), height: box.y1 - ys(c.tail), class: "bar tail" });
+      bar.append(svg("title", {}, `${range}: ${c.tail} scenario(s) with a loss beyond the margin`));
+      root.append(bar);
+    }
+    if (c.rest) {
+      const y = ys(c.tail + c.rest);
+      const bar = svg("rect", { x, width: w, y, height: ys(c.tail) - y, class: "bar body" });
+      bar.append(svg("title", {}, `${range}: ${c.rest} scenario(s)`));
+      root.append(bar);
+    }
+  });
+  axes(root, box);
+  const lines = [
+    [-margin, `−margin ${shortMoney(margin)}`, "es-line", box.y0 - 8],
+    [-worstLoss, `worst: ${worstScenario}`, "var-line", box.y0 + 8],
+  ];
+  for (const [at, name, cls, y] of lines) {
+    if (typeof at !== "number" || !Number.isFinite(at)) continue;
+    const x = xs(at);
+    root.append(svg("line", { x1: x, x2: x, y1: box.y0 - 4, y2: box.y1, class: cls }));
+    const right = x < box.x1 - 260;
+    root.append(svg("text", { x: x + (right ? 5 : -5), y, class: `mark ${right ? "start" : "end"} ${cls}-label` }, name));
+  }
+  axisTitles(root, box, height, "stress scenario P&L (USD; losses left of zero)", "scenarios");
+  const lx = box.x1 - 290;
+  root.append(svg("rect", { x: lx, y: 4, width: 12, height: 12, class: "bar tail" }));
+  root.append(svg("text", { x: lx + 18, y: 14, class: "legend" }, "loss beyond margin"));
+  root.append(svg("rect", { x: lx + 160, y: 4, width: 12, height: 12, class: "bar body" }));
+  root.append(svg("text", { x: lx + 178, y: 14, class: "legend" }, "other scenarios"));
+}
+
+/**
+ * A back-test series over days: `dates` (ISO days), the realised `loss` over the horizon
+ * from each day, and `margins` [{name, values, breaches}] (breaches: indices of the days
+ * whose loss exceeded that margin, drawn as crosses on the loss line).
+ */
+export function lossAgainstMargin(container, { dates, loss, margins, label }) {
+  if (!dates.length) {
+    empty(container, "No day in the window.");
+    return;
+  }
+  const height = 300;
+  const root = frame(container, height, label);
+  const box = { x0: MARGIN.left, x1: W - MARGIN.right, y0: MARGIN.top, y1: height - MARGIN.bottom };
+  const all = [...loss, ...margins.flatMap((m) => m.values)];
+  const yTicks = ticks(Math.min(0, ...all), Math.max(1, ...all), 5, true);
+  const yMin = yTicks[0];
+  const yMax = yTicks.at(-1);
+  const n = dates.length;
+  const xs = (k) => box.x0 + (n > 1 ? k / (n - 1) : 0.5) * (box.x1 - box.x0);
+  const ys = (v) => box.y1 - ((v - yMin) / (yMax - yMin || 1)) * (box.y1 - box.y0);
+  yAxis(root, ys, yTicks, box, shortMoney);
+  const every = Math.max(1, Math.ceil(n / 6));
+  for (let k = 0; k < n; k += every) {
+    const x = xs(k);
+    root.append(svg("line", { x1: x, x2: x, y1: box.y1, y2: box.y1 + 5, class: "axis" }));
+    root.append(svg("text", { x, y: box.y1 + 18, class: "tick mid" }, dates[k]));
+  }
+  axes(root, box);
+  axisTitles(root, box, height, "day the horizon starts", "USD");
+  const path = (values) => values.map((v, k) => `${k ? "L" : "M"}${xs(k).toFixed(1)},${ys(v).toFixed(1)}`).join("");
+  margins.forEach((m, i) => {
+    root.append(svg("path", { d: path(m.values), class: `series s${(i + 1) % 6}` }));
+  });
+  root.append(svg("path", { d: path(loss), class: "series loss" }));
+  margins.forEach((m, i) => {
+    for (const k of m.breaches) {
+      const x = xs(k);
+      const y = ys(loss[k]);
+      const cross = svg("path", {
+        d: `M${x - 5},${y - 5}L${x + 5},${y + 5}M${x - 5},${y + 5}L${x + 5},${y - 5}`,
+        class: `breach s${(i + 1) % 6}`,
+      });
+      cross.append(svg("title", {}, `${dates[k]}: loss ${shortMoney(loss[k])} above ${m.name} margin ${shortMoney(m.values[k])}`));
+      root.append(cross);
+    }
+  });
+  const legend = [["loss over the horizon (−P&L)", "loss"], ...margins.map((m, i) => [`margin ${m.name}`, `s${(i + 1) % 6}`])];
+  legend.forEach(([name, cls], i) => {
+    const x = box.x0 + 10 + i * 210;
+    root.append(svg("rect", { x, y: 4, width: 12, height: 12, class: `swatch ${cls}` }));
+    root.append(svg("text", { x: x + 18, y: 14, class: "legend" }, name));
+  });
+}
