@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "revaluation: American premium grids",
             tm.get("eep_grid", 0.0),
-            "pricing core, fixed lattice per (underlying, expiry, call/put)",
+            "pricing core, lattice per (expiry, call/put, rate, dividend, vol octave)",
         ),
         (
             "revaluation: kernel (exact BSM + grid)",
