@@ -750,8 +750,8 @@ def _refuse_unknown(
 
 def _shown(key: str) -> str:
     """A key of the file as a field name: as it is when short and printable, else quoted
-    and cut (a key is user text: it may be 100,000 characters or hold an escape)."""
-    return key if key.isprintable() and len(key) <= 80 else f"{key!r:.80}"
+    and cut (a key is user text: it may be empty, 100,000 characters or hold an escape)."""
+    return key if key.isprintable() and 0 < len(key.strip()) == len(key) <= 80 else f"{key!r:.80}"
 
 
 def _refuse_gaps(stress: StressSet, underlyings: Sequence[str], where: _Where) -> None:
