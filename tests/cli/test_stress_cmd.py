@@ -165,6 +165,8 @@ def test_default_fund_file_replaces_the_contributions(book: Path, tmp_path: Path
         (["--version", "1"], "--version applies to one --set"),
         (["--export", "pnl.txt"], "name a .csv or .parquet file"),
         (["--history-days", "999999"], "history_days: must be in 1.."),
+        (["--min-contribution", "1e308"], "'--min-contribution': Input should be less than"),
+        (["--min-contribution", "nan"], "'--min-contribution': Input should be less than"),
     ],
 )
 def test_bad_options_are_one_line(book: Path, args: list[str], message: str) -> None:
@@ -198,6 +200,20 @@ def test_bad_files_name_file_line_and_field(book: Path, tmp_path: Path) -> None:
     assert code == 2
     assert "absent.csv" in err
     assert "Traceback" not in err
+
+
+def test_a_set_that_leaves_a_book_underlying_unmoved_is_refused_before_the_run(
+    book: Path, tmp_path: Path
+) -> None:
+    first = load_book(book).book.underlyings.ids[0]
+    csv = tmp_path / "gap.csv"
+    csv.write_text("scenario,underlying,spot_shock\nup,*,0.1\nodd,NOPE,-0.1\n")
+    code, _, err = stress(book, "--set", csv)
+    assert code == 2
+    assert err.splitlines() == [  # no progress line: the run never started
+        f"error: underlying: {csv}:3: scenario 'odd' has no row for {first!r} of the book "
+        f"and no '*' row ({len(load_book(book).book.underlyings.ids)} such gaps in the set)"
+    ]
 
 
 def test_rejected_book_rows_exit_2_after_the_run(book: Path, tmp_path: Path) -> None:
