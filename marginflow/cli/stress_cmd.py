@@ -131,7 +131,7 @@ def stress_command(
         decay=0.97, stress="default", overlapping=True, mc_scenarios=10_000, seed=0,
         param=None, revaluation=revaluation,
     )  # fmt: skip
-    from marginflow.app.stress import run_stress
+    from marginflow.app.stress import check_sets, run_stress
     from marginflow.io.book import load_book
     from marginflow.stress.default_fund import read_default_fund
 
@@ -145,6 +145,7 @@ def stress_command(
         # the book first: a set file's scenario that leaves one of its underlyings unmoved is
         # then refused naming the file and line, before the run starts
         sets = [_stress_set(n, version, loaded.book.underlyings.ids) for n in names]
+        check_sets(sets)
         fund = (
             read_default_fund(default_fund, loaded.book.positions.members)
             if default_fund is not None

@@ -3,6 +3,7 @@ round trip, the report file, and one-line refusals of bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -214,6 +215,32 @@ def test_a_set_that_leaves_a_book_underlying_unmoved_is_refused_before_the_run(
         f"error: underlying: {csv}:3: scenario 'odd' has no row for {first!r} of the book "
         f"and no '*' row ({len(load_book(book).book.underlyings.ids)} such gaps in the set)"
     ]
+
+
+def test_two_sets_sharing_a_label_are_refused_before_the_run(book: Path) -> None:
+    code, _, err = stress(book, "--set", "published", "--set", "published")
+    assert code == 2
+    assert err.splitlines() == [
+        "error: stress sets 'published' and 'published' both have a scenario labelled "
+        f"{builtin_set('published').labels[0]!r}"
+    ]
+
+
+def test_markup_in_a_set_file_is_shown_as_text(book: Path, tmp_path: Path) -> None:
+    published = builtin_set("published")
+    label = "[bold red]crash[/] <script>alert(1)</script>"
+    first = dataclasses.replace(published.scenarios[0], label=label)
+    toml = tmp_path / "markup.toml"
+    save_stress_set(
+        dataclasses.replace(published, scenarios=(first, *published.scenarios[1:])), toml
+    )
+    report = tmp_path / "r.html"
+    code, out, err = stress(book, "--set", toml, "--no-reverse", "--top", "20", "--report", report)
+    assert code == 0, err
+    assert label in out
+    html = report.read_text()
+    assert "<script>" not in html
+    assert "[bold red]crash[/] &lt;script&gt;" in html
 
 
 def test_rejected_book_rows_exit_2_after_the_run(book: Path, tmp_path: Path) -> None:
