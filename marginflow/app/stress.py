@@ -408,23 +408,29 @@ def book_betas(book: Book) -> tuple[dict[str, float] | None, str]:
     )
 
 
-def materialise(
-    sets: Sequence[StressSet], underlyings: Sequence[str], betas: Mapping[str, float] | None
-) -> tuple[ScenarioSet, tuple[int, ...]]:
-    """The sets' scenarios over ``underlyings``, one after another, and the set of each.
-    Two sets sharing a scenario label are refused (a result names scenarios by label)."""
+def check_sets(sets: Sequence[StressSet]) -> None:
+    """Refuse no set, or two sets sharing a scenario label (a result names scenarios by
+    label): a caller checks before a run what :func:`materialise` would refuse in it."""
     if not sets:
         raise ConfigurationError("no stress set to run")
-    parts = [s.scenario_set(tuple(underlyings), betas=betas) for s in sets]
     labels: dict[str, str] = {}
     for s in sets:
         for label in s.labels:
             if label in labels:
                 raise ConfigurationError(
                     f"stress sets {labels[label]!r} and {s.name!r} both have a scenario "
-                    f"labelled {label!r}"
+                    f"labelled {label!r:.80}"
                 )
             labels[label] = s.name
+
+
+def materialise(
+    sets: Sequence[StressSet], underlyings: Sequence[str], betas: Mapping[str, float] | None
+) -> tuple[ScenarioSet, tuple[int, ...]]:
+    """The sets' scenarios over ``underlyings``, one after another, and the set of each.
+    Two sets sharing a scenario label are refused (a result names scenarios by label)."""
+    check_sets(sets)
+    parts = [s.scenario_set(tuple(underlyings), betas=betas) for s in sets]
     owner = tuple(k for k, p in enumerate(parts) for _ in p.labels)
     if len(parts) == 1:
         return parts[0], owner
@@ -434,7 +440,9 @@ def materialise(
             spot_shock=np.ascontiguousarray(np.hstack([p.spot_shock for p in parts])),
             vol_shock=np.ascontiguousarray(np.hstack([p.vol_shock for p in parts])),
             labels=tuple(label for p in parts for label in p.labels),
-            group=np.full(len(labels), int(ScenarioGroup.CURRENT), dtype=np.int8),
+            group=np.full(
+                sum(len(p.labels) for p in parts), int(ScenarioGroup.CURRENT), dtype=np.int8
+            ),
             horizon_days=max(p.horizon_days for p in parts),
             source="stress",
             params={"stress_sets": [s.identity for s in sets]},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,6 +41,7 @@ from marginflow.cli.output import (
     write_rejects,
 )
 from marginflow.core.errors import MarginflowError
+from marginflow.core.limits import CONTRIBUTION_MAX
 
 if TYPE_CHECKING:
     from marginflow.app.stress import StressResult
@@ -87,7 +89,10 @@ def stress_command(
         int, typer.Option(help="size the fund at Cover-1 or Cover-2", min=1, max=2)
     ] = 2,
     min_contribution: Annotated[
-        float, typer.Option(help="floor of a computed contribution (currency)", min=0)
+        float,
+        typer.Option(
+            help="floor of a computed contribution (currency)", min=0, max=CONTRIBUTION_MAX
+        ),
     ] = 0.0,
     reverse: Annotated[bool, typer.Option(help="run the reverse stress per member")] = True,
     history_days: Annotated[
@@ -126,7 +131,7 @@ def stress_command(
         decay=0.97, stress="default", overlapping=True, mc_scenarios=10_000, seed=0,
         param=None, revaluation=revaluation,
     )  # fmt: skip
-    from marginflow.app.stress import run_stress
+    from marginflow.app.stress import check_sets, run_stress
     from marginflow.io.book import load_book
     from marginflow.stress.default_fund import read_default_fund
 
@@ -136,8 +141,11 @@ def stress_command(
         say(f"[{time.perf_counter() - started:6.1f} s] {message}", err=True)
 
     try:
-        sets = [_stress_set(n, version) for n in names]
         loaded = load_book(book, positions_file=positions, market_file=market, history_file=history)
+        # the book first: a set file's scenario that leaves one of its underlyings unmoved is
+        # then refused naming the file and line, before the run starts
+        sets = [_stress_set(n, version, loaded.book.underlyings.ids) for n in names]
+        check_sets(sets)
         fund = (
             read_default_fund(default_fund, loaded.book.positions.members)
             if default_fund is not None
@@ -182,9 +190,10 @@ def stress_command(
 _NAME_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 
-def _stress_set(name: str, version: str | None) -> StressSet:
+def _stress_set(name: str, version: str | None, underlyings: Sequence[str]) -> StressSet:
     """A built-in set by name, a TOML stress set, or a scenario CSV (a hypothetical set
-    named after the file, version ``--version`` or 1)."""
+    named after the file, version ``--version`` or 1); a file's set must move every one of
+    the book's ``underlyings`` in every scenario."""
     from marginflow.core.errors import ConfigurationError
     from marginflow.stress.library import builtin_set, builtin_versions
     from marginflow.stress.scenarios import load_stress_set, stress_set_from_scenario_file
@@ -192,7 +201,7 @@ def _stress_set(name: str, version: str | None) -> StressSet:
     path = Path(name)
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        s = load_stress_set(path)
+        s = load_stress_set(path, underlyings=underlyings)
         if version is not None and version != s.version:
             raise ConfigurationError(f"--set {name}: the file holds version {s.version!r}")
         return s
@@ -203,6 +212,7 @@ def _stress_set(name: str, version: str | None) -> StressSet:
             name=stem,
             version=version or "1",
             description=f"hypothetical shocks of {path.name}",
+            underlyings=underlyings,
         )
     if name not in builtin_versions():
         raise ConfigurationError(f"--set {name!r}: not a built-in set ({BUILTIN_HINT})")

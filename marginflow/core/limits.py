@@ -19,6 +19,8 @@ multiplier                (0, 1e6]             listed multipliers are 1-1,000
 vol                       [0, 10]              1,000%: beyond any quoted implied vol
 rate, dividend yield      [-1, 1]              ±100% a year, continuously compounded
 expiry                    <= 100 years         listed LEAPS run ~3 years, OTC ~30
+default-fund contribution [0, 1e15]            currency; the largest clearing house's
+                                               whole fund is ~1e11 (~1e13 in yen)
 ========================  ===================  ==========================================
 
 Worst product: 1e9 × 1e6 × 1e9 = 1e24 per position, 1e30 for a million positions.
@@ -38,6 +40,10 @@ VOL_MAX = 10.0
 RATE_MAX = 1.0
 EXPIRY_YEARS_MAX = 100.0
 MONEYNESS_MAX = 1e8
+CONTRIBUTION_MAX = 1e15
+"""A member's default-fund contribution, in the book's currency: far above any fund held, and
+far enough below float64 overflow that Cover-2 sums and the reverse stress's comparisons of
+losses with margin plus contribution stay finite (1e308 per member made them infinite)."""
 """The American pricer resolves spot/strike in [1/MONEYNESS_MAX, MONEYNESS_MAX]; beyond, the
 option is worth its intrinsic value or nothing to double precision, and the API refuses it
 rather than guess (within the price bounds above the ratio can reach 1e15)."""

@@ -114,6 +114,7 @@ def read_scenario_file(path: Path, *, underlyings: Sequence[str] | None) -> Scen
     refused = _refused_scenarios(path, parsed, failures)
     rows: list[ShockRow] = []
     lines: list[int] = []
+    causes = list(failures)  # the rows refused for what they hold, not for their scenario
     for i in good:
         name = v["scenario"][i]
         if name in refused:
@@ -126,7 +127,7 @@ def read_scenario_file(path: Path, *, underlyings: Sequence[str] | None) -> Scen
         )
         lines.append(parsed.lines[i])
     if not rows:
-        f0 = min(failures, key=lambda f: f.line, default=None)
+        f0 = min(causes, key=lambda f: f.line, default=None)
         why = f" (line {f0.line}: {f0.field}: {f0.reason})" if f0 else ""
         raise ValidationError("scenarios", f"{path} {MSG_SCENARIO_NONE}{why}")
     return ScenarioFile(tuple(rows), sorted(failures, key=lambda f: f.line), tuple(lines))

@@ -373,6 +373,20 @@ class StressSet:
             },
         )
 
+    def gap(self, underlyings: Sequence[str]) -> tuple[int, str, int] | None:
+        """The first scenario that moves one of ``underlyings`` by nothing (no market move,
+        no shock of its own): its index, that underlying and the number of such gaps in
+        the set; None when every scenario covers every underlying."""
+        first: tuple[int, str] | None = None
+        count = 0
+        for k, s in enumerate(self.scenarios):
+            if s.market is None:
+                missing = [u for u in underlyings if u not in s.named]
+                count += len(missing)
+                if missing and first is None:
+                    first = (k, missing[0])
+        return None if first is None else (*first, count)
+
     def _betas(
         self, u_ids: tuple[str, ...], betas: Mapping[str, float] | None
     ) -> FloatArray | None:
@@ -546,13 +560,15 @@ def _toml(value: Any) -> str:
     raise ValidationError("params", f"cannot be written to TOML: {value!r:.80}")
 
 
-def load_stress_set(path: Path) -> StressSet:
+def load_stress_set(path: Path, *, underlyings: Sequence[str] | None = None) -> StressSet:
     """The stress set in ``path`` (the file form of the module docstring).
 
     Raises :class:`ValidationError` naming the field, the file and the line of the first
     value refused: the file's checks of :mod:`marginflow.io.source` (missing, too large,
     not UTF-8, not TOML), an unknown key, a value of the wrong type or out of bounds, two
-    scenarios of one label.
+    scenarios of one label; with ``underlyings`` (the book it is to run on), a scenario
+    that moves one of them by nothing (no market move and no shock of its own), which
+    :meth:`StressSet.scenario_set` would refuse later without the file's line.
     """
     text = read_input_text(path, max_bytes=MAX_CONFIG_BYTES)
     doc = parse_toml(text, source=str(path))
@@ -574,7 +590,7 @@ def load_stress_set(path: Path) -> StressSet:
             reason = f"{s.label!r} labels two scenarios (first scenario {first + 1})"
             raise where.error("label", reason, scenario=k, label=s.label)
     try:
-        return StressSet(
+        stress = StressSet(
             name=_get(doc, "name", str, where, None),
             version=_get(doc, "version", str, where, None),
             scenarios=tuple(scenarios),
@@ -582,9 +598,14 @@ def load_stress_set(path: Path) -> StressSet:
             description=_get(doc, "description", str, where, None, default=""),
             params=params,
         )
+    except _LocatedError:  # a value of the wrong type, already named with its line
+        raise
     except ValidationError as exc:
         key = exc.field.split(".", 1)[0].split("[", 1)[0]
         raise where.error(exc.field, exc.reason, key=key) from None
+    if underlyings is not None:
+        _refuse_gaps(stress, underlyings, where)
+    return stress
 
 
 def _scenario(item: Any, k: int, where: _Where) -> StressScenario:
@@ -626,7 +647,7 @@ def _named(u: str, value: Any, where: _Where, k: int, label: str) -> Shock:
     if not isinstance(value, dict):
         raise where.error(
             "shocks",
-            f"{u!r} must be a table {{ spot_shock = ..., vol_shock = ... }}",
+            f"{u!r:.80} must be a table {{ spot_shock = ..., vol_shock = ... }}",
             key=u,
             scenario=k,
             label=label,
@@ -642,7 +663,12 @@ def _named(u: str, value: Any, where: _Where, k: int, label: str) -> Shock:
         raise
     except ValidationError as exc:
         raise where.error(
-            f"shocks.{u}.{exc.field}", exc.reason, key=u, scenario=k, label=label, named=True
+            f"shocks.{_shown(u)}.{exc.field}",
+            exc.reason,
+            key=u,
+            scenario=k,
+            label=label,
+            named=True,
         ) from None
 
 
@@ -665,7 +691,7 @@ def _get(
     a date, not a date and time), its default if absent, else a located error."""
     if name not in table:
         if default is _MISSING:
-            field_name = name if key is None else f"shocks.{key}.{name}"
+            field_name = name if key is None else f"shocks.{_shown(key)}.{name}"
             raise where.error(
                 field_name,
                 "is missing",
@@ -687,7 +713,7 @@ def _get(
         ok = isinstance(value, kind)
     if not ok:
         reason = f"must be {_KIND_TEXT[kind]}, got {value!r:.80}"
-        field_name = name if key is None else f"shocks.{key}.{name}"
+        field_name = name if key is None else f"shocks.{_shown(key)}.{name}"
         raise where.error(
             field_name,
             reason,
@@ -711,7 +737,7 @@ def _refuse_unknown(
     unknown = [k for k in table if k not in known]
     if unknown:
         reason = f"unknown key (known: {', '.join(known)})"
-        name = unknown[0] if key is None else f"shocks.{key}.{unknown[0]}"
+        name = _shown(unknown[0]) if key is None else f"shocks.{_shown(key)}.{_shown(unknown[0])}"
         raise where.error(
             name,
             reason,
@@ -720,6 +746,22 @@ def _refuse_unknown(
             label=label,
             named=key is not None,
         )
+
+
+def _shown(key: str) -> str:
+    """A key of the file as a field name: as it is when short and printable, else quoted
+    and cut (a key is user text: it may be empty, 100,000 characters or hold an escape)."""
+    return key if key.isprintable() and 0 < len(key.strip()) == len(key) <= 80 else f"{key!r:.80}"
+
+
+def _refuse_gaps(stress: StressSet, underlyings: Sequence[str], where: _Where) -> None:
+    gap = stress.gap(underlyings)
+    if gap is not None:
+        k, u, count = gap
+        more = f" ({count} such gaps in the set)" if count > 1 else ""
+        reason = f"moves {u!r:.80} of the book by nothing: no market move, no shock of its own"
+        label = stress.scenarios[k].label
+        raise where.error("shocks", reason + more, scenario=k, label=label)
 
 
 class _LocatedError(ValidationError):
@@ -784,7 +826,7 @@ class _Where:
         line = self.line(key or field_name, scenario, named=named)
         at = self.source if line is None else f"{self.source}:{line}"
         if scenario is not None:
-            at += f": scenario {label!r}" if label else f": scenario {scenario + 1}"
+            at += f": scenario {label!r:.80}" if label else f": scenario {scenario + 1}"
         return _LocatedError(field_name, f"{at}: {reason}")
 
 
@@ -798,6 +840,7 @@ def stress_set_from_scenario_file(
     version: str,
     description: str = "",
     horizon_days: int = 1,
+    underlyings: Sequence[str] | None = None,
 ) -> StressSet:
     """A hypothetical set from a user scenario file (:mod:`marginflow.io.scenario_file`).
 
@@ -810,6 +853,10 @@ def stress_set_from_scenario_file(
     The file is read without a book (any underlying name is kept) and taken whole: a row the
     reader rejects refuses the file, with that row's file, line, field and reason, since a
     named, versioned set that silently lost a scenario would cite a set nobody wrote.
+
+    With ``underlyings`` (the book it is to run on), a scenario without a ``*`` row that
+    leaves one of them out is refused naming its first line (as ``marginflow margin
+    --scenarios`` refuses it), rather than later by :meth:`StressSet.scenario_set`.
     """
     sf = read_scenario_file(path, underlyings=None)
     if sf.failures:
@@ -849,10 +896,21 @@ def stress_set_from_scenario_file(
             field_name = "scenario" if exc.field == "label" else exc.field
             reason = f"{path}:{first_line[label]}: {exc.reason}"
             raise ValidationError(field_name, reason) from None
-    return StressSet(
+    stress = StressSet(
         name=name,
         version=version,
         scenarios=tuple(scenarios),
         scaling="none",
         description=description,
     )
+    gap = None if underlyings is None else stress.gap(underlyings)
+    if gap is not None:
+        k, u, count = gap
+        label = stress.scenarios[k].label
+        more = f" ({count} such gaps in the set)" if count > 1 else ""
+        raise ValidationError(
+            "underlying",
+            f"{path}:{first_line[label]}: scenario {label!r:.80} has no row for {u!r:.80} of "
+            f"the book and no {WILDCARD!r} row{more}",
+        )
+    return stress

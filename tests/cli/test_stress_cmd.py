@@ -3,6 +3,7 @@ round trip, the report file, and one-line refusals of bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -165,6 +166,8 @@ def test_default_fund_file_replaces_the_contributions(book: Path, tmp_path: Path
         (["--version", "1"], "--version applies to one --set"),
         (["--export", "pnl.txt"], "name a .csv or .parquet file"),
         (["--history-days", "999999"], "history_days: must be in 1.."),
+        (["--min-contribution", "1e308"], "'--min-contribution': Input should be less than"),
+        (["--min-contribution", "nan"], "'--min-contribution': Input should be less than"),
     ],
 )
 def test_bad_options_are_one_line(book: Path, args: list[str], message: str) -> None:
@@ -198,6 +201,46 @@ def test_bad_files_name_file_line_and_field(book: Path, tmp_path: Path) -> None:
     assert code == 2
     assert "absent.csv" in err
     assert "Traceback" not in err
+
+
+def test_a_set_that_leaves_a_book_underlying_unmoved_is_refused_before_the_run(
+    book: Path, tmp_path: Path
+) -> None:
+    first = load_book(book).book.underlyings.ids[0]
+    csv = tmp_path / "gap.csv"
+    csv.write_text("scenario,underlying,spot_shock\nup,*,0.1\nodd,NOPE,-0.1\n")
+    code, _, err = stress(book, "--set", csv)
+    assert code == 2
+    assert err.splitlines() == [  # no progress line: the run never started
+        f"error: underlying: {csv}:3: scenario 'odd' has no row for {first!r} of the book "
+        f"and no '*' row ({len(load_book(book).book.underlyings.ids)} such gaps in the set)"
+    ]
+
+
+def test_two_sets_sharing_a_label_are_refused_before_the_run(book: Path) -> None:
+    code, _, err = stress(book, "--set", "published", "--set", "published")
+    assert code == 2
+    assert err.splitlines() == [
+        "error: stress sets 'published' and 'published' both have a scenario labelled "
+        f"{builtin_set('published').labels[0]!r}"
+    ]
+
+
+def test_markup_in_a_set_file_is_shown_as_text(book: Path, tmp_path: Path) -> None:
+    published = builtin_set("published")
+    label = "[bold red]crash[/] <script>alert(1)</script>"
+    first = dataclasses.replace(published.scenarios[0], label=label)
+    toml = tmp_path / "markup.toml"
+    save_stress_set(
+        dataclasses.replace(published, scenarios=(first, *published.scenarios[1:])), toml
+    )
+    report = tmp_path / "r.html"
+    code, out, err = stress(book, "--set", toml, "--no-reverse", "--top", "20", "--report", report)
+    assert code == 0, err
+    assert label in out
+    html = report.read_text()
+    assert "<script>" not in html
+    assert "[bold red]crash[/] &lt;script&gt;" in html
 
 
 def test_rejected_book_rows_exit_2_after_the_run(book: Path, tmp_path: Path) -> None:

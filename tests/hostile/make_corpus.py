@@ -2,9 +2,11 @@
 
 Each folder of ``corpus/`` is one input path of the platform and holds the hostile files
 for it and a ``manifest.toml`` that says how ``test_corpus.py`` runs each file through the
-CLI (see that module for the keys). The files are committed, so a change to a generator is
-a visible diff; rerun this script after changing it. ``corpus/crif`` belongs to the SIMM
-inputs and is written elsewhere: this script leaves folders it does not make alone.
+CLI (see that module for the keys). The inputs of ``marginflow stress`` (``stress-*``) add
+the cases of :mod:`tests.hostile.stress_cases`, and their manifests say which files are
+good inputs and which line each refusal names. The files are committed, so a change to a
+generator is a visible diff; rerun this script after changing it. ``corpus/crif`` belongs to
+the SIMM inputs and is written elsewhere: this script leaves folders it does not make alone.
 
 Every file is small (the largest, a header of 100,000 columns, is ~700 KB and in three
 folders only) and the corpus is deterministic: the same script writes the same bytes.
@@ -17,11 +19,14 @@ import datetime as dt
 import io
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tests.hostile import stress_cases
+from tests.hostile.stress_cases import Case
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
@@ -76,11 +81,15 @@ class InputPath:
         ids: tuple[str, ...] = (),
         manifest: str,
         parquet: bool = True,
+        cases: Callable[[], Iterator[Case]] | None = None,
+        ok: frozenset[str] = frozenset(),
     ) -> None:
         rows = list(csv.reader(io.StringIO(text)))
         self.name, self.header, self.rows = name, rows[0], rows[1:]
         self.numbers, self.dates, self.ids = numbers, dates, ids
         self.manifest, self.parquet = manifest, parquet
+        # cases of its own beyond the generic ones, and which generic files are good inputs
+        self.cases, self.ok = cases, ok
 
 
 def margin_manifest(option: str, *, extra: str = '"--scenarios", "{base}/shocks.csv", ') -> str:
@@ -98,6 +107,15 @@ def book_manifest(place: str) -> str:
         f'place = "{place}"\n'
         'command = ["margin", "{book}", "--scenarios", "{base}/shocks.csv", '
         '"--rejects", "{rejects}", "--json"]\n'
+    )
+
+
+def stress_manifest(what: str, option: str, *, extra: str = "") -> str:
+    return (
+        f"# marginflow stress of the base book with this file as {what}\n"
+        'command = ["stress", "--book", "{base}/book", "--margin-scenarios", '
+        f'"{{base}}/shocks.csv", {extra}"{option}", "{{file}}", "--rejects", "{{rejects}}"]\n'
+        "located = true\n"
     )
 
 
@@ -199,6 +217,39 @@ PATHS = [
         'place = "instruments"\n'
         'command = ["publish", "reference", "{file}", "--log", "embedded://{tmp}/log", '
         '"--rejects", "{rejects}", "--json"]\nrows_out = "json:instrument events"\n',
+    ),
+    InputPath(
+        "stress-fund",
+        stress_cases.FUND,
+        numbers=("contribution",),
+        ids=("member",),
+        manifest=stress_manifest(
+            "its default-fund contributions",
+            "--default-fund",
+            extra='"--set", "{base}/shocks.csv", "--json", ',
+        ),
+        parquet=False,
+        cases=stress_cases.fund_cases,
+        ok=stress_cases.FUND_GENERIC_OK,
+    ),
+    InputPath(
+        "stress-set-csv",
+        stress_cases.SET_CSV,
+        numbers=("spot_shock", "vol_shock"),
+        ids=("underlying", "scenario"),
+        manifest=stress_manifest("a stress set (scenario CSV)", "--set", extra='"--no-reverse", '),
+        parquet=False,
+        cases=stress_cases.set_csv_cases,
+        ok=stress_cases.SET_CSV_GENERIC_OK,
+    ),
+]
+
+# folders of cases only (no table to attack): name, manifest, cases
+CASE_FOLDERS: list[tuple[str, str, Callable[[], Iterator[Case]]]] = [
+    (
+        "stress-set-toml",
+        stress_manifest("a stress set (TOML)", "--set", extra='"--no-reverse", '),
+        stress_cases.toml_cases,
     ),
 ]
 
@@ -406,17 +457,56 @@ def write_corpus() -> int:
         (BASE / "book" / name).write_text(text, encoding="utf-8")
     (BASE / "shocks.csv").write_text(SHOCKS, encoding="utf-8")
     for p in PATHS:
-        folder = CORPUS / p.name
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        (folder / "manifest.toml").write_text(p.manifest, encoding="utf-8")
+        folder = _fresh(CORPUS / p.name)
         gens = [*GENERATORS, parquet] if p.parquet else GENERATORS
+        names = set()
         for gen in gens:
             for name, data in gen(p):
                 (folder / name).write_bytes(data)
+                names.add(name)
                 written += 1
+        if p.cases is None:
+            (folder / "manifest.toml").write_text(p.manifest, encoding="utf-8")
+            continue
+        assert p.ok <= names, sorted(p.ok - names)
+        written += _write_cases(folder, p.manifest, p.cases(), ok=p.ok, taken=names)
+    for name, manifest, cases in CASE_FOLDERS:
+        written += _write_cases(_fresh(CORPUS / name), manifest, cases())
     return written
+
+
+def _fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _write_cases(
+    folder: Path,
+    manifest: str,
+    cases: Iterable[Case],
+    *,
+    ok: frozenset[str] = frozenset(),
+    taken: set[str] | None = None,
+) -> int:
+    """Write ``cases`` into ``folder`` and its manifest: ``manifest``, then the good files
+    (``ok``, with the cases' own) and the line each refusal names (``[lines]``)."""
+    names = set(taken or ())
+    good, lines = set(ok), {}
+    for case in cases:
+        assert case.name not in names, case.name
+        names.add(case.name)
+        (folder / case.name).write_bytes(case.data)
+        if case.ok:
+            good.add(case.name)
+        if case.line is not None:
+            lines[case.name] = case.line
+    listed = "".join(f'    "{n}",\n' for n in sorted(good))
+    text = manifest + f"ok = [\n{listed}]\n\n[lines]\n"
+    text += "".join(f'"{n}" = {line}\n' for n, line in sorted(lines.items()))
+    (folder / "manifest.toml").write_text(text, encoding="utf-8")
+    return len(names) - len(taken or ())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@
 ``rows_out``  optional: how to count the rows a run kept: ``csv-stdout`` (data rows on
               standard output) or ``json:KEY`` (a number in the JSON on standard output)
 ``[rows]``    optional: file name -> its data rows, where counting them needs the format
+``ok``        optional: the files that are good inputs: each must exit 0, every other file
+              of the folder 2 (without it, either is allowed)
+``located``   optional: a refusal's one line must read ``error: FIELD: ...FILE...: REASON``
+              and, where it names a line (``FILE:N`` or ``line N``), one within the file
+``[lines]``   optional: file name -> the line its refusal must name
 
 For each file: the exit status is 0 or 2; no stack trace (``catch_exceptions=False`` lets
 one fail the test); an exit 2 is either one ``error:`` line naming the file, or named row
@@ -26,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shlex
 import shutil
 import tomllib
@@ -78,12 +84,16 @@ def test_hostile_input(spec: dict[str, Any], path: Path, tmp_path: Path) -> None
         res = invoke(args, catch_exceptions=False)
     assert res.exit_code in spec.get("exit", (0, 2)), res.output
     assert "Traceback" not in res.output
+    if "ok" in spec:
+        assert res.exit_code == (0 if path.name in spec["ok"] else 2), res.stderr[-2000:]
     kept = _rejects(rejects)
     if res.exit_code == 2 and not kept:
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1, res.stderr
         assert lines[0].startswith("error: "), lines[0]
         assert str(file) in lines[0] or file.name in lines[0], lines[0]
+        if spec.get("located"):
+            _check_located(lines[0], file, spec.get("lines", {}).get(path.name))
         return
     if res.exit_code == 0:
         assert kept == [], "exit 0 with rejected rows"
@@ -96,6 +106,27 @@ def test_hostile_input(spec: dict[str, Any], path: Path, tmp_path: Path) -> None
     if "rows_out" in spec:
         rows_in = spec.get("rows", {}).get(path.name) or _rows_in(path)
         assert rows_in == _rows_out(spec["rows_out"], res, doc) + len(kept)
+
+
+_LINE = re.compile(r"(?::(\d+):|\bline (\d+)\b)")
+
+
+def _check_located(message: str, file: Path, line: int | None) -> None:
+    """``error: FIELD: ...FILE[:LINE]...: REASON``: a field first, the file, then a reason;
+    a line it names lies within the file, and is ``line`` where the manifest pins one."""
+    head = re.match(r"error: ([^\s:][^:]*): (.+)$", message)
+    assert head, f"no field: {message}"
+    rest = head.group(2)
+    at = rest.find(str(file))
+    assert at >= 0, f"no file: {message}"
+    after = rest[at + len(str(file)) :]
+    assert (rest[:at] + after).strip(" :()"), f"no reason: {message}"
+    named = _LINE.search(after)
+    n = int(named.group(1) or named.group(2)) if named else None
+    if n is not None:
+        assert 1 <= n <= file.read_bytes().count(b"\n") + 1, message
+    if line is not None:
+        assert n == line, f"expected line {line}: {message}"
 
 
 def _rejects(path: Path) -> list[list[str]]:

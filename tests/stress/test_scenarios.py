@@ -391,6 +391,41 @@ def test_an_inline_array_of_scenarios_reads_but_names_no_line(tmp_path: Path) ->
         load_stress_set(_write(tmp_path, text))
 
 
+def test_a_scenario_that_leaves_a_book_underlying_unmoved_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    # 'tech' names NDX only once its market move is gone: SPX and IBM get no move
+    p = _write(tmp_path, GOOD.replace("spot_shock = -0.1\n", ""))
+    assert load_stress_set(p).gap(["SPX", "NDX", "IBM"]) == (1, "SPX", 2)
+    assert load_stress_set(p, underlyings=["NDX"]).labels == ("crash", "tech")
+    with pytest.raises(ValidationError) as exc:
+        load_stress_set(p, underlyings=["SPX", "NDX", "IBM"])
+    assert str(exc.value) == (
+        f"shocks: {p}:12: scenario 'tech': moves 'SPX' of the book by nothing: no market "
+        "move, no shock of its own (2 such gaps in the set)"
+    )  # line 12: its [scenario.shocks]
+
+
+def test_a_value_of_the_wrong_type_is_located_once(tmp_path: Path) -> None:
+    p = _write(tmp_path, GOOD.replace('version = "1"', "version = 1"))
+    with pytest.raises(ValidationError) as exc:
+        load_stress_set(p)
+    assert str(exc.value) == f"version: {p}:3: must be text, got 1"
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [("k" * 100_000, repr("k" * 100_000)[:80]), ('""', "''"), ('" x"', "' x'"),
+     ('"\\u001b[2J"', "'\\x1b[2J'")],
+)  # fmt: skip
+def test_keys_named_as_fields_are_quoted_and_cut(tmp_path: Path, key: str, field: str) -> None:
+    p = _write(tmp_path, GOOD.replace('version = "1"', f'version = "1"\n{key} = 1'))
+    with pytest.raises(ValidationError) as exc:
+        load_stress_set(p)
+    assert exc.value.field == field
+    assert len(str(exc.value)) < 300
+
+
 def test_missing_and_special_files(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no such file"):
         load_stress_set(tmp_path / "none.toml")
@@ -433,6 +468,19 @@ def test_hypothetical_set_from_the_scenario_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="'tech' has no shock for underlying 'SPX'"):
         s.scenario_set(book)
     np.testing.assert_allclose(s.scenario_set(["NDX"]).spot_shock, [[-0.2, 0.1, -0.3]], rtol=1e-6)
+
+
+def test_a_hypothetical_scenario_that_leaves_a_book_underlying_out_is_refused(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "shocks.csv"
+    p.write_text(CSV, encoding="utf-8")
+    assert stress_set_from_scenario_file(p, name="h", version="1", underlyings=["NDX"])
+    with pytest.raises(ValidationError) as exc:
+        stress_set_from_scenario_file(p, name="h", version="1", underlyings=["SPX", "NDX"])
+    assert str(exc.value) == (
+        f"underlying: {p}:5: scenario 'tech' has no row for 'SPX' of the book and no '*' row"
+    )  # line 5: the first row of 'tech'
 
 
 @pytest.mark.parametrize(
