@@ -37,6 +37,7 @@ from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.models import parse_params
 from marginflow.store import Database
 from marginflow.store.rows import BookLoad
+from marginflow.stress.historical import MARKET
 
 MSG_NO_LOAD = (
     "the store holds no start-of-day load: start the platform with `marginflow cluster up` "
@@ -127,7 +128,11 @@ def current_book(
             cache[load.id] = inputs
     offset = db.last_market_offset()
     inputs.events(offset, offset)  # series listed by then: they name their underlyings
-    underlyings = inputs.underlyings(stored)
+    # The market index stays in the book even when nobody holds it: the stress betas are
+    # measured against its history (app.stress.book_betas), as on the whole book.
+    underlyings = inputs.underlyings(stored) | (
+        frozenset({MARKET}) if MARKET in inputs.underlying_ids else frozenset()
+    )
     engine = inputs.engine(offset, None, underlyings)
     held = {a: held_positions(engine, p) for a, p in sorted(stored.items())}
     with inputs.holding(held, offset, more_underlyings=underlyings) as engine:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,8 +126,10 @@ class StoredInputs:
         self._book = loaded.book.without_positions()
         self._scenarios: ScenarioSet | None = None
         self._codec: Codec[ev.Event] = Codec(Topology().spec(MARKET).events)
-        self._engines: dict[tuple[int, int, frozenset[str]], MarginEngine] = {}
-        self._events: dict[tuple[int, int], list[tuple[int, ev.Event]]] = {}
+        # Kept least recently used first and bounded: a service asked about the book "now"
+        # meets a new market offset with every tick, and each whole-book engine is large.
+        self._engines: OrderedDict[tuple[int, int, frozenset[str]], MarginEngine] = OrderedDict()
+        self._events: OrderedDict[tuple[int, int], list[tuple[int, ev.Event]]] = OrderedDict()
         book = self._book
         self._underlying_of = {
             i: book.underlyings.ids[u]
@@ -139,6 +142,7 @@ class StoredInputs:
         read once per pair of offsets."""
         events = self._events.get((market, parameters))
         if events is not None:
+            self._events.move_to_end((market, parameters))
             return events
         events = []
         for r in self.db.market_events(upto=max(market, parameters)):
@@ -148,6 +152,7 @@ class StoredInputs:
                     self._underlying_of.setdefault(event.id, event.underlying)
                 events.append((r.offset, event))
         self._events[(market, parameters)] = events
+        _bound(self._events)
         return events
 
     def engine(
@@ -167,6 +172,7 @@ class StoredInputs:
         key = (market, p, underlyings)
         engine = None if extra else self._engines.get(key)
         if engine is not None:
+            self._engines.move_to_end(key)
             return engine
         events = self.events(market, p)
         if self._scenarios is None:
@@ -182,6 +188,7 @@ class StoredInputs:
                 raise ValidationError(why.field, why.reason)
             return engine
         self._engines[key] = engine
+        _bound(self._engines)
         return engine
 
     def underlyings(self, positions: Mapping[str, Mapping[str, int | float]]) -> frozenset[str]:
@@ -217,6 +224,11 @@ class StoredInputs:
         finally:
             engine.apply_trades({a: {i: -q for i, q in pos.items()} for a, pos in held.items()})
 
+    @property
+    def underlying_ids(self) -> tuple[str, ...]:
+        """Every underlying of the stored book."""
+        return self._book.underlyings.ids
+
     def underlying_of(self, instrument: str) -> str | None:
         """The underlying of a series in the stored book or listed on the market topic."""
         return self._underlying_of.get(instrument)
@@ -230,6 +242,16 @@ class StoredInputs:
             known = set(engine.book.positions.accounts)
             # an account not yet opened at that market offset holds nothing: margin 0
             return {a: _recomputed(engine, a) if a in known else _FLAT for a in positions}
+
+
+KEPT_STATES = 4
+"""Engines (and decoded event lists) :class:`StoredInputs` keeps, most recently used: the
+four states of an attribution (:mod:`marginflow.app.explain`) each built once."""
+
+
+def _bound(kept: OrderedDict[Any, Any]) -> None:
+    while len(kept) > KEPT_STATES:
+        kept.popitem(last=False)
 
 
 def held_positions(engine: MarginEngine, positions: Mapping[str, int]) -> dict[str, int]:

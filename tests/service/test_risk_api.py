@@ -118,6 +118,8 @@ def test_a_member_sees_its_own_rows_only(service: Service, expected_stress: dict
     assert d["default_fund"]["contributions"].keys() == {mine}
     assert d["default_fund"]["fund"] is None
     assert d["firm"] is d["cover1"] is d["cover2"] is d["scenarios"] is None
+    # the whole book's counts and positions fingerprint would show other members' trading
+    assert {k for k, v in d["book"].items() if v is not None} == {"valuation_date"}
     others = {a["account"] for a in expected_stress["accounts"] if a["member"] != mine}
     text = r.text
     assert f'"{other}"' not in text
@@ -151,6 +153,11 @@ def test_the_back_test_is_backtest_book_s_and_scoped(
     ]
     assert all(s["level"] != "firm" and s["member"] == mine for s in m["series"])
     assert "sqlite" not in member.text  # the store's address is not a member's business
+    assert m["notes"] == []  # they count and name what the whole book's run left out
+    # the member's own worst accounts, ranked among its own: not the firm's top five filtered
+    own = [c for c in m["coverage"] if c["level"] == "account" and c["breaches"] > 0]
+    assert {w["name"] for w in m["worst_accounts"]} <= {c["name"] for c in own}
+    assert len(m["worst_accounts"]) == min(5, len({c["name"] for c in own}))
 
 
 def test_a_second_read_comes_from_the_cache_and_both_are_audited(service: Service) -> None:

@@ -36,7 +36,7 @@ from marginflow.app.backtest import Backtest, backtest_book, backtest_report
 from marginflow.app.current_book import CurrentBook, current_book
 from marginflow.app.stress import StressResult, run_stress
 from marginflow.app.stress_report import stress_report
-from marginflow.backtest.coverage import CoverageRow, series
+from marginflow.backtest.coverage import CoverageRow, series, worst_accounts
 from marginflow.service.auth import Caller, heavy, require
 from marginflow.service.context import ServiceContext
 from marginflow.service.roles import Permission
@@ -100,13 +100,13 @@ class BacktestIn(BaseModel):
 class BookOut(BaseModel):
     """The stored book a result was computed on (``current_book``)."""
 
-    book_load: str
+    book_load: str | None
     valuation_date: str
-    market_offset: int
-    positions_fingerprint: str
-    accounts: int
-    members: int
-    positions: int
+    market_offset: int | None
+    positions_fingerprint: str | None
+    accounts: int | None
+    members: int | None
+    positions: int | None
 
 
 class RunInfo(BaseModel):
@@ -364,6 +364,9 @@ def _cached(
     question was answered on the same book (one recompute at a time per process: the
     engines are shared)."""
     ctx = caller.ctx
+    # Charged before the lock, hit or not: assembling the stored book is itself work, and a
+    # refused request must not queue behind the lock (as the other recomputing routes do).
+    heavy(request, caller)
     with ctx.engine_lock:
         book = current_book(ctx.db, cache=ctx.engines)
         results = _results(ctx)
@@ -372,7 +375,6 @@ def _cached(
         if hit is not None:
             results.move_to_end(key)
             return hit, True
-        heavy(request, caller)
         t0 = time.perf_counter()
         value = compute(book)
         done = Computed(
@@ -387,8 +389,13 @@ def _cached(
         return done, False
 
 
-def _book_out(b: CurrentBook) -> BookOut:
-    return BookOut.model_validate(b.describe())
+def _book_out(b: CurrentBook, scope: Scope) -> BookOut:
+    """The book's description; a member's user gets its date alone: the whole book's
+    counts and positions fingerprint would show other members' trading as it happens."""
+    doc = b.describe()
+    if scope.member is not None:
+        doc = {k: (v if k == "valuation_date" else None) for k, v in doc.items()}
+    return BookOut.model_validate(doc)
 
 
 def _run(done: Computed, cached: bool, scope: Scope) -> RunInfo:
@@ -487,7 +494,7 @@ def stress(form: StressIn, request: Request, caller: Stresser) -> StressOut:
     )
     return StressOut.model_validate(
         {
-            "book": _book_out(done.book),
+            "book": _book_out(done.book, caller.scope),
             "run": _run(done, cached, caller.scope),
             **stress_answer(r, caller.scope, top=form.top),
         }
@@ -582,10 +589,11 @@ def backtest_answer(bt: Backtest, scope: Scope) -> dict[str, Any]:
     def visible(row: dict[str, Any]) -> bool:
         return house if row["level"] == "firm" else bool(sees(row["member"]))
 
-    worst = [x for x in doc["worst_accounts"] if sees(x["member"])]
+    # the worst of the accounts in scope, not those of the firm's worst that are in scope
+    worst = [row.to_json() for row in worst_accounts([r for r in bt.rows if sees(r.member)])]
     coverage = [x for x in doc["coverage"] if visible(x)]
     wanted_accounts = {x["name"] for x in worst[:SERIES_ACCOUNTS]}
-    if not wanted_accounts:  # no breach in scope: chart the largest-margin account instead
+    if not wanted_accounts:  # no breach in scope: chart the account furthest beyond margin
         acc = [x for x in coverage if x["level"] == "account"]
         acc.sort(key=lambda x: -x["worst_excess"])
         wanted_accounts = {x["name"] for x in acc[:1]}
@@ -609,7 +617,8 @@ def backtest_answer(bt: Backtest, scope: Scope) -> dict[str, Any]:
         "coverage": coverage,
         "worst_accounts": worst,
         "series": list(merged.values()),
-        "notes": doc["notes"],
+        # notes count and name what the run left out of the whole book: the house's alone
+        "notes": doc["notes"] if house else [],
     }
 
 
@@ -630,7 +639,7 @@ def backtest(form: BacktestIn, request: Request, caller: BackTester) -> Backtest
     )
     return BacktestOut.model_validate(
         {
-            "book": _book_out(done.book),
+            "book": _book_out(done.book, caller.scope),
             "run": _run(done, cached, caller.scope),
             **backtest_answer(done.value, caller.scope),
         }
