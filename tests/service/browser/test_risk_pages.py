@@ -118,6 +118,23 @@ def test_the_back_test_page_draws_margin_against_loss_and_the_zones(
     assert s.csp_violations() == []
 
 
+def test_a_member_sees_its_own_back_test_without_the_whole_book(
+    signed_in: Callable[..., Session], web: Web
+) -> None:
+    member = next(m for m in web.members if m.startswith("M"))
+    s = signed_in(f"{member.lower()}.user", then="/backtest")
+    s.page.locator("#main[data-loaded='yes']").wait_for(timeout=300_000)
+    levels = set(s.page.locator("#coverage tbody tr[data-level]").evaluate_all(
+        "rows => rows.map(r => r.dataset.level)"))  # fmt: skip
+    assert levels
+    assert "firm" not in levels
+    provenance = s.page.locator("#b-provenance").inner_text()
+    assert "Book load" not in provenance
+    assert "market offset" not in provenance
+    assert "accounts in your scope" in provenance
+    assert s.dialogs == []
+
+
 def test_the_pages_are_in_the_navigation_of_those_allowed(
     signed_in: Callable[..., Session], web: Web, tmp_path: Path
 ) -> None:

@@ -89,7 +89,9 @@ async function run() {
   try {
     const d = await api("/backtest", { method: "POST", body });
     byId("b-status").textContent = `${d.window.days} days, ${d.window.start} to ${d.window.end}, horizon ${d.horizon_days} days · ${d.run.cached ? "from the cache" : `computed in ${d.run.seconds.toFixed(1)} s`} at ${d.run.computed_at}`;
-    byId("b-provenance").textContent = `Book load ${d.book.book_load.slice(0, 12)}, market offset ${d.book.market_offset}; ${d.accounts} accounts in your scope; models ${d.columns.map((c) => c.label).join(", ")}.`;
+    const whole = d.book.book_load === null ? "" :
+      `Book load ${d.book.book_load.slice(0, 12)}, market offset ${d.book.market_offset}; `;
+    byId("b-provenance").textContent = `${whole}${d.accounts} accounts in your scope; models ${d.columns.map((c) => c.label).join(", ")}.`;
     renderCoverage(d);
     renderSeries(d);
     byId("notes").replaceChildren(...(d.notes.length ? d.notes : ["No notes."]).map((n) => el("li", { text: n })));

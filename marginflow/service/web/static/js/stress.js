@@ -147,7 +147,12 @@ async function run() {
     const d = await api("/stress", { method: "POST", body });
     const sets = d.stress_sets.map((s) => `${s.name} version ${s.version} (${s.scenarios} scenarios, fingerprint ${s.fingerprint.slice(0, 12)})`).join("; ");
     byId("s-status").textContent = `${sets} · ${d.run.cached ? "from the cache" : `computed in ${d.run.seconds.toFixed(1)} s`} at ${d.run.computed_at}`;
-    byId("s-provenance").textContent = `Book load ${d.book.book_load.slice(0, 12)}, market offset ${d.book.market_offset}, valuation date ${d.valuation_date}; ${d.book.accounts} accounts, ${d.book.positions} positions. ${d.betas}.`;
+    // a member's user is told the date alone (the whole book's counts are not its business)
+    const whole = d.book.book_load === null ? "" :
+      `Book load ${d.book.book_load.slice(0, 12)}, market offset ${d.book.market_offset}, `;
+    const counts = d.book.accounts === null ? "" :
+      `; ${d.book.accounts} accounts, ${d.book.positions} positions`;
+    byId("s-provenance").textContent = `${whole}valuation date ${d.valuation_date}${counts}. ${d.betas}.`;
     renderMembers(d);
     renderCover(d);
     renderAccounts(d);
