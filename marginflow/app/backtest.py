@@ -98,6 +98,14 @@ class Backtest:
         }
 
 
+def mode_choice(mode: str) -> ModeChoice:
+    """``mode`` as one of :data:`MODE_CHOICES`, or a one-line refusal."""
+    for choice in MODE_CHOICES:
+        if mode == choice:
+            return choice
+    raise ConfigurationError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+
+
 def backtest_book(
     loaded: LoadedBook,
     *,
@@ -118,8 +126,7 @@ def backtest_book(
     book's positions every day), ``dynamic`` (the store's, needs ``database``), ``both``,
     or ``auto``: static, and dynamic too when a database with a position history covering
     the window is given (otherwise a note says why not)."""
-    if mode not in MODE_CHOICES:
-        raise ConfigurationError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+    mode = mode_choice(mode)
     if mode in ("dynamic", "both") and database is None:
         raise ConfigurationError(MSG_DYNAMIC_NEEDS_DB.format(mode=mode))
     columns = columns_of(models, confidences, settings.confidence)
@@ -151,8 +158,6 @@ def backtest_book(
 def _paths(
     book: Book, window: Window, mode: ModeChoice, db: Database | None, notes: list[str]
 ) -> list[PositionPath]:
-    if mode in ("dynamic", "both") and db is None:
-        raise ConfigurationError(MSG_DYNAMIC_NEEDS_DB.format(mode=mode))
     paths = [] if mode == "dynamic" else [static_path(book)]
     if db is None or mode == "static":
         return paths

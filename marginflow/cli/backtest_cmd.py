@@ -151,7 +151,7 @@ def backtest_command(
         lookback=lookback, decay=decay, stress=stress, overlapping=True,
         mc_scenarios=mc_scenarios, seed=seed, param=param, revaluation=revaluation,
     )  # fmt: skip
-    from marginflow.app.backtest import backtest_book
+    from marginflow.app.backtest import backtest_book, mode_choice
     from marginflow.io.book import load_book
 
     store = open_store(Path("."), database, db_prefix) if database is not None else None
@@ -168,7 +168,7 @@ def backtest_command(
             days=days,
             start=first,
             end=last,
-            mode=mode,  # type: ignore[arg-type]  # validated by backtest_book
+            mode=mode_choice(mode),
             database=store,
             progress=Progress("backtest", "days"),
             book_name=str(book),

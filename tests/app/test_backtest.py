@@ -8,11 +8,13 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from marginflow.app.backtest import (
+    Backtest,
     backtest_book,
     backtest_report,
     day_ends_ns,
@@ -45,19 +47,25 @@ def loaded() -> LoadedBook:
     return LoadedBook(one_equity_book(calls=2.0, accounts=("ACC", HOSTILE)))
 
 
+def dates() -> np.ndarray:
+    history = one_equity_book().history
+    assert history is not None
+    return history.dates
+
+
 def window_dates() -> tuple[dt.date, dt.date]:
-    d = one_equity_book().history.dates  # type: ignore[union-attr]
+    d = dates()
     return d[FIRST].astype(dt.date), d[LAST].astype(dt.date)
 
 
-def run(**kw: object) -> object:
+def run(**kw: Any) -> Backtest:
     start, end = window_dates()
-    return backtest_book(loaded(), settings=SETTINGS, start=start, end=end, **kw)  # type: ignore[arg-type]
+    return backtest_book(loaded(), settings=SETTINGS, start=start, end=end, **kw)
 
 
 def at_noon(row: int) -> int:
     """UTC ns at noon of history row ``row``'s date (inside that day)."""
-    d = one_equity_book().history.dates[row]  # type: ignore[union-attr]
+    d = dates()[row]
     return int(day_ends_ns(np.array([d]))[0]) - 12 * 3600 * 10**9
 
 
@@ -73,7 +81,7 @@ def test_dynamic_from_the_store(db: Database) -> None:
         ]
     )
     bt = run(database=db)
-    r = bt.result  # type: ignore[attr-defined]
+    r = bt.result
     assert [m.mode for m in r.modes] == ["static", "dynamic"]
     s, d = r.mode("static"), r.mode("dynamic")
     k1, k2 = 160 - FIRST, CRASH_ROW - FIRST
@@ -86,10 +94,10 @@ def test_dynamic_from_the_store(db: Database) -> None:
     assert (d.pnl[:, 1] == 0).all()
     # the breach days of the static book (the two before the crash) are breaches of the
     # dynamic one too: 500 shares, margin 0 before the crash
-    dyn = bt.rows  # type: ignore[attr-defined]
+    dyn = bt.rows
     acc = next(x for x in dyn if x.name == "ACC" and x.mode == "dynamic")
     assert acc.stats.breaches == 2
-    notes = " ".join(bt.notes)  # type: ignore[attr-defined]
+    notes = " ".join(bt.notes)
     assert "1 stored accounts outside" in notes
     assert "'NOPE 1C'" in notes
 
@@ -108,8 +116,8 @@ def test_parameters_from_the_store(db: Database) -> None:
     )
     plain = run(mode="static")
     stored = run(database=db, mode="static")
-    a = plain.result.mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
-    b = stored.result.mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
+    a = plain.result.mode("static").margin["es@0.99"][:, 0]
+    b = stored.result.mode("static").margin["es@0.99"][:, 0]
     k = CRASH_ROW + 5 - FIRST
     assert np.array_equal(a[:k], b[:k])
     np.testing.assert_allclose(b[k:], 1.25 * a[k:], rtol=1e-9)
@@ -119,8 +127,8 @@ def test_dynamic_unavailable_is_said(db: Database) -> None:
     with pytest.raises(ConfigurationError, match=r"dynamic back-test unavailable: .* holds no"):
         run(database=db, mode="dynamic")
     bt = run(database=db)  # auto: static only, and a note why
-    assert [m.mode for m in bt.result.modes] == ["static"]  # type: ignore[attr-defined]
-    assert any("holds no position history" in n for n in bt.notes)  # type: ignore[attr-defined]
+    assert [m.mode for m in bt.result.modes] == ["static"]
+    assert any("holds no position history" in n for n in bt.notes)
     later = int(day_ends_ns(np.array([np.datetime64("2026-01-04")]))[0]) + 12 * 3600 * 10**9
     db.write(positions=[PositionChange("ACC", 1, 0, later, ("XYZ",), (5,))])
     with pytest.raises(ConfigurationError, match="starts on 2026-01-05, after the window"):
@@ -134,7 +142,7 @@ def test_dynamic_needs_a_database() -> None:
 
 def test_report_escapes_and_shows_each_part() -> None:
     bt = run(models=["es", "span"], confidences=[0.99, 0.975])
-    html = backtest_report(bt).html()  # type: ignore[arg-type]
+    html = backtest_report(bt).html()
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     for part in ('id="coverage"', 'id="accounts"', 'id="worst"', 'id="comparison"'):
@@ -146,7 +154,7 @@ def test_report_escapes_and_shows_each_part() -> None:
 
 def test_export_rows() -> None:
     bt = run(models=["es", "pm"])
-    r = bt.result  # type: ignore[attr-defined]
+    r = bt.result
     header = export_header(r)
     assert header == ["mode", "day", "pnl_end", "account", "member", "held", "pnl",
                       "margin:es@0.99", "margin:pm", "breach:es@0.99", "breach:pm"]  # fmt: skip

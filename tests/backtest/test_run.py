@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
 from marginflow.backtest.coverage import coverage_table, worst_accounts
 from marginflow.backtest.run import (
+    BacktestResult,
     Column,
     ParameterChange,
     PositionPath,
+    Window,
     choose_window,
     columns_of,
     run_backtest,
@@ -38,40 +41,45 @@ from tests.backtest.conftest import (
 FIRST, LAST = 150, 190  # history rows of the window
 
 
-def window_of(book: Book) -> object:
+def dates_of(book: Book) -> np.ndarray:
+    """The book's history dates (the test books all carry a history)."""
     assert book.history is not None
-    d = book.history.dates
+    return book.history.dates
+
+
+def window_of(book: Book) -> Window:
+    d = dates_of(book)
     return choose_window(
         book, SETTINGS, start=d[FIRST].astype(dt.date), end=d[LAST].astype(dt.date)
     )
 
 
-def run(book: Book, columns: list[Column] | None = None, **kw: object) -> object:
+def run(book: Book, columns: list[Column] | None = None, **kw: Any) -> BacktestResult:
     return run_backtest(
         book,
-        window=window_of(book),  # type: ignore[arg-type]
+        window=window_of(book),
         settings=SETTINGS,
         columns=columns or [Column("es", 0.99)],
         paths=[static_path(book)],
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
 def test_window_rows_and_dates() -> None:
     book = one_equity_book()
     w = window_of(book)
-    assert w.rows.tolist() == list(range(FIRST, LAST + 1))  # type: ignore[attr-defined]
+    assert w.rows.tolist() == list(range(FIRST, LAST + 1))
     last = choose_window(book, SETTINGS, days=50)  # the last 50 that leave the horizon
     assert last.rows.size == 50
-    assert last.rows[-1] == len(book.history) - 1 - SETTINGS.mpor  # type: ignore[arg-type]
+    assert last.rows[-1] == len(dates_of(book)) - 1 - SETTINGS.mpor
 
 
 def test_realised_pnl_by_hand() -> None:
     book = one_equity_book(shares=1_000.0, calls=3.0)
     r = run(book)
     closes = closes_of(book)
-    dates = book.history.dates  # type: ignore[union-attr]
-    m = r.mode("static")  # type: ignore[attr-defined]
+    dates = dates_of(book)
+    m = r.mode("static")
     for k, t in enumerate(range(FIRST, LAST + 1)):
         stock = 1_000.0 * (closes[t + 2] - closes[t])
         assert m.pnl[k, 0] == pytest.approx(stock, rel=1e-12, abs=1e-9)
@@ -95,7 +103,7 @@ def test_realised_pnl_by_hand() -> None:
 
 def test_breach_days_are_the_two_before_the_crash() -> None:
     r = run(one_equity_book())
-    m = r.mode("static")  # type: ignore[attr-defined]
+    m = r.mode("static")
     breaches = exceptions(m.pnl[:, 0], m.margin["es@0.99"][:, 0])
     days = [FIRST + k for k in np.flatnonzero(breaches).tolist()]
     assert days == [CRASH_ROW - 2, CRASH_ROW - 1]
@@ -111,9 +119,10 @@ def test_margins_equal_fresh_engines_each_day() -> None:
     on that day's market and history (cut at the day) does."""
     book = one_equity_book(calls=-5.0)
     r = run(book, columns=[Column("es", 0.99), Column("es", 0.975)])
-    m = r.mode("static")  # type: ignore[attr-defined]
+    m = r.mode("static")
     closes = closes_of(book)
-    dates = book.history.dates  # type: ignore[union-attr]
+    dates = dates_of(book)
+    assert book.history is not None
     for k in (0, 17, CRASH_ROW - FIRST, LAST - FIRST):
         t = FIRST + k
         day = dates[t].astype(dt.date)
@@ -121,7 +130,7 @@ def test_margins_equal_fresh_engines_each_day() -> None:
             book,
             market=replace(book.market, valuation_date=day, spot=np.array([closes[t]])),
             instruments=book.instruments.resolved(day),
-            history=book.history.until(dates[t]),  # type: ignore[union-attr]
+            history=book.history.until(dates[t]),
         )
         for conf in (0.99, 0.975):
             fresh = build_engine(day_book, replace(SETTINGS, confidence=conf))
@@ -133,8 +142,8 @@ def test_no_look_ahead() -> None:
     """A shock after day d changes nothing of d's margin, to the bit."""
     calm = run(one_equity_book(drift_returns(crash=False)))
     shocked = run(one_equity_book(drift_returns(crash=True)))
-    a = calm.mode("static").margin["es@0.99"]  # type: ignore[attr-defined]
-    b = shocked.mode("static").margin["es@0.99"]  # type: ignore[attr-defined]
+    a = calm.mode("static").margin["es@0.99"]
+    b = shocked.mode("static").margin["es@0.99"]
     before = CRASH_ROW - FIRST
     # the crash's own day sees the crash: margins from then on differ. The spots of the
     # earlier days are anchored at today's spot, so they differ by the crash's factor: the
@@ -150,8 +159,8 @@ def test_no_look_ahead_with_losses_before() -> None:
     base[::7] = -0.02  # some losing windows before the crash
     shocked = base.copy()
     shocked[CRASH_ROW] = np.log(0.85)
-    a = run(one_equity_book(base)).mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
-    b = run(one_equity_book(shocked)).mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
+    a = run(one_equity_book(base)).mode("static").margin["es@0.99"][:, 0]
+    b = run(one_equity_book(shocked)).mode("static").margin["es@0.99"][:, 0]
     before = CRASH_ROW - FIRST
     assert (a[:before] > 0).all()
     # the closes before the crash are anchored at the last spot: the shocked book's are
@@ -163,11 +172,11 @@ def test_no_look_ahead_with_losses_before() -> None:
 
 def test_statistics_agree_with_summarise() -> None:
     r = run(one_equity_book(calls=2.0), columns=columns_of(["es", "span", "pm"], [0.99], 0.99))
-    rows = coverage_table(r)  # type: ignore[arg-type]
-    m = r.mode("static")  # type: ignore[attr-defined]
+    rows = coverage_table(r)
+    m = r.mode("static")
     for row in rows:
         if row.level == "account":
-            a = r.accounts.index(row.name)  # type: ignore[attr-defined]
+            a = r.accounts.index(row.name)
             margin, pnl = m.margin[row.column.key][:, a], m.pnl[:, a]
         else:  # one member: firm and member are the sums of both accounts
             margin, pnl = m.margin[row.column.key].sum(axis=1), m.pnl.sum(axis=1)
@@ -195,7 +204,7 @@ def test_dynamic_path_per_day() -> None:
     mats = tuple(flat if k < k0 else held for k in range(n))
     r = run_backtest(
         book,
-        window=window_of(book),  # type: ignore[arg-type]
+        window=window_of(book),
         settings=SETTINGS,
         columns=[Column("es", 0.99)],
         paths=[static_path(book), PositionPath("dynamic", mats)],
@@ -212,10 +221,10 @@ def test_dynamic_path_per_day() -> None:
 
 def test_parameter_changes_take_effect_on_their_day() -> None:
     book = one_equity_book(drift_returns(crash=True))
-    day = book.history.dates[CRASH_ROW + 5].astype(dt.date)  # type: ignore[union-attr]
+    day = dates_of(book)[CRASH_ROW + 5].astype(dt.date)
     change = ParameterChange(day, "apc", "buffer")
-    plain = run(book).mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
-    changed = run(book, parameters=[change]).mode("static").margin["es@0.99"][:, 0]  # type: ignore[attr-defined]
+    plain = run(book).mode("static").margin["es@0.99"][:, 0]
+    changed = run(book, parameters=[change]).mode("static").margin["es@0.99"][:, 0]
     k = CRASH_ROW + 5 - FIRST
     assert np.array_equal(plain[:k], changed[:k])
     assert (changed[k:] > plain[k:]).all()  # the 25% buffer from that day on
@@ -224,9 +233,9 @@ def test_parameter_changes_take_effect_on_their_day() -> None:
 
 def test_refused_parameter_change_is_noted_not_applied() -> None:
     book = one_equity_book()
-    day = book.history.dates[FIRST].astype(dt.date)  # type: ignore[union-attr]
+    day = dates_of(book)[FIRST].astype(dt.date)
     r = run(book, parameters=[ParameterChange(day, "apc", "sideways")])
-    assert any("apc=sideways" in n for n in r.notes)  # type: ignore[attr-defined]
+    assert any("apc=sideways" in n for n in r.notes)
 
 
 @pytest.mark.parametrize(
@@ -239,9 +248,9 @@ def test_refused_parameter_change_is_noted_not_applied() -> None:
         ({"days": 5, "start": dt.date(2022, 10, 3)}, "give one"),
     ],
 )
-def test_bad_windows_are_one_line(kw: dict[str, object], message: str) -> None:
+def test_bad_windows_are_one_line(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as info:
-        choose_window(one_equity_book(), SETTINGS, **kw)  # type: ignore[arg-type]
+        choose_window(one_equity_book(), SETTINGS, **kw)
     assert "\n" not in str(info.value)
 
 

@@ -186,32 +186,34 @@ export function stepChart(container, { series, yTitle, label, emptyText, from })
 }
 
 /**
- * The distribution of scenario P&L: `scenarios` is [{label, pnl, tail_share}]; the bars
- * stack the scenarios in the ES tail (tail_share > 0) under the others. `varLoss` and
- * `esLoss` (positive losses) are drawn as lines at −VaR and −ES.
+ * A distribution of scenario P&L as stacked bars: the scenarios `inTail(s)` says are in
+ * the tail (titled "N scenario(s) `tailTitle`") under the others, at most `maxBins` bins
+ * over the P&L and the `lines` (each {at, text, cls, row}: a vertical line at P&L `at`,
+ * labelled on the top row (0) or one lower (1), to its right unless within `labelRoom` of
+ * the plot's right end); a legend naming the tail (`legend` [tail text, offset of the
+ * second entry]).
  */
-export function histogram(container, { scenarios, varLoss, esLoss, confidence, label }) {
+function pnlHistogram(container, { scenarios, inTail, tailTitle, maxBins, height, label, lines, labelRoom, xTitle, legend }) {
   if (!scenarios.length) {
     empty(container, "No scenarios: nothing to show.");
     return;
   }
-  const height = 320;
   const root = frame(container, height, label);
   const box = { x0: MARGIN.left, x1: W - MARGIN.right, y0: MARGIN.top + 14, y1: height - MARGIN.bottom };
-  const marks = [varLoss, esLoss].filter((x) => typeof x === "number" && Number.isFinite(x));
+  const drawn = lines.filter((l) => typeof l.at === "number" && Number.isFinite(l.at));
   const pnl = scenarios.map((s) => s.pnl);
-  let lo = Math.min(...pnl, ...marks.map((m) => -m));
+  let lo = Math.min(...pnl, ...drawn.map((l) => l.at));
   let hi = Math.max(...pnl, 0);
   if (hi === lo) {
     lo -= 1;
     hi += 1;
   }
-  const bins = Math.max(10, Math.min(60, Math.round(2 * Math.sqrt(scenarios.length))));
+  const bins = Math.max(10, Math.min(maxBins, Math.round(2 * Math.sqrt(scenarios.length))));
   const width = (hi - lo) / bins;
   const counts = Array.from({ length: bins }, () => ({ tail: 0, rest: 0 }));
   for (const s of scenarios) {
     const k = Math.min(bins - 1, Math.max(0, Math.floor((s.pnl - lo) / width)));
-    if (s.tail_share > 0) counts[k].tail += 1;
+    if (inTail(s)) counts[k].tail += 1;
     else counts[k].rest += 1;
   }
   const top = Math.max(...counts.map((c) => c.tail + c.rest));
@@ -231,7 +233,7 @@ export function histogram(container, { scenarios, varLoss, esLoss, confidence, l
     const range = `${shortMoney(lo + k * width)} to ${shortMoney(lo + (k + 1) * width)}`;
     if (c.tail) {
       const bar = svg("rect", { x, width: w, y: ys(c.tail), height: box.y1 - ys(c.tail), class: "bar tail" });
-      bar.append(svg("title", {}, `${range}: ${c.tail} scenario(s) in the ES tail`));
+      bar.append(svg("title", {}, `${range}: ${c.tail} scenario(s) ${tailTitle}`));
       root.append(bar);
     }
     if (c.rest) {
@@ -242,32 +244,39 @@ export function histogram(container, { scenarios, varLoss, esLoss, confidence, l
     }
   });
   axes(root, box);
-  const level = typeof confidence === "number" ? ` ${(confidence * 100).toFixed(1).replace(".0", "")}%` : "";
-  // the ES line's label on the top row, the VaR line's one row lower; each to the right of
-  // its line unless that would run off the plot
-  const lines = [
-    [esLoss, `ES${level}`, "es-line", box.y0 - 8],
-    [varLoss, `VaR${level}`, "var-line", box.y0 + 8],
-  ];
-  for (const [loss, name, cls, y] of lines) {
-    if (typeof loss !== "number" || !Number.isFinite(loss)) continue;
-    const x = xs(-loss);
+  for (const { at, text, cls, row } of drawn) {
+    const x = xs(at);
+    const y = row === 0 ? box.y0 - 8 : box.y0 + 8;
     root.append(svg("line", { x1: x, x2: x, y1: box.y0 - 4, y2: box.y1, class: cls }));
-    const right = x < box.x1 - 170;
-    root.append(
-      svg(
-        "text",
-        { x: x + (right ? 5 : -5), y, class: `mark ${right ? "start" : "end"} ${cls}-label` },
-        `${name} −${shortMoney(loss)}`,
-      ),
-    );
+    const right = x < box.x1 - labelRoom;
+    root.append(svg("text", { x: x + (right ? 5 : -5), y, class: `mark ${right ? "start" : "end"} ${cls}-label` }, text));
   }
-  axisTitles(root, box, height, "scenario P&L (USD; losses left of zero)", "scenarios");
-  const lx = box.x1 - 250;
+  axisTitles(root, box, height, xTitle, "scenarios");
+  const [tailText, gap] = legend;
+  const lx = box.x1 - gap - 130;
   root.append(svg("rect", { x: lx, y: 4, width: 12, height: 12, class: "bar tail" }));
-  root.append(svg("text", { x: lx + 18, y: 14, class: "legend" }, "in the ES tail"));
-  root.append(svg("rect", { x: lx + 120, y: 4, width: 12, height: 12, class: "bar body" }));
-  root.append(svg("text", { x: lx + 138, y: 14, class: "legend" }, "other scenarios"));
+  root.append(svg("text", { x: lx + 18, y: 14, class: "legend" }, tailText));
+  root.append(svg("rect", { x: lx + gap, y: 4, width: 12, height: 12, class: "bar body" }));
+  root.append(svg("text", { x: lx + gap + 18, y: 14, class: "legend" }, "other scenarios"));
+}
+
+/**
+ * The distribution of scenario P&L: `scenarios` is [{label, pnl, tail_share}]; the bars
+ * stack the scenarios in the ES tail (tail_share > 0) under the others. `varLoss` and
+ * `esLoss` (positive losses) are drawn as lines at −VaR and −ES.
+ */
+export function histogram(container, { scenarios, varLoss, esLoss, confidence, label }) {
+  const level = typeof confidence === "number" ? ` ${(confidence * 100).toFixed(1).replace(".0", "")}%` : "";
+  const line = (loss, name, cls, row) => ({ at: -loss, text: `${name} −${shortMoney(loss)}`, cls, row });
+  pnlHistogram(container, {
+    scenarios, label, height: 320, maxBins: 60, labelRoom: 170,
+    inTail: (s) => s.tail_share > 0,
+    tailTitle: "in the ES tail",
+    // the ES line's label on the top row, the VaR line's one row lower
+    lines: [line(esLoss, `ES${level}`, "es-line", 0), line(varLoss, `VaR${level}`, "var-line", 1)],
+    xTitle: "scenario P&L (USD; losses left of zero)",
+    legend: ["in the ES tail", 120],
+  });
 }
 
 /**
@@ -319,73 +328,17 @@ export function barChart(container, { rows, title, label, format = String, empty
  * scenario's P&L (`worstLoss`, a positive loss, named `worstScenario`).
  */
 export function stressDistribution(container, { scenarios, margin, worstLoss, worstScenario, label }) {
-  if (!scenarios.length) {
-    empty(container, "No scenarios: nothing to show.");
-    return;
-  }
-  const height = 300;
-  const root = frame(container, height, label);
-  const box = { x0: MARGIN.left, x1: W - MARGIN.right, y0: MARGIN.top + 14, y1: height - MARGIN.bottom };
-  const pnl = scenarios.map((s) => s.pnl);
-  let lo = Math.min(...pnl, -margin);
-  let hi = Math.max(...pnl, 0);
-  if (hi === lo) {
-    lo -= 1;
-    hi += 1;
-  }
-  const bins = Math.max(10, Math.min(50, Math.round(2 * Math.sqrt(scenarios.length))));
-  const width = (hi - lo) / bins;
-  const counts = Array.from({ length: bins }, () => ({ tail: 0, rest: 0 }));
-  for (const s of scenarios) {
-    const k = Math.min(bins - 1, Math.max(0, Math.floor((s.pnl - lo) / width)));
-    if (s.beyond_margin) counts[k].tail += 1;
-    else counts[k].rest += 1;
-  }
-  const top = Math.max(...counts.map((c) => c.tail + c.rest));
-  const yTicks = ticks(0, Math.max(top, 1), 5, true).filter((v) => Number.isInteger(v));
-  const yMax = Math.max(top, yTicks.at(-1) || 1);
-  const xs = (v) => box.x0 + ((v - lo) / (hi - lo)) * (box.x1 - box.x0);
-  const ys = (n) => box.y1 - (n / yMax) * (box.y1 - box.y0);
-  yAxis(root, ys, yTicks, box, (v) => String(v));
-  for (const v of ticks(lo, hi, 7)) {
-    const x = xs(v);
-    root.append(svg("line", { x1: x, x2: x, y1: box.y1, y2: box.y1 + 5, class: "axis" }));
-    root.append(svg("text", { x, y: box.y1 + 18, class: "tick mid" }, shortMoney(v)));
-  }
-  counts.forEach((c, k) => {
-    const x = xs(lo + k * width) + 0.5;
-    const w = Math.max(1, xs(lo + (k + 1) * width) - xs(lo + k * width) - 1);
-    const range = `${shortMoney(lo + k * width)} to ${shortMoney(lo + (k + 1) * width)}`;
-    if (c.tail) {
-      const bar = svg("rect", { x, width: w, y: ys(c.tail), height: box.y1 - ys(c.tail), class: "bar tail" });
-      bar.append(svg("title", {}, `${range}: ${c.tail} scenario(s) with a loss beyond the margin`));
-      root.append(bar);
-    }
-    if (c.rest) {
-      const y = ys(c.tail + c.rest);
-      const bar = svg("rect", { x, width: w, y, height: ys(c.tail) - y, class: "bar body" });
-      bar.append(svg("title", {}, `${range}: ${c.rest} scenario(s)`));
-      root.append(bar);
-    }
+  pnlHistogram(container, {
+    scenarios, label, height: 300, maxBins: 50, labelRoom: 260,
+    inTail: (s) => s.beyond_margin,
+    tailTitle: "with a loss beyond the margin",
+    lines: [
+      { at: -margin, text: `−margin ${shortMoney(margin)}`, cls: "es-line", row: 0 },
+      { at: -worstLoss, text: `worst: ${worstScenario}`, cls: "var-line", row: 1 },
+    ],
+    xTitle: "stress scenario P&L (USD; losses left of zero)",
+    legend: ["loss beyond margin", 160],
   });
-  axes(root, box);
-  const lines = [
-    [-margin, `−margin ${shortMoney(margin)}`, "es-line", box.y0 - 8],
-    [-worstLoss, `worst: ${worstScenario}`, "var-line", box.y0 + 8],
-  ];
-  for (const [at, name, cls, y] of lines) {
-    if (typeof at !== "number" || !Number.isFinite(at)) continue;
-    const x = xs(at);
-    root.append(svg("line", { x1: x, x2: x, y1: box.y0 - 4, y2: box.y1, class: cls }));
-    const right = x < box.x1 - 260;
-    root.append(svg("text", { x: x + (right ? 5 : -5), y, class: `mark ${right ? "start" : "end"} ${cls}-label` }, name));
-  }
-  axisTitles(root, box, height, "stress scenario P&L (USD; losses left of zero)", "scenarios");
-  const lx = box.x1 - 290;
-  root.append(svg("rect", { x: lx, y: 4, width: 12, height: 12, class: "bar tail" }));
-  root.append(svg("text", { x: lx + 18, y: 14, class: "legend" }, "loss beyond margin"));
-  root.append(svg("rect", { x: lx + 160, y: 4, width: 12, height: 12, class: "bar body" }));
-  root.append(svg("text", { x: lx + 178, y: 14, class: "legend" }, "other scenarios"));
 }
 
 /**
