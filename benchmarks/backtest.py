@@ -22,6 +22,7 @@ import argparse
 import time
 
 from benchmarks.common import peak_rss_mb, print_table
+from benchmarks.margin import FULL, QUICK, benchmark_book
 from marginflow.backtest.coverage import coverage_table
 from marginflow.backtest.run import (
     choose_window,
@@ -34,8 +35,6 @@ from marginflow.engine.settings import MarginSettings
 from marginflow.sim.synthetic_book import generate_book
 
 GOAL_SECONDS = 300.0
-FULL = {"accounts": 10_000, "underlyings": 2_000, "series": 100_000, "positions": 1_000_000}
-QUICK = {"accounts": 1_000, "underlyings": 200, "series": 10_000, "positions": 100_000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    book = generate_book(members=100 if not args.quick else 10, seed=0, **size).book
+    book = benchmark_book(size).book
     generate = time.perf_counter() - t0
     sample = sample_accounts(book, n_accounts)
     window = choose_window(sample, settings, days=days)

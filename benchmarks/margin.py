@@ -33,7 +33,7 @@ from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.expected_shortfall import tail_stats
 from marginflow.scenarios.montecarlo import student_t_copula
-from marginflow.sim.synthetic_book import generate_book
+from marginflow.sim.synthetic_book import SyntheticBook, generate_book
 
 FULL = {
     "accounts": 10_000,
@@ -49,6 +49,19 @@ QUICK = {
     "positions": 100_000,
     "scenarios": 2_000,
 }
+
+
+def benchmark_book(size: dict[str, int], seed: int = 0) -> SyntheticBook:
+    """The margin benchmark's book of ``size`` (:data:`FULL` or :data:`QUICK`), one member
+    per 100 accounts: the book the stress and back-test benchmarks run on too."""
+    return generate_book(
+        members=max(size["accounts"] // 100, 1),
+        accounts=size["accounts"],
+        underlyings=size["underlyings"],
+        series=size["series"],
+        positions=size["positions"],
+        seed=seed,
+    )
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -118,14 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     t0 = time.perf_counter()
-    sb = generate_book(
-        members=max(size["accounts"] // 100, 1),
-        accounts=size["accounts"],
-        underlyings=size["underlyings"],
-        series=size["series"],
-        positions=size["positions"],
-        seed=args.seed,
-    )
+    sb = benchmark_book(size, args.seed)
     t_book = time.perf_counter() - t0
     book = sb.book
     print(

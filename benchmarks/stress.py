@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from benchmarks.common import peak_rss_mb, print_table
-from benchmarks.margin import FULL, QUICK
+from benchmarks.margin import FULL, QUICK, benchmark_book
 from marginflow.app.stress import run_stress
 from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook
@@ -56,14 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     _warm_up()
     print(f"warm-up (Numba compilation or cache load, excluded): {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
-    sb = generate_book(
-        members=max(size["accounts"] // 100, 1),
-        accounts=size["accounts"],
-        underlyings=size["underlyings"],
-        series=size["series"],
-        positions=size["positions"],
-        seed=args.seed,
-    )
+    sb = benchmark_book(size, args.seed)
     book = sb.book
     print(
         f"book: {len(book.positions.accounts):,} accounts, {len(book.positions.members):,} "
