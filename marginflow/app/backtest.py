@@ -24,12 +24,14 @@ import scipy.sparse as sp
 from marginflow.app.report import Report
 from marginflow.backtest.coverage import CoverageRow, coverage_table, worst_accounts
 from marginflow.backtest.run import (
+    REALISED_VOLS,
     BacktestResult,
     Column,
     Mode,
     ParameterChange,
     PositionPath,
     Progress,
+    RealisedVols,
     Window,
     choose_window,
     columns_of,
@@ -82,6 +84,7 @@ class Backtest:
                 "last_pnl_date": str(r.ends[-1]),
             },
             "horizon_days": r.horizon,
+            "realised_vols": r.realised_vols,
             "settings": r.settings.to_json(),
             "columns": [
                 {"key": c.key, "model": c.model, "confidence": c.confidence, "label": c.label}
@@ -106,6 +109,22 @@ def mode_choice(mode: str) -> ModeChoice:
     raise ConfigurationError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
 
 
+REALISED_VOLS_TEXT: dict[RealisedVols, str] = {
+    "model": "moved by the scenarios' vol map over the realised window",
+    "held": "held (the realised P&L has no vega part)",
+}
+
+
+def realised_vols_choice(name: str) -> RealisedVols:
+    """``name`` as one of :data:`REALISED_VOLS`, or a one-line refusal."""
+    for choice in REALISED_VOLS:
+        if name == choice:
+            return choice
+    raise ConfigurationError(
+        f"--realised-vols must be one of {', '.join(REALISED_VOLS)}, got {name!r}"
+    )
+
+
 def backtest_book(
     loaded: LoadedBook,
     *,
@@ -118,6 +137,7 @@ def backtest_book(
     end: dt.date | None = None,
     mode: ModeChoice = "auto",
     database: Database | None = None,
+    realised_vols: str = "model",
     progress: Progress | None = None,
     test_level: float = 0.95,
     book_name: str = "",
@@ -125,8 +145,10 @@ def backtest_book(
     """Back-test ``loaded``'s book (see the module docstring). ``mode``: ``static`` (the
     book's positions every day), ``dynamic`` (the store's, needs ``database``), ``both``,
     or ``auto``: static, and dynamic too when a database with a position history covering
-    the window is given (otherwise a note says why not)."""
+    the window is given (otherwise a note says why not). ``realised_vols``: ``model`` or
+    ``held`` (:data:`~marginflow.backtest.run.REALISED_VOLS`)."""
     mode = mode_choice(mode)
+    vols = realised_vols_choice(realised_vols)
     if mode in ("dynamic", "both") and database is None:
         raise ConfigurationError(MSG_DYNAMIC_NEEDS_DB.format(mode=mode))
     columns = columns_of(models, confidences, settings.confidence)
@@ -143,6 +165,7 @@ def backtest_book(
         paths=paths,
         parameters=changes,
         fixed=frozenset({"confidence"}) if confidences else frozenset(),
+        realised_vols=vols,
         progress=progress,
     )
     notes.extend(result.notes)
@@ -321,6 +344,7 @@ def backtest_report(bt: Backtest, *, worst: int = 3) -> Report:
             ("book", bt.book_name or "(given in memory)"),
             ("window", f"{r.days.size} business days, {r.days[0]} to {r.days[-1]}"),
             ("horizon", f"{r.horizon} business days (P&L to {r.ends[-1]} at the latest)"),
+            ("vols over the horizon", REALISED_VOLS_TEXT[r.realised_vols]),
             ("models", ", ".join(c.label for c in r.columns)),
             ("positions", ", ".join(m.mode for m in r.modes)),
             ("accounts", f"{len(r.accounts):,} ({r.instruments:,} series held)"),

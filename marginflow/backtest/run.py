@@ -10,8 +10,18 @@ Conventions
 * **Market of day d.** Spots are the history's closes, rebuilt from its returns and
   anchored at the book's spots on the history's last date
   (:meth:`~marginflow.core.history.ReturnHistory.closes`). The history holds no implied
-  vols, dividends or rates: the book's ATM vols, skews, dividend yields and rates hold on
-  every day (the smile sticky in moneyness, as the revaluation takes it).
+  vols, dividends or rates: the book's ATM vols, skews, dividend yields and rates are the
+  market of every day d (the smile sticky in moneyness, as the revaluation takes it).
+* **Implied vols over the horizon** (``realised_vols``). ``model`` (the default): the
+  underlying's whole smile at d+h is d's scaled by ``1 + v``, with ``v`` the vol shock the
+  scenario generator's own vol map gives the realised window of returns d+1..d+h
+  (:func:`~marginflow.scenarios.fhs.realised_vol_shocks`: the EWMA's log change and the
+  standardised return, the fitted :class:`~marginflow.scenarios.ewma.VolResponse`). A
+  scenario drawn from that very window moves vols identically, so margin and realised P&L
+  move vols by one rule and the back-test tests the spot moves and that rule. ``held``:
+  vols do not move over the horizon, the realised P&L has no vega part, and a long-vega
+  account's loss in a fall (when the margin's scenarios raise vols) is overstated against
+  its margin.
 * **Margin of day d** (no look-ahead). Instruments are resolved on ``d`` (times to expiry
   from ``d``), scenarios are generated from the history up to and including ``d`` only
   (:meth:`~marginflow.engine.settings.MarginSettings.scenarios` on the history cut at ``d``),
@@ -19,13 +29,16 @@ Conventions
   price after ``d`` cannot reach ``d``'s margin (tested by shocking one).
 * **Realised P&L of day d.** Full revaluation of the day's positions:
   ``P&L_a(d) = Σ_j q_aj(d) · (V_j(d+h) − V_j(d))`` with ``V_j(t)`` instrument ``j``'s value
-  (multiplier included) at the market of ``t`` with its time to expiry from ``t``: options
-  age by the ``h`` days (calendar days between the two dates, ACT/365). European options at
+  (multiplier included) at the market of ``t`` (vols at d+h as above) with its time to
+  expiry from ``t``. The margin's scenarios are instantaneous (times to expiry held), so
+  the time decay over the horizon is in the P&L and not in the margin: options age by the
+  ``h`` days (calendar days between the two dates, ACT/365). European options at
   Black-Scholes-Merton, American ones at the pricing core's American pricer (ALO), stocks at
   spot. An option that expires inside the period is worth its intrinsic value at ``d+h``'s
   close (its time to expiry floored at 0, as :class:`~marginflow.core.book.Instruments`
   resolves it). Series expired by ``d`` are not held on ``d``. One pricing per date for every
-  instrument held: each ``V(t)`` is computed once and serves ``t`` as a start and as an end.
+  instrument held at the book's smile (each ``V(t)`` serves ``t`` as a start and, with held
+  vols, as an end), and one per window end at its moved vols.
 * **Breach** (:func:`~marginflow.backtest.statistics.exceptions`): ``−P&L > margin``.
   Accounts and aggregates: a member's margin and P&L are the sums of its accounts', the
   firm's the sums of every account's; each aggregate is a breach series of its own.
@@ -70,9 +83,14 @@ from marginflow.margin.portfolio_margin import PortfolioMarginResult
 from marginflow.margin.span import SpanResult
 from marginflow.pricing.api import price
 from marginflow.scenarios.ewma import DEFAULT_WARMUP
+from marginflow.scenarios.fhs import realised_vol_shocks
 from marginflow.scenarios.scenario_set import ScenarioSet
 
 Mode = Literal["static", "dynamic"]
+RealisedVols = Literal["model", "held"]
+REALISED_VOLS: tuple[RealisedVols, ...] = ("model", "held")
+"""How implied vols move in the realised P&L: ``model`` by the scenarios' own vol map applied
+to the realised window (the default), ``held`` not at all (the book's smile every day)."""
 MODELS = ("es", "span", "pm")
 GRID_CONFIDENCE = 0.99
 """The coverage the scenario-grid models are tested against: their scan ranges are set for
@@ -269,6 +287,7 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
     instruments: int = 0
     scenarios: int = 0
+    realised_vols: RealisedVols = "model"
 
     def mode(self, mode: Mode) -> ModeResult:
         for m in self.modes:
@@ -289,6 +308,7 @@ def run_backtest(
     paths: Sequence[PositionPath],
     parameters: Sequence[ParameterChange] = (),
     fixed: frozenset[str] = frozenset(),
+    realised_vols: RealisedVols = "model",
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Back-test ``book``'s accounts over ``window`` (see the module docstring).
@@ -297,7 +317,8 @@ def run_backtest(
     ``parameters`` the ES parameter changes in force from their day on, applied over each ES
     column's model except the parameters in ``fixed`` (``{"confidence"}`` when the columns'
     confidences were given: a column's confidence then holds on every day). ``paths`` hold
-    the positions per mode. ``progress(done, total)`` is called after each day.
+    the positions per mode. ``realised_vols`` (:data:`REALISED_VOLS`) says how implied vols
+    move in the realised P&L. ``progress(done, total)`` is called after each day.
     """
     if book.history is None:
         raise ConfigurationError(MSG_NO_HISTORY)
@@ -323,6 +344,11 @@ def run_backtest(
     )
     es_models = _EsModels(settings, columns, parameters, fixed)
     values = _Values(cut, closes, dates, settings.revaluation_settings().vol_floor)
+    vol_scale = (
+        1.0 + realised_vol_shocks(hist, rows + h, horizon_days=h, decay=settings.decay)
+        if realised_vols == "model"
+        else None
+    )
     engine: MarginEngine | None = None
     scenarios_count = 0
     static = all(len(p.matrices) == 1 for p in paths)
@@ -359,7 +385,8 @@ def run_backtest(
                     g = _day_book(cut, market, held[i], 1)
                     m.margin[c.key][k] = _grid_cover(grid_margin_book(c.model, g))
         with _timed(timings, "realised P&L"):
-            change = values.at(t + h) - values.at(t)
+            end = values.at(t + h) if vol_scale is None else values.at(t + h, vol_scale[k])
+            change = end - values.at(t)
             for i, m in enumerate(modes):
                 m.pnl[k] = held[i] @ change
                 m.held[k] = np.asarray(abs(held[i]).sum(axis=1)).ravel() > 0
@@ -386,6 +413,7 @@ def run_backtest(
         notes=list(es_models.notes),
         instruments=len(cut.instruments),
         scenarios=scenarios_count,
+        realised_vols=realised_vols,
     )
 
 
@@ -506,16 +534,20 @@ def _held_only(book: Book, paths: Sequence[PositionPath]) -> tuple[Book, list[Po
 
 
 class _Values:
-    """Every instrument's value (multiplier included) at the close of history row ``t``,
-    priced once per row: the market of that day, times to expiry from it."""
+    """Every instrument's value (multiplier included) at the close of history row ``t``: the
+    market of that day, times to expiry from it. With the book's smile, priced once per row
+    (it serves the row as a window's start and as one's end); with vols scaled per underlying
+    (a window's realised vol move), priced for that window alone."""
 
     def __init__(self, book: Book, closes: FloatArray, dates: DateArray, vol_floor: float) -> None:
         self.book, self.closes, self.dates, self.vol_floor = book, closes, dates, vol_floor
         self._cache: dict[int, FloatArray] = {}
         self.seconds = 0.0
 
-    def at(self, t: int) -> FloatArray:
-        found = self._cache.get(t)
+    def at(self, t: int, vol_scale: FloatArray | None = None) -> FloatArray:
+        """Values at row ``t``; ``vol_scale[u]`` multiplies underlying ``u``'s whole smile,
+        floor included, as a scenario's vol shock does (``1 + vol_shock``)."""
+        found = self._cache.get(t) if vol_scale is None else None
         if found is not None:
             return found
         t0 = time.perf_counter()
@@ -525,9 +557,13 @@ class _Values:
         out = market.spot[ins.underlying] * ins.multiplier
         opt = np.flatnonzero(ins.kind != InstrumentKind.STOCK).astype(np.intp)
         if opt.size:
-            out[opt] = price(option_batch(ins, market, opt, self.vol_floor)) * ins.multiplier[opt]
-        self._cache = {k: v for k, v in self._cache.items() if k > t - 64}  # bounded
-        self._cache[t] = out
+            batch = option_batch(ins, market, opt, self.vol_floor)
+            if vol_scale is not None:
+                batch = replace(batch, vol=batch.vol * vol_scale[ins.underlying[opt]])
+            out[opt] = price(batch) * ins.multiplier[opt]
+        if vol_scale is None:
+            self._cache = {k: v for k, v in self._cache.items() if k > t - 64}  # bounded
+            self._cache[t] = out
         self.seconds += time.perf_counter() - t0
         return out
 
@@ -614,11 +650,13 @@ __all__ = [
     "DEFAULT_DAYS",
     "GRID_CONFIDENCE",
     "MODELS",
+    "REALISED_VOLS",
     "BacktestResult",
     "Column",
     "ModeResult",
     "ParameterChange",
     "PositionPath",
+    "RealisedVols",
     "Window",
     "choose_window",
     "columns_of",

@@ -101,6 +101,13 @@ def backtest_command(
             "dynamic when --database has a position history)"
         ),
     ] = "auto",
+    realised_vols: Annotated[
+        str,
+        typer.Option(
+            help="implied vols over the horizon in the realised P&L: model (moved by the "
+            "scenarios' vol map) or held"
+        ),
+    ] = "model",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here")] = None,
     export: Annotated[
         Path | None, typer.Option(help="day × account margins and P&L: .csv or .parquet")
@@ -170,6 +177,7 @@ def backtest_command(
             end=last,
             mode=mode_choice(mode),
             database=store,
+            realised_vols=realised_vols,
             progress=Progress("backtest", "days"),
             book_name=str(book),
         )
@@ -225,7 +233,8 @@ def _print_tables(bt: Backtest, limit: int) -> None:
 
     title = (
         f"back-test {r.days[0]}..{r.days[-1]} ({r.days.size} days, {r.horizon}-day horizon, "
-        f"{len(r.accounts):,} accounts, {', '.join(m.mode for m in r.modes)} positions)"
+        f"{len(r.accounts):,} accounts, {', '.join(m.mode for m in r.modes)} positions, "
+        f"{r.realised_vols} vols)"
     )
     aggregate = [x for x in bt.rows if x.level != "account"]
     table(title + ": firm and members", header, [cells(x) for x in aggregate])

@@ -27,9 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from marginflow.core.batch import FloatArray
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
-from marginflow.scenarios.ewma import DEFAULT_VOL_RESPONSE, DEFAULT_WARMUP, VolResponse, ewma_filter
+from marginflow.scenarios.ewma import (
+    DEFAULT_VOL_RESPONSE,
+    DEFAULT_WARMUP,
+    EwmaFilter,
+    VolResponse,
+    ewma_filter,
+)
 from marginflow.scenarios.scenario_set import ScenarioGroup, ScenarioSet
 
 IntArray = NDArray[np.intp]
@@ -126,9 +133,7 @@ def filtered_historical(
             if group == ScenarioGroup.STRESSED
             else filtered_sum[ends + 1] - filtered_sum[starts]
         )
-        sig0 = f.sigma_before[starts]
-        dlog = np.log(f.sigma_after[ends]) - np.log(sig0)
-        vol = vol_response.vol_shock(dlog, raw / (sig0 * math.sqrt(n)))
+        vol = _window_vol_shock(f, raw, starts, ends, n, vol_response)
         spot_parts.append(np.expm1(moved).T)
         vol_parts.append(vol.T)
         labels.extend(f"{tag}:{history.dates[e]}" for e in ends)
@@ -152,6 +157,55 @@ def filtered_historical(
             "vol_response": [vol_response.ewma_elasticity, vol_response.return_beta],
         },
     )
+
+
+def realised_vol_shocks(
+    history: ReturnHistory,
+    ends: IntArray,
+    *,
+    horizon_days: int,
+    decay: float,
+    vol_response: VolResponse = DEFAULT_VOL_RESPONSE,
+    warmup: int = DEFAULT_WARMUP,
+) -> FloatArray:
+    """The implied-vol shock the FHS vol map gives the n-day windows of ``history`` that end
+    at the return rows ``ends`` (each window holds returns ``e - n + 1 .. e``): relative,
+    windows × underlyings, exactly what :func:`filtered_historical` gives a scenario drawn
+    from that window (same EWMA, same :class:`VolResponse`).
+
+    The back-test moves implied vols over a realised window by it, so that its realised P&L
+    and the margin's scenarios move vols by one rule. Windows must start after the EWMA's
+    warm-up. The filter's value on a row depends on no later row, so cutting the history
+    after the window would give the same shocks.
+    """
+    n = horizon_days
+    e = np.asarray(ends, dtype=np.intp)
+    if e.size and (int(e.min()) - n + 1 < warmup or int(e.max()) >= len(history)):
+        raise ValidationError(
+            "ends", f"windows must lie in returns {warmup}..{len(history) - 1} (after warm-up)"
+        )
+    f = ewma_filter(history.log_returns, decay=decay, warmup=warmup)
+    raw_sum = _cumsum0(history.log_returns)
+    starts = e - n + 1
+    out: FloatArray = _window_vol_shock(
+        f, raw_sum[e + 1] - raw_sum[starts], starts, e, n, vol_response
+    )
+    return out
+
+
+def _window_vol_shock(
+    f: EwmaFilter,
+    raw: FloatArray,
+    starts: IntArray,
+    ends: IntArray,
+    n: int,
+    vol_response: VolResponse,
+) -> FloatArray:
+    """The vol map of windows ``starts..ends`` with raw n-day log returns ``raw``: the EWMA's
+    log change over the window and the return standardised by the vol before it."""
+    sig0 = f.sigma_before[starts]
+    dlog = np.log(f.sigma_after[ends]) - np.log(sig0)
+    return vol_response.vol_shock(dlog, raw / (sig0 * math.sqrt(n)))
 
 
 def _cumsum0(x: NDArray[np.float64]) -> NDArray[np.float64]:

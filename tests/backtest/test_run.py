@@ -17,6 +17,7 @@ from marginflow.backtest.run import (
     Column,
     ParameterChange,
     PositionPath,
+    RealisedVols,
     Window,
     choose_window,
     columns_of,
@@ -29,6 +30,7 @@ from marginflow.core.book import Book
 from marginflow.core.errors import ConfigurationError
 from marginflow.engine.settings import build_engine
 from marginflow.pricing.black_scholes import european_price
+from marginflow.scenarios.fhs import filtered_historical
 from tests.backtest.conftest import (
     CRASH_ROW,
     EXPIRY,
@@ -74,19 +76,37 @@ def test_window_rows_and_dates() -> None:
     assert last.rows[-1] == len(dates_of(book)) - 1 - SETTINGS.mpor
 
 
-def test_realised_pnl_by_hand() -> None:
+def window_vol_shock(book: Book, end: int) -> float:
+    """The vol shock of the FHS scenario drawn from the window of returns ending at history
+    row ``end``, as the scenario generator gives it on the history cut there."""
+    hist = book.history
+    assert hist is not None
+    cut = hist.until(hist.dates[end])
+    scen = filtered_historical(cut, horizon_days=2, lookback_days=60, stress=None)
+    return float(scen.vol_shock[0, scen.labels.index(f"fhs:{hist.dates[end]}")])
+
+
+@pytest.mark.parametrize("vols", ["model", "held"])
+def test_realised_pnl_by_hand(vols: RealisedVols) -> None:
+    """Stock: the close's change. Call: Black-Scholes at each end's date (aged), at vol 20%
+    at the start and, at the end, 20% times one plus the vol shock the scenario generator
+    gives a scenario drawn from that very window (``model``) or 20% (``held``)."""
     book = one_equity_book(shares=1_000.0, calls=3.0)
-    r = run(book)
+    r = run(book, realised_vols=vols)
+    assert r.realised_vols == vols
     closes = closes_of(book)
     dates = dates_of(book)
     m = r.mode("static")
+    moved = 0
     for k, t in enumerate(range(FIRST, LAST + 1)):
         stock = 1_000.0 * (closes[t + 2] - closes[t])
         assert m.pnl[k, 0] == pytest.approx(stock, rel=1e-12, abs=1e-9)
-        # the call, aged: ACT/365 from each date to expiry, Black-Scholes at vol 20%
+        # the call, aged: ACT/365 from each date to expiry, Black-Scholes
         t0 = (EXPIRY - dates[t]).astype(int) / 365.0
         t1 = (EXPIRY - dates[t + 2]).astype(int) / 365.0
         assert t0 - t1 >= 2 / 365.0 - 1e-12  # at least the two days (a weekend ages more)
+        shock = window_vol_shock(book, t + 2) if vols == "model" else 0.0
+        moved += abs(shock) > 1e-3
         v = european_price(
             OptionBatch.of(
                 is_call=[True, True],
@@ -95,10 +115,26 @@ def test_realised_pnl_by_hand() -> None:
                 expiry_years=[t0, t1],
                 rate=[0.01, 0.01],
                 dividend_yield=[0.0, 0.0],
-                vol=[0.2, 0.2],
+                vol=[0.2, 0.2 * (1.0 + shock)],
             )
         )
-        assert m.pnl[k, 1] == pytest.approx(3.0 * 100.0 * (v[1] - v[0]), rel=1e-9, abs=1e-6)
+        assert m.pnl[k, 1] == pytest.approx(3.0 * 100.0 * (v[1] - v[0]), rel=1e-6, abs=1e-6)
+    # the crash's windows move vols a lot: the case is not vacuous
+    assert (moved > 0) == (vols == "model")
+
+
+def test_held_vols_lose_a_long_call_more_in_the_crash() -> None:
+    """A fall raises implied vols by the vol map: a long call's realised loss over the
+    crash's windows is smaller with the vols moved than with them held."""
+    book = one_equity_book(shares=0.0, calls=10.0)
+    model, held = run(book, realised_vols="model"), run(book, realised_vols="held")
+    crash = [CRASH_ROW - 2 - FIRST, CRASH_ROW - 1 - FIRST]
+    pm, ph = model.mode("static").pnl[crash, 1], held.mode("static").pnl[crash, 1]
+    assert (ph < 0).all()
+    assert (pm > ph).all()
+    # the margins do not depend on how the realised P&L moves vols
+    mm, mh = model.mode("static").margin, held.mode("static").margin
+    assert all(np.array_equal(mm[c], mh[c]) for c in mm)
 
 
 def test_breach_days_are_the_two_before_the_crash() -> None:

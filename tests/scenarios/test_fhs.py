@@ -11,7 +11,7 @@ import pytest
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
 from marginflow.scenarios.ewma import VolResponse, ewma_filter
-from marginflow.scenarios.fhs import StressPeriod, filtered_historical
+from marginflow.scenarios.fhs import StressPeriod, filtered_historical, realised_vol_shocks
 from marginflow.scenarios.history import load_arch_series
 from marginflow.scenarios.scenario_set import ScenarioGroup
 
@@ -118,3 +118,26 @@ def test_two_day_shock_compounds_log_returns() -> None:
     h = ReturnHistory(np.datetime64("2010-01-01") + np.arange(200), ("A",), r)
     s = filtered_historical(h, lookback_days=100, horizon_days=2, stress=None)
     assert s.spot_shock[0, -1] == pytest.approx(math.expm1(0.0), abs=1e-6)
+
+
+def test_realised_vol_shocks_are_the_scenarios_own() -> None:
+    """The vol shock of a realised window is the one a scenario drawn from that window gets,
+    whichever later history the generator saw (the filter looks back only)."""
+    hist = _synthetic(400, seed=3)
+    ends = np.array([120, 121, 250, 399], dtype=np.intp)
+    shocks = realised_vol_shocks(hist, ends, horizon_days=3, decay=0.95)
+    assert shocks.shape == (ends.size, len(hist.underlyings))
+    for i, e in enumerate(ends.tolist()):
+        scen = filtered_historical(
+            hist.until(hist.dates[e]), horizon_days=3, lookback_days=60, decay=0.95, stress=None
+        )
+        j = scen.labels.index(f"fhs:{hist.dates[e]}")
+        np.testing.assert_array_equal(scen.vol_shock[:, j], shocks[i].astype(np.float32))
+
+
+def test_realised_vol_shocks_refuse_windows_in_the_warm_up() -> None:
+    hist = _synthetic(400)
+    with pytest.raises(ValidationError, match="after warm-up"):
+        realised_vol_shocks(hist, np.array([50]), horizon_days=2, decay=0.97)
+    with pytest.raises(ValidationError, match="after warm-up"):
+        realised_vol_shocks(hist, np.array([400]), horizon_days=2, decay=0.97)

@@ -65,6 +65,7 @@ Version = Annotated[
     ),
 ]
 Model = Literal["es", "span", "pm"]
+RealisedVols = Literal["model", "held"]
 Confidence = Annotated[float, Field(ge=0.9, le=0.9999, allow_inf_nan=False)]
 
 
@@ -94,6 +95,9 @@ class BacktestIn(BaseModel):
     horizon: int | None = Field(default=None, ge=1, le=10)
     models: list[Model] = Field(default_factory=_es_only, min_length=1, max_length=3)
     confidences: list[Confidence] = Field(default_factory=list, max_length=4)
+    realised_vols: RealisedVols = "model"
+    """Implied vols over the horizon in the realised P&L: moved by the scenarios' vol map
+    (``model``) or ``held`` (docs/backtest.md)."""
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -323,6 +327,7 @@ class BacktestOut(BaseModel):
     run: RunInfo
     window: WindowOut
     horizon_days: int
+    realised_vols: str
     settings: dict[str, Any]
     columns: list[ColumnOut]
     modes: list[str]
@@ -555,6 +560,7 @@ def _backtest(caller: Caller, request: Request, form: BacktestIn) -> tuple[Compu
             days=form.days,
             mode="auto",
             database=caller.ctx.db,
+            realised_vols=form.realised_vols,
             book_name=f"the store's book (load {book.load.id[:12]}, market #{book.market_offset})",
         )
         # the store's address is the operators' (a PostgreSQL URL names host and user)
@@ -562,7 +568,7 @@ def _backtest(caller: Caller, request: Request, form: BacktestIn) -> tuple[Compu
         bt.notes = [n.replace(url, "the store") for n in bt.notes]
         return bt
 
-    ask = ("backtest", form.days, form.horizon, models, confidences)
+    ask = ("backtest", form.days, form.horizon, models, confidences, form.realised_vols)
     return _cached(caller, request, ask, compute)
 
 
@@ -610,6 +616,7 @@ def backtest_answer(bt: Backtest, scope: Scope) -> dict[str, Any]:
     return {
         "window": {**doc["window"], "dates": [str(d) for d in r.days]},
         "horizon_days": doc["horizon_days"],
+        "realised_vols": doc["realised_vols"],
         "settings": doc["settings"],
         "columns": doc["columns"],
         "modes": doc["modes"],
@@ -654,11 +661,16 @@ def backtest_report_html(
     horizon: Annotated[int | None, Query(ge=1, le=10)] = None,
     models: Annotated[list[Model] | None, Query(max_length=3)] = None,
     confidences: Annotated[list[Confidence] | None, Query(max_length=4)] = None,
+    realised_vols: RealisedVols = "model",
 ) -> Response:
     """The back-test report a risk committee reads (HTML, charts inline), of the same run
     as ``POST /backtest`` with these parameters (cached)."""
     form = BacktestIn(
-        days=days, horizon=horizon, models=models or ["es"], confidences=confidences or []
+        days=days,
+        horizon=horizon,
+        models=models or ["es"],
+        confidences=confidences or [],
+        realised_vols=realised_vols,
     )
     done, cached = _backtest(caller, request, form)
     bt: Backtest = done.value
