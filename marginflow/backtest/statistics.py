@@ -260,6 +260,11 @@ def traffic_light(x: int, n: int, p: float) -> TrafficLight:
     **red** otherwise (BCBS, "Supervisory framework for the use of 'backtesting' in
     conjunction with the internal models approach to market risk capital requirements",
     January 1996). For n = 250, p = 1%: green 0–4, yellow 5–9, red ≥ 10.
+
+    No breach is always green. Read literally, the rule puts a clean record in yellow
+    whenever F(0) = (1 − p)^n reaches 95% (n ≤ 5 at 99%): the window is too short for any
+    count to be evidence, and none cannot be evidence against the model. ``probability``
+    is F as computed, whatever the zone.
     """
     from scipy.stats import binom  # here: scipy.stats costs ~0.8 s at CLI start
 
@@ -268,7 +273,7 @@ def traffic_light(x: int, n: int, p: float) -> TrafficLight:
     if x > n:
         raise ValidationError("x", MSG_MORE_THAN_N.format(n=n, value=x))
     f = float(binom.cdf(x, n, _rate("p", p)))
-    return TrafficLight(zone=_zone(f), probability=f)
+    return TrafficLight(zone="green" if x == 0 else _zone(f), probability=f)
 
 
 def traffic_light_bounds(n: int, p: float) -> tuple[int, int]:
@@ -276,17 +281,16 @@ def traffic_light_bounds(n: int, p: float) -> tuple[int, int]:
     largest yellow count), by the thresholds of :func:`traffic_light`.
 
     x ≤ green is green, green < x ≤ yellow is yellow, x > yellow is red; (4, 9) for
-    n = 250, p = 1%. A bound is −1 when no count reaches that zone's upper end (for
-    example one day at p = 1%: F(0) = 0.99, so even 0 breaches is yellow), and the two
-    are equal when no count is yellow. x = n is always red (F(n) = 1).
+    n = 250, p = 1%. Green is at least 0 (no breach is green); yellow equals green when no
+    count is yellow. x = n ≥ 1 is always red (F(n) = 1).
     """
     from scipy.stats import binom  # here: scipy.stats costs ~0.8 s at CLI start
 
     n = _count("n", n, low=1)
     f = binom.cdf(np.arange(n + 1), n, _rate("p", p))
     # F is non-decreasing in x, so each zone is the count of values below its threshold
-    green = int(np.count_nonzero(f < YELLOW_FROM)) - 1
-    yellow = int(np.count_nonzero(f < RED_FROM)) - 1
+    green = max(int(np.count_nonzero(f < YELLOW_FROM)) - 1, 0)
+    yellow = max(int(np.count_nonzero(f < RED_FROM)) - 1, 0)
     return green, yellow
 
 

@@ -302,9 +302,15 @@ def test_statistics_refuse_bad_input(call: object, field: str) -> None:
 
 
 def test_traffic_light_bounds_when_a_zone_is_empty() -> None:
-    # one day at 1%: F(0) = 0.99, so no count is green; F(1) = 1, red
-    assert traffic_light_bounds(1, 0.01) == (-1, 0)
-    assert traffic_light(0, 1, 0.01).zone == "yellow"
+    # one day at 1%: F(0) = 0.99 would make a clean record yellow: no breach is green;
+    # F(1) = 1, red
+    assert traffic_light_bounds(1, 0.01) == (0, 0)
+    assert traffic_light(0, 1, 0.01).zone == "green"
+    assert traffic_light(0, 1, 0.01).probability == pytest.approx(0.99, rel=1e-15)
+    assert traffic_light(1, 1, 0.01).zone == "red"
+    # five days at 1%: F(0) = 0.951, green all the same; one breach is yellow
+    assert traffic_light(0, 5, 0.01).zone == "green"
+    assert traffic_light(1, 5, 0.01).zone == "yellow"
     # one day at 50%: F(0) = 0.5 green, F(1) = 1 red, nothing yellow
     assert traffic_light_bounds(1, 0.5) == (0, 0)
 
