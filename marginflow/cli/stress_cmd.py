@@ -140,6 +140,7 @@ def stress_command(
     def progress(message: str) -> None:
         say(f"[{time.perf_counter() - started:6.1f} s] {message}", err=True)
 
+    loaded = None
     try:
         loaded = load_book(book, positions_file=positions, market_file=market, history_file=history)
         # the book first: a set file's scenario that leaves one of its underlyings unmoved is
@@ -170,6 +171,9 @@ def stress_command(
             progress(f"report: {report}")
             report.write_text(stress_report(result).html(), encoding="utf-8")
     except MarginflowError as exc:
+        # the book's rejected rows are kept even when a set, a fund file or the run refuses
+        if rejects is not None and loaded is not None:
+            write_rejects(rejects, loaded.failures)
         fail(str(exc))
     if rejects is not None:
         write_rejects(rejects, loaded.failures)

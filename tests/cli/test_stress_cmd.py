@@ -256,3 +256,22 @@ def test_rejected_book_rows_exit_2_after_the_run(book: Path, tmp_path: Path) -> 
     assert "quantity: is not a number: 'lots'" in res.stderr
     assert json.loads(res.stdout)["rejected_rows"] == 1
     assert len(rejects.read_text().splitlines()) == 2
+
+
+def test_rejected_book_rows_are_kept_when_a_set_refuses_the_run(tmp_path: Path) -> None:
+    folder = stress_book(tmp_path / "b", hostile=False)
+    pos = folder / "positions.csv"
+    pos.write_text(pos.read_text() + "A0001,SPX,lots\n")
+    bad_set = tmp_path / "bad.toml"
+    bad_set.write_text('name = "bad"\nversion = "1"\n[[scenario]]\nlabel = "x"\n')
+    rejects = tmp_path / "rejects.csv"
+    res = invoke(
+        ["stress", "--book", folder, "--margin-scenarios", folder / "margin.csv",
+         "--set", bad_set, "--no-reverse", "--rejects", rejects]
+    )  # fmt: skip
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert str(bad_set) in res.stderr
+    kept = rejects.read_text().splitlines()
+    assert len(kept) == 2
+    assert "lots" in kept[1]
