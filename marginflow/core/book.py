@@ -22,7 +22,7 @@ scales with the scenario's vol shock (sticky moneyness, see :mod:`.revaluation`)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
@@ -172,19 +172,28 @@ class Market:
         skew: float | None = None,
     ) -> Market:
         """A copy with one underlying's spot, ATM vol and/or smile slope replaced."""
+        return self.with_underlyings([(u, spot, atm_vol, skew)])
+
+    def with_underlyings(
+        self, changes: Sequence[tuple[int, float | None, float | None, float | None]]
+    ) -> Market:
+        """A copy with several underlyings' ``(u, spot, atm_vol, skew)`` replaced (None
+        leaves a value; a later change of the same underlying wins), each validated as
+        :meth:`with_underlying` validates it: one copy of the arrays, not one per change."""
         new_spot, new_vol, new_skew = self.spot.copy(), self.atm_vol.copy(), self.skew.copy()
-        if spot is not None:
-            if not (np.isfinite(spot) and spot > 0):
-                raise ValidationError("spot", f"must be a finite number > 0, got {spot!r}")
-            new_spot[u] = spot
-        if atm_vol is not None:
-            if not (np.isfinite(atm_vol) and atm_vol > 0):
-                raise ValidationError("vol", f"must be a finite number > 0, got {atm_vol!r}")
-            new_vol[u] = atm_vol
-        if skew is not None:
-            if not np.isfinite(skew):
-                raise ValidationError("skew", f"must be a finite number, got {skew!r}")
-            new_skew[u] = skew
+        for u, spot, atm_vol, skew in changes:
+            if spot is not None:
+                if not (np.isfinite(spot) and spot > 0):
+                    raise ValidationError("spot", f"must be a finite number > 0, got {spot!r}")
+                new_spot[u] = spot
+            if atm_vol is not None:
+                if not (np.isfinite(atm_vol) and atm_vol > 0):
+                    raise ValidationError("vol", f"must be a finite number > 0, got {atm_vol!r}")
+                new_vol[u] = atm_vol
+            if skew is not None:
+                if not np.isfinite(skew):
+                    raise ValidationError("skew", f"must be a finite number, got {skew!r}")
+                new_skew[u] = skew
         return replace(self, spot=new_spot, atm_vol=new_vol, skew=new_skew)
 
 

@@ -114,6 +114,11 @@ class MarginEngine:
             # then gathers arrays instead of walking every position in Python
             self._rows: dict[int, tuple[NDArray[np.int64], FloatArray]] = {}
             self._holders = _holders_from_csr(book.positions.matrix)
+            # per underlying, the accounts holding any of its instruments: a move's holders
+            # by a union over the moved underlyings, not over their every series
+            self._und_holders = _underlying_holders(
+                book.positions.matrix, book.instruments.underlying, len(book.underlyings)
+            )
             self._delta = deltas(book.instruments, book.market, revaluation.vol_floor)
         n = len(book.positions.accounts)
         self.es = np.zeros(n)
@@ -220,7 +225,7 @@ class MarginEngine:
 
     def _change_positions(self, batch: list[tuple[int, list[tuple[int, float]]]]) -> IndexArray:
         """Apply validated quantity deltas; returns the accounts they name (sorted)."""
-        holders = self._holders
+        holders, und = self._holders, self.book.instruments.underlying
         for a, items in batch:
             pos = self._positions[a]
             self._rows.pop(a, None)
@@ -231,10 +236,19 @@ class MarginEngine:
                 if new == 0.0:
                     pos.pop(j, None)
                     holders.get(j, set()).discard(a)
+                    self._left_underlying(a, int(und[j]))
                 else:
                     pos[j] = new
                     holders.setdefault(j, set()).add(a)
+                    self._und_holders[und[j]].add(a)
         return np.unique(np.fromiter((a for a, _ in batch), dtype=np.intp, count=len(batch)))
+
+    def _left_underlying(self, a: int, u: int) -> None:
+        """Account ``a`` gave up a series of underlying ``u``: it leaves ``u``'s holders
+        unless it still holds another of ``u``'s instruments."""
+        und = self.book.instruments.underlying
+        if not any(und[k] == u for k in self._positions[a]):
+            self._und_holders[u].discard(a)
 
     def apply_market(
         self,
@@ -259,16 +273,15 @@ class MarginEngine:
         self, moves: Mapping[str, Sequence[float | None]]
     ) -> tuple[Market, list[int]]:
         """The market after ``moves``, and the underlyings they move (nothing changes here)."""
-        market = self.book.market
-        moved: list[int] = []
+        changes: list[tuple[int, float | None, float | None, float | None]] = []
         for underlying, move in moves.items():
             u = self._und_index.get(underlying)
             if u is None:
                 raise ValidationError("underlying", f"unknown underlying {underlying!r}")
             spot, atm_vol, skew = (*move, None, None, None)[:3]
-            market = market.with_underlying(u, spot=spot, atm_vol=atm_vol, skew=skew)
-            moved.append(u)
-        return market, moved
+            changes.append((u, spot, atm_vol, skew))
+        market = self.book.market.with_underlyings(changes) if changes else self.book.market
+        return market, [u for u, *_ in changes]
 
     def _revalue_underlyings(self, moved: Sequence[int]) -> IndexArray:
         """Revalue every instrument of underlyings ``moved`` under the current market;
@@ -289,7 +302,7 @@ class MarginEngine:
             cache=self.grids,
         )
         new_rows[self._expired[rows]] = 0.0  # an expired series is worth nothing more
-        affected = sorted(set().union(*(self._holders.get(int(j), set()) for j in rows)))
+        affected = sorted(set().union(*(self._und_holders[u] for u in moved)))
         targets = np.asarray(affected, dtype=np.intp)
         self.matrix[rows] = new_rows
         self._delta[rows] = deltas(self.book.instruments, market, self.revaluation.vol_floor, rows)
@@ -411,6 +424,7 @@ class MarginEngine:
             for a in self._holders.pop(j, set()):
                 self._positions[a].pop(j, None)
                 self._rows.pop(a, None)
+                self._left_underlying(a, int(ins.underlying[j]))
         self.matrix = revalue(
             instruments=ins,
             market=market,
@@ -685,6 +699,19 @@ def _dicts_from_csr(x: sp.csr_matrix) -> list[dict[int, float]]:
         dict(zip(indices[indptr[a] : indptr[a + 1]], data[indptr[a] : indptr[a + 1]], strict=True))
         for a in range(x.shape[0])
     ]
+
+
+def _underlying_holders(x: sp.csr_matrix, underlying: np.ndarray, n_und: int) -> list[set[int]]:
+    """Per underlying, the accounts (rows of ``x``) holding any of its instruments."""
+    c = x.tocoo()
+    held = c.data != 0
+    pairs = np.unique(
+        underlying[c.col[held]].astype(np.int64) * x.shape[0] + c.row[held].astype(np.int64)
+    )
+    out: list[set[int]] = [set() for _ in range(n_und)]
+    for u, a in zip((pairs // x.shape[0]).tolist(), (pairs % x.shape[0]).tolist(), strict=True):
+        out[u].add(a)
+    return out
 
 
 def _holders_from_csr(x: sp.csr_matrix) -> dict[int, set[int]]:

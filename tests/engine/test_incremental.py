@@ -176,3 +176,31 @@ def test_several_moves_at_once_equal_one_at_a_time(small_case: SmallCase) -> Non
     with pytest.raises(ValidationError, match="unknown underlying 'NOPE'"):
         together.apply_moves({b.underlyings.ids[1]: (1.0, None), "NOPE": (1.0, None)})
     assert np.array_equal(together.book.market.spot, one.book.market.spot)  # nothing moved
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    trades=st.lists(
+        st.tuples(st.integers(0, 29), st.integers(0, 10_000), st.booleans()),
+        min_size=1,
+        max_size=15,
+    ),
+    u=st.integers(0, 7),
+)
+def test_a_move_touches_exactly_the_holders_after_positions_open_and_close(
+    small_case: SmallCase, trades: list[tuple[int, int, bool]], u: int
+) -> None:
+    """Trades that open positions and trades that close them (to exactly zero): a move
+    then re-margins the accounts holding some instrument of its underlying, no more."""
+    b, scen = small_case.book, small_case.scenarios
+    eng = MarginEngine(b, scen, MODEL)
+    ids = b.instruments.ids
+    for a, x, close in trades:
+        account, j = b.positions.accounts[a], x % len(ids)
+        held = eng.current_book().positions.matrix[a, j]
+        eng.apply_trade(account, ids[j], -held if close and held != 0 else 3.0)
+    positions = eng.current_book().positions.matrix[:, b.instruments.underlying == u]
+    touched = eng.apply_market(b.underlyings.ids[u], spot=float(b.market.spot[u]) * 1.01)
+    assert touched.tolist() == np.flatnonzero(positions.getnnz(axis=1) > 0).tolist()
