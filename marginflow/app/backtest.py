@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from marginflow.app.report import Report
 from marginflow.backtest.coverage import CoverageRow, coverage_table, worst_accounts
 from marginflow.backtest.run import (
+    REALISED_PNL,
     REALISED_VOLS,
     BacktestResult,
     Column,
@@ -31,6 +32,7 @@ from marginflow.backtest.run import (
     ParameterChange,
     PositionPath,
     Progress,
+    RealisedPnl,
     RealisedVols,
     Window,
     choose_window,
@@ -85,6 +87,7 @@ class Backtest:
             },
             "horizon_days": r.horizon,
             "realised_vols": r.realised_vols,
+            "realised_pnl": r.realised_pnl,
             "settings": r.settings.to_json(),
             "columns": [
                 {"key": c.key, "model": c.model, "confidence": c.confidence, "label": c.label}
@@ -125,6 +128,20 @@ def realised_vols_choice(name: str) -> RealisedVols:
     )
 
 
+REALISED_PNL_TEXT: dict[RealisedPnl, str] = {
+    "full": "options aged over the horizon (time decay included)",
+    "clean": "clean: times to expiry held (the move alone, as the scenarios model it)",
+}
+
+
+def realised_pnl_choice(name: str) -> RealisedPnl:
+    """``name`` as one of :data:`REALISED_PNL`, or a one-line refusal."""
+    for choice in REALISED_PNL:
+        if name == choice:
+            return choice
+    raise ConfigurationError(f"--pnl must be one of {', '.join(REALISED_PNL)}, got {name!r}")
+
+
 def backtest_book(
     loaded: LoadedBook,
     *,
@@ -138,6 +155,7 @@ def backtest_book(
     mode: ModeChoice = "auto",
     database: Database | None = None,
     realised_vols: str = "model",
+    realised_pnl: str = "full",
     progress: Progress | None = None,
     test_level: float = 0.95,
     book_name: str = "",
@@ -146,9 +164,11 @@ def backtest_book(
     book's positions every day), ``dynamic`` (the store's, needs ``database``), ``both``,
     or ``auto``: static, and dynamic too when a database with a position history covering
     the window is given (otherwise a note says why not). ``realised_vols``: ``model`` or
-    ``held`` (:data:`~marginflow.backtest.run.REALISED_VOLS`)."""
+    ``held`` (:data:`~marginflow.backtest.run.REALISED_VOLS`); ``realised_pnl``: ``full``
+    or ``clean`` (:data:`~marginflow.backtest.run.REALISED_PNL`)."""
     mode = mode_choice(mode)
     vols = realised_vols_choice(realised_vols)
+    pnl = realised_pnl_choice(realised_pnl)
     if mode in ("dynamic", "both") and database is None:
         raise ConfigurationError(MSG_DYNAMIC_NEEDS_DB.format(mode=mode))
     columns = columns_of(models, confidences, settings.confidence)
@@ -166,6 +186,7 @@ def backtest_book(
         parameters=changes,
         fixed=frozenset({"confidence"}) if confidences else frozenset(),
         realised_vols=vols,
+        realised_pnl=pnl,
         progress=progress,
     )
     notes.extend(result.notes)
@@ -345,6 +366,7 @@ def backtest_report(bt: Backtest, *, worst: int = 3) -> Report:
             ("window", f"{r.days.size} business days, {r.days[0]} to {r.days[-1]}"),
             ("horizon", f"{r.horizon} business days (P&L to {r.ends[-1]} at the latest)"),
             ("vols over the horizon", REALISED_VOLS_TEXT[r.realised_vols]),
+            ("realised P&L", REALISED_PNL_TEXT[r.realised_pnl]),
             ("models", ", ".join(c.label for c in r.columns)),
             ("positions", ", ".join(m.mode for m in r.modes)),
             ("accounts", f"{len(r.accounts):,} ({r.instruments:,} series held)"),

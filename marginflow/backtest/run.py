@@ -30,8 +30,10 @@ Conventions
 * **Realised P&L of day d.** Full revaluation of the day's positions:
   ``P&L_a(d) = Σ_j q_aj(d) · (V_j(d+h) − V_j(d))`` with ``V_j(t)`` instrument ``j``'s value
   (multiplier included) at the market of ``t`` (vols at d+h as above) with its time to
-  expiry from ``t``. The margin's scenarios are instantaneous (times to expiry held), so
-  the time decay over the horizon is in the P&L and not in the margin: options age by the
+  expiry from ``t`` (``realised_pnl="full"``, the default) or from d (``"clean"``, the
+  hypothetical P&L of the move alone). The margin's scenarios are instantaneous (times to
+  expiry held), so a full P&L holds the time decay over the horizon that the margin does
+  not, and a clean one tests the scenarios on their own terms: options age by the
   ``h`` days (calendar days between the two dates, ACT/365). European options at
   Black-Scholes-Merton, American ones at the pricing core's American pricer (ALO), stocks at
   spot. An option that expires inside the period is worth its intrinsic value at ``d+h``'s
@@ -88,6 +90,11 @@ from marginflow.scenarios.scenario_set import ScenarioSet
 
 Mode = Literal["static", "dynamic"]
 RealisedVols = Literal["model", "held"]
+RealisedPnl = Literal["full", "clean"]
+REALISED_PNL: tuple[RealisedPnl, ...] = ("full", "clean")
+"""What the realised P&L holds: ``full`` (the default) options aged by the horizon, the
+P&L a liquidation over it would see; ``clean`` (hypothetical) times to expiry held at the
+day's, the instantaneous move the margin's scenarios model: no time decay."""
 REALISED_VOLS: tuple[RealisedVols, ...] = ("model", "held")
 """How implied vols move in the realised P&L: ``model`` by the scenarios' own vol map applied
 to the realised window (the default), ``held`` not at all (the book's smile every day)."""
@@ -288,6 +295,7 @@ class BacktestResult:
     instruments: int = 0
     scenarios: int = 0
     realised_vols: RealisedVols = "model"
+    realised_pnl: RealisedPnl = "full"
 
     def mode(self, mode: Mode) -> ModeResult:
         for m in self.modes:
@@ -309,6 +317,7 @@ def run_backtest(
     parameters: Sequence[ParameterChange] = (),
     fixed: frozenset[str] = frozenset(),
     realised_vols: RealisedVols = "model",
+    realised_pnl: RealisedPnl = "full",
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Back-test ``book``'s accounts over ``window`` (see the module docstring).
@@ -318,7 +327,8 @@ def run_backtest(
     column's model except the parameters in ``fixed`` (``{"confidence"}`` when the columns'
     confidences were given: a column's confidence then holds on every day). ``paths`` hold
     the positions per mode. ``realised_vols`` (:data:`REALISED_VOLS`) says how implied vols
-    move in the realised P&L. ``progress(done, total)`` is called after each day.
+    move in the realised P&L, ``realised_pnl`` (:data:`REALISED_PNL`) whether options age
+    over the horizon. ``progress(done, total)`` is called after each day.
     """
     if book.history is None:
         raise ConfigurationError(MSG_NO_HISTORY)
@@ -344,8 +354,13 @@ def run_backtest(
     )
     es_models = _EsModels(settings, columns, parameters, fixed)
     values = _Values(cut, closes, dates, settings.revaluation_settings().vol_floor)
+    # rounded to float32 as a scenario set stores its shocks, so that a scenario drawn from
+    # a window and that window's realised P&L move vols by the same factor to the bit
     vol_scale = (
-        1.0 + realised_vol_shocks(hist, rows + h, horizon_days=h, decay=settings.decay)
+        1.0
+        + realised_vol_shocks(hist, rows + h, horizon_days=h, decay=settings.decay)
+        .astype(np.float32)
+        .astype(np.float64)
         if realised_vols == "model"
         else None
     )
@@ -385,7 +400,11 @@ def run_backtest(
                     g = _day_book(cut, market, held[i], 1)
                     m.margin[c.key][k] = _grid_cover(grid_margin_book(c.model, g))
         with _timed(timings, "realised P&L"):
-            end = values.at(t + h) if vol_scale is None else values.at(t + h, vol_scale[k])
+            end = values.at(
+                t + h,
+                None if vol_scale is None else vol_scale[k],
+                expiry_from=t if realised_pnl == "clean" else None,
+            )
             change = end - values.at(t)
             for i, m in enumerate(modes):
                 m.pnl[k] = held[i] @ change
@@ -414,6 +433,7 @@ def run_backtest(
         instruments=len(cut.instruments),
         scenarios=scenarios_count,
         realised_vols=realised_vols,
+        realised_pnl=realised_pnl,
     )
 
 
@@ -544,14 +564,18 @@ class _Values:
         self._cache: dict[int, FloatArray] = {}
         self.seconds = 0.0
 
-    def at(self, t: int, vol_scale: FloatArray | None = None) -> FloatArray:
+    def at(
+        self, t: int, vol_scale: FloatArray | None = None, *, expiry_from: int | None = None
+    ) -> FloatArray:
         """Values at row ``t``; ``vol_scale[u]`` multiplies underlying ``u``'s whole smile,
-        floor included, as a scenario's vol shock does (``1 + vol_shock``)."""
-        found = self._cache.get(t) if vol_scale is None else None
+        floor included, as a scenario's vol shock does (``1 + vol_shock``); times to expiry
+        from row ``expiry_from``'s date (default ``t``'s: a clean P&L holds them)."""
+        own = vol_scale is None and expiry_from is None  # the row's own market: cached
+        found = self._cache.get(t) if own else None
         if found is not None:
             return found
         t0 = time.perf_counter()
-        day = self.dates[t].astype(dt.date)
+        day = self.dates[t if expiry_from is None else expiry_from].astype(dt.date)
         ins = self.book.instruments.resolved(day)
         market = replace(self.book.market, valuation_date=day, spot=self.closes[t + 1])
         out = market.spot[ins.underlying] * ins.multiplier
@@ -561,7 +585,7 @@ class _Values:
             if vol_scale is not None:
                 batch = replace(batch, vol=batch.vol * vol_scale[ins.underlying[opt]])
             out[opt] = price(batch) * ins.multiplier[opt]
-        if vol_scale is None:
+        if own:
             self._cache = {k: v for k, v in self._cache.items() if k > t - 64}  # bounded
             self._cache[t] = out
         self.seconds += time.perf_counter() - t0
@@ -650,12 +674,14 @@ __all__ = [
     "DEFAULT_DAYS",
     "GRID_CONFIDENCE",
     "MODELS",
+    "REALISED_PNL",
     "REALISED_VOLS",
     "BacktestResult",
     "Column",
     "ModeResult",
     "ParameterChange",
     "PositionPath",
+    "RealisedPnl",
     "RealisedVols",
     "Window",
     "choose_window",

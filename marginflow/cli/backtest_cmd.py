@@ -108,6 +108,13 @@ def backtest_command(
             "scenarios' vol map) or held"
         ),
     ] = "model",
+    pnl: Annotated[
+        str,
+        typer.Option(
+            help="realised P&L: full (options aged over the horizon) or clean (times to "
+            "expiry held: the move alone, as the margin's scenarios model it)"
+        ),
+    ] = "full",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here")] = None,
     export: Annotated[
         Path | None, typer.Option(help="day × account margins and P&L: .csv or .parquet")
@@ -178,6 +185,7 @@ def backtest_command(
             mode=mode_choice(mode),
             database=store,
             realised_vols=realised_vols,
+            realised_pnl=pnl,
             progress=Progress("backtest", "days"),
             book_name=str(book),
         )
@@ -234,7 +242,7 @@ def _print_tables(bt: Backtest, limit: int) -> None:
     title = (
         f"back-test {r.days[0]}..{r.days[-1]} ({r.days.size} days, {r.horizon}-day horizon, "
         f"{len(r.accounts):,} accounts, {', '.join(m.mode for m in r.modes)} positions, "
-        f"{r.realised_vols} vols)"
+        f"{r.realised_vols} vols, {r.realised_pnl} P&L)"
     )
     aggregate = [x for x in bt.rows if x.level != "account"]
     table(title + ": firm and members", header, [cells(x) for x in aggregate])

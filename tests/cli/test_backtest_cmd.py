@@ -47,7 +47,8 @@ def test_json_schema(book: Path) -> None:
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
     doc = json.loads(res.stdout)  # type: ignore[attr-defined]
     assert set(doc) == {
-        "book", "window", "horizon_days", "realised_vols", "settings", "columns", "modes",
+        "book", "window", "horizon_days", "realised_vols", "realised_pnl", "settings", "columns",
+        "modes",
         "accounts", "instruments", "scenarios_per_day", "coverage", "worst_accounts", "timings",
         "notes",
     }  # fmt: skip
@@ -57,6 +58,7 @@ def test_json_schema(book: Path) -> None:
     assert [c["key"] for c in doc["columns"]] == ["es@0.99", "es@0.975"]
     assert doc["modes"] == ["static"]
     assert doc["realised_vols"] == "model"
+    assert doc["realised_pnl"] == "full"
     row = next(r for r in doc["coverage"] if r["name"] == "ACC" and r["column"] == "es@0.99")
     assert set(row) == {
         "level", "name", "member", "mode", "model", "column", "confidence", "days", "breaches",
@@ -121,6 +123,7 @@ def test_report_written(book: Path, tmp_path: Path) -> None:
         (["--mode", "dynamic"], "error: --mode dynamic needs --database"),
         (["--mode", "sideways"], "error: --mode must be one of auto, static, dynamic, both"),
         (["--realised-vols", "implied"], "error: --realised-vols must be one of model, held"),
+        (["--pnl", "dirty"], "error: --pnl must be one of full, clean"),
         (["--export", "x.xlsx"], "error: --export x.xlsx: the file must end in .csv or .parquet"),
         (["--model", "span", "--confidence", "0.99"], "--confidence"),
         (["--json", "--limit", "3"], "--limit"),

@@ -66,6 +66,7 @@ Version = Annotated[
 ]
 Model = Literal["es", "span", "pm"]
 RealisedVols = Literal["model", "held"]
+RealisedPnl = Literal["full", "clean"]
 Confidence = Annotated[float, Field(ge=0.9, le=0.9999, allow_inf_nan=False)]
 
 
@@ -98,6 +99,9 @@ class BacktestIn(BaseModel):
     realised_vols: RealisedVols = "model"
     """Implied vols over the horizon in the realised P&L: moved by the scenarios' vol map
     (``model``) or ``held`` (docs/backtest.md)."""
+    pnl: RealisedPnl = "full"
+    """The realised P&L: ``full`` (options aged over the horizon) or ``clean`` (times to
+    expiry held: the move alone)."""
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -328,6 +332,7 @@ class BacktestOut(BaseModel):
     window: WindowOut
     horizon_days: int
     realised_vols: str
+    realised_pnl: str
     settings: dict[str, Any]
     columns: list[ColumnOut]
     modes: list[str]
@@ -561,6 +566,7 @@ def _backtest(caller: Caller, request: Request, form: BacktestIn) -> tuple[Compu
             mode="auto",
             database=caller.ctx.db,
             realised_vols=form.realised_vols,
+            realised_pnl=form.pnl,
             book_name=f"the store's book (load {book.load.id[:12]}, market #{book.market_offset})",
         )
         # the store's address is the operators' (a PostgreSQL URL names host and user)
@@ -568,7 +574,7 @@ def _backtest(caller: Caller, request: Request, form: BacktestIn) -> tuple[Compu
         bt.notes = [n.replace(url, "the store") for n in bt.notes]
         return bt
 
-    ask = ("backtest", form.days, form.horizon, models, confidences, form.realised_vols)
+    ask = ("backtest", form.days, form.horizon, models, confidences, form.realised_vols, form.pnl)
     return _cached(caller, request, ask, compute)
 
 
@@ -617,6 +623,7 @@ def backtest_answer(bt: Backtest, scope: Scope) -> dict[str, Any]:
         "window": {**doc["window"], "dates": [str(d) for d in r.days]},
         "horizon_days": doc["horizon_days"],
         "realised_vols": doc["realised_vols"],
+        "realised_pnl": doc["realised_pnl"],
         "settings": doc["settings"],
         "columns": doc["columns"],
         "modes": doc["modes"],
@@ -662,6 +669,7 @@ def backtest_report_html(
     models: Annotated[list[Model] | None, Query(max_length=3)] = None,
     confidences: Annotated[list[Confidence] | None, Query(max_length=4)] = None,
     realised_vols: RealisedVols = "model",
+    pnl: RealisedPnl = "full",
 ) -> Response:
     """The back-test report a risk committee reads (HTML, charts inline), of the same run
     as ``POST /backtest`` with these parameters (cached)."""
@@ -671,6 +679,7 @@ def backtest_report_html(
         models=models or ["es"],
         confidences=confidences or [],
         realised_vols=realised_vols,
+        pnl=pnl,
     )
     done, cached = _backtest(caller, request, form)
     bt: Backtest = done.value

@@ -15,6 +15,7 @@ function request() {
   const conf = byId("b-confidences").value.trim();
   body.confidences = conf ? conf.split(/[,\s]+/).filter(Boolean).map(Number) : [];
   body.realised_vols = byId("b-vols").value;
+  body.pnl = byId("b-pnl").value;
   return body;
 }
 
@@ -24,6 +25,7 @@ function reportHref(body) {
   for (const m of body.models) q.append("models", m);
   for (const c of body.confidences) q.append("confidences", String(c));
   q.set("realised_vols", body.realised_vols);
+  q.set("pnl", body.pnl);
   return `/api/v1/backtest/report?${q}`;
 }
 
@@ -90,7 +92,7 @@ async function run() {
   notify("");
   try {
     const d = await api("/backtest", { method: "POST", body });
-    byId("b-status").textContent = `${d.window.days} days, ${d.window.start} to ${d.window.end}, horizon ${d.horizon_days} days, vols ${d.realised_vols === "held" ? "held" : "moved by the vol map"} · ${d.run.cached ? "from the cache" : `computed in ${d.run.seconds.toFixed(1)} s`} at ${d.run.computed_at}`;
+    byId("b-status").textContent = `${d.window.days} days, ${d.window.start} to ${d.window.end}, horizon ${d.horizon_days} days, vols ${d.realised_vols === "held" ? "held" : "moved by the vol map"}, ${d.realised_pnl === "clean" ? "clean P&L" : "options aged"} · ${d.run.cached ? "from the cache" : `computed in ${d.run.seconds.toFixed(1)} s`} at ${d.run.computed_at}`;
     const whole = d.book.book_load === null ? "" :
       `Book load ${d.book.book_load.slice(0, 12)}, market offset ${d.book.market_offset}; `;
     byId("b-provenance").textContent = `${whole}${d.accounts} accounts in your scope; models ${d.columns.map((c) => c.label).join(", ")}.`;
