@@ -370,8 +370,8 @@ def run_backtest(
                     first = _day_book(cut, market, stacked, len(paths))
                     engine = build_engine(first, settings, scenarios=scen)
                     # a day's grids serve no other day (times to expiry move with the
-                    # date): no nodes priced ahead for moves within the day
-                    engine.grids = GridCache(margin_nodes=0)
+                    # date): none kept, no nodes priced ahead for moves within the day
+                    engine.grids = GridCache(max_nodes=0, margin_nodes=0)
                 else:
                     engine.roll(day, market=market, scenarios=scen)
                     if not static:  # static holdings change only by expiry, as the roll's

@@ -226,7 +226,7 @@ def revalue(
     group_starts = np.append(group_starts, rows.size).astype(np.intp)
 
     use_grid = settings.method == "grid"
-    cache = GridCache(margin_nodes=0) if cache is None else cache  # this call's alone
+    cache = GridCache(max_nodes=0, margin_nodes=0) if cache is None else cache  # this call's
     bucket, grids = (
         _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings, cache)
         if use_grid
@@ -481,7 +481,11 @@ class GridCache:
 
     Where a row's nodes are priced, ``margin_nodes`` more are priced on each side of what
     was asked, so that the next small spot move finds them built (a 1% move shifts ln(S/K)
-    by 0.01, about a node near the strike of a bucket with σ√T = 0.15)."""
+    by 0.01, about a node near the strike of a bucket with σ√T = 0.15).
+
+    ``max_nodes=0`` keeps nothing: for grids used once (a call without a cache, a
+    back-test's day, whose grids no other day can use), which are then laid out in the
+    reused scratch buffer and never copied out."""
 
     def __init__(self, max_nodes: int = 80_000_000, margin_nodes: int = 3) -> None:
         if max_nodes < 0 or margin_nodes < 0:
@@ -513,6 +517,8 @@ class GridCache:
         return grid
 
     def put(self, key: GridKey, grid: BucketGrid) -> None:
+        if not self.max_nodes:
+            return
         old = self._grids.pop(key, None)
         if old is not None:
             self._nodes -= old.nodes
@@ -922,8 +928,9 @@ def _ensure_grids(
     covered = np.zeros(n_b, dtype=np.bool_)
     # With grids cached this is an incremental call: the layout goes into the cache's
     # scratch buffer (memory already backed, not fresh pages each call) and what the cache
-    # keeps is copied out of it, so it holds no view of a call's buffers.
-    scratch = cache if cached.any() else None
+    # keeps is copied out of it, so it holds no view of a call's buffers. A cache that
+    # keeps nothing lays every call out there.
+    scratch = cache if cached.any() or not cache.max_nodes else None
     if cached.any():
         first = _Layout.of(have, tight, scratch)
         want = np.zeros(n_b, dtype=np.bool_)
@@ -1038,6 +1045,8 @@ def _ensure_grids(
             continue
         cache.extended += g is not None
         cache.built += g is None
+        if not cache.max_nodes:
+            continue
         rows = slice(int(row_offset[b]), int(row_offset[b + 1]))
         cache.put(
             keys[b],
