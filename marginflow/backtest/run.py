@@ -24,7 +24,9 @@ Conventions
   its margin.
 * **Margin of day d** (no look-ahead). Instruments are resolved on ``d`` (times to expiry
   from ``d``), scenarios are generated from the history up to and including ``d`` only
-  (:meth:`~marginflow.engine.settings.MarginSettings.scenarios` on the history cut at ``d``),
+  (:meth:`~marginflow.engine.settings.MarginSettings.scenarios` on the history cut at ``d``,
+  to the bit; made by :meth:`~marginflow.engine.settings.MarginSettings.daily_scenarios`,
+  which filters the history once for the whole window),
   and the model's parameters are those in force on ``d`` (:class:`ParameterChange`). A
   price after ``d`` cannot reach ``d``'s margin (tested by shocking one).
 * **Realised P&L of day d.** Full revaluation of the day's positions:
@@ -84,6 +86,7 @@ from marginflow.margin.models import parse_params
 from marginflow.margin.portfolio_margin import PortfolioMarginResult
 from marginflow.margin.span import SpanResult
 from marginflow.pricing.api import price
+from marginflow.scenarios.build import DailyScenarios
 from marginflow.scenarios.ewma import DEFAULT_WARMUP
 from marginflow.scenarios.fhs import realised_vol_shocks
 from marginflow.scenarios.scenario_set import ScenarioSet
@@ -367,22 +370,23 @@ def run_backtest(
     engine: MarginEngine | None = None
     scenarios_count = 0
     static = all(len(p.matrices) == 1 for p in paths)
+    daily = settings.daily_scenarios(cut) if any(c.model == "es" for c in columns) else None
     for k, t in enumerate(rows.tolist()):
         day = dates[t].astype(dt.date)
         market = replace(cut.market, valuation_date=day, spot=closes[t + 1].copy())
         held = [_unexpired(p.on(k), cut.instruments, day) for p in paths]
         stacked = sp.csr_matrix(sp.vstack(held, format="csr"))
-        if any(c.model == "es" for c in columns):
+        if daily is not None:
             with _timed(timings, "scenarios"):
-                scen = _scenarios(cut, settings, market, t)
+                scen = _scenarios(daily, day, t)
             scenarios_count = scen.n_scenarios
             with _timed(timings, "margin"):
                 if engine is None:
                     first = _day_book(cut, market, stacked, len(paths))
                     engine = build_engine(first, settings, scenarios=scen)
                     # a day's grids serve no other day (times to expiry move with the
-                    # date): no nodes priced ahead for moves within the day
-                    engine.grids = GridCache(margin_nodes=0)
+                    # date): none kept, no nodes priced ahead for moves within the day
+                    engine.grids = GridCache(max_nodes=0, margin_nodes=0)
                 else:
                     engine.roll(day, market=market, scenarios=scen)
                     if not static:  # static holdings change only by expiry, as the roll's
@@ -454,21 +458,13 @@ def _timed(sink: dict[str, float], stage: str) -> Iterator[None]:
         sink[stage] = sink.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def _scenarios(book: Book, settings: MarginSettings, market: Market, t: int) -> ScenarioSet:
+def _scenarios(daily: DailyScenarios, day: dt.date, t: int) -> ScenarioSet:
     """Day ``t``'s scenarios from the history up to and including it (no look-ahead); a
     refusal names the day."""
-    assert book.history is not None
-    until = book.history.until(book.history.dates[t])
-    day_book = replace(
-        book,
-        history=until,
-        market=market,
-        instruments=book.instruments.resolved(market.valuation_date),
-    )
     try:
-        return settings.scenarios(day_book)
+        return daily.on(t)
     except (ValidationError, ConfigurationError) as exc:
-        raise ConfigurationError(f"scenarios of {market.valuation_date}: {exc}") from None
+        raise ConfigurationError(f"scenarios of {day}: {exc}") from None
 
 
 def _day_book(book: Book, market: Market, matrix: sp.csr_matrix, copies: int) -> Book:

@@ -226,7 +226,7 @@ def revalue(
     group_starts = np.append(group_starts, rows.size).astype(np.intp)
 
     use_grid = settings.method == "grid"
-    cache = GridCache(margin_nodes=0) if cache is None else cache  # this call's alone
+    cache = GridCache(max_nodes=0, margin_nodes=0) if cache is None else cache  # this call's
     bucket, grids = (
         _eep_buckets(instruments, market, spot_shock, vol_shock, sorted_rows, settings, cache)
         if use_grid
@@ -481,7 +481,11 @@ class GridCache:
 
     Where a row's nodes are priced, ``margin_nodes`` more are priced on each side of what
     was asked, so that the next small spot move finds them built (a 1% move shifts ln(S/K)
-    by 0.01, about a node near the strike of a bucket with σ√T = 0.15)."""
+    by 0.01, about a node near the strike of a bucket with σ√T = 0.15).
+
+    ``max_nodes=0`` keeps nothing: for grids used once (a call without a cache, a
+    back-test's day, whose grids no other day can use), which are then laid out in the
+    reused scratch buffer and never copied out."""
 
     def __init__(self, max_nodes: int = 80_000_000, margin_nodes: int = 3) -> None:
         if max_nodes < 0 or margin_nodes < 0:
@@ -513,6 +517,8 @@ class GridCache:
         return grid
 
     def put(self, key: GridKey, grid: BucketGrid) -> None:
+        if not self.max_nodes:
+            return
         old = self._grids.pop(key, None)
         if old is not None:
             self._nodes -= old.nodes
@@ -922,8 +928,9 @@ def _ensure_grids(
     covered = np.zeros(n_b, dtype=np.bool_)
     # With grids cached this is an incremental call: the layout goes into the cache's
     # scratch buffer (memory already backed, not fresh pages each call) and what the cache
-    # keeps is copied out of it, so it holds no view of a call's buffers.
-    scratch = cache if cached.any() else None
+    # keeps is copied out of it, so it holds no view of a call's buffers. A cache that
+    # keeps nothing lays every call out there.
+    scratch = cache if cached.any() or not cache.max_nodes else None
     if cached.any():
         first = _Layout.of(have, tight, scratch)
         want = np.zeros(n_b, dtype=np.bool_)
@@ -954,15 +961,22 @@ def _ensure_grids(
     ridx = np.flatnonzero(solve)
     # A row's boundary and premium depend on (call, expiry, rate, dividend, vol row) and
     # not on the lattice scale or the underlying: buckets sharing them (a listed expiry of
-    # underlyings with one dividend yield) solve the row once.
-    row_keys = np.column_stack(
-        [call[r_b[ridx]], t[r_b[ridx]], r[r_b[ridx]], q[r_b[ridx]], r_j[ridx]]
-    ).astype(np.float64)
-    uniq_rows, row_of = np.unique(row_keys, axis=0, return_inverse=True)
+    # underlyings with one dividend yield) solve the row once. Rows are keyed by their
+    # bucket's distinct (call, expiry, rate, dividend) and the vol row as one integer (a
+    # unique over rows × 5 floats cost ~0.5 s a back-test day); a row's bits depend neither
+    # on the batch it is solved in nor on its place there.
+    b_keys = np.column_stack([call, t, r, q]).astype(np.float64)
+    g_keys, g_of = np.unique(b_keys, axis=0, return_inverse=True)
+    j_lo = int(r_j[ridx].min()) if ridx.size else 0
+    span = int(r_j[ridx].max()) - j_lo + 1 if ridx.size else 1
+    codes, row_of = np.unique(
+        g_of.ravel()[r_b[ridx]] * span + (r_j[ridx] - j_lo), return_inverse=True
+    )
     row_of = row_of.ravel()
+    g_row = g_keys[codes // span]
     pr = premium_rows(
-        is_call=uniq_rows[:, 0] != 0.0, expiry_years=uniq_rows[:, 1], rate=uniq_rows[:, 2],
-        dividend_yield=uniq_rows[:, 3], vol=np.exp(uniq_rows[:, 4] * lv),
+        is_call=g_row[:, 0] != 0.0, expiry_years=g_row[:, 1], rate=g_row[:, 2],
+        dividend_yield=g_row[:, 3], vol=np.exp((codes % span + j_lo) * lv),
     )  # fmt: skip
     fresh = ~known[ridx]
     bd[ridx[fresh]] = pr.boundary[row_of[fresh]]
@@ -976,7 +990,7 @@ def _ensure_grids(
         return _ensure_grids(cache, keys, call, t, r, q, scale, tight, lambda: wide, h, lv)
     # Nodes to price: needed, not yet priced, and on the continuation side of the row's
     # boundary (beyond it the premium is extended, not priced).
-    flat, node_row = _nodes_to_price(
+    flat, node_row, node_m = _nodes_to_price(
         values, offset, row_offset, hull[:, 0], n_j, need_a, need_z, side, bd, scale, h
     )
     # The extension's two continuation points of every new row (_extend_rows), priced
@@ -994,9 +1008,6 @@ def _ensure_grids(
     pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
     local = np.full(n_rows, -1, dtype=np.int64)
     local[ridx] = row_of
-    node_m = scale[r_b[node_row]] * np.sinh(
-        (hull[r_b[node_row], 0] + (flat - offset[r_b[node_row]]) // n_j[r_b[node_row]]) * h
-    )
     # A long expiry (a market dated decades before its series) stretches the lattice past
     # the spot/strike range the pricer resolves; such a node takes the premium at the edge
     # of that range, where a put or call is already worthless or exercised.
@@ -1034,6 +1045,8 @@ def _ensure_grids(
             continue
         cache.extended += g is not None
         cache.built += g is None
+        if not cache.max_nodes:
+            continue
         rows = slice(int(row_offset[b]), int(row_offset[b + 1]))
         cache.put(
             keys[b],
@@ -1084,9 +1097,10 @@ def _nodes_to_price(
     boundary: np.ndarray,
     scale: np.ndarray,
     h: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(flat index, row) of every needed node not priced yet on the continuation side of
-    its row's boundary (every needed node where the bucket has no single boundary)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat index, row, log-moneyness) of every needed node not priced yet on the
+    continuation side of its row's boundary (every needed node where the bucket has no
+    single boundary)."""
     count = 0
     for b in range(n_j.shape[0]):
         for j in range(n_j[b]):
@@ -1094,6 +1108,7 @@ def _nodes_to_price(
             count += max(need_z[r] - need_a[r] + 1, 0)
     flat = np.empty(count, dtype=np.int64)
     rows = np.empty(count, dtype=np.int64)
+    ln_m = np.empty(count)
     k = 0
     for b in range(n_j.shape[0]):
         nv = n_j[b]
@@ -1104,12 +1119,14 @@ def _nodes_to_price(
                 f = offset[b] + (i - i_first[b]) * nv + j
                 if values[f] == values[f]:
                     continue
-                if sd != 0.0 and sd * (scale[b] * math.sinh(i * h) - boundary[r]) <= 0.0:
+                m = scale[b] * math.sinh(i * h)
+                if sd != 0.0 and sd * (m - boundary[r]) <= 0.0:
                     continue
                 flat[k] = f
                 rows[k] = r
+                ln_m[k] = m
                 k += 1
-    return flat[:k], rows[:k]
+    return flat[:k], rows[:k], ln_m[:k]
 
 
 @njit(cache=True)

@@ -26,7 +26,7 @@ from marginflow.engine.revaluation import METHODS, RevaluationSettings, revaluat
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from marginflow.margin.models import parse_params
-from marginflow.scenarios.build import ScenarioSpec, build_scenarios
+from marginflow.scenarios.build import DailyScenarios, ScenarioSpec, build_scenarios
 from marginflow.scenarios.fhs import DEFAULT_STRESS, StressPeriod
 from marginflow.scenarios.scenario_set import ScenarioSet
 
@@ -34,6 +34,8 @@ FLOOR_LOOKBACK_DAYS = 2520
 """Business days of the look-back an APC floor is measured over (ten years)."""
 
 Source = Literal["fhs", "mc"]
+
+MSG_NO_HISTORY = "the book has no price history (history.csv) to generate scenarios from"
 
 
 def check_setting_types(settings: Any) -> None:
@@ -155,13 +157,18 @@ class MarginSettings:
     def scenarios(self, book: Book) -> ScenarioSet:
         """Scenarios for every underlying of ``book`` from its price history."""
         if book.history is None:
-            raise ConfigurationError(
-                "the book has no price history (history.csv) to generate scenarios from"
-            )
+            raise ConfigurationError(MSG_NO_HISTORY)
         # A history that stopped long before the valuation date would price today's risk
         # with an old market: refused, naming the file and both dates.
         book.history.check_current(book.market.valuation_date)
         return build_scenarios(book.history, self.scenario_spec(), underlyings=book.underlyings.ids)
+
+    def daily_scenarios(self, book: Book) -> DailyScenarios:
+        """Each day's scenarios for every underlying of ``book`` from its price history cut
+        at the day (:meth:`scenarios` of the book on that day, made from one history)."""
+        if book.history is None:
+            raise ConfigurationError(MSG_NO_HISTORY)
+        return DailyScenarios(book.history, self.scenario_spec(), underlyings=book.underlyings.ids)
 
     # -- serialised form -------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -1721,11 +1721,14 @@ class PremiumRows:
 
     ``boundary`` is each row's ``ln(S*/K)`` (NaN without a single boundary). A row in the
     ALO regime keeps the put-space premium constants of :func:`_group_premium_terms`
-    (``consts``: 5 × R × premium points of its scheme); a long-dated row (see
-    :func:`_long_dated`) is solved, as :func:`american_price` solves it, with the
-    high-precision scheme at the trusted length (``long_consts``, ``solve_t``) and its
-    values are clipped to the perpetual bounds. Other rows (closed-form regimes, double
-    boundary, not converged) are priced by :func:`american_price` point by point."""
+    (``consts``: 5 × its rows × premium points of its scheme, the row's at ``slot``); a
+    long-dated row (see :func:`_long_dated`) is solved, as :func:`american_price` solves
+    it, with the high-precision scheme at the trusted length (``long_consts``, ``solve_t``)
+    and its values are clipped to the perpetual bounds. Other rows (closed-form regimes,
+    double boundary, not converged) are priced by :func:`american_price` point by point.
+    Each scheme's constants are kept for its own rows only (``plain_rows``,
+    ``long_rows``): a back-test's day solves ~10^5 rows, and a table of both schemes for
+    every row was ~0.5 GB of fresh memory a day."""
 
     is_call: BoolArray
     expiry_years: FloatArray
@@ -1735,6 +1738,9 @@ class PremiumRows:
     boundary: FloatArray
     kind: NDArray[np.int8]  # 0: point by point, 1: default scheme, 2: long-dated
     solve_t: FloatArray
+    plain_rows: IntArray
+    long_rows: IntArray
+    slot: IntArray  # the row's index in plain_rows or long_rows (by its scheme)
     consts: FloatArray
     long_consts: FloatArray
 
@@ -1763,36 +1769,38 @@ def premium_rows(
     long = (speed * t > _LONG) & (r_put * t > 1e-12) & (v * np.sqrt(t) > _TINY_TOTAL_VOL)
     solve_t = np.where(long, np.minimum(t, _TRUSTED / np.where(long, speed, 1.0)), t)
     boundary = np.full(t.size, np.nan)
-    consts = _solve_rows(call, t, r, q, v, ~long, DEFAULT_SCHEME, boundary)
-    long_consts = _solve_rows(call, solve_t, r, q, v, long, HIGH_PRECISION_SCHEME, boundary)
-    kind = np.where(long, 2, 1).astype(np.int8)
-    kind[~(np.isfinite(consts).all(axis=(0, 2)) | long)] = 0
-    kind[long & ~np.isfinite(long_consts).all(axis=(0, 2))] = 0
-    return PremiumRows(call, t, r, q, v, boundary, kind, solve_t, consts, long_consts)
+    plain, lng = np.flatnonzero(~long), np.flatnonzero(long)
+    consts = _solve_rows(call, t, r, q, v, plain, DEFAULT_SCHEME, boundary)
+    long_consts = _solve_rows(call, solve_t, r, q, v, lng, HIGH_PRECISION_SCHEME, boundary)
+    kind = np.zeros(t.size, dtype=np.int8)
+    kind[plain[np.isfinite(consts).all(axis=(0, 2))]] = 1
+    kind[lng[np.isfinite(long_consts).all(axis=(0, 2))]] = 2
+    slot = np.empty(t.size, dtype=np.int64)
+    slot[plain], slot[lng] = np.arange(plain.size), np.arange(lng.size)
+    return PremiumRows(
+        call, t, r, q, v, boundary, kind, solve_t, plain, lng, slot, consts, long_consts
+    )
 
 
 def _solve_rows(
     call: BoolArray, t: FloatArray, r: FloatArray, q: FloatArray, v: FloatArray,
-    mine: BoolArray, scheme: AloScheme, boundary: FloatArray,
+    idx: IntArray, scheme: AloScheme, boundary: FloatArray,
 ) -> FloatArray:  # fmt: skip
-    """Constants (5 × R × points, NaN where not ``mine`` or not single-boundary) of the rows
-    ``mine`` under ``scheme``; their boundaries written into ``boundary``."""
+    """Constants (5 × ``idx.size`` × points, NaN where not single-boundary) of rows ``idx``
+    under ``scheme``; their boundaries written into ``boundary``."""
     tb = _tables(scheme)
-    consts = np.full((5, t.size, tb.pr_theta.size), np.nan)
-    idx = np.flatnonzero(mine)
+    consts = np.full((5, idx.size, tb.pr_theta.size), np.nan)
     if idx.size == 0:
         return consts
     sub_b = np.full(idx.size, np.nan)
-    sub_c = np.full((5, idx.size, tb.pr_theta.size), np.nan)
     _rows_kernel(
         call[idx], t[idx], r[idx], q[idx], v[idx],
         tb.node_s, tb.fp_s, tb.fp_mu, tb.fp_wt, tb.fp_wa, tb.fp_interp,
         tb.pr_theta, tb.pr_wt, tb.pr_interp,
         scheme.fixed_point_iterations, scheme.tolerance, 16 * get_num_threads(),
-        sub_b, sub_c,
+        sub_b, consts,
     )  # fmt: skip
     boundary[idx] = sub_b
-    consts[:, idx] = sub_c
     return consts
 
 
@@ -1811,33 +1819,70 @@ def early_exercise_premium(
     if m.size == 0:
         return out
     check_moneyness(np.exp(m), 1.0)
-    order = np.argsort(idx, kind="stable")  # runs of one row (usually sorted already)
+    if idx.min() < 0 or idx.max() >= rows.kind.size:
+        raise ValidationError("row", f"must be in 0..{rows.kind.size - 1}")
+    # Points by scheme, then by row, a row's in their given order: each scheme's points are
+    # one slice, each row's a run whose loops the kernel takes in SIMD blocks (one counting
+    # pass; a sort and per-scheme gathers cost ~1 s a back-test day, 6 M points).
+    order, ends = _group_points(
+        idx, rows.kind, rows.slot, rows.plain_rows.size, rows.long_rows.size
+    )
     idx, m = idx[order], m[order]
-    kind = rows.kind[idx]
-    for k, consts in ((1, rows.consts), (2, rows.long_consts)):
-        pick = np.flatnonzero(kind == k)
-        if pick.size:
-            sub_out, sub_eu = np.empty(pick.size), np.empty(pick.size)
+    lo = 0
+    for k, own, consts, hi in (
+        (1, rows.plain_rows, rows.consts, ends[0]),
+        (2, rows.long_rows, rows.long_consts, ends[1]),
+    ):
+        if hi > lo:
+            part, eu = slice(lo, hi), np.empty(hi - lo)
             _premium_at_kernel(
-                idx[pick], m[pick], rows.is_call, rows.expiry_years, rows.solve_t, rows.rate,
-                rows.dividend_yield, rows.vol, consts[0], consts[1], consts[2], consts[3],
-                consts[4], k == 2, sub_out, sub_eu,
+                rows.slot[idx[part]], m[part], rows.is_call[own], rows.expiry_years[own],
+                rows.solve_t[own], rows.rate[own], rows.dividend_yield[own], rows.vol[own],
+                consts[0], consts[1], consts[2], consts[3], consts[4], k == 2, out[part], eu,
             )  # fmt: skip
             if k == 2:
-                sub_out = _clip_long(rows, idx[pick], m[pick], sub_out, sub_eu)
-            out[pick] = sub_out
-    slow = np.flatnonzero(kind == 0)
-    if slow.size:
-        i = idx[slow]
+                out[part] = _clip_long(rows, idx[part], m[part], out[part], eu)
+        lo = hi
+    if lo < m.size:
+        i = idx[lo:]
         batch = OptionBatch.of(
-            is_call=rows.is_call[i], is_american=True, spot=np.exp(m[slow]), strike=1.0,
+            is_call=rows.is_call[i], is_american=True, spot=np.exp(m[lo:]), strike=1.0,
             expiry_years=rows.expiry_years[i], rate=rows.rate[i],
             dividend_yield=rows.dividend_yield[i], vol=rows.vol[i],
         )  # fmt: skip
-        out[slow] = np.maximum(american_price(batch) - european_price(batch), 0.0)
+        out[lo:] = np.maximum(american_price(batch) - european_price(batch), 0.0)
     result = np.empty_like(out)
     result[order] = out
     return result
+
+
+@njit(cache=True)
+def _group_points(
+    idx: IntArray, kind: NDArray[np.int8], slot: IntArray, n_plain: int, n_long: int
+) -> tuple[IntArray, IntArray]:
+    """The stable order of points ``idx`` (rows) by (scheme, row): the default scheme's
+    rows first by ``slot``, then the long-dated ones, then those priced point by point; and
+    where the first two groups end."""
+    n, n_rows = idx.shape[0], kind.shape[0]
+    key = np.empty(n, dtype=np.int64)
+    start = np.zeros(n_plain + n_long + n_rows + 1, dtype=np.int64)
+    for p in range(n):
+        j = idx[p]
+        if kind[j] == 1:
+            key[p] = slot[j]
+        elif kind[j] == 2:
+            key[p] = n_plain + slot[j]
+        else:
+            key[p] = n_plain + n_long + j
+        start[key[p] + 1] += 1
+    for c in range(1, start.shape[0]):
+        start[c] += start[c - 1]
+    ends = np.array([start[n_plain], start[n_plain + n_long]], dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    for p in range(n):
+        order[start[key[p]]] = p
+        start[key[p]] += 1
+    return order, ends
 
 
 def _clip_long(

@@ -25,11 +25,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray
 from marginflow.core.errors import ValidationError
-from marginflow.core.history import ReturnHistory
+from marginflow.core.history import DateArray, ReturnHistory
 from marginflow.scenarios.ewma import (
     DEFAULT_VOL_RESPONSE,
     DEFAULT_WARMUP,
@@ -88,75 +89,213 @@ def filtered_historical(
     stress : stressed period, always included unfiltered; None for none.
     floor_lookback_days : a longer look-back whose extra windows enter as group FLOOR.
     """
-    n, T = horizon_days, len(history)
-    if n < 1:
-        raise ValidationError("horizon_days", f"must be >= 1, got {n}")
-    if lookback_days < n:
-        raise ValidationError("lookback_days", f"must be >= the horizon ({n}), got {lookback_days}")
-    first_start = warmup  # windows start after the EWMA warm-up
-    if T - lookback_days < first_start:
-        raise ValidationError(
-            "lookback_days",
-            f"{lookback_days} days need {lookback_days + warmup} returns of history "
-            f"(with {warmup} to warm up the EWMA); the history has {T}",
-        )
-    current = _window_ends(T, lookback_days, n, overlapping)
-    groups: list[tuple[ScenarioGroup, str, IntArray]] = [(ScenarioGroup.CURRENT, "fhs", current)]
-    if floor_lookback_days is not None and floor_lookback_days > lookback_days:
-        if T - floor_lookback_days < first_start:
-            raise ValidationError(
-                "floor_lookback_days",
-                f"{floor_lookback_days} days need {floor_lookback_days + warmup} returns; "
-                f"the history has {T}",
-            )
-        longer = _window_ends(T, floor_lookback_days, n, overlapping)
-        groups.append((ScenarioGroup.FLOOR, "floor", longer[longer < current[0]]))
-    if stress is not None:
-        ends = _stress_ends(history, stress, n, warmup)
-        if not overlapping:
-            ends = ends[::-1][::n][::-1].copy()
-        groups.append((ScenarioGroup.STRESSED, "stress", ends))
-
-    f = ewma_filter(history.log_returns, decay=decay, warmup=warmup)
-    r = history.log_returns
-    raw_sum = _cumsum0(r)
-    filtered_sum = _cumsum0(r / f.sigma_before * f.sigma_after[-1])
-    spot_parts: list[NDArray[np.float64]] = []
-    vol_parts: list[NDArray[np.float64]] = []
-    labels: list[str] = []
-    codes: list[NDArray[np.int8]] = []
-    for group, tag, ends in groups:
-        starts = ends - n + 1
-        raw = raw_sum[ends + 1] - raw_sum[starts]
-        moved = (
-            raw
-            if group == ScenarioGroup.STRESSED
-            else filtered_sum[ends + 1] - filtered_sum[starts]
-        )
-        vol = _window_vol_shock(f, raw, starts, ends, n, vol_response)
-        spot_parts.append(np.expm1(moved).T)
-        vol_parts.append(vol.T)
-        labels.extend(f"{tag}:{history.dates[e]}" for e in ends)
-        codes.append(np.full(ends.size, int(group), dtype=np.int8))
-    return ScenarioSet(
-        underlyings=history.underlyings,
-        spot_shock=np.ascontiguousarray(np.hstack(spot_parts), dtype=np.float32),
-        vol_shock=np.ascontiguousarray(np.hstack(vol_parts), dtype=np.float32),
-        labels=tuple(labels),
-        group=np.concatenate(codes),
-        horizon_days=n,
-        source="fhs",
-        params={
-            "as_of": str(history.dates[-1]),
-            "horizon_days": n,
-            "lookback_days": lookback_days,
-            "decay": decay,
-            "overlapping": overlapping,
-            "stress": str(stress) if stress is not None else None,
-            "floor_lookback_days": floor_lookback_days,
-            "vol_response": [vol_response.ewma_elasticity, vol_response.return_beta],
-        },
+    days = FilteredHistory(
+        history,
+        horizon_days=horizon_days,
+        lookback_days=lookback_days,
+        decay=decay,
+        overlapping=overlapping,
+        stress=stress,
+        floor_lookback_days=floor_lookback_days,
+        vol_response=vol_response,
+        warmup=warmup,
     )
+    return days.on(len(history) - 1)
+
+
+class FilteredHistory:
+    """The FHS scenario set of every day of one history: :meth:`on` gives day ``t``'s,
+    the set :func:`filtered_historical` (same arguments) gives for the history cut after
+    row ``t`` (its returns ``0..t``), to the bit. A back-test asks for one a day.
+
+    Everything the set needs that depends only on returns up to a row (the EWMA filter,
+    the raw returns' running sums, the de-volatised returns ``z_t = r_t / σ_{t-1}``) is the
+    same for a cut as for the whole history (each is a recursion or running sum from the
+    first row), so it is computed once, lazily, for the whole history; so is each window's
+    implied-vol shock (a function of its own rows), made the first day a window is used
+    and kept. What depends on the day itself is made per day: today's forecast ``σ_now``
+    rescales every ``z_t``, and the rescaled returns' running sums are summed afresh from
+    the first row in NumPy's order (:func:`_scaled_sums_at`), so each window's move carries
+    the bits a cut's filter gives.
+    """
+
+    def __init__(
+        self,
+        history: ReturnHistory,
+        *,
+        horizon_days: int = 2,
+        lookback_days: int = 1250,
+        decay: float = 0.97,
+        overlapping: bool = True,
+        stress: StressPeriod | None = DEFAULT_STRESS,
+        floor_lookback_days: int | None = None,
+        vol_response: VolResponse = DEFAULT_VOL_RESPONSE,
+        warmup: int = DEFAULT_WARMUP,
+    ) -> None:
+        n = horizon_days
+        if n < 1:
+            raise ValidationError("horizon_days", f"must be >= 1, got {n}")
+        if lookback_days < n:
+            raise ValidationError(
+                "lookback_days", f"must be >= the horizon ({n}), got {lookback_days}"
+            )
+        self.history = history
+        self.horizon_days, self.lookback_days, self.decay = n, lookback_days, decay
+        self.overlapping, self.stress = overlapping, stress
+        self.floor_lookback_days = floor_lookback_days
+        self.vol_response, self.warmup = vol_response, warmup
+        self._dates = history.dates.astype(str).tolist()  # window labels, made once
+        self._filter: _Filtered | None = None
+
+    def on(self, t: int) -> ScenarioSet:
+        """Day ``t``'s scenarios: from returns ``0..t`` of the history only (no look-ahead)."""
+        T = t + 1
+        if not 0 < T <= len(self.history):
+            raise ValidationError("history", f"has no row {t} (rows 0..{len(self.history) - 1})")
+        n, history = self.horizon_days, self.history
+        groups = self._groups(T)
+        f = self._filtered()
+        # Today's rescaled running sums at every row a filtered window starts at or ends after.
+        firsts = [e - n + 1 for g, _, e in groups if g != ScenarioGroup.STRESSED]
+        at = np.unique(
+            np.concatenate([np.zeros(1, dtype=np.intp), *firsts, *(s + n for s in firsts)])
+        )
+        filtered_at = np.empty((at.size, f.z.shape[1]))
+        _scaled_sums_at(f.z, f.ewma.sigma_after[T - 1], T, at, filtered_at)
+        every = np.concatenate([ends for _, _, ends in groups])
+        spot = np.empty((len(history.underlyings), every.size), dtype=np.float32)
+        vol = self._vol_shocks(every).T
+        labels: list[str] = []
+        col = 0
+        for group, tag, ends in groups:
+            starts = ends - n + 1
+            moved = (
+                f.raw_sum[ends + 1] - f.raw_sum[starts]
+                if group == ScenarioGroup.STRESSED
+                else filtered_at[np.searchsorted(at, ends + 1)]
+                - filtered_at[np.searchsorted(at, starts)]
+            )
+            spot[:, col : col + ends.size] = np.expm1(moved).T  # rounded to float32
+            col += ends.size
+            labels.extend(f"{tag}:{self._dates[e]}" for e in ends.tolist())
+        return ScenarioSet(
+            underlyings=history.underlyings,
+            spot_shock=spot,
+            vol_shock=np.ascontiguousarray(vol),
+            labels=tuple(labels),
+            group=np.concatenate([np.full(e.size, int(g), dtype=np.int8) for g, _, e in groups]),
+            horizon_days=n,
+            source="fhs",
+            params={
+                "as_of": str(history.dates[t]),
+                "horizon_days": n,
+                "lookback_days": self.lookback_days,
+                "decay": self.decay,
+                "overlapping": self.overlapping,
+                "stress": str(self.stress) if self.stress is not None else None,
+                "floor_lookback_days": self.floor_lookback_days,
+                "vol_response": [self.vol_response.ewma_elasticity, self.vol_response.return_beta],
+            },
+        )
+
+    def _vol_shocks(self, ends: IntArray) -> NDArray[np.float32]:
+        """The implied-vol shock (float32, windows × U) of the windows ending on ``ends``:
+        ``ln(1 + shock) = a · Δln σ_EWMA + b · z_n`` over the window's own rows, the same
+        whichever day uses it; made for the windows not met before, then kept."""
+        f, n = self._filtered(), self.horizon_days
+        new = np.unique(ends[~f.have_vol[ends]])
+        if new.size:
+            starts = new - n + 1
+            raw = f.raw_sum[new + 1] - f.raw_sum[starts]
+            f.vol[new] = _window_vol_shock(f.ewma, raw, starts, new, n, self.vol_response)
+            f.have_vol[new] = True
+        return f.vol[ends]
+
+    def _groups(self, T: int) -> list[tuple[ScenarioGroup, str, IntArray]]:
+        """The windows (their last rows) of each group of the set from the first ``T``
+        returns; a look-back or stress period they cannot fill is refused."""
+        n, lookback, warmup = self.horizon_days, self.lookback_days, self.warmup
+        first_start = warmup  # windows start after the EWMA warm-up
+        if T - lookback < first_start:
+            raise ValidationError(
+                "lookback_days",
+                f"{lookback} days need {lookback + warmup} returns of history "
+                f"(with {warmup} to warm up the EWMA); the history has {T}",
+            )
+        current = _window_ends(T, lookback, n, self.overlapping)
+        groups = [(ScenarioGroup.CURRENT, "fhs", current)]
+        floor = self.floor_lookback_days
+        if floor is not None and floor > lookback:
+            if T - floor < first_start:
+                raise ValidationError(
+                    "floor_lookback_days",
+                    f"{floor} days need {floor + warmup} returns; the history has {T}",
+                )
+            longer = _window_ends(T, floor, n, self.overlapping)
+            groups.append((ScenarioGroup.FLOOR, "floor", longer[longer < current[0]]))
+        if self.stress is not None:
+            ends = _stress_ends(self.history.dates[:T], self.stress, n, warmup)
+            if not self.overlapping:
+                ends = ends[::-1][::n][::-1].copy()
+            groups.append((ScenarioGroup.STRESSED, "stress", ends))
+        return groups
+
+    def _filtered(self) -> _Filtered:
+        if self._filter is None:
+            r = self.history.log_returns
+            f = ewma_filter(r, decay=self.decay, warmup=self.warmup)
+            self._filter = _Filtered(
+                ewma=f,
+                z=np.ascontiguousarray(r / f.sigma_before),
+                raw_sum=_cumsum0(r),
+                vol=np.empty(r.shape, dtype=np.float32),  # rows filled as windows are met
+                have_vol=np.zeros(r.shape[0], dtype=np.bool_),
+            )
+        return self._filter
+
+
+@dataclass(frozen=True, slots=True)
+class _Filtered:
+    """What every day's set of one history shares, per history row: the EWMA filter
+    (``σ_{t-1}``, ``σ_t``), the de-volatised returns ``z_t = r_t / σ_{t-1}``, the raw
+    returns' running sums from row 0 (one more row: ``raw_sum[t]`` sums rows ``< t``), and
+    the implied-vol shock of the window ending on each row (where ``have_vol``)."""
+
+    ewma: EwmaFilter
+    z: FloatArray
+    raw_sum: FloatArray
+    vol: NDArray[np.float32]
+    have_vol: NDArray[np.bool_]
+
+
+@njit(cache=True, nogil=True)
+def _scaled_sums_at(
+    z: np.ndarray, scale: np.ndarray, T: int, at: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[k] = cumsum0(z[:T] * scale)[at[k]]`` (``at`` ascending, within 0..T) without
+    the T × U temporaries: the products and the running sums in NumPy's order and
+    rounding (``z * scale`` rounded, then added row after row from the first, which is
+    copied, not added to 0; no fused multiply-add), so each value carries the bits of
+    ``_cumsum0(z[:T] * scale)``."""
+    n_u = z.shape[1]
+    acc = np.zeros(n_u)
+    k = 0
+    while k < at.shape[0] and at[k] == 0:
+        out[k] = 0.0
+        k += 1
+    for t in range(T):
+        if k == at.shape[0]:
+            return
+        row = z[t]
+        if t == 0:
+            for c in range(n_u):
+                acc[c] = row[c] * scale[c]
+        else:
+            for c in range(n_u):
+                acc[c] = acc[c] + row[c] * scale[c]
+        while k < at.shape[0] and at[k] == t + 1:
+            out[k] = acc
+            k += 1
 
 
 def realised_vol_shocks(
@@ -222,14 +361,14 @@ def _window_ends(T: int, lookback: int, n: int, overlapping: bool) -> IntArray:
     return np.arange(T - 1, first_end - 1, -n, dtype=np.intp)[::-1].copy()
 
 
-def _stress_ends(history: ReturnHistory, stress: StressPeriod, n: int, warmup: int) -> IntArray:
-    inside = (history.dates >= stress.start) & (history.dates <= stress.end)
+def _stress_ends(dates: DateArray, stress: StressPeriod, n: int, warmup: int) -> IntArray:
+    inside = (dates >= stress.start) & (dates <= stress.end)
     idx = np.flatnonzero(inside)
     ends = idx[idx - n + 1 >= max(warmup, int(idx[0]) if idx.size else 0)]
     if ends.size == 0:
         raise ValidationError(
             "stress",
             f"the period {stress} holds no complete {n}-day window of the history "
-            f"({history.dates[0]}..{history.dates[-1]})",
+            f"({dates[0]}..{dates[-1]})",
         )
     return ends

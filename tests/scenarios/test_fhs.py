@@ -4,14 +4,28 @@ the real S&P 500 stress days of the reference table (§5)."""
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
-from marginflow.scenarios.ewma import VolResponse, ewma_filter
-from marginflow.scenarios.fhs import StressPeriod, filtered_historical, realised_vol_shocks
+from marginflow.scenarios.ewma import (
+    DEFAULT_VOL_RESPONSE,
+    DEFAULT_WARMUP,
+    VolResponse,
+    ewma_filter,
+)
+from marginflow.scenarios.fhs import (
+    DEFAULT_STRESS,
+    FilteredHistory,
+    StressPeriod,
+    filtered_historical,
+    realised_vol_shocks,
+)
 from marginflow.scenarios.history import load_arch_series
 from marginflow.scenarios.scenario_set import ScenarioGroup
 
@@ -141,3 +155,110 @@ def test_realised_vol_shocks_refuse_windows_in_the_warm_up() -> None:
         realised_vol_shocks(hist, np.array([50]), horizon_days=2, decay=0.97)
     with pytest.raises(ValidationError, match="after warm-up"):
         realised_vol_shocks(hist, np.array([400]), horizon_days=2, decay=0.97)
+
+
+# ---- one history, every day's set (the back-test's) ------------------------------------
+
+
+def _reference_fhs(
+    history: ReturnHistory,
+    *,
+    horizon_days: int = 2,
+    lookback_days: int = 1250,
+    overlapping: bool = True,
+    stress: StressPeriod | None = DEFAULT_STRESS,
+    floor_lookback_days: int | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], list[str], NDArray[np.int8]]:
+    """The generation as it was written before :class:`FilteredHistory` (the EWMA filter
+    and both running sums over the history it is given, in NumPy): the bits to match."""
+    n, T, warmup, resp = horizon_days, len(history), DEFAULT_WARMUP, DEFAULT_VOL_RESPONSE
+
+    def window_ends(lookback: int) -> NDArray[np.intp]:
+        first_end = T - lookback + n - 1
+        if overlapping:
+            return np.arange(first_end, T, dtype=np.intp)
+        return np.arange(T - 1, first_end - 1, -n, dtype=np.intp)[::-1].copy()
+
+    def cumsum0(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.zeros((x.shape[0] + 1, *x.shape[1:]), dtype=np.float64)
+        np.cumsum(x, axis=0, out=out[1:])
+        return out
+
+    current = window_ends(lookback_days)
+    groups = [(ScenarioGroup.CURRENT, "fhs", current)]
+    if floor_lookback_days is not None and floor_lookback_days > lookback_days:
+        longer = window_ends(floor_lookback_days)
+        groups.append((ScenarioGroup.FLOOR, "floor", longer[longer < current[0]]))
+    if stress is not None:
+        inside = (history.dates >= stress.start) & (history.dates <= stress.end)
+        idx = np.flatnonzero(inside)
+        ends = idx[idx - n + 1 >= max(warmup, int(idx[0]) if idx.size else 0)]
+        if not overlapping:
+            ends = ends[::-1][::n][::-1].copy()
+        groups.append((ScenarioGroup.STRESSED, "stress", ends))
+    f = ewma_filter(history.log_returns, decay=0.97, warmup=warmup)
+    r = history.log_returns
+    raw_sum = cumsum0(r)
+    filtered_sum = cumsum0(r / f.sigma_before * f.sigma_after[-1])
+    spot, vol, labels, codes = [], [], [], []
+    for group, tag, ends in groups:
+        starts = ends - n + 1
+        raw = raw_sum[ends + 1] - raw_sum[starts]
+        moved = (
+            raw
+            if group == ScenarioGroup.STRESSED
+            else filtered_sum[ends + 1] - filtered_sum[starts]
+        )
+        sig0 = f.sigma_before[starts]
+        dlog = np.log(f.sigma_after[ends]) - np.log(sig0)
+        vol.append(resp.vol_shock(dlog, raw / (sig0 * math.sqrt(n))).T)
+        spot.append(np.expm1(moved).T)
+        labels.extend(f"{tag}:{history.dates[e]}" for e in ends)
+        codes.append(np.full(ends.size, int(group), dtype=np.int8))
+    return (
+        np.ascontiguousarray(np.hstack(spot), dtype=np.float32),
+        np.ascontiguousarray(np.hstack(vol), dtype=np.float32),
+        labels,
+        np.concatenate(codes),
+    )
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"floor_lookback_days": 2520},
+        {"overlapping": False, "horizon_days": 3, "floor_lookback_days": 2000},
+    ],
+)
+def test_each_day_is_the_cut_history_to_the_bit(kw: dict[str, Any]) -> None:
+    """Day t's set from the whole history equals, to the bit, the set the generation as it
+    was gives for the history cut at t: days before, inside (a stress group still
+    filling) and after the stressed period, and the last; each with the next day (its one
+    new window's vol shock made alone); the days the cut refuses, refused alike."""
+    history = load_arch_series().history
+    days = FilteredHistory(history, **kw)
+    d = history.dates
+    checked = 0
+    days_ = ("2004-06-01", "2008-09-03", "2008-10-15", "2009-01-02", "2009-04-08", "2010-05-06")
+    for day in (*days_, "2013-06-03"):
+        t = int(np.searchsorted(d, np.datetime64(day)))
+        for t_ in (t, t + 1, len(history) - 1) if day == "2013-06-03" else (t, t + 1):
+            cut = history.until(d[t_])
+            try:
+                once = filtered_historical(cut, **kw)  # one history, one set
+            except ValidationError as exc:  # too early for the look-back or the stress
+                with pytest.raises(ValidationError, match=re.escape(str(exc))):
+                    days.on(t_)
+                continue
+            got = days.on(t_)
+            spot, vol, labels, group = _reference_fhs(cut, **kw)
+            for s in (got, once):
+                assert s.labels == tuple(labels)
+                assert s.spot_shock.tobytes() == spot.tobytes()
+                assert s.vol_shock.tobytes() == vol.tobytes()
+                assert s.group.tobytes() == group.tobytes()
+            assert got.params == once.params
+            assert got.params["as_of"] == str(d[t_])
+            checked += 1
+    assert checked >= 7
