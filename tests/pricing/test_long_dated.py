@@ -3,6 +3,7 @@ and extreme inputs give a ValidationError, never a SystemError or a silent NaN (
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +79,23 @@ def test_absurd_moneyness_is_a_validation_error(s: float, k: float, call: bool) 
         price(b)
     with pytest.raises(ValidationError, match="spot/strike must be in"):
         greeks(b)
+
+
+def test_long_low_vol_high_rate_puts_are_priced_to_the_standard() -> None:
+    """Long-dated puts at low vol and a high rate, short of the length that makes them
+    long-dated (T·max(σ², r, q) < 2): the default scheme alone was 2-4e-2 off here."""
+    from marginflow.pricing.american import HIGH_PRECISION_SCHEME, american_price
+
+    cases = [  # spot, rate, yield, vol, years
+        (61.28852949648377, 0.092120235315461, 0.0012297414438768419, 0.05118, 20.711),
+        (85.53688825539226, 0.1409345311026698, 0.008656969318120133, 0.06354, 10.435),
+        (93.89642889283041, 0.1335576799831755, 0.0006238607687659381, 0.06790, 9.544),
+        (96.0901426501633, 0.13713432309405274, 0.03489017703673885, 0.05003, 9.230),
+    ]
+    s, r, q, v, t = (np.array(c) for c in zip(*cases, strict=True))
+    b = OptionBatch.of(is_call=False, is_american=True, spot=s, strike=100.0, expiry_years=t,
+                       rate=r, dividend_yield=q, vol=v)  # fmt: skip
+    ours = american_price(b)
+    reference = american_price(b, scheme=HIGH_PRECISION_SCHEME)
+    np.testing.assert_allclose(ours, reference, atol=1e-3, rtol=0)
+    assert (ours <= 100.0 * perpetual_put(s / 100.0, r, q, v) + 1e-9).all()
