@@ -931,7 +931,9 @@ def _closed_form_or_kind(
     if regime == _EXPIRED:
         return _intrinsic(is_call, s, k), 0
     if regime == _EUROPEAN:
-        return bsm_scalar(is_call, s, k, t, r, q, v), 0
+        # The intrinsic floor binds only where r T <= 1e-12 leaves a premium of that order
+        # (a call at q = r > 0 and T ~ 1e-12 is worth its intrinsic value, the European less).
+        return max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k)), 0
     if regime == _DETERMINISTIC:
         # Both the deterministic value and the European price are lower bounds.
         floor = max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k))
@@ -1450,7 +1452,7 @@ def _spots_closed_form_kernel(
                 det = scale * _deterministic_put(x, r, q, t)
                 out[i] = max(det, european, intrinsic)
             else:
-                out[i] = european
+                out[i] = max(european, intrinsic)
 
 
 def _scalar(name: str, value: float, *, positive: bool = False, nonnegative: bool = False) -> float:
