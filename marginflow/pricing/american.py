@@ -247,12 +247,26 @@ def _bits_as_float_impl(typingctx, bits):  # type: ignore[no-untyped-def]
 
 _bits_as_float: Any = intrinsic(_bits_as_float_impl)
 
+
+def _float_bits_impl(typingctx, value):  # type: ignore[no-untyped-def]
+    """Reinterpret float64 as int64 bits (LLVM bitcast; vectorises)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+_float_bits: Any = intrinsic(_float_bits_impl)
+
 # Floating-point contraction (FMA) only: no reassociation, which would break the
 # Cody-Waite reduction in _fast_exp and change results between runs of different sizes.
 _CONTRACT = {"contract"}
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
+_SHIFT = 6755399441055744.0  # 1.5 · 2^52
 
 
 @njit(cache=True, inline="always")
@@ -278,7 +292,11 @@ def _fast_exp(x: float) -> float:
     counts when only one or two SIMD vectors are in flight.
     """
     x = _fmin(_fmax(x, -708.0), 709.0)
-    k = math.floor(x * _LOG2E + 0.5)
+    # k = round(x / ln 2) by the 1.5·2^52 shift: kd holds k in its low mantissa bits, so
+    # the scale 2^k is built with integer adds and shifts. floor and a float-to-int64
+    # conversion (which AVX2 lacks: LLVM made it four scalar conversions) are avoided.
+    kd = x * _LOG2E + _SHIFT
+    k = kd - _SHIFT
     r = x - k * _LN2_HI - k * _LN2_LO  # |r| <= ln(2)/2
     # Degree-10 polynomial fitted at Chebyshev points of |r| <= ln(2)/2 (relative error
     # 1.1e-15; the Taylor series needs degree 12 for the same).
@@ -292,12 +310,14 @@ def _fast_exp(x: float) -> float:
     ) * r2
     q2 = (2.480148100945729e-05 + 2.7639792518366406e-06 * r) + 2.763814659092266e-07 * r2
     p = (q0 + q1 * r4) + q2 * (r4 * r4)
-    scale: float = _bits_as_float((np.int64(k) + 1023) << 52)
+    # bits(kd) = (1075 << 52) + 2^51 + k: shifted by 52, all but k + 1023 overflows away
+    scale: float = _bits_as_float((_float_bits(kd) + 1023) << 52)
     return p * scale
 
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
 _ERFC_A = 4.0
 
 
@@ -355,31 +375,32 @@ def _fast_ncdf_npdf(x: float) -> tuple[float, float]:
     return (tail if x < 0.0 else 1.0 - tail), _INV_SQRT_2PI * e
 
 
-def _float_bits_impl(typingctx, value):  # type: ignore[no-untyped-def]
-    """Reinterpret float64 as int64 bits (LLVM bitcast; vectorises)."""
-    sig = types.int64(types.float64)
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
+def _ncdf_given_npdf(x: float, pdf: float) -> float:
+    """N(x) given the density n(x) (computed from a related one without an exponential)."""
+    z = abs(x) * _INV_SQRT2
+    t = _ERFC_A / (_ERFC_A + z)
+    tail = _SQRT_HALF_PI * pdf * t * _erfcx_poly(2.0 * t - 1.0)
+    return tail if x < 0.0 else 1.0 - tail
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-_float_bits: Any = intrinsic(_float_bits_impl)
 
 _SQRT2 = math.sqrt(2.0)
 _LN2 = math.log(2.0)
+_EXP_BIAS = _SHIFT + 1023.0  # the shift and the exponent bias
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_log(x: float) -> float:
     """ln(x) for positive normal x, absolute error < 1e-15, in plain arithmetic (vectorises)."""
     bits: int = _float_bits(x)
-    e = (bits >> 52) - 1023
+    # The exponent as a float by the 1.5·2^52 bit trick: AVX2 has no vector int64 to float
+    # conversion (LLVM would make it four scalar ones). Exact for any bits (a negative x
+    # gives a finite value, as the integer form did).
+    e: float = _bits_as_float((bits >> 52) + 0x4338000000000000) - _EXP_BIAS
     m = _bits_as_float((bits & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)  # [1, 2)
     big = m > _SQRT2
     m = 0.5 * m if big else m
-    k = float(e + 1) if big else float(e)
+    k = e + 1.0 if big else e
     s = (m - 1.0) / (m + 1.0)  # |s| <= 0.1716
     z = s * s
     z2 = z * z
@@ -413,7 +434,7 @@ _FP_A_MAX_OMEGA = 8.0
 # QD+ is only the starting point of the iterations: Halley's method stops once no node
 # moves by more than _QD_TOL in ln S (the QD+ boundary itself is off by ~1e-2).
 _QD_MAX_HALLEY = 16
-_QD_TOL = 1e-4
+_QD_TOL = 3e-3
 
 
 @njit(cache=True, inline="always")
@@ -488,9 +509,9 @@ _GROUP = 8
 
 # Rows of the scratch arrays.
 _O_X, _O_R, _O_Q, _O_VOL, _O_T, _O_LNX, _O_QD_ON, _O_FP_ON, _O_GAMMA = range(9)
-_N_TAU, _N_R, _N_Q, _N_VOL, _N_LNX, _N_V, _N_CARRY, _N_ON = range(8)
-_N_W, _N_WPREV, _N_RPREV, _N_WNEW, _N_STEP, _N_SUMN, _N_SUMD = range(8, 15)
-_N_QX, _N_QDR, _N_QDQ, _N_QALPHA, _N_QBETA, _N_GAMMA, _N_WEIGHT = range(15, 22)
+_N_TAU, _N_R, _N_Q, _N_VOL, _N_LNX, _N_V, _N_INVV, _N_CARRY, _N_RQT = range(9)
+_N_W, _N_WPREV, _N_RPREV, _N_WNEW, _N_STEP, _N_SUMN, _N_SUMD = range(9, 16)
+_N_QX, _N_QDR, _N_QDQ, _N_QFWD, _N_QALPHA, _N_QBETA, _N_QHALFINVT, _N_WEIGHT = range(16, 24)
 _P_H, _P_INVSM, _P_SM, _P_CM, _P_C1, _P_C2, _P_C3 = range(7)
 _R_LNX, _R_C0, _R_V, _R_CR, _R_CQ, _R_TERM = range(6)
 
@@ -504,7 +525,7 @@ class _Scratch(NamedTuple):
     """
 
     opt: tuple[FloatArray, ...]  # 9 × (G,) per option
-    nd: tuple[FloatArray, ...]  # 22 × (G·n,) per node
+    nd: tuple[FloatArray, ...]  # 24 × (G·n,) per node
     pt: tuple[FloatArray, ...]  # 7 × (G·n·l,) per iteration point, point-major per option
     pr: tuple[FloatArray, ...]  # 6 × (G·p,) per premium point
 
@@ -519,7 +540,7 @@ def _make_scratch(n: int, n_pts: int, n_p: int) -> _Scratch:
     g = _GROUP
     m_n, m_pt, m_pr = g * n, g * n * n_pts, g * n_p
     nd: tuple[FloatArray, ...] = _rows3(m_n) + _rows3(m_n) + _rows3(m_n) + _rows3(m_n)
-    nd = nd + _rows3(m_n) + _rows3(m_n) + _rows3(m_n) + (np.zeros(m_n),)
+    nd = nd + _rows3(m_n) + _rows3(m_n) + _rows3(m_n) + _rows3(m_n)
     return _Scratch(
         _rows3(g) + _rows3(g) + _rows3(g),
         nd,
@@ -548,6 +569,10 @@ def _group_nodes(size: int, tb_node_s: FloatArray, sc: _Scratch) -> None:
             nd[_N_VOL][lane] = vol
             nd[_N_LNX][lane] = ln_x
             nd[_N_V][lane] = vol * math.sqrt(tau)
+            # Reciprocals and products constant over the iterations, so that the loops
+            # that run many times divide as little as they can.
+            nd[_N_INVV][lane] = 1.0 / (vol * math.sqrt(tau))
+            nd[_N_RQT][lane] = (r - q) * tau
             nd[_N_CARRY][lane] = _fast_exp(-(r - q) * tau)
             # Start near the root: ln(B(0+)/B(τ)) is about vol sqrt(τ) except at small τ.
             nd[_N_QX][lane] = ln_x - vol * math.sqrt(tau)
@@ -568,8 +593,9 @@ def _group_qdplus(size: int, n: int, tol: float, sc: _Scratch) -> None:
     lanes = size * n
     nd = sc.nd
     tau_, r_, q_, vol_, v_ = nd[_N_TAU], nd[_N_R], nd[_N_Q], nd[_N_VOL], nd[_N_V]
-    x_, dr_, dq_, alpha_, beta_ = nd[_N_QX], nd[_N_QDR], nd[_N_QDQ], nd[_N_QALPHA], nd[_N_QBETA]
-    on_, step_, lnx_ = nd[_N_ON], nd[_N_STEP], nd[_N_LNX]
+    x_, dr_, dq_, alpha_dr_, beta_ = nd[_N_QX], nd[_N_QDR], nd[_N_QDQ], nd[_N_QALPHA], nd[_N_QBETA]
+    step_, lnx_, inv_v_, rqt_ = nd[_N_STEP], nd[_N_LNX], nd[_N_INVV], nd[_N_RQT]
+    half_inv_t_, fwd_ = nd[_N_QHALFINVT], nd[_N_QFWD]
     for lane in range(lanes):
         t, r, q = tau_[lane], r_[lane], q_[lane]
         s2 = vol_[lane] * vol_[lane]
@@ -586,44 +612,56 @@ def _group_qdplus(size: int, n: int, tol: float, sc: _Scratch) -> None:
         alpha = 2.0 * dr / (s2 * den)
         dr_[lane] = dr
         dq_[lane] = _fast_exp(-q * t)
-        alpha_[lane] = alpha
+        fwd_[lane] = _fast_exp((r - q) * t)
+        alpha_dr_[lane] = alpha / dr
         beta_[lane] = alpha * (ddr + lam_p / den) - lam
+        half_inv_t_[lane] = 0.5 / t
+    qd_on = sc.opt[_O_QD_ON]
     for _ in range(_QD_MAX_HALLEY):
+        # Options whose nodes have all settled are skipped (their lanes would not move):
+        # the group's slowest option no longer costs the others' work.
         for g in range(size):
+            if qd_on[g] == 0.0:
+                continue
             for i in range(n):
-                on_[_u(g * n + i)] = sc.opt[_O_QD_ON][g]
-        for lane in range(lanes):
-            t, r, q, v = tau_[lane], r_[lane], q_[lane], v_[lane]
-            dr, dq, alpha, beta = dr_[lane], dq_[lane], alpha_[lane], beta_[lane]
-            s2 = vol_[lane] * vol_[lane]
-            x = x_[lane]
-            s = _fast_exp(x)
-            dp = (x + (r - q) * t) / v + 0.5 * v
-            dm = dp - v
-            n_dp, pdf = _fast_ncdf_npdf(-dp)
-            n_dm = _fast_ncdf(-dm)
-            npv = dr * n_dm - s * dq * n_dp
-            theta = r * dr * n_dm - q * s * dq * n_dp - 0.5 * s2 * s * dq * pdf / v
-            charm = -dq * (pdf * ((r - q) / v - dm / (2.0 * t)) + q * n_dp)
-            g0 = (1.0 - dq * n_dp) * s - beta * (1.0 - s - npv) + alpha * theta / dr
-            g1 = 1.0 - dq * n_dp + dq * pdf / v + beta * (1.0 - dq * n_dp) + alpha * charm / dr
-            gamma = pdf * dq / (v * s)
-            colour = gamma * (q + (r - q) * dp / v + (1.0 - dp * dm) / (2.0 * t))
-            g2 = dq * (pdf / (s * v) - pdf * dp / (s * v * v)) + beta * gamma + alpha * colour / dr
-            # Halley in x = ln S: G' = S g', G'' = S g' + S² g''
-            gx1 = s * g1
-            gx2 = gx1 + s * s * g2
-            step = g0 / gx1 / (1.0 - 0.5 * g0 * gx2 / (gx1 * gx1))
-            step = _fmin(_fmax(step, -1.0), 1.0) * on_[lane]
-            x_[lane] = _fmin(x - step, lnx_[lane])
-            step_[lane] = abs(step)
+                li = _u(g * n + i)
+                r, q, v, inv_v = r_[li], q_[li], v_[li], inv_v_[li]
+                dr, dq, a_dr, beta = dr_[li], dq_[li], alpha_dr_[li], beta_[li]
+                half_inv_t = half_inv_t_[li]
+                s2 = vol_[li] * vol_[li]
+                x = x_[li]
+                s = _fast_exp(x)
+                dp = (x + rqt_[li]) * inv_v + 0.5 * v
+                dm = dp - v
+                n_dp, pdf = _fast_ncdf_npdf(-dp)
+                # n(d-) = n(d+) S e^{-qt} / (K e^{-rt}) (unit strike): no second exponential
+                n_dm = _ncdf_given_npdf(-dm, pdf * s * fwd_[li])
+                sdq = s * dq
+                npv = dr * n_dm - sdq * n_dp
+                theta = r * dr * n_dm - q * sdq * n_dp - 0.5 * s2 * sdq * pdf * inv_v
+                charm = -dq * (pdf * ((r - q) * inv_v - dm * half_inv_t) + q * n_dp)
+                g0 = (1.0 - dq * n_dp) * s - beta * (1.0 - s - npv) + a_dr * theta
+                g1 = 1.0 - dq * n_dp + dq * pdf * inv_v + beta * (1.0 - dq * n_dp) + a_dr * charm
+                # S γ (γ the gamma) and S² g'': g'' = γ (1 - d+/v + β + α/dr · colour/γ)
+                s_gamma = pdf * dq * inv_v
+                colour = q + (r - q) * dp * inv_v + (1.0 - dp * dm) * half_inv_t
+                s2_g2 = s * s_gamma * ((1.0 - dp * inv_v) + beta + a_dr * colour)
+                # Halley in x = ln S: G' = S g', G'' = S g' + S² g''; step G/G' / (1 - G G''/2G'²)
+                gx1 = s * g1
+                gx2 = gx1 + s2_g2
+                step = g0 * gx1 / (gx1 * gx1 - 0.5 * g0 * gx2)
+                step = _fmin(_fmax(step, -1.0), 1.0)
+                x_[li] = _fmin(x - step, lnx_[li])
+                step_[li] = abs(step)
         busy = False
         for g in range(size):
+            if qd_on[g] == 0.0:
+                continue
             worst = 0.0
             for i in range(n):
                 worst = _fmax(worst, step_[_u(g * n + i)])
             if worst < tol:
-                sc.opt[_O_QD_ON][g] = 0.0
+                qd_on[g] = 0.0
             else:
                 busy = True
         if not busy:
@@ -687,22 +725,19 @@ def _group_boundary(
                 c1[_u(base + ik)] = r * _fast_exp(r * u) * tb_fp_wt[ik] * t
                 c2[_u(base + ik)] = q * _fast_exp(q * u) * tb_fp_wt[ik] * t
 
-    sum_n, sum_d, w_new, step_ = nd[_N_SUMN], nd[_N_SUMD], nd[_N_WNEW], nd[_N_STEP]
-    w_prev, r_prev, gam_, on_ = nd[_N_WPREV], nd[_N_RPREV], nd[_N_GAMMA], nd[_N_ON]
-    weight_ = nd[_N_WEIGHT]
-    v_, lnx_, r_, q_, tau_, carry_ = (
-        nd[_N_V],
-        nd[_N_LNX],
-        nd[_N_R],
-        nd[_N_Q],
-        nd[_N_TAU],
-        nd[_N_CARRY],
-    )
+    sum_n, sum_d, w_new = nd[_N_SUMN], nd[_N_SUMD], nd[_N_WNEW]
+    w_prev, r_prev, weight_ = nd[_N_WPREV], nd[_N_RPREV], nd[_N_WEIGHT]
+    v_, inv_v_, lnx_, rqt_, carry_ = nd[_N_V], nd[_N_INVV], nd[_N_LNX], nd[_N_RQT], nd[_N_CARRY]
+    fp_on = opt[_O_FP_ON]
     for it in range(max_iter):
+        # Options that have converged are skipped (their lanes would not move): the
+        # group's slowest option no longer costs the others' work.
         # H at the iteration points (node 0 has H = 0 and drops out). Indices are cast to
         # unsigned where Numba cannot see they are >= 0: it then skips the negative-index
         # wraparound, which made such small loops a quarter of the run time.
         for g in range(size):
+            if fp_on[g] == 0.0:
+                continue
             base = g * nl
             for ik in range(nl):
                 h[_u(base + ik)] = 0.0
@@ -713,10 +748,12 @@ def _group_boundary(
                     h[_u(base + ik)] += tb_fp_interp[jj, ik] * hj
         # Integrands, summed over the points of each node: ln(B(τ)/B(u)) = sqrt(H(u)) - w_i.
         # The innermost loop runs over the nodes of one point index k: one SIMD vector.
-        for lane in range(lanes):
-            sum_n[lane] = 0.0
-            sum_d[lane] = 0.0
         for g in range(size):
+            if fp_on[g] == 0.0:
+                continue
+            for i in range(n):
+                sum_n[_u(g * n + i)] = 0.0
+                sum_d[_u(g * n + i)] = 0.0
             base = g * nl
             for k in range(nl // n):
                 for i in range(n):
@@ -732,36 +769,45 @@ def _group_boundary(
                         sum_d[li] += c2[p] * _fast_ncdf(dm + sm_[p])
         # Fixed-point map B = K e^{-(r-q)τ} N / D at every node lane.
         first = it == 0
-        for lane in range(lanes):
-            v = v_[lane]
-            ln_b = lnx_[lane] - w[lane]
-            rq_t = (r_[lane] - q_[lane]) * tau_[lane]
-            dp = (ln_b + rq_t) / v + 0.5 * v
-            dm = dp - v
-            cdf_p, pdf_p = _fast_ncdf_npdf(dp)
-            cdf_m, pdf_m = _fast_ncdf_npdf(dm)
-            if use_a:
-                num = pdf_m / v + sum_n[lane]
-                den = pdf_p / v + cdf_p + sum_d[lane]
-            else:
-                num = cdf_m + sum_n[lane]
-                den = cdf_p + sum_d[lane]
-            carry = carry_[lane]
-            f = carry * num / den
-            # First step: partial Jacobi-Newton (derivative of the non-integral terms).
-            b = _fast_exp(ln_b)
-            if use_a:
-                d_den = pdf_p * (1.0 - dp / v) / (b * v)
-                d_num = -pdf_m * dm / (b * v * v)
-            else:
-                d_num = pdf_m / (b * v)
-                d_den = pdf_p / (b * v)
-            fd = carry * (d_num / den - d_den * num / (den * den))
-            newton = b - (f - b) / (fd - 1.0)
-            f = newton if (first and newton > 0.0) else f
-            w_new[lane] = abs(_fast_log(f) - lnx_[lane])
-        # Anderson (depth one) after the Jacobi-Newton and one plain step.
         for g in range(size):
+            if fp_on[g] == 0.0:
+                continue
+            for i in range(n):
+                li = _u(g * n + i)
+                v, inv_v, carry = v_[li], inv_v_[li], carry_[li]
+                ln_b = lnx_[li] - w[li]
+                dp = (ln_b + rqt_[li]) * inv_v + 0.5 * v
+                dm = dp - v
+                cdf_p, pdf_p = _fast_ncdf_npdf(dp)
+                # n(d-) = n(d+) B e^{(r-q)τ} (unit strike): no second exponential
+                b_fwd = _fast_exp(ln_b + rqt_[li])
+                pdf_m = pdf_p * b_fwd
+                if use_a:
+                    num = pdf_m * inv_v + sum_n[li]
+                    den = pdf_p * inv_v + cdf_p + sum_d[li]
+                else:
+                    num = _ncdf_given_npdf(dm, pdf_m) + sum_n[li]
+                    den = cdf_p + sum_d[li]
+                f = carry * num / den
+                if first:
+                    # Partial Jacobi-Newton (derivative of the non-integral terms).
+                    b = b_fwd * carry
+                    inv_bv = inv_v / b
+                    if use_a:
+                        d_den = pdf_p * (1.0 - dp * inv_v) * inv_bv
+                        d_num = -pdf_m * dm * inv_v * inv_bv
+                    else:
+                        d_num = pdf_m * inv_bv
+                        d_den = pdf_p * inv_bv
+                    fd = carry * (d_num / den - d_den * num / (den * den))
+                    newton = b - (f - b) / (fd - 1.0)
+                    f = newton if newton > 0.0 else f
+                w_new[li] = abs(_fast_log(f) - lnx_[li])
+        # Anderson (depth one) after the Jacobi-Newton and one plain step.
+        busy = False
+        for g in range(size):
+            if fp_on[g] == 0.0:
+                continue
             gamma = 0.0
             if it >= 2:
                 num_g = 0.0
@@ -774,25 +820,18 @@ def _group_boundary(
                     den_g += d_res * d_res
                 if den_g > 0.0:
                     gamma = num_g / den_g
-            for i in range(n):
-                gam_[_u(g * n + i)] = gamma
-                on_[_u(g * n + i)] = opt[_O_FP_ON][g]
-        for lane in range(lanes):
-            res = w_new[lane] - w[lane]
-            step = res - gam_[lane] * (w[lane] - w_prev[lane] + res - r_prev[lane])
-            on = on_[lane] > 0.0
-            r_prev[lane] = res if on else r_prev[lane]
-            w_prev[lane] = w[lane] if on else w_prev[lane]
-            w[lane] = abs(w[lane] + step) if on else w[lane]
-            step_[lane] = abs(step) * weight_[lane]
-        busy = False
-        for g in range(size):
             worst = 0.0
             for i in range(n):
-                worst = _fmax(worst, step_[_u(g * n + i)])
+                li = _u(g * n + i)
+                res = w_new[li] - w[li]
+                step = res - gamma * (w[li] - w_prev[li] + res - r_prev[li])
+                r_prev[li] = res
+                w_prev[li] = w[li]
+                w[li] = abs(w[li] + step)
+                worst = _fmax(worst, abs(step) * weight_[li])
             if worst < tol:
-                opt[_O_FP_ON][g] = 0.0
-            elif opt[_O_FP_ON][g] > 0.0:
+                fp_on[g] = 0.0
+            else:
                 busy = True
         if not busy:
             break
@@ -892,7 +931,9 @@ def _closed_form_or_kind(
     if regime == _EXPIRED:
         return _intrinsic(is_call, s, k), 0
     if regime == _EUROPEAN:
-        return bsm_scalar(is_call, s, k, t, r, q, v), 0
+        # The intrinsic floor binds only where r T <= 1e-12 leaves a premium of that order
+        # (a call at q = r > 0 and T ~ 1e-12 is worth its intrinsic value, the European less).
+        return max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k)), 0
     if regime == _DETERMINISTIC:
         # Both the deterministic value and the European price are lower bounds.
         floor = max(bsm_scalar(is_call, s, k, t, r, q, v), _intrinsic(is_call, s, k))
@@ -1418,7 +1459,7 @@ def _spots_closed_form_kernel(
                 det = scale * _deterministic_put(x, r, q, t)
                 out[i] = max(det, european, intrinsic)
             else:
-                out[i] = european
+                out[i] = max(european, intrinsic)
 
 
 def _scalar(name: str, value: float, *, positive: bool = False, nonnegative: bool = False) -> float:
