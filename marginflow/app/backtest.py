@@ -159,13 +159,15 @@ def backtest_book(
     progress: Progress | None = None,
     test_level: float = 0.95,
     book_name: str = "",
+    workers: int = 1,
 ) -> Backtest:
     """Back-test ``loaded``'s book (see the module docstring). ``mode``: ``static`` (the
     book's positions every day), ``dynamic`` (the store's, needs ``database``), ``both``,
     or ``auto``: static, and dynamic too when a database with a position history covering
     the window is given (otherwise a note says why not). ``realised_vols``: ``model`` or
     ``held`` (:data:`~marginflow.backtest.run.REALISED_VOLS`); ``realised_pnl``: ``full``
-    or ``clean`` (:data:`~marginflow.backtest.run.REALISED_PNL`)."""
+    or ``clean`` (:data:`~marginflow.backtest.run.REALISED_PNL`). ``workers``: processes
+    the window's days are split across (:func:`~marginflow.backtest.run.run_backtest`)."""
     mode = mode_choice(mode)
     vols = realised_vols_choice(realised_vols)
     pnl = realised_pnl_choice(realised_pnl)
@@ -188,6 +190,7 @@ def backtest_book(
         realised_vols=vols,
         realised_pnl=pnl,
         progress=progress,
+        workers=workers,
     )
     notes.extend(result.notes)
     if changes and not confidences:

@@ -322,6 +322,7 @@ def run_backtest(
     realised_vols: RealisedVols = "model",
     realised_pnl: RealisedPnl = "full",
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> BacktestResult:
     """Back-test ``book``'s accounts over ``window`` (see the module docstring).
 
@@ -331,7 +332,10 @@ def run_backtest(
     confidences were given: a column's confidence then holds on every day). ``paths`` hold
     the positions per mode. ``realised_vols`` (:data:`REALISED_VOLS`) says how implied vols
     move in the realised P&L, ``realised_pnl`` (:data:`REALISED_PNL`) whether options age
-    over the horizon. ``progress(done, total)`` is called after each day.
+    over the horizon. ``progress(done, total)`` is called after each day. ``workers`` > 1
+    back-tests that many contiguous blocks of the window's days in processes of their own
+    and concatenates them (:mod:`marginflow.backtest.parallel`: the same series; stage
+    timings are then summed over the workers).
     """
     if book.history is None:
         raise ConfigurationError(MSG_NO_HISTORY)
@@ -339,6 +343,17 @@ def run_backtest(
         raise ConfigurationError("the window's horizon differs from the margin period of risk")
     if not paths:
         raise ConfigurationError("no positions to back-test")
+    if workers < 1:
+        raise ConfigurationError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and window.rows.size > 1:
+        from marginflow.backtest.parallel import run_in_workers
+
+        return run_in_workers(
+            run_backtest, window=window, paths=list(paths), workers=workers,
+            progress=progress, book=book, settings=settings, columns=columns,
+            parameters=parameters, fixed=fixed, realised_vols=realised_vols,
+            realised_pnl=realised_pnl,
+        )  # fmt: skip
     timings: dict[str, float] = {}
     cut, paths = _held_only(book, paths)
     hist = cut.history

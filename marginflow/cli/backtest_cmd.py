@@ -115,6 +115,15 @@ def backtest_command(
             "expiry held: the move alone, as the margin's scenarios model it)"
         ),
     ] = "full",
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="processes splitting the window's days, each with its own engine and a "
+            "share of the cores (same results; pays where the kernels leave cores idle; "
+            "the book's memory again per worker)",
+            min=1,
+        ),
+    ] = 1,
     report: Annotated[Path | None, typer.Option(help="write the HTML report here")] = None,
     export: Annotated[
         Path | None, typer.Option(help="day × account margins and P&L: .csv or .parquet")
@@ -187,6 +196,7 @@ def backtest_command(
             realised_vols=realised_vols,
             realised_pnl=pnl,
             progress=Progress("backtest", "days"),
+            workers=workers,
             book_name=str(book),
         )
     except MarginflowError as exc:
