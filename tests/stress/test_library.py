@@ -3,6 +3,7 @@ materialised over a synthetic book as the engine will take them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -30,11 +31,28 @@ def test_the_library_lists_each_set_and_version() -> None:
 def test_stored_sets_are_what_the_builders_make(
     name: str, builder: Callable[..., StressSet]
 ) -> None:
+    """The stored set is what its builder makes, shock for shock to 1e-12 relative: a code
+    change that moves a shock fails here, while the last bit of a shock derived through the
+    platform's exp and log (which differs between NumPy builds: the proxy's clip at the
+    VIX's largest move came out 1.1558821712510847 on one machine, 1.155882171251085 on
+    another) does not. Everything else, labels, dates and sources, is equal exactly."""
     stored = builtin_set(name)
     assert (stored.name, stored.version) == (name, "1")
     made = builder(version="1")
-    assert made.fingerprint == stored.fingerprint, REMAKE.format(name=name, version="1")
-    assert made == stored
+    message = REMAKE.format(name=name, version="1")
+    assert len(made.scenarios) == len(stored.scenarios), message
+    for a, b in zip(made.scenarios, stored.scenarios, strict=True):
+        other = [f.name for f in dataclasses.fields(a) if f.name not in ("market", "named")]
+        assert [getattr(a, f) for f in other] == [getattr(b, f) for f in other], message
+        assert (a.market is None) == (b.market is None), message
+        shocks = [(a.market, b.market)] if a.market is not None else []
+        assert a.named.keys() == b.named.keys(), message
+        shocks += [(a.named[k], b.named[k]) for k in a.named]
+        for x, y in shocks:
+            assert x is not None
+            assert y is not None
+            assert x.spot == pytest.approx(y.spot, rel=1e-12, abs=1e-15), message
+            assert x.vol == pytest.approx(y.vol, rel=1e-12, abs=1e-15), message
 
 
 def test_unknown_sets_and_versions_are_named() -> None:
