@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,12 +104,21 @@ class Backtest:
         }
 
 
+_C = TypeVar("_C", bound=str)
+
+
+def _choice(option: str, name: str, choices: tuple[_C, ...]) -> _C:
+    """``name`` as one of ``choices`` (narrowed to their literal type), or a one-line
+    refusal naming ``option``."""
+    for choice in choices:
+        if name == choice:
+            return choice
+    raise ConfigurationError(f"{option} must be one of {', '.join(choices)}, got {name!r}")
+
+
 def mode_choice(mode: str) -> ModeChoice:
     """``mode`` as one of :data:`MODE_CHOICES`, or a one-line refusal."""
-    for choice in MODE_CHOICES:
-        if mode == choice:
-            return choice
-    raise ConfigurationError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+    return _choice("--mode", mode, MODE_CHOICES)
 
 
 REALISED_VOLS_TEXT: dict[RealisedVols, str] = {
@@ -120,12 +129,7 @@ REALISED_VOLS_TEXT: dict[RealisedVols, str] = {
 
 def realised_vols_choice(name: str) -> RealisedVols:
     """``name`` as one of :data:`REALISED_VOLS`, or a one-line refusal."""
-    for choice in REALISED_VOLS:
-        if name == choice:
-            return choice
-    raise ConfigurationError(
-        f"--realised-vols must be one of {', '.join(REALISED_VOLS)}, got {name!r}"
-    )
+    return _choice("--realised-vols", name, REALISED_VOLS)
 
 
 REALISED_PNL_TEXT: dict[RealisedPnl, str] = {
@@ -136,10 +140,7 @@ REALISED_PNL_TEXT: dict[RealisedPnl, str] = {
 
 def realised_pnl_choice(name: str) -> RealisedPnl:
     """``name`` as one of :data:`REALISED_PNL`, or a one-line refusal."""
-    for choice in REALISED_PNL:
-        if name == choice:
-            return choice
-    raise ConfigurationError(f"--pnl must be one of {', '.join(REALISED_PNL)}, got {name!r}")
+    return _choice("--pnl", name, REALISED_PNL)
 
 
 def backtest_book(
