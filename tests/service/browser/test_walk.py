@@ -110,10 +110,12 @@ def test_member_walk_and_four_eyes_change_reach_the_page_live(
     mine.locator("button.approve").click()
     approver.page.locator("#notice[data-kind='ok']").wait_for()
     assert proposal in approver.page.locator("#notice").inner_text()
+    # the notice follows the reloaded list: the decided proposal has left "awaiting a decision"
+    assert approver.page.locator(f'#proposals tr[data-proposal="{proposal}"]').count() == 0
     approver.page.select_option("#p-status", "approved")
-    done = approver.page.locator(f'#proposals tr[data-proposal="{proposal}"]')
+    # the filter's reload is asynchronous: wait for the row as the approved list shows it
+    done = approver.page.locator(f'#proposals tr[data-proposal="{proposal}"][data-status="approved"]')
     done.wait_for()
-    assert done.get_attribute("data-status") == "approved"
     assert "approved by risk.approver" in done.locator("td.decision").inner_text()
     approver.shot("06-approver-approved")
 

@@ -16,11 +16,21 @@ function valueOf(text) {
   return t !== "" && Number.isFinite(n) ? n : t;
 }
 
-async function act(path, body, done) {
+// The decision's buttons are disabled while it is in flight (a second click would be a second
+// decision), and the notice comes after the list is reloaded, so the list never shows the
+// proposal as still open beside a notice that says it was decided.
+async function act(path, body, done, buttons) {
+  for (const b of buttons) b.disabled = true;
   try {
     await api(path, { method: "POST", body });
-    notify(done, "ok");
+  } catch (err) {
+    for (const b of buttons) b.disabled = false;
+    failure(err);
+    return;
+  }
+  try {
     await load();
+    notify(done, "ok");
   } catch (err) {
     failure(err);
   }
@@ -46,17 +56,17 @@ function decisionCell(p) {
   const approve = el("button", { type: "button", class: "approve", text: "Approve", disabled: Boolean(why), title: why || null });
   const reject = el("button", { type: "button", class: "reject secondary", text: "Reject", disabled: Boolean(why), title: why || null });
   approve.addEventListener("click", () =>
-    act(`/parameters/proposals/${encodeURIComponent(p.id)}/approve`, { note: note.value }, `Approved ${p.id}: published to the calculators.`),
+    act(`/parameters/proposals/${encodeURIComponent(p.id)}/approve`, { note: note.value }, `Approved ${p.id}: published to the calculators.`, [approve, reject]),
   );
   reject.addEventListener("click", () =>
-    act(`/parameters/proposals/${encodeURIComponent(p.id)}/reject`, { note: note.value }, `Rejected ${p.id}.`),
+    act(`/parameters/proposals/${encodeURIComponent(p.id)}/reject`, { note: note.value }, `Rejected ${p.id}.`, [approve, reject]),
   );
   cell.append(el("div", { class: "actions" }, note, approve, reject));
   if (why) cell.append(el("div", { class: "why", text: why }));
   if (mine && can(me, "parameters.propose")) {
     const withdraw = el("button", { type: "button", class: "withdraw secondary", text: "Withdraw" });
     withdraw.addEventListener("click", () =>
-      act(`/parameters/proposals/${encodeURIComponent(p.id)}/withdraw`, undefined, `Withdrew ${p.id}.`),
+      act(`/parameters/proposals/${encodeURIComponent(p.id)}/withdraw`, undefined, `Withdrew ${p.id}.`, [withdraw]),
     );
     cell.append(el("div", { class: "actions" }, withdraw));
   }
