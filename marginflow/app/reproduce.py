@@ -4,7 +4,7 @@ margin's market offset, and the account's positions at its version, all read bac
 store, through the calculator's own code; the broker and the log are not needed.
 
 A margin is a function of the account's holdings, the market and the settings, to the bit
-(the engine sums an account's P&L afresh from its holdings in instrument order), so the
+(an account's P&L vector is a sum of rounded terms, exact in any order), so the
 recomputed margin equals the stored one exactly, or something differs and is named.
 """
 

@@ -1,10 +1,21 @@
 """Account scenario P&L: sparse positions (A × N, CSR) times the P&L matrix (N × S float32).
 
-Accumulation is in float64, and account vectors are stored in float64: the matrix entries
-are float32 (7 digits), but a hedged account sums many large terms that cancel, and the
-incremental engine adds and subtracts rows over a day of changes — float64 keeps both far
-below a cent. The kernel streams each held instrument's row once per holding account; it
-is bound by memory bandwidth (see ``benchmarks/margin.py`` for the ratio).
+Every term ``quantity × P&L per unit`` is rounded to a multiple of :data:`PNL_QUANTUM`
+(2^-10 of a currency unit) before it is added, and account vectors are float64. A sum of
+such multiples is exact while its partial sums stay below :data:`PNL_EXACT_BOUND` in
+magnitude, so it does not depend on the order of its terms. That is what lets the engine
+add and subtract one position's term when a trade changes it (work in proportion to the
+change) and still hold, to the bit, the vector a fresh sum over the account's holdings gives
+(a batch margin, a restored engine and ``marginflow reproduce`` agree exactly).
+
+The quantum costs nothing a margin can see: a matrix entry is float32, whose own rounding
+(2^-24 relative) is coarser than 2^-10 for any entry above 2^-14 of a currency unit, and the
+rounding of an account's sum is at most half a quantum per holding. Beyond the bound (a
+single scenario's P&L of an account over 8.8e12 currency units) sums are still
+deterministic for a given order but no longer order-free.
+
+The kernel streams each held instrument's row once per holding account; it is bound by
+memory bandwidth (see ``benchmarks/margin.py`` for the ratio).
 """
 
 from __future__ import annotations
@@ -18,6 +29,12 @@ from marginflow.core.batch import FloatArray
 
 Float32Array = NDArray[np.float32]
 
+PNL_QUANTUM = 2.0**-10
+"""The grid every position's scenario P&L term is rounded to, in currency units."""
+PNL_EXACT_BOUND = 2.0**53 * PNL_QUANTUM
+"""Below this magnitude (currency units) sums of rounded terms are exact and order-free."""
+_UNITS = 1.0 / PNL_QUANTUM
+
 
 def account_pnl(
     positions: sp.csr_matrix,
@@ -26,7 +43,8 @@ def account_pnl(
     rows: NDArray[np.intp] | None = None,
     out: FloatArray | None = None,
 ) -> FloatArray:
-    """``positions[rows] @ pnl_matrix`` in float64 (R × S); all rows by default."""
+    """``positions[rows] @ pnl_matrix`` in float64 (R × S, currency units), each term
+    rounded to :data:`PNL_QUANTUM`; all rows by default."""
     a = positions.shape[0]
     rows = np.arange(a, dtype=np.intp) if rows is None else np.asarray(rows, np.intp)
     if out is None:
@@ -42,7 +60,9 @@ def account_pnl(
     return out
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+# No fastmath: LLVM vectorises these element-wise loops without it, and the rounding must
+# see each product exactly as written.
+@njit(cache=True, parallel=True)
 def _csr_dense_kernel(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -53,53 +73,51 @@ def _csr_dense_kernel(
 ) -> None:
     # Four positions per pass over the accumulator: the matrix rows are streamed once
     # each, the accumulator (in cache) is read and written a quarter as often. Measured
-    # 2.5× faster than one position per pass. fastmath only lets LLVM vectorise the
-    # float32 → float64 multiply-adds; no value is NaN or infinite here.
+    # 2.5× faster than one position per pass. The accumulator counts quanta (exact
+    # integers in float64), scaled to currency once at the end (a power of two: exact).
     n_s = m.shape[1]
     for r in prange(rows.shape[0]):
         a = rows[r]
         acc = np.zeros(n_s)
         p, hi = indptr[a], indptr[a + 1]
         while p + 3 < hi:
-            q1, q2, q3, q4 = data[p], data[p + 1], data[p + 2], data[p + 3]
+            q1, q2 = data[p] * _UNITS, data[p + 1] * _UNITS
+            q3, q4 = data[p + 2] * _UNITS, data[p + 3] * _UNITS
             s1, s2 = m[indices[p]], m[indices[p + 1]]
             s3, s4 = m[indices[p + 2]], m[indices[p + 3]]
             for s in range(n_s):
-                acc[s] += (q1 * s1[s] + q2 * s2[s]) + (q3 * s3[s] + q4 * s4[s])
+                acc[s] += (np.rint(q1 * np.float64(s1[s])) + np.rint(q2 * np.float64(s2[s]))) + (
+                    np.rint(q3 * np.float64(s3[s])) + np.rint(q4 * np.float64(s4[s]))
+                )
             p += 4
         while p < hi:
-            q1, s1 = data[p], m[indices[p]]
+            q1, s1 = data[p] * _UNITS, m[indices[p]]
             for s in range(n_s):
-                acc[s] += q1 * s1[s]
+                acc[s] += np.rint(q1 * np.float64(s1[s]))
             p += 1
-        out[r, :] = acc
+        for s in range(n_s):
+            out[r, s] = acc[s] * PNL_QUANTUM
 
 
 @njit(cache=True)
-def add_scaled_row(target: np.ndarray, q: float, row: np.ndarray) -> None:
-    """``target += q * row`` (float64 target, float32 or float64 row)."""
-    for s in range(target.shape[0]):
-        target[s] += q * row[s]
-
-
-@njit(cache=True, parallel=True)
-def add_row_differences(
-    acc_rows: np.ndarray,
-    targets: np.ndarray,
-    weights: np.ndarray,
-    instr_pos: np.ndarray,
-    ptr: np.ndarray,
-    new_rows: np.ndarray,
-    old_rows: np.ndarray,
+def add_position_changes(
+    pnl: np.ndarray,
+    accounts: np.ndarray,
+    instruments: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    m: np.ndarray,
 ) -> None:
-    """Rank-k correction for a price move: for each affected account ``targets[t]``,
-    ``acc[targets[t]] += Σ_p weights[p] · (new_rows[instr_pos[p]] - old_rows[instr_pos[p]])``
-    over its entries ``p`` in ``ptr[t]:ptr[t+1]`` (differences taken in float64)."""
-    n_s = acc_rows.shape[1]
-    for t in prange(targets.shape[0]):
-        acc = acc_rows[targets[t]]
-        for p in range(ptr[t], ptr[t + 1]):
-            q = weights[p]
-            k = instr_pos[p]
-            for s in range(n_s):
-                acc[s] += q * (np.float64(new_rows[k, s]) - np.float64(old_rows[k, s]))
+    """For each change ``c``: account ``accounts[c]``'s quantity of instrument
+    ``instruments[c]`` went from ``old[c]`` to ``new[c]``; its P&L vector (row of ``pnl``,
+    currency units) trades the old rounded term for the new one. The result is the vector
+    :func:`account_pnl` sums afresh from the new holdings, to the bit (within
+    :data:`PNL_EXACT_BOUND`). Serial: several changes may name one account."""
+    n_s = m.shape[1]
+    for c in range(accounts.shape[0]):
+        acc = pnl[accounts[c]]
+        row = m[instruments[c]]
+        qn, qo = new[c] * _UNITS, old[c] * _UNITS
+        for s in range(n_s):
+            x = np.float64(row[s])
+            acc[s] += (np.rint(qn * x) - np.rint(qo * x)) * PNL_QUANTUM

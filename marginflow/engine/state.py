@@ -1,25 +1,27 @@
 """The incremental margin engine: state that recomputes exactly what a change touches.
 
 State: the instruments × scenarios P&L matrix ``M`` (float32), each account's positions,
-each account's scenario P&L vector ``P[a] = Σ_j q_aj · M[j]`` (float64) and its margin.
+each account's scenario P&L vector ``P[a] = Σ_j r(q_aj · M[j])`` (float64, each term rounded
+to the P&L quantum, :mod:`.aggregate`) and its margin.
 
-* a trade (account a, instrument j, Δq): a's positions change, then ``P[a]`` is summed
-  afresh from them and a's margin recomputed — O(a's positions × S), independent of the
+* a trade (account a, instrument j, q → q'): ``P[a] += r(q' · M[j]) − r(q · M[j])`` and a's
+  margin recomputed — O(S) per changed position, independent of a's holdings and of the
   book's size;
 * a price or vol move on underlying u: re-price u's instruments J (new rows ``M'[J]``), then
-  for each account holding any of them ``P[a]`` afresh and its margin; nothing else is
-  touched;
-* what-if: the trades added to a copy of one account's vector; the state is unchanged.
+  for each account holding any of them ``P[a]`` summed afresh from its holdings and its
+  margin; nothing else is touched;
+* what-if: the trades' terms traded on a copy of one account's vector; the state is
+  unchanged.
 
-``P[a]`` is always summed in instrument order from the account's holdings (it used to be
-corrected in place, ``P[a] += Δq · M[j]``, which left it depending in its last bits on the
-order changes arrived). Revaluing a subset is bit-identical to a full revaluation (see
-:mod:`.revaluation`), so after any sequence of changes every account's vector and margin
-equal a full recompute of the final book *to the bit*: the stream's margins equal the batch
-CLI's, a restored engine equals an uninterrupted one, and ``marginflow reproduce`` can
-demand equality. The cost: a trade re-sums its account's positions (measured on the quick
-benchmark book, ~500 positions per account, 2,000 scenarios: one trade p50 0.14 → 0.30 ms,
-one underlying's move p50 21 → 34 ms; ``benchmarks/README.md``).
+The terms are multiples of the quantum and their sums are exact (below 8.8e12 currency
+units), so ``P[a]`` does not depend on the order its terms were added or removed in.
+Revaluing a subset is bit-identical to a full revaluation (see :mod:`.revaluation`), so after
+any sequence of changes every account's vector and margin equal a full recompute of the
+final book *to the bit*: the stream's margins equal the batch CLI's, a restored engine
+equals an uninterrupted one, and ``marginflow reproduce`` can demand equality. (Before the
+quantum, exactness was bought by re-summing an account's every holding on each trade:
+O(holdings × S) per trade; on the stream benchmark's book, ~116 holdings an account after
+a day's trades, a batch of 100 trades took 5.4 ms of which 3.8 ms was that, now 2.8 ms.)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import FloatArray
 from marginflow.core.book import Book, Instruments, Market, Positions
 from marginflow.core.errors import ValidationError
-from marginflow.engine.aggregate import account_pnl, add_scaled_row
+from marginflow.engine.aggregate import account_pnl, add_position_changes
 from marginflow.engine.revaluation import GridCache, RevaluationSettings, deltas, revalue
 from marginflow.margin.addons import concentration_addon, liquidation_days
 from marginflow.margin.base import (
@@ -197,15 +199,22 @@ class MarginEngine:
         revalued in one call, the positions changed, and every account that either touched
         is re-summed and re-margined once. Returns those accounts' indices (sorted).
         Validated before anything changes; the result is the same, to the bit, as applying
-        the moves and the trades one by one in any order."""
+        the moves and the trades one by one in any order.
+
+        A moved account's P&L vector is summed afresh from its holdings; an account only
+        traded trades each changed position's old term for its new one (work in proportion
+        to the trades, not to its holdings). Both give the same vector to the bit, because
+        its terms are rounded to a quantum and their sums are exact
+        (:mod:`marginflow.engine.aggregate`)."""
         market, moved = self._moved_market(moves or {})
         batch = self._trade_batch(trades or {})
         if moved:
             self.book = replace(self.book, market=market)
         revalued = self._revalue_underlyings(moved)
-        traded = self._change_positions(batch)
+        traded, changes = self._change_positions(batch)
+        self._add_changes(changes, skip=revalued)
         touched: IndexArray = np.union1d(revalued, traded).astype(np.intp)
-        self._refresh(touched)
+        self._refresh(touched, resum=revalued)
         return touched
 
     def _trade_batch(
@@ -223,16 +232,29 @@ class MarginEngine:
             batch.append((a, items))
         return batch
 
-    def _change_positions(self, batch: list[tuple[int, list[tuple[int, float]]]]) -> IndexArray:
-        """Apply validated quantity deltas; returns the accounts they name (sorted)."""
+    def _change_positions(
+        self, batch: list[tuple[int, list[tuple[int, float]]]]
+    ) -> tuple[IndexArray, list[tuple[int, int, float, float]]]:
+        """Apply validated quantity deltas; returns the accounts they name (sorted) and each
+        position's change as (account, instrument, old quantity, new quantity)."""
         holders, und = self._holders, self.book.instruments.underlying
+        changes: list[tuple[int, int, float, float]] = []
         for a, items in batch:
             pos = self._positions[a]
-            self._rows.pop(a, None)
+            # a few changes edit the account's cached holdings in place of a rebuild (a
+            # rebuild walks every holding in Python: ~35 µs for a hundred)
+            cached = self._rows.get(a)
+            if len(items) > 8:
+                self._rows.pop(a, None)
+                cached = None
             for j, dq in items:
                 if dq == 0.0:
                     continue
-                new = pos.get(j, 0.0) + dq
+                old = pos.get(j, 0.0)
+                new = old + dq
+                changes.append((a, j, old, new))
+                if cached is not None:
+                    cached = self._rows[a] = _edit_holding(cached, j, new)
                 if new == 0.0:
                     pos.pop(j, None)
                     holders.get(j, set()).discard(a)
@@ -241,7 +263,25 @@ class MarginEngine:
                     pos[j] = new
                     holders.setdefault(j, set()).add(a)
                     self._und_holders[und[j]].add(a)
-        return np.unique(np.fromiter((a for a, _ in batch), dtype=np.intp, count=len(batch)))
+        accounts = np.unique(np.fromiter((a for a, _ in batch), dtype=np.intp, count=len(batch)))
+        return accounts, changes
+
+    def _add_changes(self, changes: list[tuple[int, int, float, float]], skip: IndexArray) -> None:
+        """Each position change's term traded into its account's P&L vector, except for
+        the accounts ``skip`` (sorted), which are summed afresh."""
+        if skip.size:
+            changes = [c for c in changes if not _contains(skip, c[0])]
+        if not changes:
+            return
+        a, j, old, new = zip(*changes, strict=True)
+        add_position_changes(
+            self.pnl,
+            np.asarray(a, dtype=np.int64),
+            np.asarray(j, dtype=np.int64),
+            np.asarray(old, dtype=np.float64),
+            np.asarray(new, dtype=np.float64),
+            self.matrix,
+        )
 
     def _left_underlying(self, a: int, u: int) -> None:
         """Account ``a`` gave up a series of underlying ``u``: it leaves ``u``'s holders
@@ -441,7 +481,7 @@ class MarginEngine:
         self.matrix[self._expired] = 0.0
         self._delta = deltas(ins, market, self.revaluation.vol_floor)
         self.pnl = account_pnl(self._positions_csr(), self.matrix)
-        self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp))
+        self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp), resum=_NONE)
         return left
 
     def is_expired(self, instrument: str) -> bool:
@@ -461,19 +501,32 @@ class MarginEngine:
         self.check_model(model)
         self.model = model
         self.model_info = model.info(self.scenarios)
-        self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp))
+        self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp), resum=_NONE)
 
     def what_if(self, account: str, trades: Sequence[tuple[str, float]]) -> WhatIf:
         """Margin of ``account`` if ``trades`` (instrument, quantity) were added."""
         a = self._account(account)
-        pnl = self.pnl[a].copy()
         pos = dict(self._positions[a])
+        changed: list[tuple[int, float, float]] = []
         for instrument, q in trades:
             j = self._instrument(instrument)
-            add_scaled_row(pnl, float(q), self.matrix[j])
-            pos[j] = pos.get(j, 0.0) + q
-            if pos[j] == 0.0:
-                del pos[j]
+            if not np.isfinite(q):
+                raise ValidationError("quantity", f"must be finite, got {q!r}")
+            old = pos.get(j, 0.0)
+            new = old + float(q)
+            changed.append((j, old, new))
+            if new == 0.0:
+                pos.pop(j, None)
+            else:
+                pos[j] = new
+        # each position's term traded as applying the trades would: the same vector, to the bit
+        one = self.pnl[a : a + 1].copy()
+        if changed:
+            j_, old_, new_ = (np.asarray(v) for v in zip(*changed, strict=True))
+            add_position_changes(
+                one, np.zeros(j_.size, dtype=np.int64), j_.astype(np.int64), old_, new_, self.matrix
+            )
+        pnl = one[0]
         core = self.model.evaluate(pnl[np.newaxis, :], self.scenarios.group)
         conc = self._concentration_of(pnl, pos)
         after = max(float(core.es[0]), 0.0) + conc
@@ -558,10 +611,14 @@ class MarginEngine:
         matrix.sort_indices()
         return matrix
 
-    def _refresh(self, rows: IndexArray) -> None:
+    def _refresh(self, rows: IndexArray, *, resum: IndexArray | None = None) -> None:
+        """Re-margin accounts ``rows``, summing afresh the P&L vectors of ``resum`` (all of
+        ``rows`` by default; the others are already current)."""
         if rows.size == 0:
             return
-        self._recompute_pnl(rows)
+        resum = rows if resum is None else resum
+        if resum.size:
+            self._recompute_pnl(resum)
         self._update_tail(rows)
         self._update_concentration(rows)
         self.margin[rows] = np.maximum(self.es[rows], 0.0) + self.concentration[rows]
@@ -695,6 +752,38 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.sink[self.stage] = self.sink.get(self.stage, 0.0) + time.perf_counter() - self.t0
+
+
+def _edit_holding(
+    part: tuple[NDArray[np.int64], FloatArray], j: int, q: float
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """Holdings (instrument indices ascending, quantities) with instrument ``j`` at
+    quantity ``q`` (0: not held)."""
+    cols, vals = part
+    i = int(np.searchsorted(cols, j))
+    if i < cols.size and cols[i] == j:
+        if q == 0.0:
+            return np.concatenate((cols[:i], cols[i + 1 :])), np.concatenate(
+                (vals[:i], vals[i + 1 :])
+            )
+        vals = vals.copy()
+        vals[i] = q
+        return cols, vals
+    if q == 0.0:
+        return part
+    return (
+        np.concatenate((cols[:i], np.array([j], dtype=np.int64), cols[i:])),
+        np.concatenate((vals[:i], np.array([q]), vals[i:])),
+    )
+
+
+_NONE: IndexArray = np.zeros(0, dtype=np.intp)
+_NONE.flags.writeable = False
+
+
+def _contains(sorted_rows: IndexArray, a: int) -> bool:
+    i = int(np.searchsorted(sorted_rows, a))
+    return i < sorted_rows.size and int(sorted_rows[i]) == a
 
 
 def _dicts_from_csr(x: sp.csr_matrix) -> list[dict[int, float]]:

@@ -219,9 +219,9 @@ def test_every_account_a_batch_touches_is_refreshed_and_published_once() -> None
     refreshed: list[np.ndarray] = []
     refresh = engine._refresh
 
-    def spy(rows: np.ndarray) -> None:
+    def spy(rows: np.ndarray, *, resum: np.ndarray | None = None) -> None:
         refreshed.append(rows.copy())
-        refresh(rows)
+        refresh(rows, resum=resum)
 
     engine._refresh = spy  # type: ignore[method-assign]
     # an account that trades and holds a moved underlying: both in one batch

@@ -114,7 +114,9 @@ def test_member_walk_and_four_eyes_change_reach_the_page_live(
     assert approver.page.locator(f'#proposals tr[data-proposal="{proposal}"]').count() == 0
     approver.page.select_option("#p-status", "approved")
     # the filter's reload is asynchronous: wait for the row as the approved list shows it
-    done = approver.page.locator(f'#proposals tr[data-proposal="{proposal}"][data-status="approved"]')
+    done = approver.page.locator(
+        f'#proposals tr[data-proposal="{proposal}"][data-status="approved"]'
+    )
     done.wait_for()
     assert "approved by risk.approver" in done.locator("td.decision").inner_text()
     approver.shot("06-approver-approved")
