@@ -9,7 +9,10 @@ from dataclasses import replace
 import numba
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from marginflow.engine.aggregate import account_pnl
+from marginflow.engine.revaluation import revalue
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
 from tests.engine.conftest import SmallCase
@@ -102,3 +105,35 @@ def test_results_do_not_depend_on_the_thread_count(small_case: SmallCase) -> Non
         pytest.skip("one thread only: nothing to compare")
     for one, many in zip(results[0], results[1], strict=True):
         assert np.array_equal(one, many)
+
+
+def _at_offset(a: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of ``a`` starting ``offset`` elements into a larger buffer: same
+    values, another address (and another alignment)."""
+    big = np.zeros(a.size + 8, dtype=a.dtype)
+    big[offset : offset + a.size] = a.ravel()
+    return big[offset : offset + a.size].reshape(a.shape)
+
+
+def test_revaluation_and_aggregation_do_not_depend_on_array_addresses(
+    small_case: SmallCase,
+) -> None:
+    """The same inputs at other addresses give the same bytes: a vectorised loop's scalar
+    fallback is chosen at run time from address checks, so a kernel whose two bodies round
+    differently (as the American pricer's did under fast-math contraction) would fail."""
+    b, scen = small_case.book, small_case.scenarios
+    spot, vol = (np.ascontiguousarray(a) for a in scen.aligned(b.underlyings.ids))
+    pnl = revalue(instruments=b.instruments, market=b.market, spot_shock=spot, vol_shock=vol)
+    positions = sp.random(40, pnl.shape[0], density=0.1, random_state=3, format="csr") * 100
+    acc = account_pnl(positions, pnl)
+    held = []
+    for offset in (1, 3, 5, 6):
+        held.append(np.empty(1 + 113 * offset))  # shift the heap between calls
+        out = _at_offset(np.zeros_like(pnl), (offset + 2) % 8)
+        got = revalue(
+            instruments=b.instruments, market=b.market, spot_shock=_at_offset(spot, offset),
+            vol_shock=_at_offset(vol, (offset + 3) % 8), out=out,
+        )  # fmt: skip
+        assert got.tobytes() == pnl.tobytes(), f"revalue, offset {offset}"
+        got_acc = account_pnl(positions, _at_offset(pnl, offset), out=_at_offset(acc, offset))
+        assert got_acc.tobytes() == acc.tobytes(), f"account_pnl, offset {offset}"
