@@ -12,8 +12,9 @@ Conventions (amounts in the book's currency; P&L profit-positive, a loss ``L = -
   from the book's history, :func:`book_betas`), every instrument is revalued under every
   scenario by the engine's revaluation (:func:`marginflow.engine.revaluation.revalue`, the
   premium grids shared with the margin run through its :class:`GridCache`), and the
-  positions summed as the margin sums them (:func:`marginflow.engine.aggregate.account_pnl`). A stress
-  move is instantaneous: times to expiry, rates and dividends are today's.
+  positions summed as the margin sums them
+  (:func:`marginflow.engine.aggregate.account_pnl`). A stress move is instantaneous: times
+  to expiry, rates and dividends are today's.
 * **Margin posted** ``m_a``: the margin of account ``a`` under ``settings`` (the ES margin
   with its add-ons, :func:`marginflow.app.margin.margin_book`), computed on the same book.
 * **Gross loss**: ``L[a, s]``; an account's worst gross loss is ``max_s L[a, s]`` and its

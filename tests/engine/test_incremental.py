@@ -209,5 +209,5 @@ def test_a_move_touches_exactly_the_holders_after_positions_open_and_close(
 def test_what_if_refuses_a_quantity_that_is_not_finite(small_case: SmallCase) -> None:
     b = small_case.book
     eng = MarginEngine(b, small_case.scenarios, MODEL)
-    with pytest.raises(ValidationError, match="quantity.*finite"):
+    with pytest.raises(ValidationError, match=r"quantity.*finite"):
         eng.what_if(b.positions.accounts[0], [(b.instruments.ids[0], float("nan"))])
