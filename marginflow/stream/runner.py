@@ -189,6 +189,11 @@ def _create_topics(log: Log, topology: Topology) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A worker shares the machine's cores with the other stages and the log. OpenMP's
+    # default lets the threads of a finished parallel region spin for a while, burning the
+    # CPU those need; passive threads sleep. Read when the thread pool first starts (the
+    # engine build, after this), and only if the operator did not set it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parser().parse_args(argv)
     try:
         return _main(args)
