@@ -1,11 +1,17 @@
 """``python -m marginflow.stream.runner``: a sink never writes to a database it was not
-given (a default relative to wherever it starts would hide its results)."""
+given (a default relative to wherever it starts would hide its results), and its OpenMP
+threads wait passively unless the operator chose otherwise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from marginflow.stream import runner
 
 
 def test_a_sink_without_db_refuses_and_creates_nothing(tmp_path: Path) -> None:
@@ -23,3 +29,16 @@ def test_a_sink_without_db_refuses_and_creates_nothing(tmp_path: Path) -> None:
     ]
     assert list(here.iterdir()) == []
     assert not (tmp_path / "log").exists()
+
+
+def test_openmp_threads_wait_passively_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(SystemExit):
+        runner.main(["--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(SystemExit):
+        runner.main(["--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
