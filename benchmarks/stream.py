@@ -37,6 +37,7 @@ from marginflow.sim.loadgen import TradeFlow, book_spots, price_moves, trades
 from marginflow.sim.synthetic_book import BookSpec
 from marginflow.stream import events as ev
 from marginflow.stream.broker import Broker, start_broker
+from marginflow.stream.cluster import calculator_threads
 from marginflow.stream.codec import Codec, encode
 from marginflow.stream.log.base import Log
 from marginflow.stream.log.embedded import EmbeddedLog
@@ -399,6 +400,7 @@ def scaling(
     for count, rep in ((c, r) for c in (1, 2) for r in range(repeats)):
         group = f"{topology.prefix}{role}-x{count}-r{rep}"  # a fresh group: no snapshots
         gate = root / f"gate-{group}"
+        threads = ("--threads", str(calculator_threads(count))) if role == "risk-calculator" else ()
         with contextlib.ExitStack() as stack:
             procs = [
                 p
@@ -418,6 +420,8 @@ def scaling(
                         share,
                         "--gate",
                         str(gate),
+                        # each calculator its share of the cores, as `cluster up` gives it
+                        *threads,
                     )
                 )
             ]

@@ -299,10 +299,15 @@ def _plan(config: ClusterConfig, prep: Preparation, log_url: str, db: str) -> Pl
         "sink": config.sinks,
     }
     specs: list[ProcessSpec] = []
+    # Calculators share the machine's cores: each gets its share for its compiled kernels.
+    # Two calculators of two threads each on two cores ran no faster than one (their
+    # threads took turns), one thread each ran twice as fast (benchmarks/README.md).
+    threads = ("--threads", str(calculator_threads(config.calculators)))
     for role in ROLES:
         wait = config.max_wait if role in LATENCY_ROLES else config.downstream_max_wait
+        own = threads if role == "risk-calculator" else ()
         for i in range(counts[role]):
-            command = (sys.executable, "-m", "marginflow.stream.runner", role, *common,
+            command = (sys.executable, "-m", "marginflow.stream.runner", role, *common, *own,
                        "--max-wait", str(wait))  # fmt: skip
             specs.append(ProcessSpec(f"{role}-{i}", role, command, str(logs / f"{role}-{i}.log")))
     if not prep.resume:
@@ -315,6 +320,13 @@ def _plan(config: ClusterConfig, prep: Preparation, log_url: str, db: str) -> Pl
         )  # fmt: skip
         specs.append(ProcessSpec("loadgen", "loadgen", gen, str(logs / "loadgen.log"), "never"))
     return Plan(tuple(specs), config.restart_policy())
+
+
+def calculator_threads(calculators: int, cores: int | None = None) -> int:
+    """Threads for each of ``calculators`` risk calculators on a machine of ``cores`` (this
+    one's by default): an equal share, at least one."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(calculators, 1))
 
 
 def up(config: ClusterConfig, prep: Preparation) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from marginflow.core.errors import ConfigurationError, MarginflowError
@@ -136,6 +137,13 @@ def parser() -> argparse.ArgumentParser:
         help="join and build state, print 'ready', then wait for this file to exist before "
         "consuming (benchmarks release all workers at once)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for this worker's compiled kernels (default: every core; `cluster up` "
+        "gives each calculator its share of the cores)",
+    )
     p.add_argument("--chaos", type=float, default=0.0, help="SIGKILL probability per phase")
     p.add_argument("--seed", type=int, default=None)
     book = p.add_argument_group("book (risk calculator; every calculator must agree)")
@@ -202,9 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _set_threads(n: int) -> None:
+    """Numba's thread count for this process; refuses a count outside 1..cores in one line."""
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    if not 1 <= n <= most:
+        raise ConfigurationError(f"--threads must be between 1 and {most}, got {n}")
+    numba.set_num_threads(n)
+
+
 def _main(args: argparse.Namespace) -> int:
     if args.role == "sink" and not args.db:
         _database(args)  # refuses before anything is created
+    if args.threads is not None:
+        _set_threads(args.threads)
     topology = Topology(partitions=args.partitions, prefix=args.prefix)
     log = open_log(args.log)
     health = health_of(log)

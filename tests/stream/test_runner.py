@@ -5,6 +5,7 @@ threads wait passively unless the operator chose otherwise."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from marginflow.stream import runner
+from marginflow.stream.cluster import calculator_threads
 
 
 def test_a_sink_without_db_refuses_and_creates_nothing(tmp_path: Path) -> None:
@@ -42,3 +44,22 @@ def test_openmp_threads_wait_passively_unless_the_operator_chose(
     with pytest.raises(SystemExit):
         runner.main(["--help"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_thread_count_outside_the_cores_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = f"embedded://{tmp_path / 'log'}"
+    code = runner.main(
+        ["risk-calculator", "--log", log, "--state", str(tmp_path), "--threads", "0"]
+    )
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(r"[\d:]+ risk-calculator: --threads must be between 1 and \d+, got 0", line)
+    assert not (tmp_path / "log").exists()  # refused before anything was opened
+
+
+def test_calculators_share_the_cores() -> None:
+    assert [calculator_threads(n, cores=2) for n in (1, 2, 3)] == [2, 1, 1]
+    assert calculator_threads(2, cores=8) == 4
+    assert calculator_threads(0, cores=2) == 2
