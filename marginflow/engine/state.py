@@ -21,7 +21,7 @@ final book *to the bit*: the stream's margins equal the batch CLI's, a restored 
 equals an uninterrupted one, and ``marginflow reproduce`` can demand equality. (Before the
 quantum, exactness was bought by re-summing an account's every holding on each trade:
 O(holdings × S) per trade; on the stream benchmark's book, ~116 holdings an account after
-a day's trades, a batch of 100 trades took 5.4 ms of which 3.8 ms was that, now 2.8 ms.)
+a day's trades, a batch of 100 trades took 5.4 ms, now 2.6 ms.)
 """
 
 from __future__ import annotations
@@ -228,9 +228,7 @@ class MarginEngine:
             a = self._account(account)
             items = []
             for instrument, dq in by_instrument.items():
-                if not math.isfinite(dq):
-                    raise ValidationError("quantity", f"must be finite, got {dq!r}")
-                items.append((self._instrument(instrument), float(dq)))
+                items.append((self._instrument(instrument), _quantity(dq)))
             batch.append((a, items))
         return batch
 
@@ -266,19 +264,14 @@ class MarginEngine:
     def _add_changes(self, changes: list[tuple[int, int, float, float]], skip: IndexArray) -> None:
         """Each position change's term traded into its account's P&L vector, except for
         the accounts ``skip`` (sorted), which are summed afresh."""
-        if skip.size:
-            changes = [c for c in changes if not _contains(skip, c[0])]
         if not changes:
             return
-        a, j, old, new = zip(*changes, strict=True)
+        a, j, old, new = (np.asarray(v) for v in zip(*changes, strict=True))
+        keep = ~np.isin(a, skip)
         add_position_changes(
-            self.pnl,
-            np.asarray(a, dtype=np.int64),
-            np.asarray(j, dtype=np.int64),
-            np.asarray(old, dtype=np.float64),
-            np.asarray(new, dtype=np.float64),
+            self.pnl, a[keep].astype(np.int64), j[keep].astype(np.int64), old[keep], new[keep],
             self.matrix,
-        )
+        )  # fmt: skip
 
     def _left_underlying(self, a: int, u: int) -> None:
         """Account ``a`` gave up a series of underlying ``u``: it leaves ``u``'s holders
@@ -507,10 +500,8 @@ class MarginEngine:
         changed: list[tuple[int, float, float]] = []
         for instrument, q in trades:
             j = self._instrument(instrument)
-            if not np.isfinite(q):
-                raise ValidationError("quantity", f"must be finite, got {q!r}")
             old = pos.get(j, 0.0)
-            new = old + float(q)
+            new = old + _quantity(q)
             changed.append((j, old, new))
             if new == 0.0:
                 pos.pop(j, None)
@@ -769,9 +760,11 @@ _NONE: IndexArray = np.zeros(0, dtype=np.intp)
 _NONE.flags.writeable = False
 
 
-def _contains(sorted_rows: IndexArray, a: int) -> bool:
-    i = int(np.searchsorted(sorted_rows, a))
-    return i < sorted_rows.size and int(sorted_rows[i]) == a
+def _quantity(dq: float) -> float:
+    """A quantity change as a float, refused if it is not finite."""
+    if not math.isfinite(dq):
+        raise ValidationError("quantity", f"must be finite, got {dq!r}")
+    return float(dq)
 
 
 def _dicts_from_csr(x: sp.csr_matrix) -> list[dict[int, float]]:
