@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import FloatArray
 from marginflow.core.book import Book, Instruments, Market, Positions
 from marginflow.core.errors import ValidationError
+from marginflow.core.limits import check_quantity
 from marginflow.engine.aggregate import account_pnl, add_position_changes
 from marginflow.engine.revaluation import GridCache, RevaluationSettings, deltas, revalue
 from marginflow.margin.addons import concentration_addon, liquidation_days
@@ -761,9 +761,9 @@ _NONE.flags.writeable = False
 
 
 def _quantity(dq: float) -> float:
-    """A quantity change as a float, refused if it is not finite."""
-    if not math.isfinite(dq):
-        raise ValidationError("quantity", f"must be finite, got {dq!r}")
+    """A quantity change as a float, refused if it is not finite or beyond the plausibility
+    bound (a 1e308 would overflow its P&L term to infinity)."""
+    check_quantity(dq, is_option=False)
     return float(dq)
 
 

@@ -211,3 +211,8 @@ def test_what_if_refuses_a_quantity_that_is_not_finite(small_case: SmallCase) ->
     eng = MarginEngine(b, small_case.scenarios, MODEL)
     with pytest.raises(ValidationError, match=r"quantity.*finite"):
         eng.what_if(b.positions.accounts[0], [(b.instruments.ids[0], float("nan"))])
+    # beyond the plausibility bound: refused, not an infinite P&L term
+    with pytest.raises(ValidationError, match=r"quantity.*within"):
+        eng.what_if(b.positions.accounts[0], [(b.instruments.ids[0], 1e308)])
+    with pytest.raises(ValidationError, match=r"quantity.*within"):
+        eng.apply_trade(b.positions.accounts[0], b.instruments.ids[0], -1e308)
