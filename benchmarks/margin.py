@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from benchmarks.common import peak_rss_mb, print_table
+from benchmarks.common import peak_rss_mb, print_table, warm_book
 from marginflow.engine import revaluation as rv
 from marginflow.engine.aggregate import account_pnl
 from marginflow.engine.state import MarginEngine
@@ -259,7 +259,7 @@ def _european_bound(engine: MarginEngine, n_rows: int = 5_000) -> float:
 
 def _warm_up() -> None:
     """Run every kernel once on a tiny book so compilation is not timed."""
-    sb = generate_book(members=1, accounts=5, underlyings=3, series=30, positions=40, seed=0)
+    sb = warm_book()
     scen = student_t_copula(sb.universe.history, sb.universe.factors, n_scenarios=50, seed=0)
     engine = MarginEngine(sb.book, scen, ExpectedShortfallModel())
     a, j = sb.book.positions.accounts[0], sb.book.instruments.ids[0]

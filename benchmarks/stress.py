@@ -22,12 +22,11 @@ import argparse
 import time
 from typing import Any
 
-from benchmarks.common import peak_rss_mb, print_table
+from benchmarks.common import peak_rss_mb, print_table, warm_book
 from benchmarks.margin import FULL, QUICK, benchmark_book
 from marginflow.app.stress import run_stress
 from marginflow.engine.settings import MarginSettings
 from marginflow.io.book import LoadedBook
-from marginflow.sim.synthetic_book import generate_book
 from marginflow.stress.library import builtin_set
 
 GOAL_SECONDS = 60.0
@@ -35,7 +34,7 @@ GOAL_SECONDS = 60.0
 
 def _warm_up() -> None:
     """Every kernel once on a tiny book, so Numba's compilation or cache load is not timed."""
-    sb = generate_book(members=2, accounts=4, underlyings=3, series=30, positions=40, seed=0)
+    sb = warm_book()
     run_stress(
         LoadedBook(sb.book),
         [builtin_set("published")],
