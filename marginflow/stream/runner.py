@@ -4,11 +4,15 @@ This is what ``marginflow cluster up`` starts once per worker, and what the cras
 kill. ``--chaos P`` makes the worker SIGKILL itself with probability ``P`` at each point of
 the commit protocol (see :data:`marginflow.stream.worker.PHASES`), to test recovery from a
 crash at every step.
+
+``kill -USR1 PID`` makes a running worker print every thread's Python stack to its log
+(standard error) and carry on: what a worker that seems stuck is doing, without stopping it.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import json
 import os
@@ -251,6 +255,7 @@ def _main(args: argparse.Namespace) -> int:
         on_phase=_phase_hook(args.chaos, args.seed),
     )
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, see above
     print(f"{args.role} started (pid {os.getpid()})", flush=True)
     try:
         if args.gate is not None:

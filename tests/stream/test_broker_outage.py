@@ -530,5 +530,8 @@ def _wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes]) -> None
     deadline = time.monotonic() + 120
     while text.encode() not in path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r}: {path.read_text()[-3000:]}")
+            if proc.poll() is None:  # still running: have it print where it is (runner)
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
+            raise AssertionError(f"no {text!r}: {path.read_text()[-6000:]}")
         time.sleep(0.05)

@@ -1,13 +1,16 @@
 """``python -m marginflow.stream.runner``: a sink never writes to a database it was not
 given (a default relative to wherever it starts would hide its results), and its OpenMP
-threads wait passively unless the operator chose otherwise."""
+threads wait passively unless the operator chose otherwise; a running worker prints its
+stacks on SIGUSR1."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,38 @@ def test_calculators_share_the_cores() -> None:
     assert [calculator_threads(n, cores=2) for n in (1, 2, 3)] == [2, 1, 1]
     assert calculator_threads(2, cores=8) == 4
     assert calculator_threads(0, cores=2) == 2
+
+
+def test_a_running_worker_prints_its_stacks_on_sigusr1_and_carries_on(tmp_path: Path) -> None:
+    """What a worker that seems stuck is doing, without stopping it (operators, and the
+    broker-outage tests when a worker does not say what they wait for)."""
+    log_file = tmp_path / "keeper.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "marginflow.stream.runner", "position-keeper",
+             "--log", f"embedded://{tmp_path / 'log'}", "--state", str(tmp_path / "state")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for(b"started", log_file, proc)
+        time.sleep(0.5)  # past the start line, into the worker's loop
+        proc.send_signal(signal.SIGUSR1)
+        _wait_for(b"most recent call first", log_file, proc)
+        time.sleep(0.5)
+        assert proc.poll() is None  # it carries on
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_file.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_file.read_text()
+    assert re.search(r'File ".*marginflow/stream/worker\.py", line \d+ in run', text), text
+    assert "position-keeper stopped" in text
+
+
+def _wait_for(text: bytes, path: Path, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while text not in path.read_bytes():
+        assert proc.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
