@@ -1326,11 +1326,12 @@ def _eep_block(n: int, b: int, ln_m: np.ndarray, cell_v: np.ndarray, frac_v: np.
     point-by-point form with its early return; 3× it in isolation with unpredictable
     exercise, 4% less kernel CPU on a synthetic book (1 thread, 1,144 scenarios).
 
-    On the project machine (AMD EPYC, AVX-512) LLVM keeps this loop scalar: it costs a
-    gather above 20 scalar loads. So what counts is the instructions per point. The node
-    indices are unsigned, so Numba emits no negative-index wrap-around (a compare and a
-    select per read, 20 reads a point), and every load comes before the selects: same bits,
-    kernel 13.6-14.5 → 12.6-13.3 ns a price on one thread (2026-12-07, quiet machine)."""
+    On the project machine (AMD EPYC, AVX-512) LLVM keeps this loop scalar (the compiled
+    loop holds no gather; its cost model for this CPU prefers scalar loads), so what counts
+    is the instructions per point. The node indices are unsigned, so Numba emits no
+    negative-index wrap-around (a compare and a select per read, 20 reads a point), and
+    every load comes before the selects: same bits, kernel 13.6-14.5 → 12.6-13.3 ns a price
+    on one thread (2026-12-07, quiet machine)."""
     sd = side[b]
     first, ro, off = m_first[b], row_offset[b], offset[b]
     j_hi = float(nv - 3)
