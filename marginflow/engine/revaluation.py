@@ -207,7 +207,8 @@ def revalue(
 
     ``spot_shock``/``vol_shock`` are U × S with rows in the market's underlying order.
     Returns float32 ``len(rows) × S`` (written into ``out`` when given). ``timings``, if
-    given, receives the seconds spent on the premium grids and on the revaluation kernel.
+    given, receives the seconds spent on the premium grids and on the revaluation kernel
+    (with the exact method, the exact American prices count as the kernel's).
     ``cache`` keeps the premium grids for the next call (the incremental engine owns one);
     without it they are built for this call alone. The result is the same to the bit
     either way.
@@ -232,7 +233,14 @@ def revalue(
         if use_grid
         else (np.full(len(instruments), -1, np.int32), EepGrids.empty())
     )
-    t1 = time.perf_counter()
+    # exact American prices before the kernel writes ``out``: whatever refuses, refuses
+    # before a row is written (an engine revalues into its own matrix)
+    t_grids = time.perf_counter()
+    exact = (
+        None
+        if use_grid
+        else _exact_american(instruments, market, spot_shock, vol_shock, rows, settings)
+    )
     holes = np.zeros(max(group_starts.size - 1, 1), dtype=np.int8)
     _revalue_kernel(
         sorted_rows,
@@ -269,11 +277,11 @@ def revalue(
     )
     if holes.any():  # a bug, never a silent wrong number
         raise RuntimeError("revaluation read a premium-grid node that was never priced")
-    if not use_grid:
-        _exact_american(instruments, market, spot_shock, vol_shock, rows, settings, out)
+    if exact is not None:
+        out[exact[0]] = exact[1]
     if timings is not None:
-        timings["eep_grid"] = timings.get("eep_grid", 0.0) + t1 - t0
-        timings["kernel"] = timings.get("kernel", 0.0) + time.perf_counter() - t1
+        timings["eep_grid"] = timings.get("eep_grid", 0.0) + t_grids - t0
+        timings["kernel"] = timings.get("kernel", 0.0) + time.perf_counter() - t_grids
     return out
 
 
@@ -1221,11 +1229,14 @@ def _exact_american(
     vol_shock: Float32Array,
     rows: IndexArray,
     settings: RevaluationSettings,
-    out: Float32Array,
-) -> None:
-    """Overwrite the American rows of ``out`` with the pricing core's price per scenario."""
+) -> tuple[IndexArray, Float32Array]:
+    """The American options among ``rows``: their places in ``rows`` and their P&L per unit
+    position from the pricing core's price per scenario (len × S). Computed before
+    anything is written, so that a refusal (a scenario spot beyond the pricer's
+    moneyness range) leaves the caller's output untouched."""
     positions = np.flatnonzero(instruments.is_american[rows] & instruments.is_option[rows])
-    for k in positions:
+    out = np.empty((positions.size, spot_shock.shape[1]), dtype=np.float32)
+    for n, k in enumerate(positions):
         i = rows[k]
         u = instruments.underlying[i]
         base = option_batch(instruments, market, np.array([i]), settings.vol_floor)
@@ -1243,7 +1254,8 @@ def _exact_american(
             vol=vol,
         )
         p0 = price_american(base)[0]
-        out[k] = ((price_american(scen) - p0) * instruments.multiplier[i]).astype(np.float32)
+        out[n] = ((price_american(scen) - p0) * instruments.multiplier[i]).astype(np.float32)
+    return positions, out
 
 
 @njit(cache=True, inline="always")

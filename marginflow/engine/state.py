@@ -439,13 +439,35 @@ class MarginEngine:
             )
         if market is not None and market.spot.shape != self.book.market.spot.shape:
             raise ValidationError("market", "must have one value per underlying of the book")
-        if scenarios is not None:
-            # validated (every underlying has shocks) before anything changes
+        # Everything that can refuse comes first, into locals: a refused roll leaves the
+        # engine on its old day, whole (its scenarios, book, positions and matrix).
+        if scenarios is not None:  # every underlying has shocks, and the model can run
             spot_shock, vol_shock = scenarios.aligned(self.book.underlyings.ids)
-            self.scenarios, self._spot_shock, self._vol_shock = scenarios, spot_shock, vol_shock
-            self.model_info = self.model.info(scenarios)
+            self.check_model(self.model, scenarios)
+            model_info = self.model.info(scenarios)
+        else:
+            spot_shock, vol_shock, model_info = self._spot_shock, self._vol_shock, self.model_info
         ins = self.book.instruments.resolved(valuation_date)
         market = replace(market or self.book.market, valuation_date=valuation_date)
+        delta = deltas(ins, market, self.revaluation.vol_floor)
+        # Written over the old matrix where the shape allows: a fresh one is hundreds of MiB
+        # of new pages a day for a back-test (~2.5 ms/MiB to first touch on these machines).
+        # revalue refuses (bad inputs, a premium grid it cannot build) before its kernel
+        # writes a row, and the kernel itself does not refuse.
+        shape = (len(ins), spot_shock.shape[1])
+        matrix = revalue(
+            instruments=ins,
+            market=market,
+            spot_shock=spot_shock,
+            vol_shock=vol_shock,
+            settings=self.revaluation,
+            out=self.matrix if self.matrix.shape == shape else None,
+            timings=self.timings,
+            cache=self.grids,
+        )
+        if scenarios is not None:
+            self.scenarios, self._spot_shock, self._vol_shock = scenarios, spot_shock, vol_shock
+            self.model_info = model_info
         self.book = replace(self.book, instruments=ins, market=market)
         newly = ins.expired() & ~self._expired
         self._expired = ins.expired()
@@ -455,21 +477,9 @@ class MarginEngine:
                 self._positions[a].pop(j, None)
                 self._rows.pop(a, None)
                 self._left_underlying(a, int(ins.underlying[j]))
-        # Written over the old matrix where the shape allows: a fresh one is hundreds of MiB
-        # of new pages a day for a back-test (~2.5 ms/MiB to first touch on these machines).
-        shape = (len(ins), self._spot_shock.shape[1])
-        self.matrix = revalue(
-            instruments=ins,
-            market=market,
-            spot_shock=self._spot_shock,
-            vol_shock=self._vol_shock,
-            settings=self.revaluation,
-            out=self.matrix if self.matrix.shape == shape else None,
-            timings=self.timings,
-            cache=self.grids,
-        )
+        self.matrix = matrix
         self.matrix[self._expired] = 0.0
-        self._delta = deltas(ins, market, self.revaluation.vol_floor)
+        self._delta = delta
         self.pnl = account_pnl(self._positions_csr(), self.matrix)
         self._refresh(np.arange(self.pnl.shape[0], dtype=np.intp), resum=_NONE)
         return left
@@ -478,10 +488,13 @@ class MarginEngine:
         j = self._ins_index.get(instrument)
         return j is not None and bool(self._expired[j])
 
-    def check_model(self, model: ExpectedShortfallModel) -> None:
-        """Raise :class:`ConfigurationError` if ``model`` cannot run on this engine's
-        scenarios (an APC floor without a 10-year set, say); change nothing."""
-        model.evaluate(self.pnl[:1], self.scenarios.group, rows=np.zeros(1, dtype=np.intp))
+    def check_model(
+        self, model: ExpectedShortfallModel, scenarios: ScenarioSet | None = None
+    ) -> None:
+        """Raise :class:`ConfigurationError` if ``model`` cannot run on ``scenarios`` (None:
+        this engine's; an APC floor without a 10-year set, say); change nothing."""
+        group = (scenarios or self.scenarios).group
+        model.evaluate(np.zeros((1, group.size)), group, rows=np.zeros(1, dtype=np.intp))
 
     def set_model(self, model: ExpectedShortfallModel) -> None:
         """Margin every account under ``model`` from now on (a risk-parameter change). The

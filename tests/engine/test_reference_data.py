@@ -12,9 +12,11 @@ import pytest
 import scipy.sparse as sp
 
 from marginflow.core.book import Book
-from marginflow.core.errors import ValidationError
+from marginflow.core.errors import ConfigurationError, ValidationError
+from marginflow.engine.revaluation import RevaluationSettings, revaluation_method
 from marginflow.engine.state import MarginEngine
 from marginflow.margin.es_model import ExpectedShortfallModel
+from marginflow.scenarios.scenario_set import ScenarioGroup
 from tests.engine.conftest import SmallCase
 
 MODEL = ExpectedShortfallModel()
@@ -101,3 +103,42 @@ def test_a_date_roll_revalues_and_drops_expired_series(small_case: SmallCase) ->
     assert not engine.matrix[book.instruments.index()[left[0]]].any()
     with pytest.raises(ValidationError, match="is before the valuation date"):
         engine.roll(book.market.valuation_date)
+
+
+@pytest.mark.parametrize("refusal", ["scenarios", "market"])
+def test_a_refused_roll_leaves_the_engine_on_its_old_day(
+    small_case: SmallCase, refusal: str
+) -> None:
+    """A roll that refuses changes nothing: not the day, the scenarios, the positions in
+    series that would have expired, nor a row of the matrix the roll revalues into.
+    Refused here for a scenario set without the 10-year look-back the model's APC floor
+    needs (the grid method), and for a market whose spot puts every strike beyond the
+    American pricer's moneyness range (the exact method, whose prices come after the
+    grids: on main the kernel had written its rows by then)."""
+    book, scen = small_case.book, small_case.scenarios
+    method = "grid" if refusal == "scenarios" else "exact"
+    settings = RevaluationSettings(method=revaluation_method(method))
+    model = ExpectedShortfallModel(apc="floor-10y")
+    engine = MarginEngine(book, scen, model, revaluation=settings)
+    before = (engine.matrix.copy(), engine.pnl.copy(), engine.margin.copy())
+    day = book.market.valuation_date + dt.timedelta(days=10)
+    if refusal == "scenarios":
+        group = np.where(scen.group == ScenarioGroup.FLOOR, ScenarioGroup.CURRENT, scen.group)
+        with pytest.raises(ConfigurationError, match="10-year look-back"):
+            engine.roll(day, scenarios=replace(scen, group=group.astype(scen.group.dtype)))
+    else:
+        u = int(book.instruments.underlying[np.flatnonzero(book.instruments.is_american)[0]])
+        spot = book.market.spot.copy()
+        spot[u] *= 1e9
+        with pytest.raises(ValidationError, match="spot/strike must be in"):
+            engine.roll(day, market=replace(book.market, spot=spot))
+    assert engine.book.market.valuation_date == book.market.valuation_date
+    assert engine.scenarios is scen
+    assert not any(engine.is_expired(i) for i in book.instruments.ids)
+    for was, now in zip(before, (engine.matrix, engine.pnl, engine.margin), strict=True):
+        assert np.array_equal(was, now)
+    left = engine.roll(day)  # the same engine rolls on as if nothing had been tried
+    assert left
+    fresh = MarginEngine(book, scen, model, revaluation=settings)
+    fresh.roll(day)
+    assert np.array_equal(engine.margin, fresh.margin)
