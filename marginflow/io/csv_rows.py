@@ -117,7 +117,9 @@ def numbered(
     reader: Iterable[list[str]], source: str, failures: list[RowFailure]
 ) -> Iterable[tuple[int, list[str]]]:
     """The rows of a ``csv.reader`` with the line each ends on; a row the csv module cannot
-    split (a field over its size limit) becomes a failure instead of an exception."""
+    split (a field over its size limit) becomes a failure instead of an exception. A line
+    ends at ``\n``, ``\r\n`` or a lone ``\r`` (a file saved as classic-Mac CSV), as the
+    readers split the text (``newline=""``)."""
     it = iter(reader)
     line_no = 1
     while True:

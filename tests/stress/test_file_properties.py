@@ -58,7 +58,8 @@ def _result_or_refusal(read: Callable[[Path], Any], path: Path) -> Any:
     assert text.startswith(f"{refusal.field}: "), text
     assert str(path) in text, text
     assert text.replace(str(path), "").strip(" :"), text  # a reason beyond the file name
-    n_lines = path.read_bytes().count(b"\n") + 1
+    # lines end as the readers count them (csv_rows.numbered): at \n, \r\n or a lone \r
+    n_lines = len(re.findall(rb"\r\n|\r|\n", path.read_bytes())) + 1
     for named in re.findall(rf"{re.escape(str(path))}:(\d+)", text):
         assert 1 <= int(named) <= n_lines, text
     return refusal
