@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import BoolArray, FloatArray
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
+from marginflow.core.limits import PRICE_MAX, PRICE_MIN, RATE_MAX, VOL_MAX
 
 IntArray = NDArray[np.int32]
 DayArray = NDArray[np.datetime64]
@@ -162,6 +163,30 @@ class Market:
     skew: FloatArray
     dividend_yield: FloatArray
     rate: FloatArray
+
+    def check_values(self, names: Sequence[str]) -> None:
+        """Refuse, naming the first underlying (``names`` in the market's order) and its
+        field, a value outside the plausibility bounds of :mod:`marginflow.core.limits`:
+        spot in [PRICE_MIN, PRICE_MAX], ATM vol in (0, VOL_MAX], skew finite, rate and
+        dividend yield in [-RATE_MAX, RATE_MAX]. A market within them gives finite P&L."""
+        with np.errstate(invalid="ignore"):
+            checks = (
+                ("spot", self.spot, (self.spot >= PRICE_MIN) & (self.spot <= PRICE_MAX),
+                 f"[{PRICE_MIN:g}, {PRICE_MAX:g}]"),
+                ("atm_vol", self.atm_vol, (self.atm_vol > 0) & (self.atm_vol <= VOL_MAX),
+                 f"(0, {VOL_MAX:g}]"),
+                ("skew", self.skew, np.isfinite(self.skew), "finite numbers"),
+                ("rate", self.rate, np.abs(self.rate) <= RATE_MAX,
+                 f"[{-RATE_MAX:g}, {RATE_MAX:g}]"),
+                ("dividend_yield", self.dividend_yield, np.abs(self.dividend_yield) <= RATE_MAX,
+                 f"[{-RATE_MAX:g}, {RATE_MAX:g}]"),
+            )  # fmt: skip
+        for name, values, ok, bounds in checks:
+            if not ok.all():
+                u = int(np.argmin(ok))
+                raise ValidationError(
+                    name, f"{names[u]!r}: must be in {bounds}, got {float(values[u])!r}"
+                )
 
     def with_underlying(
         self,

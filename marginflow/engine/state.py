@@ -449,11 +449,13 @@ class MarginEngine:
             spot_shock, vol_shock, model_info = self._spot_shock, self._vol_shock, self.model_info
         ins = self.book.instruments.resolved(valuation_date)
         market = replace(market or self.book.market, valuation_date=valuation_date)
+        book = replace(self.book, instruments=ins, market=market)  # every array's shape
+        market.check_values(book.underlyings.ids)  # so that every P&L is finite
         delta = deltas(ins, market, self.revaluation.vol_floor)
         # Written over the old matrix where the shape allows: a fresh one is hundreds of MiB
         # of new pages a day for a back-test (~2.5 ms/MiB to first touch on these machines).
         # revalue refuses (bad inputs, a premium grid it cannot build) before its kernel
-        # writes a row, and the kernel itself does not refuse.
+        # writes a row; after it, only a bug can raise (a premium node never priced).
         shape = (len(ins), spot_shock.shape[1])
         matrix = revalue(
             instruments=ins,
@@ -468,7 +470,7 @@ class MarginEngine:
         if scenarios is not None:
             self.scenarios, self._spot_shock, self._vol_shock = scenarios, spot_shock, vol_shock
             self.model_info = model_info
-        self.book = replace(self.book, instruments=ins, market=market)
+        self.book = book
         newly = ins.expired() & ~self._expired
         self._expired = ins.expired()
         left = [ins.ids[j] for j in np.flatnonzero(newly)]

@@ -105,33 +105,44 @@ def test_a_date_roll_revalues_and_drops_expired_series(small_case: SmallCase) ->
         engine.roll(book.market.valuation_date)
 
 
-@pytest.mark.parametrize("refusal", ["scenarios", "market"])
+@pytest.mark.parametrize("refusal", ["scenarios", "exact-pricer", "market-shape", "spot-1e308"])
 def test_a_refused_roll_leaves_the_engine_on_its_old_day(
     small_case: SmallCase, refusal: str
 ) -> None:
     """A roll that refuses changes nothing: not the day, the scenarios, the positions in
     series that would have expired, nor a row of the matrix the roll revalues into.
-    Refused here for a scenario set without the 10-year look-back the model's APC floor
-    needs (the grid method), and for a market whose spot puts every strike beyond the
-    American pricer's moneyness range (the exact method, whose prices come after the
-    grids: on main the kernel had written its rows by then)."""
+    Refused for: a scenario set without the 10-year look-back the model's APC floor needs;
+    a spot within the price bounds whose scenarios fall below the exact American pricer's
+    moneyness range (its prices came after the kernel had written its rows); a market
+    array of the wrong length (the book refused it after the revaluation); a finite spot
+    of 1.7e308 (its P&L was infinite, refused only when the accounts were re-margined)."""
     book, scen = small_case.book, small_case.scenarios
-    method = "grid" if refusal == "scenarios" else "exact"
+    method = "exact" if refusal == "exact-pricer" else "grid"
     settings = RevaluationSettings(method=revaluation_method(method))
     model = ExpectedShortfallModel(apc="floor-10y")
     engine = MarginEngine(book, scen, model, revaluation=settings)
     before = (engine.matrix.copy(), engine.pnl.copy(), engine.margin.copy())
     day = book.market.valuation_date + dt.timedelta(days=10)
+    american = np.flatnonzero(book.instruments.is_american)
+    top = american[np.argmax(book.instruments.strike[american])]  # strike 229 here
+    u = int(book.instruments.underlying[top])
+    spot = book.market.spot.copy()
+    m = book.market
     if refusal == "scenarios":
         group = np.where(scen.group == ScenarioGroup.FLOOR, ScenarioGroup.CURRENT, scen.group)
         with pytest.raises(ConfigurationError, match="10-year look-back"):
             engine.roll(day, scenarios=replace(scen, group=group.astype(scen.group.dtype)))
-    else:
-        u = int(book.instruments.underlying[np.flatnonzero(book.instruments.is_american)[0]])
-        spot = book.market.spot.copy()
-        spot[u] *= 1e9
+    elif refusal == "exact-pricer":
+        spot[u] = 1e-6  # the least price a market may quote: 1/229 million of the strike
         with pytest.raises(ValidationError, match="spot/strike must be in"):
-            engine.roll(day, market=replace(book.market, spot=spot))
+            engine.roll(day, market=replace(m, spot=spot))
+    elif refusal == "market-shape":
+        with pytest.raises(ValidationError, match="rate"):
+            engine.roll(day, market=replace(m, rate=np.append(m.rate, 0.0)))
+    else:
+        spot[u] = 1.7e308
+        with pytest.raises(ValidationError, match=r"spot: '\w+': must be in \[1e-06, 1e\+09\]"):
+            engine.roll(day, market=replace(m, spot=spot))
     assert engine.book.market.valuation_date == book.market.valuation_date
     assert engine.scenarios is scen
     assert not any(engine.is_expired(i) for i in book.instruments.ids)
