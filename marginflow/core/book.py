@@ -207,13 +207,16 @@ class Market:
         :meth:`with_underlying` validates it: one copy of the arrays, not one per change."""
         new_spot, new_vol, new_skew = self.spot.copy(), self.atm_vol.copy(), self.skew.copy()
         for u, spot, atm_vol, skew in changes:
+            # the bounds of check_values (a spot of 1.7e308 is finite, its P&L is not)
             if spot is not None:
-                if not (np.isfinite(spot) and spot > 0):
-                    raise ValidationError("spot", f"must be a finite number > 0, got {spot!r}")
+                if not PRICE_MIN <= spot <= PRICE_MAX:  # False for NaN too
+                    raise ValidationError(
+                        "spot", f"must be in [{PRICE_MIN:g}, {PRICE_MAX:g}], got {spot!r}"
+                    )
                 new_spot[u] = spot
             if atm_vol is not None:
-                if not (np.isfinite(atm_vol) and atm_vol > 0):
-                    raise ValidationError("vol", f"must be a finite number > 0, got {atm_vol!r}")
+                if not 0 < atm_vol <= VOL_MAX:
+                    raise ValidationError("vol", f"must be in (0, {VOL_MAX:g}], got {atm_vol!r}")
                 new_vol[u] = atm_vol
             if skew is not None:
                 if not np.isfinite(skew):

@@ -160,6 +160,35 @@ def test_a_bad_batch_changes_nothing(small_case: SmallCase) -> None:
     assert np.array_equal(eng.margin, margin)
 
 
+@pytest.mark.parametrize(
+    ("move", "field"),
+    [
+        ({"spot": 1.7e308}, "spot"),  # finite, but its P&L is not: refused after the change
+        ({"spot": 1e12}, "spot"),
+        ({"spot": 1e-9}, "spot"),
+        ({"spot": float("nan")}, "spot"),
+        ({"spot": float("inf")}, "spot"),
+        ({"atm_vol": 1e6}, "vol"),
+        ({"atm_vol": -0.2}, "vol"),
+        ({"skew": float("nan")}, "skew"),
+    ],
+)
+def test_a_move_beyond_the_plausibility_bounds_is_refused_and_changes_nothing(
+    small_case: SmallCase, move: dict[str, float], field: str
+) -> None:
+    """The bounds of :mod:`marginflow.core.limits` (the stream's events use them too): on
+    main a spot of 1.7e308 passed the finite-and-positive check, was written into the
+    market, and was refused only as an infinite P&L after it; 1e12 and 1e-9 were taken."""
+    b = small_case.book
+    eng = MarginEngine(b, small_case.scenarios, MODEL)
+    state = (eng.book.market.spot.copy(), eng.matrix.copy(), eng.pnl.copy(), eng.margin.copy())
+    with pytest.raises(ValidationError, match=f"^{field}: must be"):
+        eng.apply_market(b.underlyings.ids[-1], **move)
+    now = (eng.book.market.spot, eng.matrix, eng.pnl, eng.margin)
+    for was, is_ in zip(state, now, strict=True):
+        assert np.array_equal(was, is_)
+
+
 def test_several_moves_at_once_equal_one_at_a_time(small_case: SmallCase) -> None:
     b, scen = small_case.book, small_case.scenarios
     one, together = MarginEngine(b, scen, MODEL), MarginEngine(b, scen, MODEL)
