@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from marginflow.core.batch import BoolArray, FloatArray
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
-from marginflow.core.limits import PRICE_MAX, PRICE_MIN, RATE_MAX, VOL_MAX
+from marginflow.core.limits import PRICE_MAX, PRICE_MIN, RATE_MAX, VOL_MAX, check_spot
 
 IntArray = NDArray[np.int32]
 DayArray = NDArray[np.datetime64]
@@ -209,10 +209,7 @@ class Market:
         for u, spot, atm_vol, skew in changes:
             # the bounds of check_values (a spot of 1.7e308 is finite, its P&L is not)
             if spot is not None:
-                if not PRICE_MIN <= spot <= PRICE_MAX:  # False for NaN too
-                    raise ValidationError(
-                        "spot", f"must be in [{PRICE_MIN:g}, {PRICE_MAX:g}], got {spot!r}"
-                    )
+                check_spot(spot)
                 new_spot[u] = spot
             if atm_vol is not None:
                 if not 0 < atm_vol <= VOL_MAX:

@@ -437,8 +437,6 @@ class MarginEngine:
                 "business_date",
                 f"{valuation_date} is before the valuation date {self.book.market.valuation_date}",
             )
-        if market is not None and market.spot.shape != self.book.market.spot.shape:
-            raise ValidationError("market", "must have one value per underlying of the book")
         # Everything that can refuse comes first, into locals: a refused roll leaves the
         # engine on its old day, whole (its scenarios, book, positions and matrix).
         if scenarios is not None:  # every underlying has shocks, and the model can run
@@ -449,7 +447,7 @@ class MarginEngine:
             spot_shock, vol_shock, model_info = self._spot_shock, self._vol_shock, self.model_info
         ins = self.book.instruments.resolved(valuation_date)
         market = replace(market or self.book.market, valuation_date=valuation_date)
-        book = replace(self.book, instruments=ins, market=market)  # every array's shape
+        book = replace(self.book, instruments=ins, market=market)  # each array's length
         market.check_values(book.underlyings.ids)  # so that every P&L is finite
         delta = deltas(ins, market, self.revaluation.vol_floor)
         # Written over the old matrix where the shape allows: a fresh one is hundreds of MiB
