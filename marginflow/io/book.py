@@ -587,7 +587,11 @@ def _history_csv(path: Path) -> pa.Table:
     passes: the text is UTF-8 and the header names each column once."""
     data = read_input(path)
     text = decode_utf8(data, source=str(path))
-    header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or None], newline="")), [])
+    # the first record, which a quoted cell may carry past the first line break
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as exc:  # an unclosed quote running past the field size limit
+        raise ValidationError("header", f"{path} cannot be read as CSV: {exc}") from None
     if not header:
         raise ValidationError("header", f"{path} {MSG_FILE_NO_HEADER}")
     check_header([h.strip() for h in header], source=str(path))

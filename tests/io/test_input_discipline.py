@@ -103,6 +103,24 @@ def test_a_history_column_twice_is_one_line(book: Path) -> None:
     one_error_line(cli("margin", book), "history.csv", "twice")
 
 
+@pytest.mark.parametrize(
+    ("header", "needle"),
+    [
+        ('date,"0\n",date', "twice"),  # a quoted line break: the header goes on past it
+        ('"date' + "a" * 200_000, "cannot be read as CSV"),  # an unclosed quote, too long
+    ],
+    ids=["quoted-line-break", "unclosed-quote"],
+)
+def test_a_history_header_past_its_first_line_is_one_line(
+    book: Path, header: str, needle: str
+) -> None:
+    """Found by Hypothesis: the header was read up to the first line break only, so a
+    column named twice after a quoted line break reached pyarrow (a KeyError), and an
+    unclosed quote past the csv field limit was a csv.Error (both stack traces)."""
+    (book / "history.csv").write_text(header + "\n2019-01-01,1,2\n2019-01-02,1,2\n")
+    one_error_line(cli("margin", book), "history.csv", needle)
+
+
 # -- a directory or a device where a file is expected -------------------------------------
 
 
