@@ -33,7 +33,16 @@ from numpy.typing import NDArray
 from marginflow.core.batch import BoolArray, FloatArray
 from marginflow.core.errors import ValidationError
 from marginflow.core.history import ReturnHistory
-from marginflow.core.limits import PRICE_MAX, PRICE_MIN, RATE_MAX, VOL_MAX, check_spot
+from marginflow.core.limits import (
+    PRICE_MAX,
+    PRICE_MIN,
+    RATE_MAX,
+    SKEW_MAX,
+    VOL_MAX,
+    check_atm_vol,
+    check_skew,
+    check_spot,
+)
 
 IntArray = NDArray[np.int32]
 DayArray = NDArray[np.datetime64]
@@ -167,15 +176,17 @@ class Market:
     def check_values(self, names: Sequence[str]) -> None:
         """Refuse, naming the first underlying (``names`` in the market's order) and its
         field, a value outside the plausibility bounds of :mod:`marginflow.core.limits`:
-        spot in [PRICE_MIN, PRICE_MAX], ATM vol in (0, VOL_MAX], skew finite, rate and
-        dividend yield in [-RATE_MAX, RATE_MAX]. A market within them gives finite P&L."""
+        spot in [PRICE_MIN, PRICE_MAX], ATM vol in (0, VOL_MAX], skew in [-SKEW_MAX,
+        SKEW_MAX], rate and dividend yield in [-RATE_MAX, RATE_MAX]. A market within them
+        gives finite P&L."""
         with np.errstate(invalid="ignore"):
             checks = (
                 ("spot", self.spot, (self.spot >= PRICE_MIN) & (self.spot <= PRICE_MAX),
                  f"[{PRICE_MIN:g}, {PRICE_MAX:g}]"),
                 ("atm_vol", self.atm_vol, (self.atm_vol > 0) & (self.atm_vol <= VOL_MAX),
                  f"(0, {VOL_MAX:g}]"),
-                ("skew", self.skew, np.isfinite(self.skew), "finite numbers"),
+                ("skew", self.skew, np.abs(self.skew) <= SKEW_MAX,
+                 f"[{-SKEW_MAX:g}, {SKEW_MAX:g}]"),
                 ("rate", self.rate, np.abs(self.rate) <= RATE_MAX,
                  f"[{-RATE_MAX:g}, {RATE_MAX:g}]"),
                 ("dividend_yield", self.dividend_yield, np.abs(self.dividend_yield) <= RATE_MAX,
@@ -207,17 +218,15 @@ class Market:
         :meth:`with_underlying` validates it: one copy of the arrays, not one per change."""
         new_spot, new_vol, new_skew = self.spot.copy(), self.atm_vol.copy(), self.skew.copy()
         for u, spot, atm_vol, skew in changes:
-            # the bounds of check_values (a spot of 1.7e308 is finite, its P&L is not)
+            # the bounds of check_values (a spot or skew of 1.7e308 is finite, its P&L not)
             if spot is not None:
                 check_spot(spot)
                 new_spot[u] = spot
             if atm_vol is not None:
-                if not 0 < atm_vol <= VOL_MAX:
-                    raise ValidationError("vol", f"must be in (0, {VOL_MAX:g}], got {atm_vol!r}")
+                check_atm_vol("vol", atm_vol)
                 new_vol[u] = atm_vol
             if skew is not None:
-                if not np.isfinite(skew):
-                    raise ValidationError("skew", f"must be a finite number, got {skew!r}")
+                check_skew(skew)
                 new_skew[u] = skew
         return replace(self, spot=new_spot, atm_vol=new_vol, skew=new_skew)
 

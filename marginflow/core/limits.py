@@ -18,6 +18,8 @@ stock quantity            fractional allowed   brokers' fractional shares are re
 multiplier                (0, 1e6]             listed multipliers are 1-1,000
 vol                       [0, 10]              1,000%: beyond any quoted implied vol
 rate, dividend yield      [-1, 1]              ±100% a year, continuously compounded
+smile slope (skew)        [-5, 5]              vol per unit of ln(K/S); listed equity
+                                               smiles slope by well under 1
 expiry                    <= 100 years         listed LEAPS run ~3 years, OTC ~30
 default-fund contribution [0, 1e15]            currency; the largest clearing house's
                                                whole fund is ~1e11 (~1e13 in yen)
@@ -38,6 +40,7 @@ QUANTITY_MAX = 1e9
 MULTIPLIER_MAX = 1e6
 VOL_MAX = 10.0
 RATE_MAX = 1.0
+SKEW_MAX = 5.0
 EXPIRY_YEARS_MAX = 100.0
 MONEYNESS_MAX = 1e8
 CONTRIBUTION_MAX = 1e15
@@ -95,6 +98,18 @@ def check_multiplier(value: float) -> None:
 
 def check_vol(field: str, value: float) -> None:
     _within(field, value, 0.0, VOL_MAX)
+
+
+def check_atm_vol(field: str, value: float) -> None:
+    """A market's ATM vol: in (0, VOL_MAX] (the smile is built on it; 0 has no smile)."""
+    v = _number(field, value)
+    if not 0.0 < v <= VOL_MAX:
+        raise ValidationError(field, f"must be in (0, {VOL_MAX:g}], got {value!r}")
+
+
+def check_skew(value: float) -> None:
+    """A smile slope, vol per unit of ln(K/S): in [-SKEW_MAX, SKEW_MAX]."""
+    _within("skew", value, -SKEW_MAX, SKEW_MAX)
 
 
 def check_rate(field: str, value: float) -> None:

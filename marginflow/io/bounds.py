@@ -24,7 +24,7 @@ scenario shock         (-1, 10]             relative move: -1 is a fall to zero
 
 The numbers are :mod:`marginflow.core.limits`' (the one place for them, with the reasons);
 here are the row parsers that apply them to file cells, so a bad cell is a rejected row
-(``FieldError``) rather than an exception. Skew and shocks are bounds of files only.
+(``FieldError``) rather than an exception. Shocks are bounds of files only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from marginflow.core.limits import (
     PRICE_MIN,
     QUANTITY_MAX,
     RATE_MAX,
+    SKEW_MAX,
     VOL_MAX,
 )
 from marginflow.io.csv_rows import FieldError, Parser, number
@@ -64,7 +65,6 @@ __all__ = [
 ]
 
 RATE_MIN = -RATE_MAX
-SKEW_MAX = 5.0
 SHOCK_MAX = 10.0
 
 

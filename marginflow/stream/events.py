@@ -226,11 +226,16 @@ class VolUpdate(Event, frozen=True, kw_only=True, tag="vol"):
             raise ValidationError("vol", "a vol update moves the vol, the skew or both")
         if self.vol is not None:
             _nonnegative("vol", self.vol)
-            if self.vol > 10.0:
-                raise ValidationError("vol", f"must be <= 10 (1000% annualised), got {self.vol!r}")
+            if self.vol > bounds.VOL_MAX:
+                raise ValidationError(
+                    "vol", f"must be <= {bounds.VOL_MAX:g} (1000% annualised), got {self.vol!r}"
+                )
         if self.skew is not None:
-            if not (math.isfinite(self.skew) and -5.0 <= self.skew <= 5.0):
-                raise ValidationError("skew", f"must be within [-5, 5], got {self.skew!r}")
+            s_max = bounds.SKEW_MAX
+            if not (math.isfinite(self.skew) and -s_max <= self.skew <= s_max):
+                raise ValidationError(
+                    "skew", f"must be within [-{s_max:g}, {s_max:g}], got {self.skew!r}"
+                )
             if self.expiry is not None or self.strike is not None:
                 raise ValidationError("skew", "is a property of the whole smile, not of a point")
         if self.expiry is not None:
