@@ -306,14 +306,14 @@ def _fmin(a: float, b: float) -> float:
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_exp(x: float) -> float:
-    """exp(x), relative error < 1.5e-15 for x in [-708, 709] (clamped outside), in plain
-    arithmetic.
+    """exp(x), relative error < 1.5e-15 for x in [-708, 709] (clamped outside; NaN gives
+    NaN), in plain arithmetic.
 
     ``math.exp`` is a libm call that LLVM cannot vectorise; this one it can. Polynomials
     are evaluated in Estrin's scheme: short dependency chains matter more than operation
     counts when only one or two SIMD vectors are in flight.
     """
-    x = _fmin(_fmax(x, -708.0), 709.0)
+    x = _fmin(709.0, _fmax(-708.0, x))  # in this order NaN stays NaN (a select keeps x)
     # k = round(x / ln 2) by the 1.5·2^52 shift: kd holds k in its low mantissa bits, so
     # the scale 2^k is built with integer adds and shifts. floor and a float-to-int64
     # conversion (which AVX2 lacks: LLVM made it four scalar conversions) are avoided.
@@ -375,37 +375,59 @@ def _erfcx_poly(y: float) -> float:
     return out
 
 
+_TAIL_CUT = 37.0
+"""|x| beyond which the normal tail is taken as 0: N(-37) = 5.7e-300, the last tail that
+is a normal double with room to spare. Beyond it the true tail is subnormal or underflows,
+and a subnormal operand or result costs ~100 cycles per SIMD operation on these CPUs (a
+microcode assist): far-from-the-money nodes, common in premium grids, made the premium
+integral 2.3 times slower (412 against 183 ns a node on one thread, a back-test day's 5.6 M
+nodes). Within the cut every bit is as before; beyond it a value moves by less than 1e-299
+(on that day's nodes, 285 premiums of 5.6 M moved, by at most 5.4e-306)."""
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
+def _tail_arg(x: float) -> tuple[float, bool]:
+    """(|x| clamped to the cut, whether it was beyond it); NaN stays NaN (not beyond)."""
+    a = abs(x)
+    far = a > _TAIL_CUT
+    return (_TAIL_CUT if far else a), far
+
+
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_ncdf(x: float) -> float:
-    """Standard normal N(x), relative error < 3e-13 (tails included), vectorisable."""
-    z = abs(x) * _INV_SQRT2
-    t = _ERFC_A / (_ERFC_A + z)
-    tail = 0.5 * _fast_exp(-0.5 * x * x) * t * _erfcx_poly(2.0 * t - 1.0)
+    """Standard normal N(x), relative error < 3e-13 for |x| <= 37 (tails included),
+    vectorisable; exactly 0 or 1 beyond (:data:`_TAIL_CUT`: no subnormal is made)."""
+    a, far = _tail_arg(x)
+    t = _ERFC_A / (_ERFC_A + a * _INV_SQRT2)
+    tail = 0.5 * _fast_exp(-0.5 * a * a) * t * _erfcx_poly(2.0 * t - 1.0)
+    tail = 0.0 if far else tail
     return tail if x < 0.0 else 1.0 - tail
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_npdf(x: float) -> float:
-    """Standard normal density n(x), vectorisable."""
-    return _INV_SQRT_2PI * _fast_exp(-0.5 * x * x)
+    """Standard normal density n(x), vectorisable; 0 beyond :data:`_TAIL_CUT`."""
+    a, far = _tail_arg(x)
+    return 0.0 if far else _INV_SQRT_2PI * _fast_exp(-0.5 * a * a)
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _fast_ncdf_npdf(x: float) -> tuple[float, float]:
-    """(N(x), n(x)) sharing one exponential."""
-    z = abs(x) * _INV_SQRT2
-    t = _ERFC_A / (_ERFC_A + z)
-    e = _fast_exp(-0.5 * x * x)
+    """(N(x), n(x)) sharing one exponential (each as :func:`_fast_ncdf`, :func:`_fast_npdf`)."""
+    a, far = _tail_arg(x)
+    t = _ERFC_A / (_ERFC_A + a * _INV_SQRT2)
+    e = 0.0 if far else _fast_exp(-0.5 * a * a)
     tail = 0.5 * e * t * _erfcx_poly(2.0 * t - 1.0)
     return (tail if x < 0.0 else 1.0 - tail), _INV_SQRT_2PI * e
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
 def _ncdf_given_npdf(x: float, pdf: float) -> float:
-    """N(x) given the density n(x) (computed from a related one without an exponential)."""
-    z = abs(x) * _INV_SQRT2
-    t = _ERFC_A / (_ERFC_A + z)
-    tail = _SQRT_HALF_PI * pdf * t * _erfcx_poly(2.0 * t - 1.0)
+    """N(x) given the density n(x) (computed from a related one without an exponential);
+    0 or 1 beyond :data:`_TAIL_CUT`."""
+    a, far = _tail_arg(x)
+    t = _ERFC_A / (_ERFC_A + a * _INV_SQRT2)
+    tail = 0.0 if far else _SQRT_HALF_PI * pdf * t * _erfcx_poly(2.0 * t - 1.0)
     return tail if x < 0.0 else 1.0 - tail
 
 
