@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marginflow.core.memory import keep_freed_memory
+
 if TYPE_CHECKING:
     from marginflow.backtest.run import BacktestResult, PositionPath, Progress, Window
 
@@ -80,6 +82,7 @@ def _start_worker(done: Any, threads: int) -> None:
 
     global _progress
     _progress = done
+    keep_freed_memory()  # as the parent: each day frees and allocates the same arrays
     numba.set_num_threads(threads)
 
 

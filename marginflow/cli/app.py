@@ -19,6 +19,7 @@ import typer
 
 from marginflow.cli.output import EXIT_BAD_INPUT, EXIT_INTERNAL, error_line
 from marginflow.core.errors import MSG_DATABASE_ERROR, MSG_INTERNAL_ERROR, MSG_OS_ERROR
+from marginflow.core.memory import keep_freed_memory
 
 app = typer.Typer(
     name="marginflow",
@@ -91,6 +92,7 @@ _USAGE_ERROR: type[Exception] = next(
 def main() -> None:
     """Entry point of the console script: whatever escapes a command is one line on
     standard error (the exit statuses in the module docstring)."""
+    keep_freed_memory()
     try:
         _register_commands()
         status = app(standalone_mode=False)  # errors come back here, to be put in one line

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from marginflow.core.errors import ConfigurationError, MarginflowError
+from marginflow.core.memory import keep_freed_memory
 from marginflow.engine.settings import MarginSettings
 from marginflow.engine.state import MarginEngine
 from marginflow.io.source import read_json
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     # CPU those need; passive threads sleep. Read when the thread pool first starts (the
     # engine build, after this), and only if the operator did not set it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    keep_freed_memory()  # a batch's arrays are freed and allocated again every batch
     args = parser().parse_args(argv)
     try:
         return _main(args)
