@@ -112,9 +112,15 @@ from marginflow.core.batch import FloatArray, OptionBatch
 from marginflow.core.book import InstrumentKind, Instruments, Market
 from marginflow.core.errors import ValidationError
 from marginflow.core.limits import MONEYNESS_MAX
+from marginflow.pricing.american import (
+    PREMIUM_BLOCK,
+    american_price,
+    early_exercise_premium,
+    premium_block,
+    premium_rows,
+)
 from marginflow.pricing.american import _fast_log as fast_log  # vectorisable ln, 3e-13
 from marginflow.pricing.american import _fast_ncdf as fast_ncdf  # vectorisable N(x), 3e-13
-from marginflow.pricing.american import american_price, early_exercise_premium, premium_rows
 from marginflow.pricing.black_scholes import european_price
 from marginflow.pricing.greeks import greeks
 
@@ -1030,10 +1036,26 @@ def _ensure_grids(
             cache.drop(keys[b])
         return _ensure_grids(cache, keys, call, t, r, q, scale, tight, lambda: wide, h, lv)
     # Nodes to price: needed, not yet priced, and on the continuation side of the row's
-    # boundary (beyond it the premium is extended, not priced).
+    # boundary (beyond it the premium is extended, not priced). Rows of the default scheme
+    # (nearly all) are priced where they lie, straight into the layout (_price_nodes); the
+    # others (long-dated, point by point) are listed and priced below with the extension
+    # points. The bits are the same either way: a node's premium depends on its row and
+    # its moneyness alone.
+    local = np.full(n_rows, -1, dtype=np.int64)
+    local[ridx] = row_of
+    plain = np.full(n_rows, -1, dtype=np.int64)
+    in_plain = pr.kind[row_of] == 1
+    plain[ridx[in_plain]] = pr.slot[row_of[in_plain]]
+    pl = pr.plain_rows
+    priced = _price_nodes(
+        values, offset, row_offset, hull[:, 0], n_j, need_a, need_z, side, bd, scale, h, r_b,
+        plain, _LN_MONEYNESS, pr.is_call[pl], pr.expiry_years[pl], pr.solve_t[pl],
+        pr.rate[pl], pr.dividend_yield[pl], pr.vol[pl], *pr.consts,
+    )  # fmt: skip
     flat, node_row, node_m = _nodes_to_price(
-        values, offset, row_offset, hull[:, 0], n_j, need_a, need_z, side, bd, scale, h
-    )
+        values, offset, row_offset, hull[:, 0], n_j, need_a, need_z, side, bd, scale, h,
+        plain < 0,
+    )  # fmt: skip
     # The extension's two continuation points of every new row (_extend_rows), priced
     # whether or not the lattice reaches them, so that a row does not depend on how far the
     # scenarios stretched it.
@@ -1047,8 +1069,6 @@ def _ensure_grids(
     ok = dist >= 0.5 * h * c_r[:, None] * np.cosh(cand * h)
     two = np.argmax(ok, axis=1)[:, None] + np.arange(2)[None, :]  # ok stays true outwards
     pts_m = np.take_along_axis(cand_m, two, axis=1).ravel()
-    local = np.full(n_rows, -1, dtype=np.int64)
-    local[ridx] = row_of
     # A long expiry (a market dated decades before its series) stretches the lattice past
     # the spot/strike range the pricer resolves; such a node takes the premium at the edge
     # of that range, where a put or call is already worthless or exercised.
@@ -1057,7 +1077,7 @@ def _ensure_grids(
         np.concatenate([local[node_row], local[np.repeat(new_rows, 2)]]),
         np.clip(np.concatenate([node_m, pts_m]), -_LN_MONEYNESS, _LN_MONEYNESS),
     )
-    cache.priced += premium.size
+    cache.priced += priced + premium.size
     values[flat] = premium[: flat.size]
     pts_d[new_rows] = np.take_along_axis(dist, two, axis=1)
     pts_f[new_rows] = premium[flat.size :].reshape(-1, 2)
@@ -1138,15 +1158,17 @@ def _nodes_to_price(
     boundary: np.ndarray,
     scale: np.ndarray,
     h: float,
+    mask: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat index, row, log-moneyness) of every needed node not priced yet on the
-    continuation side of its row's boundary (every needed node where the bucket has no
-    single boundary)."""
+    """(flat index, row, log-moneyness) of every needed node of the rows of ``mask`` not
+    priced yet on the continuation side of its row's boundary (every needed node where the
+    bucket has no single boundary)."""
     count = 0
     for b in range(n_j.shape[0]):
         for j in range(n_j[b]):
             r = row_offset[b] + j
-            count += max(need_z[r] - need_a[r] + 1, 0)
+            if mask[r]:
+                count += max(need_z[r] - need_a[r] + 1, 0)
     flat = np.empty(count, dtype=np.int64)
     rows = np.empty(count, dtype=np.int64)
     ln_m = np.empty(count)
@@ -1156,6 +1178,8 @@ def _nodes_to_price(
         sd = side[b]
         for j in range(nv):
             r = row_offset[b] + j
+            if not mask[r]:
+                continue
             for i in range(need_a[r], need_z[r] + 1):
                 f = offset[b] + (i - i_first[b]) * nv + j
                 if values[f] == values[f]:
@@ -1168,6 +1192,88 @@ def _nodes_to_price(
                 ln_m[k] = m
                 k += 1
     return flat[:k], rows[:k], ln_m[:k]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _price_nodes(
+    values: np.ndarray,
+    offset: np.ndarray,
+    row_offset: np.ndarray,
+    i_first: np.ndarray,
+    n_j: np.ndarray,
+    need_a: np.ndarray,
+    need_z: np.ndarray,
+    side: np.ndarray,
+    boundary: np.ndarray,
+    scale: np.ndarray,
+    h: float,
+    r_bucket: np.ndarray,
+    slot: np.ndarray,
+    cap: float,
+    is_call: np.ndarray,
+    t: np.ndarray,
+    solve_t: np.ndarray,
+    rate: np.ndarray,
+    div: np.ndarray,
+    vol: np.ndarray,
+    c_lnx: np.ndarray,
+    c_0: np.ndarray,
+    c_v: np.ndarray,
+    c_r: np.ndarray,
+    c_q: np.ndarray,
+) -> int:
+    """Price, in place, the nodes :func:`_nodes_to_price` would list for every row with a
+    default-scheme premium row (``slot[r]`` >= 0: its index among them; moneyness clipped
+    to ``±cap``), a block of :func:`premium_block` at a time; returns how many.
+
+    Listing the nodes first, grouping them by row and scattering the premiums back cost
+    as much as pricing them (six arrays of a back-test day's 5.6 M nodes); the nodes of a
+    row are already a run, so they are priced where they lie. Rows are independent."""
+    n_rows = r_bucket.shape[0]
+    n_tasks = max(min(n_rows, 64), 1)
+    counts = np.zeros(n_tasks, dtype=np.int64)
+    for task in prange(n_tasks):
+        buf = np.empty((5, PREMIUM_BLOCK))
+        dest = np.empty(PREMIUM_BLOCK, dtype=np.int64)
+        done = 0
+        for r in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            j = slot[r]
+            if j < 0:
+                continue
+            b = r_bucket[r]
+            nv = n_j[b]
+            jj = r - row_offset[b]
+            sd, c, m_star = side[b], scale[b], boundary[r]
+            k = 0
+            for i in range(need_a[r], need_z[r] + 1):
+                f = offset[b] + (i - i_first[b]) * nv + jj
+                if values[f] == values[f]:
+                    continue
+                m = c * math.sinh(i * h)
+                if sd != 0.0 and sd * (m - m_star) <= 0.0:
+                    continue
+                buf[0, k] = min(max(m, -cap), cap)
+                dest[k] = f
+                k += 1
+                if k == PREMIUM_BLOCK:
+                    premium_block(
+                        k, j, is_call, t, solve_t, rate, div, vol, c_lnx, c_0, c_v, c_r, c_q,
+                        False, buf,
+                    )  # fmt: skip
+                    for s in range(k):
+                        values[dest[s]] = buf[3, s]
+                    done += k
+                    k = 0
+            if k:
+                premium_block(
+                    k, j, is_call, t, solve_t, rate, div, vol, c_lnx, c_0, c_v, c_r, c_q,
+                    False, buf,
+                )  # fmt: skip
+                for s in range(k):
+                    values[dest[s]] = buf[3, s]
+                done += k
+        counts[task] = done
+    return int(counts.sum())
 
 
 @njit(cache=True)

@@ -2127,16 +2127,12 @@ def _premium_at_kernel(
     out: FloatArray,
     european: FloatArray,
 ) -> None:
-    """At every point of a solved row: the unit put's value in put space (the European
-    put plus the premium integral, floored, as :func:`_group_prices` prices it, at the
-    row's solve length) and the European price in the option's own terms. ``out`` gets the
-    premium (American less European, per unit strike), or the unit put's value itself when
-    ``unit_put`` (long-dated rows, clipped by the caller).
+    """At every point of a solved row: :func:`premium_block`'s values (the premium, or the
+    unit put's value when ``unit_put``) and the European price.
 
-    Points come sorted by row; each run of one row is a block whose loops over points are
-    innermost, so they run in SIMD registers (as :func:`_spots_alo_kernel`)."""
+    Points come sorted by row; each run of one row is cut into blocks whose loops over
+    points are innermost, so they run in SIMD registers (as :func:`_spots_alo_kernel`)."""
     size = m.shape[0]
-    n_p = c_0.shape[1]
     starts = np.flatnonzero(np.diff(row)) + 1
     bounds = np.empty(starts.shape[0] + 2, dtype=np.int64)
     bounds[0] = 0
@@ -2145,44 +2141,85 @@ def _premium_at_kernel(
     n_runs = bounds.shape[0] - 1
     n_tasks = min(n_runs, 64)
     for task in prange(n_tasks):
-        lx = np.empty(_SPOT_BLOCK)
-        x = np.empty(_SPOT_BLOCK)
-        pr = np.empty(_SPOT_BLOCK)
+        buf = np.empty((5, PREMIUM_BLOCK))
         for run in range(task * n_runs // n_tasks, (task + 1) * n_runs // n_tasks):
             j = row[bounds[run]]
-            call = is_call[j]
-            rr, qq = (q[j], r[j]) if call else (r[j], q[j])
-            ts, tt, vol = solve_t[j], t[j], v[j]
-            sd_s, sd_t = vol * math.sqrt(ts), vol * math.sqrt(tt)
-            shift_s = (rr - qq) * ts / sd_s + 0.5 * sd_s
-            shift_t = (rr - qq) * tt / sd_t + 0.5 * sd_t
-            dr_s, dq_s = math.exp(-rr * ts), math.exp(-qq * ts)
-            dr_t, dq_t = math.exp(-rr * tt), math.exp(-qq * tt)
-            for lo in range(bounds[run], bounds[run + 1], _SPOT_BLOCK):
-                n = min(bounds[run + 1], lo + _SPOT_BLOCK) - lo
-                for s in range(n):
-                    lx[s] = -m[lo + s] if call else m[lo + s]
-                    x[s] = _fast_exp(lx[s])
-                    pr[s] = 0.0
-                for p in range(n_p):
-                    a_l, a_0, a_v = c_lnx[j, p], c_0[j, p], c_v[j, p]
-                    a_r, a_q = c_r[j, p], c_q[j, p]
-                    for s in range(n):
-                        dp = lx[s] * a_l + a_0
-                        pr[s] += a_r * _fast_ncdf(a_v - dp) - x[s] * a_q * _fast_ncdf(-dp)
-                for s in range(n):
-                    # the European put in put space at the solve length and at expiry
-                    dp = lx[s] / sd_s + shift_s
-                    eu_s = dr_s * _fast_ncdf(sd_s - dp) - x[s] * dq_s * _fast_ncdf(-dp)
-                    dp = lx[s] / sd_t + shift_t
-                    eu_t = dr_t * _fast_ncdf(sd_t - dp) - x[s] * dq_t * _fast_ncdf(-dp)
-                    value = _fmax(eu_s + _fmax(pr[s], 0.0), _deterministic_floor(x[s], rr, qq, ts))
-                    value = _fmax(value, 1.0 - x[s])
-                    # put space: a call is S/K unit puts at x = K/S with the rates swapped
-                    scale = 1.0 / x[s] if call else 1.0
-                    european[lo + s] = scale * eu_t
-                    if unit_put:
-                        out[lo + s] = value
-                    else:
-                        premium = _fmax(scale * (value - eu_t), 0.0)
-                        out[lo + s] = premium if pr[s] == pr[s] else np.nan
+            for lo in range(bounds[run], bounds[run + 1], PREMIUM_BLOCK):
+                n = min(bounds[run + 1], lo + PREMIUM_BLOCK) - lo
+                buf[0, :n] = m[lo : lo + n]
+                premium_block(
+                    n, j, is_call, t, solve_t, r, q, v, c_lnx, c_0, c_v, c_r, c_q, unit_put,
+                    buf,
+                )  # fmt: skip
+                out[lo : lo + n] = buf[3, :n]
+                european[lo : lo + n] = buf[4, :n]
+
+
+PREMIUM_BLOCK = _SPOT_BLOCK
+"""Points :func:`premium_block` takes at a time (its buffer's width)."""
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_CONTRACT)
+def premium_block(
+    n: int,
+    j: int,
+    is_call: BoolArray,
+    t: FloatArray,
+    solve_t: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    v: FloatArray,
+    c_lnx: FloatArray,
+    c_0: FloatArray,
+    c_v: FloatArray,
+    c_r: FloatArray,
+    c_q: FloatArray,
+    unit_put: bool,
+    buf: FloatArray,
+) -> None:
+    """The premium integral of solved row ``j`` (arrays as :class:`PremiumRows` keeps its
+    scheme's rows) at the ``n`` <= :data:`PREMIUM_BLOCK` log-moneyness points ``buf[0, :n]``
+    (ln S/K), a Numba building block for kernels that walk their own points. Rows 1-2 of
+    ``buf`` are scratch; row 3 gets the unit put's value in put space (the European put
+    plus the premium integral, floored, as :func:`_group_prices` prices it, at the row's
+    solve length) when ``unit_put`` (long-dated rows, clipped by the caller), else the
+    premium (American less European, per unit strike; NaN where the row's constants are);
+    row 4 the European price in the option's own terms. A point's values depend on its
+    row and its moneyness alone, not on the block it is in."""
+    lx, x, pr = buf[0], buf[1], buf[2]
+    n_p = c_0.shape[1]
+    call = is_call[j]
+    rr, qq = (q[j], r[j]) if call else (r[j], q[j])
+    ts, tt, vol = solve_t[j], t[j], v[j]
+    sd_s, sd_t = vol * math.sqrt(ts), vol * math.sqrt(tt)
+    shift_s = (rr - qq) * ts / sd_s + 0.5 * sd_s
+    shift_t = (rr - qq) * tt / sd_t + 0.5 * sd_t
+    dr_s, dq_s = math.exp(-rr * ts), math.exp(-qq * ts)
+    dr_t, dq_t = math.exp(-rr * tt), math.exp(-qq * tt)
+    for s in range(n):
+        lx[s] = -lx[s] if call else lx[s]
+        x[s] = _fast_exp(lx[s])
+        pr[s] = 0.0
+    for p in range(n_p):
+        a_l, a_0, a_v = c_lnx[j, p], c_0[j, p], c_v[j, p]
+        a_r, a_q = c_r[j, p], c_q[j, p]
+        for s in range(n):
+            dp = lx[s] * a_l + a_0
+            pr[s] += a_r * _fast_ncdf(a_v - dp) - x[s] * a_q * _fast_ncdf(-dp)
+    out, european = buf[3], buf[4]
+    for s in range(n):
+        # the European put in put space at the solve length and at expiry
+        dp = lx[s] / sd_s + shift_s
+        eu_s = dr_s * _fast_ncdf(sd_s - dp) - x[s] * dq_s * _fast_ncdf(-dp)
+        dp = lx[s] / sd_t + shift_t
+        eu_t = dr_t * _fast_ncdf(sd_t - dp) - x[s] * dq_t * _fast_ncdf(-dp)
+        value = _fmax(eu_s + _fmax(pr[s], 0.0), _deterministic_floor(x[s], rr, qq, ts))
+        value = _fmax(value, 1.0 - x[s])
+        # put space: a call is S/K unit puts at x = K/S with the rates swapped
+        scale = 1.0 / x[s] if call else 1.0
+        european[s] = scale * eu_t
+        if unit_put:
+            out[s] = value
+        else:
+            premium = _fmax(scale * (value - eu_t), 0.0)
+            out[s] = premium if pr[s] == pr[s] else np.nan
