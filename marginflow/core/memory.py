@@ -3,16 +3,18 @@
 A margin run allocates and frees arrays of tens of MiB many times over: a day of a
 back-test, a batch of the stream, a full re-margin. glibc gives a freed block of that size
 back to the kernel (``munmap``, or trimming the heap's top), and the next allocation of the
-same size faults fresh zeroed pages in again. On the project's virtual machines a first
-touch costs ~2.5 ms per MiB (a page fault is ~10 µs there), so a 45 MiB array costs ~110 ms
-before a single value is written. Measured on a back-test of the large book's 1,000-account
-sample over 10 days: premium grids 21.8 → 14.5 s, the whole run 36.6 → 28.2 s
+same size faults fresh zeroed pages in again, and the unmapping stalls the process's other
+threads (the kernel's threads of a parallel region) while their page tables are flushed.
+Measured on a back-test of the large book's 1,000-account sample over 10 days, two runs
+each, alternating: premium grids 22.6 → 17.0-18.2 s, the whole run 37.1-37.9 → 32.6-33.3 s
 (``benchmarks/README.md``).
 
 :func:`keep_freed_memory` asks glibc to keep what is freed instead: blocks up to 32 MiB
 (glibc's largest mmap threshold) come from the heap, and the heap's free top is neither
 trimmed below 2 GiB nor grown by less than 256 MiB. The resident size then stays near the
-process's peak instead of following each allocation down and up.
+process's peak instead of following each allocation down and up. Blocks of 32 MiB and more
+are still mapped and unmapped each time (switching mapping off altogether, ``M_MMAP_MAX =
+0``, was slower: 33.0 s on the same run).
 
 It is a process-wide setting, so only programs call it (the command line, stream workers,
 back-test workers, the benchmarks), never a library import: a program embedding marginflow
@@ -62,4 +64,5 @@ def _apply() -> bool:
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
         (_M_TOP_PAD, TOP_PAD),
     )
-    return all(mallopt(param, value) == 1 for param, value in settings)
+    accepted = [mallopt(param, value) == 1 for param, value in settings]  # each one tried
+    return all(accepted)

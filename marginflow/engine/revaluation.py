@@ -28,10 +28,11 @@ bucket:
 * **one boundary solve per vol row**: every node of a row shares its exercise boundary (the
   boundary depends on the vol, not on the spot), so the pricing core solves it once
   (:func:`marginflow.pricing.american.premium_rows`, ALO as :func:`american_price` solves
-  it) and each node costs only the premium integral
-  (:func:`marginflow.pricing.american.early_exercise_premium`, ~20× cheaper than a full
-  American price); a row is shared by every bucket with the same (call/put, expiry, rate,
-  dividend);
+  it) and each node costs only the premium integral (~20× cheaper than a full American
+  price: :func:`marginflow.pricing.american.premium_block`, run where the nodes lie in the
+  grid by :func:`_price_nodes`; long-dated and closed-form rows through
+  :func:`marginflow.pricing.american.early_exercise_premium`, to the same bits); a row is
+  shared by every bucket with the same (call/put, expiry, rate, dividend);
 * nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the total vol
   at the ATM vol rounded to the nearest power of two, √T (at least 0.005), and ``h`` =
   ``eep_moneyness_step`` (steps of about h · c near the strike, growing with |m| in the far

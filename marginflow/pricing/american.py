@@ -381,7 +381,9 @@ is a normal double with room to spare. Beyond it the true tail is subnormal or u
 and a subnormal operand or result costs ~100 cycles per SIMD operation on these CPUs (a
 microcode assist): far-from-the-money nodes, common in premium grids, made the premium
 integral 2.3 times slower (412 against 183 ns a node on one thread, a back-test day's 5.6 M
-nodes). Within the cut every bit is as before; beyond it a value moves by less than 1e-299
+nodes). Within the cut every helper's value is as before, bit for bit (a value built from a
+density passed on, as ``_ncdf_given_npdf`` takes it, is 0 where that density's own argument
+was beyond the cut); beyond it a value moves by less than 1e-299
 (on that day's nodes, 285 premiums of 5.6 M moved, by at most 5.4e-306)."""
 
 
@@ -2179,13 +2181,14 @@ def premium_block(
 ) -> None:
     """The premium integral of solved row ``j`` (arrays as :class:`PremiumRows` keeps its
     scheme's rows) at the ``n`` <= :data:`PREMIUM_BLOCK` log-moneyness points ``buf[0, :n]``
-    (ln S/K), a Numba building block for kernels that walk their own points. Rows 1-2 of
-    ``buf`` are scratch; row 3 gets the unit put's value in put space (the European put
-    plus the premium integral, floored, as :func:`_group_prices` prices it, at the row's
-    solve length) when ``unit_put`` (long-dated rows, clipped by the caller), else the
-    premium (American less European, per unit strike; NaN where the row's constants are);
-    row 4 the European price in the option's own terms. A point's values depend on its
-    row and its moneyness alone, not on the block it is in."""
+    (ln S/K), a Numba building block for kernels that walk their own points. Row 0 is
+    consumed (negated for a call) and rows 1-2 are scratch; row 3 gets the unit put's value
+    in put space (the European put plus the premium integral, floored, as
+    :func:`_group_prices` prices it, at the row's solve length) when ``unit_put``
+    (long-dated rows, clipped by the caller), else the premium (American less European, per
+    unit strike; NaN where the row's constants are); row 4 the European price in the
+    option's own terms. A point's values depend on its row and its moneyness alone, not on
+    the block it is in."""
     lx, x, pr = buf[0], buf[1], buf[2]
     n_p = c_0.shape[1]
     call = is_call[j]

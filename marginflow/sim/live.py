@@ -28,6 +28,7 @@ from types import FrameType
 
 from marginflow.cli.output import say
 from marginflow.core.errors import ConfigurationError, MarginflowError
+from marginflow.core.memory import keep_freed_memory
 from marginflow.engine.settings import MarginSettings
 from marginflow.sim.demo import DemoRun, prepare_demo
 from marginflow.sim.synthetic_book import BookSpec
@@ -145,6 +146,7 @@ def stream(directory: Path, plan: DayPlan, *, stop: _Stop, parent: int | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # the day's margin pipeline runs in this process
     parser = argparse.ArgumentParser(prog="python -m marginflow.sim.live", description=__doc__)
     parser.add_argument("--dir", type=Path, required=True)
     defaults = DayPlan()
