@@ -1183,16 +1183,25 @@ def _nodes_to_price(
                 continue
             for i in range(need_a[r], need_z[r] + 1):
                 f = offset[b] + (i - i_first[b]) * nv + j
-                if values[f] == values[f]:
-                    continue
-                m = scale[b] * math.sinh(i * h)
-                if sd != 0.0 and sd * (m - boundary[r]) <= 0.0:
+                m = _node_to_price(values[f], scale[b], i, h, sd, boundary[r])
+                if m != m:
                     continue
                 flat[k] = f
                 rows[k] = r
                 ln_m[k] = m
                 k += 1
     return flat[:k], rows[:k], ln_m[:k]
+
+
+@njit(cache=True, inline="always")
+def _node_to_price(value: float, c: float, i: int, h: float, sd: float, m_star: float) -> float:
+    """The log-moneyness ``c · sinh(i · h)`` of node ``i`` of a row if it is still to be
+    priced (``value`` NaN, and on the continuation side ``sd`` of the boundary ``m_star``, or
+    the bucket has no single boundary: ``sd`` 0), else NaN. The one rule of both node walks."""
+    if value == value:
+        return np.nan
+    m: float = c * math.sinh(i * h)
+    return np.nan if sd != 0.0 and sd * (m - m_star) <= 0.0 else m
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -1246,17 +1255,15 @@ def _price_nodes(
             jj = r - row_offset[b]
             sd, c, m_star = side[b], scale[b], boundary[r]
             k = 0
-            for i in range(need_a[r], need_z[r] + 1):
+            last = need_z[r]
+            for i in range(need_a[r], last + 1):
                 f = offset[b] + (i - i_first[b]) * nv + jj
-                if values[f] == values[f]:
-                    continue
-                m = c * math.sinh(i * h)
-                if sd != 0.0 and sd * (m - m_star) <= 0.0:
-                    continue
-                buf[0, k] = min(max(m, -cap), cap)
-                dest[k] = f
-                k += 1
-                if k == PREMIUM_BLOCK:
+                m = _node_to_price(values[f], c, i, h, sd, m_star)
+                if m == m:
+                    buf[0, k] = min(max(m, -cap), cap)
+                    dest[k] = f
+                    k += 1
+                if k == PREMIUM_BLOCK or (i == last and k):  # a full block, or the row's end
                     premium_block(
                         k, j, is_call, t, solve_t, rate, div, vol, c_lnx, c_0, c_v, c_r, c_q,
                         False, buf,
@@ -1265,14 +1272,6 @@ def _price_nodes(
                         values[dest[s]] = buf[3, s]
                     done += k
                     k = 0
-            if k:
-                premium_block(
-                    k, j, is_call, t, solve_t, rate, div, vol, c_lnx, c_0, c_v, c_r, c_q,
-                    False, buf,
-                )  # fmt: skip
-                for s in range(k):
-                    values[dest[s]] = buf[3, s]
-                done += k
         counts[task] = done
     return int(counts.sum())
 
