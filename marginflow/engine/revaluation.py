@@ -1554,6 +1554,7 @@ def _revalue_kernel(
     holes: np.ndarray,
 ) -> None:
     n_s = spot_shock.shape[1]
+    inv_lv, inv_h = 1.0 / lv_step, 1.0 / m_step
     for g in prange(group_starts.shape[0] - 1):
         lo, hi = group_starts[g], group_starts[g + 1]
         u = und[rows[lo]]
@@ -1626,14 +1627,17 @@ def _revalue_kernel(
                 # The premium grid's axes are the option's own scenario vol (ln σ) and asinh
                 # moneyness: their lattice coordinates in one SIMD pass per block of
                 # scenarios, the bicubics' gathers in a second (_eep_block, branch-free).
-                c_b = scale[b]
+                # Multiplied by reciprocals, not divided: a division does not pipeline (see
+                # fast_log). The last-bit difference from a division cannot reach a node
+                # left unpriced: _needed_nodes pads every bound by 1e-9.
+                inv_c = 1.0 / scale[b]
                 for lo_s in range(0, n_s, _SCENARIO_BLOCK):
                     n = min(n_s, lo_s + _SCENARIO_BLOCK) - lo_s
                     for t_ in range(n):
                         xs = ln_new[lo_s + t_] - ln_k
-                        yv = fast_log(vm[lo_s + t_] * max(vol_floor, atm - slope * xs)) / lv_step
-                        z = abs(xs) / c_b
-                        ym = fast_log(z + math.sqrt(z * z + 1.0)) / m_step
+                        yv = fast_log(vm[lo_s + t_] * max(vol_floor, atm - slope * xs)) * inv_lv
+                        z = abs(xs) * inv_c
+                        ym = fast_log(z + math.sqrt(z * z + 1.0)) * inv_h
                         ym = ym if xs >= 0.0 else -ym
                         yv_lo = math.floor(yv)
                         ym_lo = math.floor(ym)
