@@ -106,7 +106,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import njit, prange, types
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from marginflow.core.batch import FloatArray, OptionBatch
@@ -1420,14 +1422,19 @@ def _cell(y: float, first: int, count: int) -> tuple[int, float]:
 def _cubic_weights(f: float) -> tuple[float, float, float, float]:
     """Weights of nodes -1, 0, 1, 2 at fraction ``f`` of cell [0, 1]: the cubic through the
     four nodes (Lagrange; exact for cubics, so the error falls as the step to the fourth
-    power where the premium is smooth); (0, 1, 0, 0) at f = 0, so a node is met exactly."""
+    power where the premium is smooth); (0, 1, 0, 0) at f = 0 and (0, 0, 1, 0) at f = 1,
+    exactly, so a node is met exactly.
+
+    Multiplied by 1/6, not divided by 6: four divisions a point (two calls) were most of
+    the premium lookup's time, the scalar divider taking 4 cycles each (18.5 cycles a point
+    in all, 1 thread, Intel Xeon, 2026-12-08)."""
     fp, fm, fm2 = f + 1.0, f - 1.0, f - 2.0
-    return (
-        -f * fm * fm2 / 6.0,
-        fp * fm * fm2 / 2.0,
-        -fp * f * fm2 / 2.0,
-        fp * f * fm / 6.0,
-    )
+    g = f * fm  # f (f - 1)
+    h = fp * fm2  # (f + 1)(f - 2)
+    return (-g * fm2 * _SIXTH, h * fm * 0.5, -h * f * 0.5, fp * g * _SIXTH)
+
+
+_SIXTH = 1.0 / 6.0
 
 
 @njit(cache=True, inline="always")
@@ -1443,21 +1450,111 @@ def _eep(b: int, m: float, j: int, fy: float, nv: int, scale: np.ndarray, h: flo
     w0, w1, w2, w3 = _cubic_weights(fy)
     r = row_offset[b] + j - 1
     if side[b] != 0.0:
-        m_star = w0 * boundary[r] + w1 * boundary[r + 1] + w2 * boundary[r + 2]
-        m_star += w3 * boundary[r + 3]
+        m_star = (w0 * boundary[r] + w1 * boundary[r + 1]) + (
+            w2 * boundary[r + 2] + w3 * boundary[r + 3]
+        )
         if side[b] * (m - m_star) <= 0.0:
             return 0.0, True
     i, fx = _cell(math.asinh(m / scale[b]) / h, m_first[b], m_count[b])
     a0, a1, a2, a3 = _cubic_weights(fx)
     g = offset[b] + (i - 1) * nv + j - 1
-    out = 0.0
-    for k, wa in enumerate((a0, a1, a2, a3)):
-        c = g + k * nv
-        out += wa * (w0 * values[c] + w1 * values[c + 1] + w2 * values[c + 2] + w3 * values[c + 3])
-    return out, False
+    # in the order of _premium_lookup, which the scenarios take
+    c0, c1, c2, c3 = g, g + nv, g + 2 * nv, g + 3 * nv
+    acc0 = (a0 * values[c0] + a1 * values[c1]) + (a2 * values[c2] + a3 * values[c3])
+    acc1 = (a0 * values[c0 + 1] + a1 * values[c1 + 1]) + (a2 * values[c2 + 1] + a3 * values[c3 + 1])
+    acc2 = (a0 * values[c0 + 2] + a1 * values[c1 + 2]) + (a2 * values[c2 + 2] + a3 * values[c3 + 2])
+    acc3 = (a0 * values[c0 + 3] + a1 * values[c1 + 3]) + (a2 * values[c2 + 3] + a3 * values[c3 + 3])
+    return (acc0 * w0 + acc1 * w1) + (acc2 * w2 + acc3 * w3), False
 
 
 _SCENARIO_BLOCK = 256
+
+
+# The premium lookup's reads, as LLVM IR of 4-double vectors: the bicubic's sixteen nodes
+# are four runs of four adjacent doubles, and one run holds a boundary's four rows. LLVM
+# cannot vectorise the lookup across points (every point reads its own place), and it read
+# the runs one double at a time.
+_V4 = ir.VectorType(ir.DoubleType(), 4)
+_I64 = ir.IntType(64)
+
+
+def _lanes(builder: Any, values: list[Any]) -> Any:
+    """A <4 x double> of four scalars."""
+    vec = ir.Constant(_V4, ir.Undefined)
+    for k, v in enumerate(values):
+        vec = builder.insert_element(vec, v, ir.Constant(ir.IntType(32), k))
+    return vec
+
+
+def _data(context: Any, builder: Any, array_type: Any, array: Any) -> Any:
+    return context.make_array(array_type)(context, builder, array).data
+
+
+def _run4(builder: Any, data: Any, index: Any) -> Any:
+    """The four doubles from flat ``index`` on, as one (unaligned) vector load."""
+    return builder.load(builder.bitcast(builder.gep(data, [index]), _V4.as_pointer()), align=8)
+
+
+def _every4th(builder: Any, data: Any, index: Any, step: int) -> list[Any]:
+    """The doubles at flat ``index + k · step``, k = 0..3."""
+    out = []
+    for _ in range(4):
+        out.append(builder.load(builder.gep(data, [index]), align=8))
+        index = builder.add(index, ir.Constant(_I64, step))
+    return out
+
+
+def _dot_lanes(builder: Any, vec: Any, w: Any) -> Any:
+    """(v0 w0 + v1 w1) + (v2 w2 + v3 w3) of two <4 x double>, each operation rounded as
+    written."""
+    prod = builder.fmul(vec, w)
+    e = [builder.extract_element(prod, ir.Constant(ir.IntType(32), k)) for k in range(4)]
+    return builder.fadd(builder.fadd(e[0], e[1]), builder.fadd(e[2], e[3]))
+
+
+def _flat_doubles(values: Any) -> bool:
+    """Whether a Numba type is a contiguous 1-D float64 array (flat indices address it)."""
+    return (
+        isinstance(values, types.Array)
+        and values.ndim == 1
+        and values.layout == "C"
+        and values.dtype == types.float64
+    )
+
+
+def _premium_lookup_impl(typingctx, values, node, stride, boundary, row, weights, t):  # type: ignore[no-untyped-def]
+    """(Σ_i Σ_k a_i w_k values[node + i·stride + k], Σ_k w_k boundary[row + k]), i, k =
+    0..3, with w_k = ``weights[k·B + t]`` and a_i = ``weights[(4 + i)·B + t]`` (B =
+    :data:`_SCENARIO_BLOCK`): the premium's bicubic and the exercise boundary's cubic at
+    point ``t`` of a block. The nodes are summed over i lane by lane, ((a0 r0 + a1 r1) +
+    (a2 r2 + a3 r3)), then weighted over k as :func:`_dot_lanes`; every operation is rounded
+    as written."""
+    if not all(_flat_doubles(a) for a in (values, boundary, weights)):
+        return None
+    u8, f8 = types.uint64, types.float64
+    sig = types.UniTuple(f8, 2)(values, u8, u8, boundary, u8, weights, u8)  # type: ignore[no-untyped-call]
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        values, boundary, weights = (
+            _data(context, builder, signature.args[k], args[k]) for k in (0, 3, 5)
+        )
+        node, stride, row, t = args[1], args[2], args[4], args[6]
+        block = _SCENARIO_BLOCK
+        w = _lanes(builder, _every4th(builder, weights, t, block))
+        a = _every4th(builder, weights, builder.add(t, ir.Constant(_I64, 4 * block)), block)
+        terms = []
+        for i in range(4):
+            terms.append(builder.fmul(_lanes(builder, [a[i]] * 4), _run4(builder, values, node)))
+            node = builder.add(node, stride)
+        acc = builder.fadd(builder.fadd(terms[0], terms[1]), builder.fadd(terms[2], terms[3]))
+        premium = _dot_lanes(builder, acc, w)
+        m_star = _dot_lanes(builder, _run4(builder, boundary, row), w)
+        return context.make_tuple(builder, signature.return_type, (premium, m_star))
+
+    return sig, codegen
+
+
+_premium_lookup: Any = intrinsic(_premium_lookup_impl)
 
 
 @njit(cache=True, inline="always")
@@ -1465,55 +1562,54 @@ def _eep_block(n: int, b: int, ln_m: np.ndarray, cell_v: np.ndarray, frac_v: np.
                cell_m: np.ndarray, frac_m: np.ndarray, v0: int, nv: int,
                m_first: np.ndarray, m_count: np.ndarray, offset: np.ndarray,
                values: np.ndarray, side: np.ndarray, row_offset: np.ndarray,
-               boundary: np.ndarray, eep: np.ndarray, exercised: np.ndarray) -> None:  # fmt: skip
+               boundary: np.ndarray, weights: np.ndarray, nodes: np.ndarray,
+               eep: np.ndarray, exercised: np.ndarray) -> None:  # fmt: skip
     """:func:`_eep` for points ``0..n-1`` of a block, from lattice coordinates already split
     into cell and fraction (``cell_v``, ``frac_v`` on the vol axis, ``cell_m``, ``frac_m`` on
     the moneyness axis; cells as floats), clamped at the lattice's ends as :func:`_cell`
     clamps; ``ln_m`` the points' log-moneyness. Writes the premium per unit strike into
-    ``eep`` and whether the point is exercised into ``exercised``.
+    ``eep`` and whether the point is exercised into ``exercised``; ``weights`` (8 ×
+    :data:`_SCENARIO_BLOCK`) and ``nodes`` (uint64, 2 × :data:`_SCENARIO_BLOCK`) are
+    scratch, and ``frac_v`` is spent.
 
     Without a branch: every point reads its boundary and its 16 nodes, exercised or not (the
-    clamps keep the reads inside the bucket), and the exercise test selects. Same bits as the
-    point-by-point form with its early return; 3× it in isolation with unpredictable
-    exercise, 4% less kernel CPU on a synthetic book (1 thread, 1,144 scenarios).
+    clamps keep the reads inside the bucket), and the exercise test selects. Same bits as
+    :func:`_eep`'s sums (its cell coordinates are its own).
 
-    On the project machine (AMD EPYC, AVX-512) LLVM keeps this loop scalar (the compiled
-    loop holds no gather; its cost model for this CPU prefers scalar loads), so what counts
-    is the instructions per point. The node indices are unsigned, so Numba emits no
-    negative-index wrap-around (a compare and a select per read, 20 reads a point), and
-    every load comes before the selects: same bits, kernel 13.6-14.5 → 12.6-13.3 ns a price
-    on one thread (2026-12-07, quiet machine)."""
+    In three loops. The cells' weights and first nodes are computed for the whole block in
+    SIMD registers; the reads, which LLVM cannot vectorise across points, are then a few
+    vector loads a point (:func:`_premium_lookup`); the exercise test is vectorised again.
+    In one scalar loop (before 2026-12-08) the weights' arithmetic, not the reads, had
+    cost most of the time: without its reads that loop vectorised and ran 4.6 times
+    faster. Split so, the kernel took 0.274 s against 0.351 s (quick margin book, 5,000
+    option rows × 10,000 scenarios, 2 threads, Intel Xeon), the P&L the same to the bit."""
     sd = side[b]
     first, ro, off = m_first[b], row_offset[b], offset[b]
     j_hi = float(nv - 3)
     i_hi = float(m_count[b] - 3)
     unv = np.uint64(nv)
+    bk = _SCENARIO_BLOCK
     for t in range(n):
-        # loads first, choices as selects, unsigned node indices: see the docstring
-        fv, fm, lm = frac_v[t], frac_m[t], ln_m[t]
         jr = cell_v[t] - v0
-        fy = 0.0 if jr < 1.0 else (1.0 if jr > j_hi else fv)
+        fy = 0.0 if jr < 1.0 else (1.0 if jr > j_hi else frac_v[t])
         j = np.uint64(min(max(jr, 1.0), j_hi))
-        w0, w1, w2, w3 = _cubic_weights(fy)
-        r = np.uint64(ro) + j - np.uint64(1)
-        m_star = w0 * boundary[r] + w1 * boundary[r + np.uint64(1)]
-        m_star += w2 * boundary[r + np.uint64(2)]
-        m_star += w3 * boundary[r + np.uint64(3)]
         ir = cell_m[t] - first
-        fx = 0.0 if ir < 1.0 else (1.0 if ir > i_hi else fm)
+        fx = 0.0 if ir < 1.0 else (1.0 if ir > i_hi else frac_m[t])
         i = np.uint64(min(max(ir, 1.0), i_hi))
+        w0, w1, w2, w3 = _cubic_weights(fy)
         a0, a1, a2, a3 = _cubic_weights(fx)
-        c = np.uint64(off) + (i - np.uint64(1)) * unv + j - np.uint64(1)
-        c1, c2, c3 = c + np.uint64(1), c + np.uint64(2), c + np.uint64(3)
-        e = a0 * (w0 * values[c] + w1 * values[c1] + w2 * values[c2] + w3 * values[c3])
-        c, c1, c2, c3 = c + unv, c1 + unv, c2 + unv, c3 + unv
-        e += a1 * (w0 * values[c] + w1 * values[c1] + w2 * values[c2] + w3 * values[c3])
-        c, c1, c2, c3 = c + unv, c1 + unv, c2 + unv, c3 + unv
-        e += a2 * (w0 * values[c] + w1 * values[c1] + w2 * values[c2] + w3 * values[c3])
-        c, c1, c2, c3 = c + unv, c1 + unv, c2 + unv, c3 + unv
-        e += a3 * (w0 * values[c] + w1 * values[c1] + w2 * values[c2] + w3 * values[c3])
-        ex = (sd != 0.0) & (sd * (lm - m_star) <= 0.0)
-        eep[t] = 0.0 if ex else e
+        weights[t], weights[bk + t], weights[2 * bk + t], weights[3 * bk + t] = w0, w1, w2, w3
+        weights[4 * bk + t], weights[5 * bk + t] = a0, a1
+        weights[6 * bk + t], weights[7 * bk + t] = a2, a3
+        nodes[t] = np.uint64(ro) + j - np.uint64(1)
+        nodes[bk + t] = np.uint64(off) + (i - np.uint64(1)) * unv + j - np.uint64(1)
+    for t in range(n):
+        eep[t], frac_v[t] = _premium_lookup(
+            values, nodes[bk + t], unv, boundary, nodes[t], weights, np.uint64(t)
+        )  # frac_v is spent: it takes the boundary's log-moneyness m*
+    for t in range(n):
+        ex = (sd != 0.0) & (sd * (ln_m[t] - frac_v[t]) <= 0.0)
+        eep[t] = 0.0 if ex else eep[t]
         exercised[t] = ex
 
 
@@ -1573,6 +1669,8 @@ def _revalue_kernel(
         ln_m = np.empty(_SCENARIO_BLOCK)
         eep = np.empty(_SCENARIO_BLOCK)
         exercised = np.empty(_SCENARIO_BLOCK, dtype=np.bool_)
+        weights = np.empty(8 * _SCENARIO_BLOCK)
+        nodes = np.empty(2 * _SCENARIO_BLOCK, dtype=np.uint64)
         for s in range(n_s):
             shock = np.float64(spot_shock[u, s])
             s_new[s] = s0 * (1.0 + shock)
@@ -1636,7 +1734,7 @@ def _revalue_kernel(
             if b >= 0:
                 # The premium grid's axes are the option's own scenario vol (ln σ) and asinh
                 # moneyness: their lattice coordinates in one SIMD pass per block of
-                # scenarios, the bicubics' gathers in a second (_eep_block, branch-free).
+                # scenarios, the bicubics in _eep_block (branch-free).
                 # Multiplied by reciprocals, not divided: a division does not pipeline (see
                 # fast_log). The last-bit difference from a division cannot reach a node
                 # left unpriced: _needed_nodes pads every bound by 1e-9.
@@ -1658,7 +1756,8 @@ def _revalue_kernel(
                         ln_m[t_] = xs
                     _eep_block(
                         n, b, ln_m, cell_v, frac_v, cell_m, frac_m, v0, nv, m_first, m_count,
-                        offset, grid, side, row_offset, boundary, eep, exercised,
+                        offset, grid, side, row_offset, boundary, weights, nodes, eep,
+                        exercised,
                     )  # fmt: skip
                     hole = False
                     for t_ in range(n):
