@@ -48,30 +48,34 @@ def rows_and_points() -> tuple[PremiumRows, np.ndarray, np.ndarray]:
     return rows, rng.integers(0, n_rows, n), rng.uniform(-0.5, 0.5, n)
 
 
+@pytest.mark.parametrize("single", [False, True])
 def test_premium_same_bits_at_any_offset_and_allocation(
-    rows_and_points: tuple[PremiumRows, np.ndarray, np.ndarray],
+    rows_and_points: tuple[PremiumRows, np.ndarray, np.ndarray], single: bool
 ) -> None:
     rows, row, m = rows_and_points
-    expected = early_exercise_premium(rows, row, m).tobytes()
+    expected = early_exercise_premium(rows, row, m, single=single).tobytes()
     held = []
     for rep in range(30):
         # Different heap layouts between calls move the kernel's work arrays about.
         held.append(np.empty(1 + 97 * rep))
         offset = _OFFSETS[rep % len(_OFFSETS)]
-        got = early_exercise_premium(rows, _at_offset(row, offset), _at_offset(m, offset))
+        got = early_exercise_premium(
+            rows, _at_offset(row, offset), _at_offset(m, offset), single=single
+        )
         assert got.tobytes() == expected, f"call {rep}, offset {offset}"
 
 
+@pytest.mark.parametrize("single", [False, True])
 def test_premium_same_bits_alone_or_among_others(
-    rows_and_points: tuple[PremiumRows, np.ndarray, np.ndarray],
+    rows_and_points: tuple[PremiumRows, np.ndarray, np.ndarray], single: bool
 ) -> None:
     rows, row, m = rows_and_points
-    everything = early_exercise_premium(rows, row, m)
+    everything = early_exercise_premium(rows, row, m, single=single)
     # A point alone runs a loop's scalar remainder; among others, mostly its SIMD body.
     for i in range(0, row.size, 97):
-        alone = early_exercise_premium(rows, row[i : i + 1], m[i : i + 1])
+        alone = early_exercise_premium(rows, row[i : i + 1], m[i : i + 1], single=single)
         assert alone.tobytes() == everything[i : i + 1].tobytes(), f"point {i}"
-    reverse = early_exercise_premium(rows, row[::-1], m[::-1])
+    reverse = early_exercise_premium(rows, row[::-1], m[::-1], single=single)
     assert reverse[::-1].tobytes() == everything.tobytes()
 
 

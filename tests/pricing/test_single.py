@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from numba import njit
 from scipy.special import ndtr
 
+from marginflow.pricing.american import early_exercise_premium, premium_rows
 from marginflow.pricing.single import CUT, NCDF32_ERROR, ncdf32
 
 
@@ -63,3 +64,28 @@ def test_vectorised_loop_and_scalar_give_the_same_bits() -> None:
     x = np.random.default_rng(1).normal(0.0, 4.0, 1_003).astype(np.float32)
     scalar = np.array([_one(v) for v in x], dtype=np.float32)
     assert (_loop(x).view(np.int32) == scalar.view(np.int32)).all()
+
+
+def test_premium_integral_in_float32_within_its_bound() -> None:
+    # The integrand's weights sum to about (r + q) T per unit strike, each CDF within
+    # NCDF32_ERROR, S/K in the second term: the bound early_exercise_premium states.
+    rng = np.random.default_rng(20261208)
+    n_rows = 200
+    t = rng.integers(7, 365 * 3, n_rows) / 365.0
+    t[:8] = rng.uniform(20.0, 60.0, 8)  # long-dated rows: the high-precision scheme
+    r, q = rng.uniform(0.0, 0.08, n_rows), rng.uniform(0.0, 0.06, n_rows)
+    rows = premium_rows(
+        is_call=rng.random(n_rows) < 0.5,
+        expiry_years=t,
+        rate=r,
+        dividend_yield=q,
+        vol=rng.uniform(0.1, 0.6, n_rows),
+    )
+    row, m = rng.integers(0, n_rows, 50_000), rng.uniform(-1.5, 1.5, 50_000)
+    double = early_exercise_premium(rows, row, m)
+    single = early_exercise_premium(rows, row, m, single=True)
+    np.testing.assert_array_equal(np.isnan(single), np.isnan(double))
+    horizon = np.minimum(t, rows.solve_t)[row]
+    bound = NCDF32_ERROR * (1.0 + np.exp(np.abs(m))) * (r + q)[row] * horizon
+    assert np.nanmax(np.abs(single - double) - bound) <= 0.0
+    assert np.nanmax(np.abs(single - double)) > 0.0  # the float32 path was taken
