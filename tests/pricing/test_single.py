@@ -9,7 +9,7 @@ from numba import njit
 from scipy.special import ndtr
 
 from marginflow.pricing.american import early_exercise_premium, premium_rows
-from marginflow.pricing.single import CUT, NCDF32_ERROR, ncdf32
+from marginflow.pricing.single import CUT, NCDF32_ERROR, log32, ncdf32
 
 
 @njit(cache=True)
@@ -89,3 +89,27 @@ def test_premium_integral_in_float32_within_its_bound() -> None:
     bound = NCDF32_ERROR * (1.0 + np.exp(np.abs(m))) * (r + q)[row] * horizon
     assert np.nanmax(np.abs(single - double) - bound) <= 0.0
     assert np.nanmax(np.abs(single - double)) > 0.0  # the float32 path was taken
+
+
+@njit(cache=True)
+def _logs(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = log32(x[i])
+    return out
+
+
+def test_log32_within_its_stated_error() -> None:
+    rng = np.random.default_rng(2)
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(-80.0, 80.0, 1_000_000)).astype(np.float32),
+            rng.uniform(0.3, 3.0, 1_000_000).astype(np.float32),
+            np.float32([1.0, 2.0, 0.5, np.sqrt(2.0), np.finfo(np.float32).tiny]),
+        ]
+    )
+    got = _logs(x).astype(np.float64)
+    ref = np.log(x.astype(np.float64))
+    bound = 1.1e-7 + 0.5 * np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert (np.abs(got - ref) <= bound).all()
+    assert _logs(np.float32([1.0]))[0] == 0.0
