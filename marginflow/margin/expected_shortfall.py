@@ -62,18 +62,34 @@ def _check_finite(pnl: FloatArray, rows: IndexArray) -> None:
     """Refuse a NaN or infinite P&L: the sorting kernels compare with ``<``, which is false
     for NaN, so one would silently drop out of the tail and understate ES.
 
-    One summing pass per row finds them (a NaN or ±inf anywhere makes the sum non-finite;
-    P&L within the documented magnitude limits cannot overflow a sum).
+    One vectorised pass over the rows, in parallel (NumPy's one-thread row sums, which
+    found them before, took 0.1 s of the 0.4 s tail stage of 10,000 accounts × 10,000
+    scenarios).
     """
-    sums = pnl.sum(axis=1) if rows.size == pnl.shape[0] else pnl[rows].sum(axis=1)
-    bad = np.flatnonzero(~np.isfinite(sums))
+    kernel = _nonfinite_rows_parallel if rows.size >= _SERIAL_BELOW else _nonfinite_rows
+    bad = np.flatnonzero(kernel(pnl, rows))
     if bad.size:
-        row = int(rows[bad[0]]) if rows.size != pnl.shape[0] else int(bad[0])
+        row = int(rows[bad[0]])
         col = int(np.flatnonzero(~np.isfinite(pnl[row]))[0])
         value = float(pnl[row, col])
         raise ValidationError(
             "pnl", f"row {row}, scenario {col}: P&L must be finite, got {value!r}"
         )
+
+
+def _nonfinite_rows_impl(pnl: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[0], dtype=np.bool_)
+    for r in prange(rows.shape[0]):
+        row = pnl[rows[r]]
+        bad = False
+        for s in range(row.shape[0]):
+            bad |= row[s] - row[s] != 0.0  # NaN for NaN and ±inf alone
+        out[r] = bad
+    return out
+
+
+_nonfinite_rows = njit(cache=True)(_nonfinite_rows_impl)
+_nonfinite_rows_parallel = njit(cache=True, parallel=True)(_nonfinite_rows_impl)
 
 
 def equal_weights(n: int) -> FloatArray:
@@ -141,6 +157,40 @@ def _candidates(alpha: float, w: FloatArray) -> int:
     return min(int(w.size), math.floor(alpha / float(w.min()) * (1 + _TOL)) + 2)
 
 
+_CHUNK = 32
+"""Scenarios :func:`_tail_one` tests at once against the top of its full heap."""
+
+
+@njit(cache=True, inline="always")
+def _heap_push(v: float, t: int, m: int, size: int, heap_v: np.ndarray, heap_t: np.ndarray) -> int:
+    """Offer value ``v`` of scenario ``t`` to the max-heap of the ``m`` worst (``size`` in
+    it); returns the new size."""
+    if size < m:
+        j = size
+        while j > 0:  # sift up
+            parent = (j - 1) // 2
+            if heap_v[parent] >= v:
+                break
+            heap_v[j], heap_t[j] = heap_v[parent], heap_t[parent]
+            j = parent
+        heap_v[j], heap_t[j] = v, t
+        return size + 1
+    if v < heap_v[0]:
+        j = 0
+        while True:  # sift down from the root
+            child = 2 * j + 1
+            if child >= m:
+                break
+            if child + 1 < m and heap_v[child + 1] > heap_v[child]:
+                child += 1
+            if heap_v[child] <= v:
+                break
+            heap_v[j], heap_t[j] = heap_v[child], heap_t[child]
+            j = child
+        heap_v[j], heap_t[j] = v, t
+    return size
+
+
 @njit(cache=True, inline="always")
 def _tail_one(
     x_all: np.ndarray,
@@ -156,36 +206,28 @@ def _tail_one(
 
     The worst m are kept in a max-heap while scanning once: O(N log m), and unlike
     quickselect it does not degrade when many P&L values tie (a flat account is all
-    zeros)."""
+    zeros). Once the heap is full, a chunk of :data:`_CHUNK` scenarios none of which is
+    below its top is passed over after one vectorised test (most are: the tail is a few
+    percent of the scenarios); a chunk with one is offered to the heap scenario by
+    scenario, as before, so the heap sees what it saw and ends the same."""
     n = inc.shape[0]
     heap_v = np.empty(m)
     heap_t = np.empty(m, dtype=np.int64)
     size = 0
-    for t in range(n):
-        v = x_all[inc[t]]
-        if size < m:
-            j = size
-            size += 1
-            while j > 0:  # sift up
-                parent = (j - 1) // 2
-                if heap_v[parent] >= v:
-                    break
-                heap_v[j], heap_t[j] = heap_v[parent], heap_t[parent]
-                j = parent
-            heap_v[j], heap_t[j] = v, t
-        elif v < heap_v[0]:
-            j = 0
-            while True:  # sift down from the root
-                child = 2 * j + 1
-                if child >= m:
-                    break
-                if child + 1 < m and heap_v[child + 1] > heap_v[child]:
-                    child += 1
-                if heap_v[child] <= v:
-                    break
-                heap_v[j], heap_t[j] = heap_v[child], heap_t[child]
-                j = child
-            heap_v[j], heap_t[j] = v, t
+    t = 0
+    while t < n:
+        end = min(t + _CHUNK, n)
+        if size == m and end - t == _CHUNK:
+            top = heap_v[0]
+            below = False
+            for u in range(t, end):
+                below |= x_all[inc[u]] < top
+            if not below:
+                t = end
+                continue
+        for u in range(t, end):
+            size = _heap_push(x_all[inc[u]], u, m, size, heap_v, heap_t)
+        t = end
     order = np.argsort(heap_v[:size], kind="mergesort")
     cand = heap_t[:size][order]
     tol = alpha * 1e-9

@@ -172,3 +172,14 @@ def test_a_non_finite_pnl_is_refused_never_skipped(bad: float) -> None:
     assert tail_stats(pnl, confidence=0.75, rows=np.array([0], dtype=np.intp)).es[0] == 5.0
     with pytest.raises(ValidationError, match="P&L must be finite"):
         tail(pnl[1], confidence=0.75)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_pnl_is_refused_among_many_rows(bad: float) -> None:
+    # many rows take the parallel check; the error names the row and scenario as before
+    pnl = np.random.default_rng(3).normal(0.0, 100.0, (64, 500))
+    pnl[40, 321] = bad
+    with pytest.raises(ValidationError, match=r"pnl: row 40, scenario 321: P&L must be finite"):
+        tail_stats(pnl, confidence=0.99)
+    ok = tail_stats(pnl, confidence=0.99, rows=np.arange(40))
+    assert np.isfinite(ok.es).all()
