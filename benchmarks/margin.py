@@ -220,11 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print_table(
-        "full re-margin, warm: the next day in the same engine",
-        ("stage", "seconds", "note"),
-        _next_day(engine, sb, args.seed, n_prices),
-    )
-    print_table(
         "what float32 storage loses", ("measure", "value"), _float32_loss(engine, args.seed)
     )
     print_table(
@@ -236,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             "grid models on the same book", ("model", "seconds", "note"), _grid_models(engine)
         )
+    # last: the roll moves the engine to another day and scenario set
+    print_table(
+        "full re-margin, warm: the next day in the same engine",
+        ("stage", "seconds", "note"),
+        _next_day(engine, sb, args.seed, n_prices),
+    )
     print(f"peak RSS {peak_rss_mb():,.0f} MiB")
     return 0
 

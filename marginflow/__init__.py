@@ -18,4 +18,4 @@ Package map (imports point down the stack only)::
     sim       beside the stack: load generator, synthetic books and CRIFs, chaos, demo
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

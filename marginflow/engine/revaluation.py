@@ -32,7 +32,8 @@ bucket:
   price: :func:`marginflow.pricing.american.premium_block`, run where the nodes lie in the
   grid by :func:`_price_nodes`; long-dated and closed-form rows through
   :func:`marginflow.pricing.american.early_exercise_premium`, to the same bits; the
-  integral's normal CDFs in float32 either way, within 1e-7 per unit strike); a row is
+  integral's normal CDFs in float32 either way, within 3e-7 (r + x q) T per unit strike,
+  x the put-space moneyness); a row is
   shared by every bucket with the same (call/put, expiry, rate, dividend);
 * nodes on a **fixed lattice**: ``m = c · sinh(i · h)`` with ``c`` three times the total vol
   at the ATM vol rounded to the nearest power of two, √T (at least 0.005), and ``h`` =
@@ -160,10 +161,12 @@ class RevaluationSettings:
 
     def __post_init__(self) -> None:
         revaluation_method(self.method)
-        for name in ("eep_moneyness_step", "eep_log_vol_step"):
+        for name, least in (("eep_moneyness_step", 0.005), ("eep_log_vol_step", 0.01)):
+            # The least steps keep the kernel's float32 lattice coordinates within a
+            # quarter of _COORD_PAD of their float64 values (the error grows as 1/step).
             step = getattr(self, name)
-            if not (math.isfinite(step) and 0.0 < step <= 1.0):
-                raise ValidationError(name, f"must be in (0, 1], got {step!r}")
+            if not (math.isfinite(step) and least <= step <= 1.0):
+                raise ValidationError(name, f"must be in [{least}, 1], got {step!r}")
         if not self.vol_floor > 0:
             raise ValidationError("vol_floor", f"must be > 0, got {self.vol_floor!r}")
 
@@ -673,11 +676,14 @@ def _smile_between(
 
 _COORD_PAD = 1e-3
 """Lattice cells (of either axis) by which :func:`_needed_nodes` widens every point's
-cell: the kernel takes a point's coordinates in float32 (``pricing.single.log32``). A
-coordinate lies within 512 cells of 0 (|ln S/K| <= 34 at the smallest scale, 0.005, is 380
-cells), where float32 numbers are 3.1e-5 of a cell apart; measured against float64 over
-4 M points, the worst error was 3.1e-5 of a cell in moneyness and 5.3e-6 in vol. A pad of
-1e-3 marks an extra node only where a point lies that close to a cell's edge."""
+cell: the kernel takes a point's coordinates in float32 (``pricing.single.log32``). At the
+default steps a coordinate lies within 512 cells of 0 (|ln S/K| <= 34 at the smallest
+scale, 0.005, is 380 cells), where float32 numbers are 3.1e-5 of a cell apart; measured
+against float64 over 4 M points, the worst error was 3.1e-5 of a cell in moneyness and
+5.3e-6 in vol. The error grows as 1/step: at the least steps :class:`RevaluationSettings`
+accepts (0.005 in moneyness, 0.01 in ln σ) it is at most ~2.5e-4 of a cell (half the
+float32 spacing at 1,900 cells, plus log32's 3.5e-7 over the step). A pad of 1e-3 marks
+an extra node only where a point lies that close to a cell's edge."""
 
 
 @njit(cache=True)
@@ -1589,12 +1595,13 @@ def _eep_block(n: int, b: int, ln_m: np.ndarray, cell_v: np.ndarray, frac_v: np.
     the moneyness axis; cells as floats), clamped at the lattice's ends as :func:`_cell`
     clamps; ``ln_m`` the points' log-moneyness. Writes the premium per unit strike into
     ``eep`` and whether the point is exercised into ``exercised``; ``weights`` (8 ×
-    :data:`_SCENARIO_BLOCK`) and ``nodes`` (uint64, 2 × :data:`_SCENARIO_BLOCK`) are
-    scratch, and ``frac_v`` is spent.
+    :data:`_SCENARIO_BLOCK`), ``nodes`` (uint64, 2 × :data:`_SCENARIO_BLOCK`) and
+    ``m_star`` (the boundary's log-moneyness at each point) are scratch.
 
     Without a branch: every point reads its boundary and its 16 nodes, exercised or not (the
-    clamps keep the reads inside the bucket), and the exercise test selects. Same bits as
-    :func:`_eep`'s sums (its cell coordinates are its own).
+    clamps keep the reads inside the bucket), and the exercise test selects. The sums are
+    taken in :func:`_eep`'s order (its cell coordinates are its own; inlined into the
+    kernel, which allows contraction, either may fuse a multiply and an add).
 
     In three loops. The cells' weights and first nodes are computed for the whole block in
     SIMD registers; the reads, which LLVM cannot vectorise across points, are then a few

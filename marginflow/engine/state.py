@@ -431,7 +431,9 @@ class MarginEngine:
         scenarios come with its start-of-day load). ``market`` (the same underlyings; its
         date is replaced by ``valuation_date``) and ``scenarios`` (shocks for every
         underlying of the book) replace them in the same revaluation: a back-test moves one
-        engine from day to day this way, one revaluation a day, its premium grids kept."""
+        engine from day to day this way, one revaluation a day, its premium grids kept. The
+        P&L matrix and the account vectors are written over in place where their shapes
+        allow: a caller holding ``matrix`` or ``pnl`` from before sees the new day's."""
         if valuation_date < self.book.market.valuation_date:
             raise ValidationError(
                 "business_date",

@@ -1915,8 +1915,8 @@ def early_exercise_premium(
     ``S/K = exp(ln_moneyness[i])`` (non-negative; the American price as
     :func:`american_price` gives it). Each value depends on its row's inputs and its
     moneyness alone. ``single``: the premium integral's normal CDFs in float32, as the
-    revaluation engine's grids take them (:func:`premium_block`: within 1e-7 per unit
-    strike for r + q <= 10%, T <= 2 years)."""
+    revaluation engine's grids take them (:func:`premium_block`: within
+    NCDF32_ERROR · (r + x q) T per unit strike, x the put-space moneyness)."""
     from marginflow.pricing.black_scholes import european_price
 
     idx = np.ascontiguousarray(np.asarray(row, dtype=np.int64).ravel())
@@ -2205,10 +2205,11 @@ def premium_block(
 
     With ``single`` the integral's normal CDFs are taken in float32
     (:func:`marginflow.pricing.single.ncdf32`, in ``buf32``: 2 × :data:`PREMIUM_BLOCK`
-    scratch), its arguments and sums in float64. The integrand's weights sum to about
-    (r + q) T per unit strike, so the premium moves by at most NCDF32_ERROR · (1 + S/K) ·
-    (r + q) T, below 1e-7 per unit strike for r + q <= 10% and T <= 2 years: a thousandth
-    of the margin's tolerance. The European terms stay in float64."""
+    scratch), its arguments and sums in float64. The integrand's two weights sum to at
+    most r T and q T per unit strike, the second times the put-space moneyness x (S/K for
+    a put, K/S for a call), so the premium moves by at most NCDF32_ERROR · (r + x q) T:
+    6e-8 at the money for r + q = 10% and T = 2 years, a hundredth of the margin's
+    tolerance. The European terms stay in float64."""
     lx, x, pr = buf[0], buf[1], buf[2]
     n_p = c_0.shape[1]
     call = is_call[j]

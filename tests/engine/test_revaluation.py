@@ -8,9 +8,11 @@ import datetime as dt
 import math
 
 import numpy as np
+import pytest
 import QuantLib as ql
 
 from marginflow.core.book import InstrumentKind, Instruments, Market
+from marginflow.core.errors import ValidationError
 from marginflow.engine.aggregate import account_pnl
 from marginflow.engine.revaluation import RevaluationSettings, revalue
 from marginflow.margin.expected_shortfall import tail_stats
@@ -175,3 +177,21 @@ def test_a_scenarios_pnl_does_not_depend_on_the_other_scenarios(small_case: Smal
         vol_shock=np.ascontiguousarray(vol[:, keep]),
     )
     assert np.array_equal(sub, full[:, keep])
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("eep_moneyness_step", 0.004),
+        ("eep_log_vol_step", 0.009),
+        ("eep_moneyness_step", 1.5),
+        ("eep_log_vol_step", math.nan),
+    ],
+)
+def test_grid_steps_outside_the_float32_coordinates_range_are_refused(
+    name: str, step: float
+) -> None:
+    # below the least steps the kernel's float32 coordinates could pass the nodes' pad
+    with pytest.raises(ValidationError, match=name):
+        RevaluationSettings(**{name: step})
+    assert RevaluationSettings(eep_moneyness_step=0.005, eep_log_vol_step=0.01).method == "grid"

@@ -176,7 +176,7 @@ def test_a_non_finite_pnl_is_refused_never_skipped(bad: float) -> None:
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_a_non_finite_pnl_is_refused_among_many_rows(bad: float) -> None:
-    # many rows take the parallel check; the error names the row and scenario as before
+    # many rows take the parallel tail kernel; the error names the row and scenario
     pnl = np.random.default_rng(3).normal(0.0, 100.0, (64, 500))
     pnl[40, 321] = bad
     with pytest.raises(ValidationError, match=r"pnl: row 40, scenario 321: P&L must be finite"):
