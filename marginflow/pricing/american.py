@@ -71,18 +71,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir  # type: ignore[import-untyped]
-from numba import get_num_threads, njit, prange, types
-from numba.extending import intrinsic
+from numba import get_num_threads, njit, prange
 from numpy.typing import ArrayLike, NDArray
 
 from marginflow.core.batch import BoolArray, FloatArray, OptionBatch
 from marginflow.core.errors import ValidationError
 from marginflow.core.limits import MONEYNESS_MAX
 from marginflow.pricing.black_scholes import bsm_scalar
+from marginflow.pricing.intrinsics import bits_of_f64, f64_of_bits, fma_f64
 from marginflow.pricing.single import ncdf32
 
 IntArray = NDArray[np.int64]
@@ -236,45 +235,9 @@ def _tables(scheme: AloScheme) -> _Tables:
 # --------------------------------------------------------------------------------------
 
 
-def _bits_as_float_impl(typingctx, bits):  # type: ignore[no-untyped-def]
-    """Reinterpret int64 bits as a float64 (LLVM bitcast; vectorises)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
-
-_bits_as_float: Any = intrinsic(_bits_as_float_impl)
-
-
-def _float_bits_impl(typingctx, value):  # type: ignore[no-untyped-def]
-    """Reinterpret float64 as int64 bits (LLVM bitcast; vectorises)."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-_float_bits: Any = intrinsic(_float_bits_impl)
-
-
-def _fma_impl(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """a · b + c rounded once (llvm.fma: one instruction on FMA hardware; vectorises)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        d = ir.DoubleType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
-        return builder.call(fn, args)
-
-    return sig, codegen
-
-
-_fma: Any = intrinsic(_fma_impl)
+_bits_as_float = f64_of_bits
+_float_bits = bits_of_f64
+_fma = fma_f64
 
 # No fast-math flags, not even "contract": with contraction allowed, LLVM fuses a
 # multiply and an add into an FMA or not depending on the code around them, and the

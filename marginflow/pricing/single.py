@@ -25,51 +25,16 @@ revaluation kernel), the caller's flag applies to the remaining multiplies and a
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from llvmlite import ir  # type: ignore[import-untyped]
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from marginflow.pricing.intrinsics import bits_of_f32, f32_of_bits, fma_f32
 
 __all__ = ["CUT", "NCDF32_ERROR", "log32", "ncdf32"]
 
 
-def _fma32_impl(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """a · b + c in float32, rounded once (llvm.fma.f32; vectorises)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        f = ir.FloatType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [f], ir.FunctionType(f, [f, f, f]))
-        return builder.call(fn, args)
-
-    return sig, codegen
-
-
-def _bits32_impl(typingctx, value):  # type: ignore[no-untyped-def]
-    """Reinterpret float32 as int32 bits (LLVM bitcast; vectorises)."""
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return sig, codegen
-
-
-def _float32_impl(typingctx, bits):  # type: ignore[no-untyped-def]
-    """Reinterpret int32 bits as float32 (LLVM bitcast; vectorises)."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-_fma32: Any = intrinsic(_fma32_impl)
-_bits32: Any = intrinsic(_bits32_impl)
-_as_float32: Any = intrinsic(_float32_impl)
+_fma32, _bits32, _as_float32 = fma_f32, bits_of_f32, f32_of_bits
 
 _F = np.float32
 # Globals are frozen into the kernels with their NumPy type: float32 constants keep the
